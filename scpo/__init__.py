@@ -1,0 +1,18 @@
+"""scpo: Steerable Cultural Preference Optimization of reward models, reproducibly.
+
+The package follows the method step by step; each module has one job:
+
+- ``pairs``      the tidy preference-pair table every data source produces
+- ``prism``      PRISM (hub or local jsonl) -> pairs
+- ``goqa``       GlobalOpinionQA (hub or local csv) -> pairs
+- ``simulate``   a cultural-preference simulator writing PRISM-format files, truth known
+- ``method``     the equations: p_glo, the filter, the weights, the weighted Bradley-Terry loss
+- ``cache``      on-disk cache for embeddings and global-RM scores
+- ``models``     reward models behind one interface (embedding head, Hugging Face)
+- ``variants``   the paper's variants as data
+- ``experiment`` run countries x variants x seeds
+- ``evaluate``   accuracy, pure-minority subset, bootstrap CIs, 1 - JSD, data efficiency
+- ``cli``        the ``scpo`` command
+"""
+
+__version__ = "0.1.0"
