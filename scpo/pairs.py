@@ -102,7 +102,14 @@ def require_test_pairs(pairs: pd.DataFrame, country: str) -> pd.DataFrame:
 
 
 def split_units(units: pd.Series | np.ndarray, test_frac: float, seed: int) -> set:
-    """A seeded random subset of distinct units (users or questions) of size round(frac * n)."""
+    """A seeded random subset of distinct units (users or questions) of size round(frac * n).
+
+    The units are sorted first, so the subset depends on the set of units and the seed only,
+    not on their order.
+    """
+    if not 0.0 <= test_frac <= 1.0:
+        # a negative fraction would otherwise slice [:-k] and silently return almost every unit
+        raise ValueError(f"split fraction must be in [0, 1], got {test_frac!r}")
     uniq = np.array(sorted(pd.unique(pd.Series(units).astype(str))))
     rng = np.random.default_rng(seed)
     n_test = int(round(test_frac * len(uniq)))
@@ -115,10 +122,15 @@ def carve_validation(pairs: pd.DataFrame, frac: float = 0.15, seed: int = 0) -> 
     Whole users move (their pairs are not independent); test pairs are never touched.
     """
     out = pairs.copy()
-    for country, sub in out[out["split"] == "train"].groupby("country"):
-        val_users = split_units(sub["user_id"], frac, seed)
-        idx = sub.index[sub["user_id"].astype(str).isin(val_users)]
-        out.loc[idx, "split"] = "val"
+    train = (out["split"] == "train").to_numpy()
+    users = out["user_id"].astype(str)
+    to_val = np.zeros(len(out), dtype=bool)
+    # boolean masks, not index labels: with a repeated index, labels would also hit test rows
+    for country in pd.unique(out.loc[train, "country"]):
+        mine = train & (out["country"] == country).to_numpy()
+        val_users = split_units(users[mine], frac, seed)
+        to_val |= mine & users.isin(val_users).to_numpy()
+    out.loc[to_val, "split"] = "val"
     return out
 
 

@@ -1,0 +1,118 @@
+"""The ``scpo`` command.
+
+    scpo run --dataset goqa --data-dir ../shared/data/globalopinionqa --countries all \
+        --variants all --seeds 0 1 2 --out results/
+    scpo run --preset paper --data-dir /data/prism --out results/paper
+    scpo pairs --dataset sim               # pair counts per country and split, and what was dropped
+    scpo simulate --preset default --out data/sim
+    scpo presets
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import sys
+import time
+from pathlib import Path
+
+from scpo.config import Config, list_presets, load_preset
+
+
+def _value(text: str):
+    """A --set value: a Python literal if it parses as one (never evaluated), else a string."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def build_config(args: argparse.Namespace) -> Config:
+    cfg = load_preset(args.preset) if args.preset else Config()
+    over: dict[str, dict] = {}
+    for flag, section, key in [("dataset", "data", "dataset"), ("data_dir", "data", "data_dir"),
+                               ("countries", "run", "countries"), ("variants", "run", "variants"),
+                               ("seeds", "run", "seeds"), ("backend", "model", "backend"),
+                               ("tau", "method", "tau"), ("beta", "method", "beta")]:
+        v = getattr(args, flag, None)
+        if v is not None:
+            over.setdefault(section, {})[key] = v
+    for item in args.set or []:
+        name, sep, val = item.partition("=")
+        section, dot, key = name.partition(".")
+        if not sep or not dot:
+            raise SystemExit(f"--set expects section.key=value, got {item!r}")
+        over.setdefault(section, {})[key] = _value(val)
+    return cfg.update(over, where="command line")
+
+
+def _add_config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--preset", help=f"a preset name ({', '.join(list_presets())}) or a .toml path")
+    p.add_argument("--dataset", choices=["sim", "prism", "goqa"])
+    p.add_argument("--data-dir", dest="data_dir", help="local data (default: hub / simulate)")
+    p.add_argument("--countries", nargs="+", help="country names or 'all' (the paper's 7)")
+    p.add_argument("--variants", nargs="+", help="variant names or 'all'")
+    p.add_argument("--seeds", nargs="+", type=int)
+    p.add_argument("--backend", choices=["embedding", "hf"])
+    p.add_argument("--tau", type=float)
+    p.add_argument("--beta", type=float)
+    p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE",
+                   help="any config field, e.g. --set train.lr=3e-4 (repeatable)")
+
+
+def cmd_run(args: argparse.Namespace) -> None:
+    from scpo.experiment import run
+
+    cfg = build_config(args)
+    t0 = time.perf_counter()
+    results, _, _ = run(cfg, args.out)
+    from scpo.report import main_table
+
+    print(main_table(results).to_string())
+    print(f"\n{len(results)} rows written to {args.out} in {time.perf_counter() - t0:.1f} s")
+
+
+def cmd_pairs(args: argparse.Namespace) -> None:
+    from scpo.data import load_pairs
+
+    data = load_pairs(build_config(args).data)
+    print(data.countries().to_string())
+    print(json.dumps(data.report, indent=1, default=str))
+
+
+def cmd_simulate(args: argparse.Namespace) -> None:
+    from scpo.simulate import sim_config, simulate
+
+    path = simulate(sim_config(args.preset), Path(args.out))
+    print(f"simulated PRISM-format data written to {path}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="scpo", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("run", help="train and evaluate every variant; write tidy results")
+    _add_config_args(p)
+    p.add_argument("--out", required=True, help="results directory")
+    p.set_defaults(func=cmd_run)
+    p = sub.add_parser("pairs", help="build the pair table and print its counts")
+    _add_config_args(p)
+    p.set_defaults(func=cmd_pairs)
+    p = sub.add_parser("simulate", help="write simulated PRISM-format data")
+    p.add_argument("--preset", default="default")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_simulate)
+    p = sub.add_parser("presets", help="list the presets")
+    p.set_defaults(func=lambda a: print("\n".join(list_presets())))
+    args = parser.parse_args(argv)
+    try:
+        args.func(args)
+    except (KeyError, ValueError, FileNotFoundError) as e:
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+        print(f"scpo: error: {msg}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,300 @@
+"""Run the paper's variants for countries x seeds and collect tidy, traceable results.
+
+    prep = prepare(cfg)                  # pairs, the global RM, its scores (once, cached)
+    run_country(prep, "Chile", cfg)      # every variant x seed for one country
+    run(cfg, out_dir)                    # all countries; writes results + a JSON record
+
+One row per country x variant x seed x test set ("overall", "pure_minority").
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+import scpo
+from scpo import evaluate, method
+from scpo.config import Config
+from scpo.data import load_pairs, resolve_countries
+from scpo.models.base import RewardModel
+from scpo.pairs import PairData, require_test_pairs, select_country
+from scpo.scoring import add_global_scores, get_global_rm
+from scpo.variants import Variant, resolve, training_weights
+
+TRUTH_COLUMNS = {"country_truth": "country_truth_margin", "global_truth": "global_truth_margin"}
+
+
+class EmptyFilterError(ValueError):
+    """A variant's filter kept no training pair."""
+
+
+@dataclass
+class Prepared:
+    """Everything shared by every country, variant and seed of a run."""
+
+    cfg: Config
+    data: PairData
+    pairs: pd.DataFrame  # data.pairs + rg_chosen, rg_rejected
+    global_rm: RewardModel
+    countries: list[str]
+
+
+@dataclass
+class CountryRun:
+    country: str
+    results: pd.DataFrame
+    histories: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # "variant/seed"
+    models: dict[str, RewardModel] = field(default_factory=dict)  # "variant/seed"
+    tuned: dict[int, dict[str, Any]] = field(default_factory=dict)  # seed -> choice + grid
+
+
+def prepare(cfg: Config) -> Prepared:
+    """Load pairs, get the global RM and score every distinct text with it once."""
+    data = load_pairs(cfg.data)
+    countries = resolve_countries(cfg.run.countries, data)
+    global_rm = get_global_rm(data, cfg)
+    pairs = add_global_scores(data.pairs, global_rm)
+    return Prepared(cfg, data, pairs, global_rm, countries)
+
+
+def country_splits(prep: Prepared, country: str) -> dict[str, pd.DataFrame]:
+    sub = select_country(prep.pairs, country)
+    require_test_pairs(sub, country)
+    return {s: sub[sub["split"] == s].reset_index(drop=True) for s in ("train", "val", "test")}
+
+
+def _train(prep: Prepared, train: pd.DataFrame, w: np.ndarray, seed: int, lr: float,
+           val: pd.DataFrame | None) -> tuple[RewardModel, list[dict[str, Any]]]:
+    model = prep.global_rm.copy()
+    tcfg = prep.cfg.train
+    tcfg = type(tcfg)(**{**tcfg.__dict__, "lr": lr})
+    keep = w > 0
+    hist = model.fit(train[keep].reset_index(drop=True), w[keep], tcfg, prep.cfg.method,
+                     seed=seed, eval_pairs=val if val is not None and len(val) else None)
+    return model, hist
+
+
+def _weights(prep: Prepared, variant: Variant, train: pd.DataFrame, tau: float, beta: float,
+             seed: int, country: str) -> np.ndarray:
+    w = training_weights(variant, train["rg_chosen"].to_numpy(), train["rg_rejected"].to_numpy(),
+                         tau, beta, seed)
+    if not (w > 0).any():
+        p = method.p_glo(train["rg_chosen"], train["rg_rejected"])
+        raise EmptyFilterError(
+            f"{country}: variant {variant.name!r} with tau={tau} keeps no training pair "
+            f"(0 of {len(train)}; p_glo ranges {p.min():.3f}-{p.max():.3f}). Raise tau.")
+    return w
+
+
+def _val_accuracy(model: RewardModel, val: pd.DataFrame) -> float:
+    rc, rr = model.score_pairs(val)
+    return float(np.mean(rc > rr))
+
+
+def tune(prep: Prepared, country: str, seed: int, splits: dict[str, pd.DataFrame],
+         variant: Variant) -> tuple[RewardModel, list[dict[str, Any]], dict[str, Any]]:
+    """Choose tau / beta / lr for one country by overall accuracy on its validation split.
+
+    Every grid point is trained on the training split with ``seed``; the first best point in
+    grid order wins (deterministic). Test pairs are never looked at.
+    """
+    if splits["val"].empty:
+        raise ValueError(f"{country}: no validation pairs to tune on; set data.val_frac > 0")
+    grid = prep.cfg.run.tune_grid
+    best: tuple[float, RewardModel, list, dict] | None = None
+    table = []
+    for tau, beta, lr_scale in itertools.product(grid["tau"], grid["beta"], grid["lr_scale"]):
+        w = training_weights(variant, splits["train"]["rg_chosen"].to_numpy(),
+                             splits["train"]["rg_rejected"].to_numpy(), tau, beta, seed)
+        if not (w > 0).any():
+            table.append({"tau": tau, "beta": beta, "lr_scale": lr_scale, "val_accuracy": None})
+            continue
+        lr = prep.cfg.train.lr * lr_scale
+        model, hist = _train(prep, splits["train"], w, seed, lr, None)
+        acc = _val_accuracy(model, splits["val"])
+        table.append({"tau": tau, "beta": beta, "lr_scale": lr_scale, "val_accuracy": acc})
+        if best is None or acc > best[0]:
+            best = (acc, model, hist, {"tau": tau, "beta": beta, "lr": lr})
+    if best is None:
+        raise EmptyFilterError(f"{country}: no tuning grid point keeps a training pair")
+    return best[1], best[2], {**best[3], "val_accuracy": best[0], "grid": table}
+
+
+def _jsd_alignment(prep: Prepared, model: RewardModel, country: str) -> float:
+    """GlobalOpinionQA: mean over test questions of 1 - JSD(softmax r(x, options), shares)."""
+    opts = prep.data.options
+    q = opts[(opts["country"] == country) & (opts["split"] == "test")]
+    if q.empty:
+        return float("nan")
+    texts = pd.DataFrame({
+        "prompt": [p for p, o in zip(q["prompt"], q["options"]) for _ in o],
+        "response": [x for o in q["options"] for x in o],
+    })
+    s = model.score(texts["prompt"].tolist(), texts["response"].tolist())
+    bounds = np.cumsum([0] + [len(o) for o in q["options"]])
+    scores = [s[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+    return float(np.mean(evaluate.jsd_alignment(scores, [np.asarray(x) for x in q["shares"]])))
+
+
+def evaluate_variant(prep: Prepared, model: RewardModel, test: pd.DataFrame, seed: int,
+                     country: str) -> list[dict[str, Any]]:
+    rc, rr = (score_texts_pairs(prep, test) if model is prep.global_rm
+              else model.score_pairs(test))
+    truth = {name: test[col].to_numpy() for name, col in TRUTH_COLUMNS.items()
+             if col in test.columns}
+    rows = evaluate.evaluate_model(
+        rc, rr, test["rg_chosen"].to_numpy(), test["rg_rejected"].to_numpy(),
+        test["user_id"].astype(str).to_numpy(), truth=truth or None,
+        n_boot=prep.cfg.run.n_boot, seed=seed)
+    if prep.data.source == "goqa":
+        rows[0]["jsd_alignment"] = _jsd_alignment(prep, model, country)
+    return rows
+
+
+def score_texts_pairs(prep: Prepared, test: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """The global RM's own test scores are already in the table: no rescoring."""
+    return test["rg_chosen"].to_numpy(), test["rg_rejected"].to_numpy()
+
+
+def run_country(prep: Prepared, country: str, *, keep_models: bool = False,
+                progress: bool = True) -> CountryRun:
+    """Every variant x seed of ``prep.cfg.run`` for one country."""
+    cfg = prep.cfg
+    splits = country_splits(prep, country)
+    train, test = splits["train"], splits["test"]
+    out = CountryRun(country, pd.DataFrame())
+    rows: list[dict[str, Any]] = []
+    jobs = list(itertools.product(cfg.run.seeds, resolve(cfg.run.variants)))
+    for seed, variant in tqdm(jobs, desc=country, disable=not progress, leave=False):
+        tau, beta, lr = cfg.method.tau, cfg.method.beta, cfg.train.lr
+        n_kept, w_sum = 0, 0.0
+        if not variant.train:
+            model, hist = prep.global_rm, []
+        elif variant.tuned:
+            model, hist, choice = tune(prep, country, seed, splits, variant)
+            tau, beta, lr = choice["tau"], choice["beta"], choice["lr"]
+            out.tuned[seed] = choice
+        else:
+            w = _weights(prep, variant, train, tau, beta, seed, country)
+            model, hist = _train(prep, train, w, seed, lr, splits["val"])
+        if variant.train:
+            w = training_weights(variant, train["rg_chosen"].to_numpy(),
+                                 train["rg_rejected"].to_numpy(), tau, beta, seed)
+            n_kept, w_sum = int((w > 0).sum()), float(w.sum())
+        key = f"{variant.name}/{seed}"
+        out.histories[key] = hist
+        if keep_models:
+            out.models[key] = model
+        for r in evaluate_variant(prep, model, test, seed, country):
+            rows.append({
+                "country": country, "variant": variant.name, "seed": seed, **r,
+                "n_train": len(train), "n_kept": n_kept, "kept_ratio": n_kept / len(train),
+                "weight_sum": w_sum, "tau": tau, "beta": beta, "lr": lr,
+            })
+    out.results = pd.DataFrame(rows)
+    return out
+
+
+def run(cfg: Config, out_dir: str | Path | None = None, *, progress: bool = True,
+        keep_models: bool = False) -> tuple[pd.DataFrame, Prepared, dict[str, CountryRun]]:
+    """All countries; with ``out_dir``, write results.parquet/.csv, histories.json, run.json."""
+    t0 = time.perf_counter()
+    prep = prepare(cfg)
+    t_prep = time.perf_counter() - t0
+    runs = {}
+    for c in tqdm(prep.countries, desc="countries", disable=not progress):
+        runs[c] = run_country(prep, c, keep_models=keep_models, progress=progress)
+    results = pd.concat([r.results for r in runs.values()], ignore_index=True)
+    if out_dir is not None:
+        write_results(Path(out_dir), prep, runs, results,
+                      timing={"prepare_s": t_prep, "total_s": time.perf_counter() - t0})
+    return results, prep, runs
+
+
+def run_record(prep: Prepared) -> dict[str, Any]:
+    """What is needed to trace and rerun any number: config, version, data fingerprint."""
+    return {
+        "scpo_version": scpo.__version__, "config": prep.cfg.to_dict(),
+        "data": {"source": prep.data.source, "fingerprint": prep.data.fingerprint,
+                 "report": prep.data.report, "meta": prep.data.meta},
+        "global_rm": prep.global_rm.fingerprint(), "countries": prep.countries,
+        "python": platform.python_version(), "torch": _torch_version(),
+    }
+
+
+def _torch_version() -> str:
+    import torch
+
+    return torch.__version__
+
+
+def write_results(out: Path, prep: Prepared, runs: dict[str, CountryRun],
+                  results: pd.DataFrame, timing: dict[str, float] | None = None) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    results.to_parquet(out / "results.parquet", index=False)
+    results.to_csv(out / "results.csv", index=False, float_format="%.10g")
+    hist = {f"{c}/{k}": v for c, r in runs.items() for k, v in r.histories.items()}
+    (out / "histories.json").write_text(json.dumps(hist, sort_keys=True))
+    tuned = {c: {str(s): v for s, v in r.tuned.items()} for c, r in runs.items() if r.tuned}
+    (out / "tuned.json").write_text(json.dumps(tuned, sort_keys=True, indent=1, default=float))
+    (out / "run.json").write_text(json.dumps(run_record(prep), indent=1, sort_keys=True,
+                                             default=str))
+    if timing:
+        (out / "timing.json").write_text(json.dumps(timing, indent=1))
+
+
+def country_slug(country: str) -> str:
+    return country.replace(" ", "_")
+
+
+def save_country(out: str | Path, prep: Prepared, run_: CountryRun) -> Path:
+    """Write one country's results (and its trained models, if kept) under ``out/<Country>/``.
+
+    Aggregate notebooks read these back with ``load_results`` / ``load_model`` and never retrain.
+    """
+    d = Path(out) / country_slug(run_.country)
+    write_results(d, prep, {run_.country: run_}, run_.results)
+    for key, model in run_.models.items():
+        if model is prep.global_rm:
+            continue
+        variant, seed = key.split("/")
+        model.save(d / "models" / variant / f"seed{seed}")
+    return d
+
+
+def load_results(root: str | Path, countries: list[str] | None = None) -> pd.DataFrame:
+    """Concatenate ``<root>/<Country>/results.parquet`` (all countries found, or those given)."""
+    root = Path(root)
+    dirs = ([root / country_slug(c) for c in countries] if countries
+            else sorted(p.parent for p in root.glob("*/results.parquet")))
+    missing = [str(d) for d in dirs if not (d / "results.parquet").exists()]
+    if missing or not dirs:
+        raise FileNotFoundError(f"no results under {missing or root}; run the country notebook "
+                                "(or `scpo run --out`) first")
+    return pd.concat([pd.read_parquet(d / "results.parquet") for d in dirs], ignore_index=True)
+
+
+def load_model(root: str | Path, prep: Prepared, country: str, variant: str,
+               seed: int) -> RewardModel:
+    """A minority RM saved by ``save_country`` (the global RM for variant "global")."""
+    if variant == "global":
+        return prep.global_rm
+    path = Path(root) / country_slug(country) / "models" / variant / f"seed{seed}"
+    if not path.exists():
+        raise FileNotFoundError(f"no saved model at {path}; run the country notebook with "
+                                "keep_models=True first")
+    return type(prep.global_rm).load(path, **_load_kwargs(prep.global_rm))
+
+
+def _load_kwargs(rm: RewardModel) -> dict[str, Any]:
+    enc = getattr(rm, "encoder", None)
+    return {"encoder": enc} if enc is not None else {}

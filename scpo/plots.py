@@ -1,0 +1,168 @@
+"""The figures the notebooks show: each function takes plain arrays or the tidy result tables of
+``scpo.evaluate`` and returns a matplotlib Figure (no ``plt.show``).
+
+Figures are detached from pyplot before they are returned (``plt.close``): a notebook then
+shows each one once, as the value of its cell, and a long sweep does not pile up open figures.
+No backend is forced, so notebooks keep their inline backend; scripts and tests run headless on
+Agg (``MPLBACKEND=Agg``, matplotlib's own fallback without a display).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from scpo import method
+from scpo.evaluate import TEST_SETS
+
+
+def _detach(fig: Figure) -> Figure:
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
+def p_glo_hist(p: Any, tau: float, bins: int = 40) -> Figure:
+    """Histogram of p_glo = sigma(rg+ - rg-) over training pairs, a line at tau and the kept
+    fraction (p_glo < tau) in the title: how much of a country the filter leaves."""
+    p = np.asarray(p, dtype=np.float64).ravel()
+    kept = method.filter_mask(p, tau)
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    ax.hist(p, bins=bins, range=(0.0, 1.0), color="0.6")
+    ax.axvline(tau, color="C3", linestyle="--", label=f"tau = {tau:g}")
+    ax.set(xlabel="p_glo(y+ > y- | x)", ylabel="pairs",
+           title=f"kept {kept.mean():.1%} ({int(kept.sum())} of {p.size}) with p_glo < {tau:g}")
+    ax.legend()
+    return _detach(fig)
+
+
+def kept_vs_tau(p: Any, taus: Sequence[float]) -> Figure:
+    """Kept fraction mean[p_glo < tau] as a function of tau (the filter's dose-response)."""
+    p = np.asarray(p, dtype=np.float64).ravel()
+    taus = np.asarray(sorted(taus), dtype=np.float64)
+    frac = [method.filter_mask(p, t).mean() for t in taus]
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    ax.plot(taus, frac, marker="o")
+    ax.set(xlabel="tau", ylabel="fraction of pairs kept", ylim=(0, 1.02),
+           title=f"filter p_glo < tau on {p.size} pairs")
+    return _detach(fig)
+
+
+def weight_hist(w: Any, beta: float, bins: int = 40) -> Figure:
+    """Histogram of the SCPO weights W = exp(min(delta / beta, 0)); the title gives the share of
+    pairs at full weight (W = 1) and the mean weight, i.e. how much the loss is damped."""
+    w = np.asarray(w, dtype=np.float64).ravel()
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    ax.hist(w, bins=bins, range=(0.0, 1.0), color="C0")
+    ax.set(xlabel="weight W", ylabel="pairs",
+           title=f"beta = {beta:g}: {np.mean(w == 1.0):.1%} at W = 1, mean W = {w.mean():.3f}")
+    return _detach(fig)
+
+
+def training_curves(histories: Mapping[str, list[dict[str, Any]]]) -> Figure:
+    """Loss vs step per variant, and validation accuracy vs step when any history logged it.
+
+    A history is the ``TrainHistory`` of ``RewardModel.fit``: dicts with "step" and "loss",
+    optionally "val_accuracy".
+    """
+    frames = {}
+    for name, hist in histories.items():
+        h = pd.DataFrame(hist)
+        if "step" not in h or "loss" not in h:
+            raise KeyError(f"training_curves: history {name!r} needs 'step' and 'loss' entries; "
+                           f"has {list(h.columns)}")
+        frames[name] = h
+    has_val = any("val_accuracy" in h and h["val_accuracy"].notna().any() for h in frames.values())
+    fig, axes = plt.subplots(1, 2 if has_val else 1, figsize=(9 if has_val else 5, 3.2),
+                             squeeze=False)
+    for name, h in frames.items():
+        axes[0, 0].plot(h["step"], h["loss"], label=name)
+        if has_val and "val_accuracy" in h:
+            v = h.dropna(subset=["val_accuracy"])
+            axes[0, 1].plot(v["step"], v["val_accuracy"], marker=".", label=name)
+    axes[0, 0].set(xlabel="step", ylabel="weighted BT loss", title="training loss")
+    axes[0, 0].legend(fontsize="small")
+    if has_val:
+        axes[0, 1].set(xlabel="step", ylabel="accuracy", title="validation accuracy")
+    return _detach(fig)
+
+
+def variant_bars(df: pd.DataFrame, value: str = "accuracy") -> Figure:
+    """Accuracy per variant, one panel per test set (overall, pure minority), side by side.
+
+    ``df`` has one row per (variant, test_set). Error bars: [ci_low, ci_high] when those columns
+    exist (``evaluate_model`` rows), else +-sd (``seed_summary``, value="mean"), else none.
+    """
+    for c in ("variant", "test_set", value):
+        if c not in df.columns:
+            raise KeyError(f"variant_bars: missing column {c!r}; have {list(df.columns)}")
+    dup = df.duplicated(["variant", "test_set"])
+    if dup.any():
+        raise ValueError("variant_bars: several rows per (variant, test_set); aggregate over "
+                         "countries and seeds first (macro_average, seed_summary).")
+    variants = list(pd.unique(df["variant"]))
+    sets = [s for s in TEST_SETS if s in set(df["test_set"])]
+    fig, axes = plt.subplots(1, len(sets), figsize=(4.5 * len(sets), 3.4), squeeze=False,
+                             sharey=True)
+    for ax, s in zip(axes[0], sets, strict=True):
+        d = df[df["test_set"] == s].set_index("variant").reindex(variants)
+        y = d[value].to_numpy(dtype=np.float64)
+        if {"ci_low", "ci_high"} <= set(d.columns):
+            err = np.vstack([y - d["ci_low"].to_numpy(float), d["ci_high"].to_numpy(float) - y])
+        elif "sd" in d.columns:
+            err = d["sd"].to_numpy(dtype=np.float64)
+        else:
+            err = None
+        ax.bar(np.arange(len(variants)), y, yerr=err, capsize=3, color="C0")
+        ax.set_xticks(np.arange(len(variants)), variants, rotation=45, ha="right")
+        ax.set(title=s.replace("_", " "), ylim=(0, 1))
+    axes[0, 0].set_ylabel(value)
+    return _detach(fig)
+
+
+def tradeoff(
+    df: pd.DataFrame, x: str = "pure_minority", y: str = "overall", label: str = "tau",
+    value: str = "accuracy",
+) -> Figure:
+    """Overall accuracy against pure-minority accuracy, one point per ``label`` value (a tau or
+    beta sweep), joined in ``label`` order: steering toward the minority vs keeping the rest.
+
+    ``df`` is long (columns ``label``, test_set, ``value``) or already wide (columns x, y).
+    """
+    if x not in df.columns or y not in df.columns:
+        for c in (label, "test_set", value):
+            if c not in df.columns:
+                raise KeyError(f"tradeoff: need columns {x!r} and {y!r}, or {label!r}, "
+                               f"'test_set' and {value!r}; have {list(df.columns)}")
+        df = df.pivot(index=label, columns="test_set", values=value).reset_index()
+    d = df.sort_values(label)
+    fig, ax = plt.subplots(figsize=(5, 3.6))
+    ax.plot(d[x], d[y], marker="o")
+    for _, r in d.iterrows():
+        ax.annotate(f"{label}={r[label]}", (r[x], r[y]), textcoords="offset points",
+                    xytext=(4, 4), fontsize="small")
+    ax.set(xlabel=f"{x.replace('_', ' ')} accuracy", ylabel=f"{y.replace('_', ' ')} accuracy")
+    return _detach(fig)
+
+
+def cross_country_heatmap(matrix: pd.DataFrame, fmt: str = ".2f") -> Figure:
+    """Accuracy of the RM trained on country A (rows) tested on country B (columns), every cell
+    annotated: a steerable RM should be best on its own diagonal."""
+    values = matrix.to_numpy(dtype=np.float64)
+    fig, ax = plt.subplots(figsize=(2.5 + 0.9 * values.shape[1], 1.5 + 0.6 * values.shape[0]))
+    im = ax.imshow(values, cmap="viridis", aspect="auto")
+    ax.set_xticks(np.arange(values.shape[1]), [str(c) for c in matrix.columns], rotation=45,
+                  ha="right")
+    ax.set_yticks(np.arange(values.shape[0]), [str(i) for i in matrix.index])
+    mid = np.nanmean(values) if np.isfinite(values).any() else 0.0
+    for (i, j), v in np.ndenumerate(values):
+        ax.text(j, i, format(v, fmt), ha="center", va="center",
+                color="black" if v > mid else "white", fontsize="small")
+    ax.set(xlabel="tested on", ylabel="trained on")
+    fig.colorbar(im, ax=ax, label="accuracy")
+    return _detach(fig)

@@ -1,0 +1,87 @@
+"""The global RM: obtain it once, score each distinct (prompt, response) once, share the scores.
+
+Scores are cached on disk under the global RM's fingerprint and each text's hash, so every
+variant, country, seed and notebook reuses them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from scpo.cache import ArrayCache, cached_compute
+from scpo.config import Config, cache_dir
+from scpo.data import global_pool
+from scpo.models.base import RewardModel
+from scpo.pairs import PairData, distinct_texts, text_key
+
+
+def _global_head_key(data: PairData, cfg: Config, encoder_fp: str) -> str:
+    what = {
+        "data": data.fingerprint, "source": data.source, "split": [cfg.data.test_frac,
+        cfg.data.split_seed, cfg.data.val_frac], "encoder": encoder_fp, "head": cfg.model.head,
+        "lr": cfg.train.global_lr, "steps": cfg.train.global_steps,
+        "batch": cfg.train.global_batch_size, "wd": cfg.train.weight_decay,
+    }
+    return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def get_global_rm(data: PairData, cfg: Config, root: Path | None = None) -> RewardModel:
+    """The global RM r_glo of the run.
+
+    ``hf`` backend: the given pretrained reward model (the paper's OpenAssistant or Tulu RM).
+    ``embedding`` backend: a head trained on the global pool (``scpo.data.global_pool``), saved
+    under the cache and reused by every later run with the same data and settings.
+    """
+    m = cfg.model
+    if m.backend == "hf":
+        from scpo.models.hf import HFRewardModel
+
+        if not m.global_model:
+            raise ValueError("model.global_model must name the global RM (hub id or directory) "
+                             "for the hf backend, e.g. OpenAssistant/reward-model-deberta-v3-base")
+        return HFRewardModel.from_pretrained(
+            m.global_model, max_length=m.max_length, mode=m.mode, lora_r=m.lora_r, bf16=m.bf16,
+            gradient_checkpointing=m.gradient_checkpointing,
+            trust_remote_code=m.trust_remote_code)
+    if m.backend != "embedding":
+        raise ValueError(f"unknown model.backend {m.backend!r}; choose 'embedding' or 'hf'")
+    from scpo.models.embedding import EmbeddingRM, Encoder, train_global_rm
+
+    encoder = Encoder(m.encoder, max_length=m.max_length)
+    path = (root or cache_dir()) / "global_heads" / _global_head_key(data, cfg,
+                                                                     encoder.fingerprint())
+    if (path / "head.safetensors").exists():
+        return EmbeddingRM.load(path, encoder=encoder)
+    rm = train_global_rm(encoder, global_pool(data), cfg.train, cfg.method, seed=0,
+                         head=m.head)
+    rm.save(path)
+    return rm
+
+
+def score_texts(rm: RewardModel, texts: pd.DataFrame, root: Path | None = None) -> np.ndarray:
+    """r(x, y) for each row of ``texts`` (columns prompt, response), through the score cache."""
+    keys = [text_key(p, r) for p, r in zip(texts["prompt"], texts["response"])]
+    cache = ArrayCache(root or cache_dir() / "scores", rm.fingerprint())
+
+    def compute(idx: list[int]) -> np.ndarray:
+        sub = texts.iloc[idx]
+        return rm.score(sub["prompt"].tolist(), sub["response"].tolist()).astype(np.float64)
+
+    return np.asarray(cached_compute(cache, keys, compute), dtype=np.float64).reshape(-1)
+
+
+def add_global_scores(pairs: pd.DataFrame, rm: RewardModel,
+                      root: Path | None = None) -> pd.DataFrame:
+    """Columns ``rg_chosen`` and ``rg_rejected``: r_glo of y+ and y-, each text scored once."""
+    texts = distinct_texts(pairs)
+    scores = score_texts(rm, texts, root)
+    lookup = dict(zip(zip(texts["prompt"], texts["response"]), scores))
+    out = pairs.copy()
+    out["rg_chosen"] = [lookup[k] for k in zip(pairs["prompt"], pairs["chosen"])]
+    out["rg_rejected"] = [lookup[k] for k in zip(pairs["prompt"], pairs["rejected"])]
+    return out

@@ -1,0 +1,87 @@
+"""The paper's variants as data (spec §6), plus a control for data efficiency.
+
+A variant says which training pairs a minority RM sees and how each is weighted:
+
+| variant            | pairs              | weight                        |
+|--------------------|--------------------|-------------------------------|
+| global             | none (global RM)   | -                             |
+| baseline           | all                | 1                             |
+| filtered           | p_glo < tau        | 1                             |
+| inverse_weighted   | all                | max(exp(-delta), 1)           |
+| scpo_w             | all                | exp(min(delta / beta, 0))     |
+| scpo_fw            | p_glo < tau        | exp(min(delta / beta, 0))     |
+| scpo_fw_tuned      | p_glo < tau        | SCPO, tau/beta/lr tuned on val|
+| random_subset      | random, as many as filtered keeps | 1 (control)    |
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from scpo import method
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    label: str  # as in the paper's tables
+    train: bool = True  # False: the global RM as it is
+    filter: str = "none"  # "none", "tau" (p_glo < tau) or "random" (same count as "tau")
+    weighting: str = "none"  # "none", "scpo" or "inverse"
+    tuned: bool = False  # tau / beta / lr chosen per country on the validation split
+
+
+VARIANTS: dict[str, Variant] = {v.name: v for v in [
+    Variant("global", "Global RM", train=False),
+    Variant("baseline", "Baseline (full fine-tune)"),
+    Variant("filtered", "Filtered only", filter="tau"),
+    Variant("inverse_weighted", "Inverse-weighted only", weighting="inverse"),
+    Variant("scpo_w", "SCPO (W)", weighting="scpo"),
+    Variant("scpo_fw", "SCPO (F+W)", filter="tau", weighting="scpo"),
+    Variant("scpo_fw_tuned", "SCPO (F+W) tuned", filter="tau", weighting="scpo", tuned=True),
+    Variant("random_subset", "Random subset (control)", filter="random"),
+]}
+PAPER_VARIANTS = [n for n in VARIANTS if n != "random_subset"]
+
+
+def resolve(names: list[str]) -> list[Variant]:
+    """Variant names (or "all") -> Variants; an unknown name lists the known ones."""
+    if names == ["all"] or names == "all":
+        return list(VARIANTS.values())
+    unknown = [n for n in names if n not in VARIANTS]
+    if unknown:
+        raise KeyError(f"unknown variant(s) {unknown}; known: {list(VARIANTS)} or 'all'")
+    return [VARIANTS[n] for n in names]
+
+
+def training_weights(
+    variant: Variant,
+    rg_chosen: np.ndarray,
+    rg_rejected: np.ndarray,
+    tau: float,
+    beta: float,
+    seed: int = 0,
+) -> np.ndarray:
+    """Per-pair training weight; 0 means the pair is not used (filtered out).
+
+    The filter and the weights both read the global RM's scores of the training pairs.
+    ``random_subset`` keeps a seeded random subset of exactly as many pairs as the tau filter.
+    """
+    delta = method.margin(rg_chosen, rg_rejected)
+    keep = np.ones(delta.shape, dtype=bool)
+    if variant.filter == "tau":
+        keep = method.filter_mask(method.p_glo(rg_chosen, rg_rejected), tau)
+    elif variant.filter == "random":
+        n_keep = int(method.filter_mask(method.p_glo(rg_chosen, rg_rejected), tau).sum())
+        rng = np.random.default_rng(seed)
+        keep = np.zeros(delta.shape, dtype=bool)
+        keep[rng.choice(delta.size, size=n_keep, replace=False)] = True
+    if variant.weighting == "scpo":
+        w = method.scpo_weights(delta, beta)
+    elif variant.weighting == "inverse":
+        w = method.inverse_weights(delta)
+    else:
+        w = np.ones_like(delta)
+    return np.where(keep, w, 0.0)

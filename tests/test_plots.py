@@ -1,0 +1,98 @@
+"""Each figure is built from tiny inputs and checked for what it should show."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+from matplotlib.container import BarContainer  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from scpo import plots  # noqa: E402
+
+
+def test_p_glo_hist_draws_the_tau_line_and_the_kept_fraction():
+    fig = plots.p_glo_hist([0.1, 0.4, 0.6, 0.9], tau=0.5, bins=10)
+    assert isinstance(fig, Figure) and len(fig.axes) == 1
+    ax = fig.axes[0]
+    assert len(ax.patches) == 10
+    assert list(ax.lines[0].get_xdata()) == [0.5, 0.5]
+    assert "kept 50.0% (2 of 4)" in ax.get_title()
+
+
+def test_kept_vs_tau_by_hand():
+    fig = plots.kept_vs_tau([0.1, 0.4, 0.6, 0.9], taus=[1.0, 0.5, 0.7])
+    line = fig.axes[0].lines[0]
+    np.testing.assert_allclose(line.get_xdata(), [0.5, 0.7, 1.0])
+    np.testing.assert_allclose(line.get_ydata(), [0.5, 0.75, 1.0])
+
+
+def test_weight_hist_title_by_hand():
+    fig = plots.weight_hist([1.0, 1.0, 0.5, 0.25], beta=1.1, bins=8)
+    ax = fig.axes[0]
+    assert len(ax.patches) == 8
+    # 2 of 4 at W = 1; mean (1 + 1 + 0.5 + 0.25) / 4 = 0.6875
+    assert ax.get_title() == "beta = 1.1: 50.0% at W = 1, mean W = 0.688"
+
+
+def test_training_curves_one_line_per_variant_and_a_val_panel_when_logged():
+    hist = {
+        "baseline": [{"step": s, "loss": 1 / s, "lr": 1e-3} for s in (1, 2, 3)],
+        "scpo_fw": [{"step": 1, "loss": 0.9, "lr": 1e-3},
+                    {"step": 2, "loss": 0.5, "lr": 1e-3, "val_accuracy": 0.6}],
+    }
+    fig = plots.training_curves(hist)
+    assert len(fig.axes) == 2
+    assert len(fig.axes[0].lines) == 2 and len(fig.axes[1].lines) == 1
+    np.testing.assert_allclose(fig.axes[1].lines[0].get_ydata(), [0.6])
+    assert len(plots.training_curves({"baseline": hist["baseline"]}).axes) == 1
+    with pytest.raises(KeyError, match="'x'.*'loss'"):
+        plots.training_curves({"x": [{"step": 1}]})
+
+
+def _results() -> pd.DataFrame:
+    rows = []
+    for v, acc in [("global", 0.58), ("baseline", 0.62), ("scpo_fw", 0.63)]:
+        for s, shift in [("overall", 0.0), ("pure_minority", -0.3)]:
+            a = acc + shift
+            rows.append(dict(variant=v, test_set=s, accuracy=a, ci_low=a - 0.05, ci_high=a + 0.02))
+    return pd.DataFrame(rows)
+
+
+def test_variant_bars_one_bar_per_variant_per_test_set():
+    fig = plots.variant_bars(_results())
+    assert len(fig.axes) == 2
+    for ax, title in zip(fig.axes, ["overall", "pure minority"], strict=True):
+        assert ax.get_title() == title
+        assert len(ax.patches) == 3
+        assert [t.get_text() for t in ax.get_xticklabels()] == ["global", "baseline", "scpo_fw"]
+    np.testing.assert_allclose([b.get_height() for b in fig.axes[0].patches], [0.58, 0.62, 0.63])
+    # asymmetric CI error bars: the first bar spans [0.53, 0.60]
+    bars = next(c for c in fig.axes[0].containers if isinstance(c, BarContainer))
+    seg = bars.errorbar.lines[2][0].get_segments()[0]
+    np.testing.assert_allclose(seg[:, 1], [0.53, 0.60])
+    with pytest.raises(ValueError, match="aggregate"):
+        plots.variant_bars(pd.concat([_results(), _results()]))
+
+
+def test_tradeoff_points_follow_the_sweep_order():
+    df = pd.DataFrame({"tau": [0.9, 0.9, 0.5, 0.5, 0.7, 0.7],
+                       "test_set": ["overall", "pure_minority"] * 3,
+                       "accuracy": [0.62, 0.30, 0.50, 0.60, 0.58, 0.45]})
+    ax = plots.tradeoff(df).axes[0]
+    np.testing.assert_allclose(ax.lines[0].get_xdata(), [0.60, 0.45, 0.30])
+    np.testing.assert_allclose(ax.lines[0].get_ydata(), [0.50, 0.58, 0.62])
+    assert [t.get_text() for t in ax.texts] == ["tau=0.5", "tau=0.7", "tau=0.9"]
+
+
+def test_cross_country_heatmap_annotates_every_cell():
+    m = pd.DataFrame([[0.61, 0.55, 0.50], [0.52, 0.64, 0.49]], index=["Chile", "Canada"],
+                     columns=["Chile", "Canada", "Israel"])
+    fig = plots.cross_country_heatmap(m)
+    ax = fig.axes[0]
+    assert len(fig.axes) == 2  # the heatmap and its colorbar
+    assert [t.get_text() for t in ax.texts] == ["0.61", "0.55", "0.50", "0.52", "0.64", "0.49"]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["Chile", "Canada", "Israel"]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["Chile", "Canada"]
