@@ -1,0 +1,274 @@
+"""PRISM (hub or local JSON lines) -> the tidy pair table (spec §1).
+
+A pair is two rated responses of one user in one interaction (turn): every i < j inside a
+(user_id, interaction_id) group, the higher ``score`` chosen. The country of a pair is the
+user's ``location.reside_country`` in the survey. Users, not pairs, are split train/test,
+because the pairs of one opening turn share responses and are not independent.
+
+Decisions, all counted in ``PairData.report``:
+
+- equal scores: the pair is dropped (``ties_dropped``, also per country);
+- utterances of a user absent from the survey, or whose country is missing: excluded
+  (``excluded["user_not_in_survey"]``, ``excluded["country_missing"]``);
+- a group with one response gives no pair (``single_response_groups``);
+- a non-numeric or missing (NaN/null) score is an error, not a drop: a score of "?" is a data
+  problem to fix upstream, and guessing it would change which response is preferred.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from scpo.pairs import PAIR_COLUMNS, PairData, carve_validation, file_fingerprint, split_units
+
+HUB_ID = "HannahRoseKirk/prism-alignment"
+UTTERANCE_FIELDS = [
+    "utterance_id", "user_id", "interaction_id", "conversation_id", "turn",
+    "user_prompt", "model_response", "model_name", "score",
+]
+SURVEY_FIELDS = ["user_id", "location"]
+EXTRA_COLUMNS = [
+    "interaction_id", "conversation_id", "turn", "chosen_score", "rejected_score",
+    "chosen_model", "rejected_model",
+]
+_ID_FIELDS = ["utterance_id", "user_id", "interaction_id", "conversation_id"]
+
+
+def read_jsonl(path: str | Path) -> pd.DataFrame:
+    """One JSON object per line -> a DataFrame (nested objects stay dicts; blank lines skipped)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path}: no such file. Expected PRISM-format JSON lines here (one object per line; "
+            f"utterances.jsonl with {UTTERANCE_FIELDS}, survey.jsonl with {SURVEY_FIELDS}).")
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}, line {lineno}: not valid JSON ({e.msg} at column "
+                                 f"{e.colno}); each line must be one JSON object") from None
+            if not isinstance(row, dict):
+                raise ValueError(f"{path}, line {lineno}: expected a JSON object, got "
+                                 f"{type(row).__name__}")
+            rows.append(row)
+    return pd.DataFrame.from_records(rows)
+
+
+def _require(df: pd.DataFrame, fields: list[str], where: str) -> None:
+    missing = [c for c in fields if c not in df.columns]
+    if missing:
+        raise ValueError(f"{where}: missing column(s) {missing}; PRISM-format data needs "
+                         f"{fields} (extra columns are ignored)")
+
+
+def load_prism_tables(
+    data_dir: str | Path | None = None, revision: str | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame, str]:
+    """(utterances, survey, fingerprint) from ``data_dir`` or, when None, the Hugging Face hub.
+
+    A local directory holds ``utterances.jsonl`` and ``survey.jsonl``; its fingerprint is the
+    sha256 of the two files. From the hub the fingerprint is the hub id and revision: pass a
+    commit as ``revision`` to make a run repeatable.
+    """
+    if data_dir is None:
+        from datasets import load_dataset
+
+        try:
+            tables = [
+                load_dataset(HUB_ID, name, split="train", revision=revision).to_pandas()
+                for name in ("utterances", "survey")
+            ]
+        except Exception as e:
+            raise RuntimeError(
+                f"could not load {HUB_ID} (revision {revision}) from the Hugging Face hub: {e}. "
+                "Offline, export its 'utterances' and 'survey' configs once elsewhere as "
+                "utterances.jsonl and survey.jsonl and pass their directory as data_dir.") from e
+        where = [f"{HUB_ID} ({name})" for name in ("utterances", "survey")]
+        fingerprint = f"{HUB_ID}@{revision or 'unpinned'}"
+    else:
+        paths = [Path(data_dir) / "utterances.jsonl", Path(data_dir) / "survey.jsonl"]
+        tables = [read_jsonl(p) for p in paths]
+        where = [str(p) for p in paths]
+        fingerprint = file_fingerprint(*paths)
+    utterances, survey = tables
+    _require(utterances, UTTERANCE_FIELDS, where[0])
+    _require(survey, SURVEY_FIELDS, where[1])
+    return utterances, survey, fingerprint
+
+
+def _is_missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float | np.floating) and math.isnan(value))
+
+
+def _reside_country(location: Any, user_id: str) -> str | None:
+    """``location.reside_country``: a dict (hub, simulator) or a JSON string; None if absent."""
+    if isinstance(location, str):
+        try:
+            location = json.loads(location)
+        except json.JSONDecodeError:
+            raise ValueError(f"survey: user {user_id!r} has a location that is neither a dict "
+                             f"nor a JSON object: {location[:80]!r}") from None
+    if _is_missing(location):
+        return None
+    if not isinstance(location, dict):
+        raise ValueError(f"survey: user {user_id!r}: location must be a dict with "
+                         f"'reside_country', got {type(location).__name__}")
+    country = location.get("reside_country")
+    if _is_missing(country) or not str(country).strip():
+        return None
+    return str(country)
+
+
+def _survey_countries(survey: pd.DataFrame) -> pd.Series:
+    """user_id (str) -> country (str or None); one survey row per user."""
+    _require(survey, SURVEY_FIELDS, "survey")
+    users = survey["user_id"].astype(str)
+    dup = users[users.duplicated()]
+    if len(dup):
+        raise ValueError(f"survey: user_id {dup.iloc[0]!r} appears more than once "
+                         f"({dup.nunique()} duplicated ids); the survey has one row per user")
+    countries = [_reside_country(loc, u) for loc, u in zip(survey["location"], users, strict=True)]
+    return pd.Series(countries, index=users, dtype=object)
+
+
+def _clean_utterances(utterances: pd.DataFrame) -> pd.DataFrame:
+    """The used fields, ids as strings, numeric scores; bad values raise naming the utterance."""
+    _require(utterances, UTTERANCE_FIELDS, "utterances")
+    u = utterances[UTTERANCE_FIELDS].copy()
+    for col in _ID_FIELDS:
+        u[col] = u[col].astype(str)
+    dup = u["utterance_id"][u["utterance_id"].duplicated()]
+    if len(dup):
+        raise ValueError(f"utterances: utterance_id {dup.iloc[0]!r} appears more than once; "
+                         "ids must be unique")
+    scores = pd.to_numeric(u["score"], errors="coerce")
+    bad = scores.isna() | ~np.isfinite(scores.astype(float))
+    if bad.any():
+        i = bad.to_numpy().nonzero()[0][0]
+        uid, value = u["utterance_id"].iloc[i], u["score"].iloc[i]
+        shown = "missing (null/NaN)" if _is_missing(value) else repr(value)
+        raise ValueError(
+            f"utterances: utterance {uid!r} has score {shown}, which is not a finite number "
+            f"({int(bad.sum())} such rows). Scores are PRISM's 1-100 ratings; fix or drop these "
+            "rows before building pairs (a guessed score would decide which response wins).")
+    u["score"] = scores.astype(float)
+    for col in ("user_prompt", "model_response"):
+        null = u[col].isna()
+        if null.any():
+            uid = u.loc[null, "utterance_id"].iloc[0]
+            raise ValueError(f"utterances: utterance {uid!r} has no {col} (null); "
+                             f"{int(null.sum())} rows lack it")
+    return u
+
+
+def build_prism_pairs(
+    utterances: pd.DataFrame, survey: pd.DataFrame, test_frac: float = 0.15,
+    split_seed: int = 0, val_frac: float = 0.15,
+) -> PairData:
+    """Every within-interaction pair of differently scored responses, users split train/val/test.
+
+    Output order and content do not depend on the row order of the inputs.
+    """
+    country_of = _survey_countries(survey)
+    u = _clean_utterances(utterances)
+    report: dict[str, Any] = {
+        "n_utterances": len(u), "n_users": len(country_of),
+        "test_frac": test_frac, "split_seed": split_seed, "val_frac": val_frac,
+    }
+
+    # exclusions, counted per reason (utterances and users)
+    in_survey = u["user_id"].isin(country_of.index)
+    u["country"] = u["user_id"].map(country_of)
+    no_country = in_survey & u["country"].isna()
+    report["excluded"] = {"user_not_in_survey": int((~in_survey).sum()),
+                          "country_missing": int(no_country.sum())}
+    report["excluded_users"] = {"user_not_in_survey": int(u.loc[~in_survey, "user_id"].nunique()),
+                                "country_missing": int(u.loc[no_country, "user_id"].nunique())}
+    u = u[in_survey & ~no_country]
+
+    # one prompt per interaction, else the pair's x is ambiguous
+    n_prompts = u.groupby(["user_id", "interaction_id"])["user_prompt"].nunique()
+    if (n_prompts > 1).any():
+        user, inter = n_prompts[n_prompts > 1].index[0]
+        raise ValueError(f"utterances: interaction {inter!r} of user {user!r} has "
+                         f"{int(n_prompts.max())} different user_prompt values; one is expected")
+
+    # every i < j inside a (user_id, interaction_id) group, in a fixed order; integer row
+    # numbers are merged (not the text columns), which keeps this fast on the full data
+    u = u.sort_values(["user_id", "interaction_id", "utterance_id"], ignore_index=True)
+    by_group = u.groupby(["user_id", "interaction_id"], sort=False)
+    sizes = by_group.size()
+    report["n_interactions"] = len(sizes)
+    report["single_response_groups"] = int((sizes == 1).sum())
+    rows = pd.DataFrame({"g": by_group.ngroup().to_numpy(), "pos": by_group.cumcount().to_numpy(),
+                         "row": np.arange(len(u))})
+    both = rows.merge(rows, on="g", suffixes=("_a", "_b"))
+    both = both[both["pos_a"] < both["pos_b"]]
+    order = np.lexsort((both["row_b"].to_numpy(), both["row_a"].to_numpy()))
+    ia, ib = both["row_a"].to_numpy()[order], both["row_b"].to_numpy()[order]
+
+    score = u["score"].to_numpy()
+    tie = score[ia] == score[ib]
+    report["n_comparisons"] = len(ia)
+    report["ties_dropped"] = int(tie.sum())
+    report["ties_dropped_by_country"] = {
+        str(c): int(n) for c, n in u["country"].iloc[ia[tie]].value_counts().sort_index().items()}
+    ia, ib = ia[~tie], ib[~tie]
+    win = np.where(score[ia] > score[ib], ia, ib)
+    lose = np.where(score[ia] > score[ib], ib, ia)
+
+    def col(field: str, at: np.ndarray) -> np.ndarray:
+        return u[field].to_numpy()[at]
+
+    test_users = split_units(country_of.index.to_series(), test_frac, split_seed)
+    pairs = pd.DataFrame({
+        "country": col("country", ia),
+        "split": np.where(u["user_id"].isin(test_users).to_numpy()[ia], "test", "train"),
+        "user_id": col("user_id", ia),
+        "group_id": col("interaction_id", ia),
+        "prompt": col("user_prompt", ia),
+        "chosen": col("model_response", win),
+        "rejected": col("model_response", lose),
+        "chosen_id": col("utterance_id", win),
+        "rejected_id": col("utterance_id", lose),
+        "interaction_id": col("interaction_id", ia),
+        "conversation_id": col("conversation_id", ia),
+        "turn": col("turn", ia),
+        "chosen_score": score[win],
+        "rejected_score": score[lose],
+        "chosen_model": col("model_name", win),
+        "rejected_model": col("model_name", lose),
+    }, columns=PAIR_COLUMNS + EXTRA_COLUMNS)
+    pairs = carve_validation(pairs, val_frac, split_seed)
+
+    report["n_pairs"] = len(pairs)
+    report["n_users_with_pairs"] = int(pairs["user_id"].nunique())
+    report["users_by_split"] = {
+        s: int(n) for s, n in pairs.groupby("split")["user_id"].nunique().items()}
+    counts = pairs.groupby(["country", "split"]).size()
+    report["pairs_by_country_split"] = {
+        str(c): {str(s): int(n) for s, n in counts[c].items()}
+        for c in counts.index.get_level_values(0).unique()}
+    return PairData(pairs=pairs, source="prism", report=report)
+
+
+def load_prism(
+    data_dir: str | Path | None = None, revision: str | None = None, test_frac: float = 0.15,
+    split_seed: int = 0, val_frac: float = 0.15,
+) -> PairData:
+    """PRISM pairs from a local directory (utterances.jsonl, survey.jsonl) or the hub."""
+    utterances, survey, fingerprint = load_prism_tables(data_dir, revision)
+    data = build_prism_pairs(utterances, survey, test_frac, split_seed, val_frac)
+    data.fingerprint = fingerprint
+    data.report["data"] = str(data_dir) if data_dir is not None else f"{HUB_ID}@{revision}"
+    return data

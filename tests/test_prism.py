@@ -1,0 +1,231 @@
+"""PRISM -> pairs on a tiny hand-made fixture whose pairs are worked out by hand."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from scpo import prism
+from scpo.pairs import PAIR_COLUMNS, split_units
+
+
+def utt(uid, user, inter, conv, turn, score, model="m", prompt=None):
+    """One utterance row with the fields PRISM has beyond the used ones (they must be ignored)."""
+    return {
+        "conversation_type": "unguided", "utterance_id": uid, "user_id": user,
+        "interaction_id": inter, "conversation_id": conv, "turn": turn,
+        "within_turn_id": 0, "user_prompt": prompt or f"prompt of {inter}",
+        "model_response": f"response {uid}", "model_name": model, "model_provider": "p",
+        "score": score, "if_chosen": False,
+    }
+
+
+# Rows deliberately unsorted. By hand:
+# u1/i1 (opening turn, 4 responses): a=80 b=40 c=60 d=40 -> a>b a>c a>d c>b c>d, b=d tie
+# u1/i2 (later turn, 2 responses):   e=30 f=70             -> f>e
+# u2/i3: g=55 h=10 -> g>h;  u2/i4: k alone -> single-response group
+# u3 has no country; u9 is not in the survey.
+UTTERANCES = [
+    utt("f", "u1", "i2", "c1", 1, 70, "m2"),
+    utt("h", "u2", "i3", "c2", 0, 10, "m4"),
+    utt("c", "u1", "i1", "c1", 0, 60, "m3"),
+    utt("y1", "u3", "i7", "c7", 0, 20),
+    utt("a", "u1", "i1", "c1", 0, 80, "m1"),
+    utt("z1", "u9", "i9", "c9", 0, 20),
+    utt("k", "u2", "i4", "c3", 0, 50),
+    utt("d", "u1", "i1", "c1", 0, 40, "m4"),
+    utt("b", "u1", "i1", "c1", 0, 40, "m2"),
+    utt("e", "u1", "i2", "c1", 1, 30, "m1"),
+    utt("z2", "u9", "i9", "c9", 0, 90),
+    utt("g", "u2", "i3", "c2", 0, 55, "m1"),
+    utt("y2", "u3", "i7", "c7", 0, 60),
+]
+SURVEY = [
+    {"user_id": "u1", "age": "25-34", "location": {"birth_country": "Peru",
+                                                   "reside_country": "Chile"}},
+    # a JSON string instead of a struct is accepted too
+    {"user_id": "u2", "age": "18-24", "location": json.dumps({"reside_country": "Mexico"})},
+    {"user_id": "u3", "age": "18-24", "location": {"birth_country": "Chile"}},
+]
+EXPECTED = {  # (chosen_id, rejected_id) -> (country, chosen_score, rejected_score, models)
+    ("a", "b"): ("Chile", 80, 40, "m1", "m2"),
+    ("a", "c"): ("Chile", 80, 60, "m1", "m3"),
+    ("a", "d"): ("Chile", 80, 40, "m1", "m4"),
+    ("c", "b"): ("Chile", 60, 40, "m3", "m2"),
+    ("c", "d"): ("Chile", 60, 40, "m3", "m4"),
+    ("f", "e"): ("Chile", 70, 30, "m2", "m1"),
+    ("g", "h"): ("Mexico", 55, 10, "m1", "m4"),
+}
+
+
+def write_jsonl(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+
+
+@pytest.fixture
+def prism_dir(tmp_path):
+    write_jsonl(tmp_path / "utterances.jsonl", UTTERANCES)
+    write_jsonl(tmp_path / "survey.jsonl", SURVEY)
+    return tmp_path
+
+
+def test_pairs_by_hand(prism_dir):
+    data = prism.load_prism(prism_dir, val_frac=0.0)
+    p = data.pairs
+    assert list(p.columns) == PAIR_COLUMNS + prism.EXTRA_COLUMNS
+    got = {(r.chosen_id, r.rejected_id): (r.country, r.chosen_score, r.rejected_score,
+                                         r.chosen_model, r.rejected_model)
+           for r in p.itertuples()}
+    assert got == EXPECTED
+    ae = p[(p.chosen_id == "a") & (p.rejected_id == "b")].iloc[0]
+    assert (ae.prompt, ae.chosen, ae.rejected) == ("prompt of i1", "response a", "response b")
+    assert (ae.user_id, ae.group_id, ae.interaction_id, ae.conversation_id, ae.turn) == (
+        "u1", "i1", "i1", "c1", 0)
+    assert p.loc[p.chosen_id == "f", "turn"].item() == 1
+    r = data.report
+    assert r["n_utterances"] == 13 and r["n_users"] == 3 and r["n_pairs"] == 7
+    assert r["ties_dropped"] == 1 and r["ties_dropped_by_country"] == {"Chile": 1}
+    assert r["excluded"] == {"user_not_in_survey": 2, "country_missing": 2}
+    assert r["single_response_groups"] == 1
+    assert r["n_comparisons"] == 8  # 6 + 1 + 1 comparisons, one of them a tie
+    by_country = {c: sum(d.values()) for c, d in r["pairs_by_country_split"].items()}
+    assert by_country == {"Chile": 6, "Mexico": 1}
+    assert len(data.fingerprint) == 16 and data.source == "prism"
+    json.dumps(r)  # the report is plain JSON
+
+
+def test_row_order_does_not_matter(prism_dir):
+    utterances, survey, _ = prism.load_prism_tables(prism_dir)
+    a = prism.build_prism_pairs(utterances, survey, test_frac=0.5, val_frac=0.5)
+    shuffled = utterances.sample(frac=1.0, random_state=3)
+    b = prism.build_prism_pairs(shuffled, survey.iloc[::-1], test_frac=0.5, val_frac=0.5)
+    pd.testing.assert_frame_equal(a.pairs, b.pairs)
+    assert a.report == b.report
+
+
+def many_users(n_users=60, seed=0):
+    """n users over three countries, each with an opening turn of 4 responses and no ties."""
+    rng = np.random.default_rng(seed)
+    countries = ["Chile", "Israel", "Canada"]
+    survey = pd.DataFrame({"user_id": [f"u{i}" for i in range(n_users)],
+                           "location": [{"reside_country": countries[i % 3]}
+                                        for i in range(n_users)]})
+    rows = [utt(f"x{i}-{k}", f"u{i}", f"i{i}", f"c{i}", 0, int(s))
+            for i in range(n_users) for k, s in enumerate(rng.permutation(100)[:4] + 1)]
+    return pd.DataFrame(rows), survey
+
+
+def test_split_by_user_and_val_from_train_only():
+    utterances, survey = many_users()
+    no_val = prism.build_prism_pairs(utterances, survey, val_frac=0.0).pairs
+    data = prism.build_prism_pairs(utterances, survey, val_frac=0.3)
+    p = data.pairs
+    users = {s: set(p.loc[p.split == s, "user_id"]) for s in ("train", "val", "test")}
+    assert not users["train"] & users["test"]
+    assert not users["val"] & users["test"] and not users["val"] & users["train"]
+    # test = the seeded 15% of ALL survey users; val = a part of what was train
+    assert users["test"] == split_units(survey["user_id"], 0.15, 0) == set(
+        no_val.loc[no_val.split == "test", "user_id"])
+    assert users["val"] | users["train"] == set(no_val.loc[no_val.split == "train", "user_id"])
+    assert len(users["test"]) == 9 and len(users["val"]) > 0  # round(0.15 * 60)
+    assert len(p) == 60 * 6  # 4 responses, no ties: 6 pairs per user
+    # same seed, same table; another seed, another split
+    pd.testing.assert_frame_equal(p, prism.build_prism_pairs(utterances, survey,
+                                                             val_frac=0.3).pairs)
+    other = prism.build_prism_pairs(utterances, survey, split_seed=1, val_frac=0.3).pairs
+    assert set(other.loc[other.split == "test", "user_id"]) != users["test"]
+
+
+def test_malformed_line_names_file_and_line(prism_dir):
+    path = prism_dir / "utterances.jsonl"
+    lines = path.read_text().splitlines()
+    lines[2] = lines[2][:-5]  # cut the closing of the third object
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ValueError, match=r"utterances\.jsonl, line 3: not valid JSON"):
+        prism.load_prism(prism_dir)
+
+
+def test_missing_file(tmp_path):
+    write_jsonl(tmp_path / "utterances.jsonl", UTTERANCES)
+    with pytest.raises(FileNotFoundError, match=r"survey\.jsonl: no such file.*JSON lines"):
+        prism.load_prism_tables(tmp_path)
+
+
+def test_missing_column_names_file_and_column(prism_dir):
+    write_jsonl(prism_dir / "utterances.jsonl",
+                [{k: v for k, v in r.items() if k != "interaction_id"} for r in UTTERANCES])
+    with pytest.raises(ValueError, match=r"utterances\.jsonl: missing column\(s\) "
+                                         r"\['interaction_id'\]"):
+        prism.load_prism_tables(prism_dir)
+    write_jsonl(prism_dir / "utterances.jsonl", UTTERANCES)
+    write_jsonl(prism_dir / "survey.jsonl", [{"user_id": "u1"}])
+    with pytest.raises(ValueError, match=r"survey\.jsonl: missing column\(s\) \['location'\]"):
+        prism.load_prism_tables(prism_dir)
+
+
+@pytest.mark.parametrize("bad, shown", [
+    ("high", "'high'"), (None, r"missing \(null/NaN\)"), ("nan", "'nan'"), ("inf", "'inf'")])
+def test_bad_score_names_utterance_and_value(bad, shown):
+    rows = [dict(r) for r in UTTERANCES]
+    rows[4]["score"] = bad  # utterance "a"
+    with pytest.raises(ValueError, match=rf"utterance 'a' has score {shown}.*not a finite"):
+        prism.build_prism_pairs(pd.DataFrame(rows), pd.DataFrame(SURVEY))
+
+
+def test_nan_score_from_file_raises(prism_dir):
+    text = (prism_dir / "utterances.jsonl").read_text().replace('"score": 80', '"score": NaN')
+    (prism_dir / "utterances.jsonl").write_text(text)  # Python's json writes and reads NaN
+    with pytest.raises(ValueError, match=r"utterance 'a' has score missing \(null/NaN\)"):
+        prism.load_prism(prism_dir)
+
+
+def test_numeric_text_score_is_a_number():
+    rows = [dict(r) for r in UTTERANCES]
+    rows[4]["score"] = "80"
+    p = prism.build_prism_pairs(pd.DataFrame(rows), pd.DataFrame(SURVEY)).pairs
+    assert p.loc[p.chosen_id == "a", "chosen_score"].tolist() == [80.0, 80.0, 80.0]
+
+
+def test_users_missing_from_survey_are_counted_not_paired():
+    survey = pd.DataFrame(SURVEY[1:])  # u1 (Chile) is gone
+    data = prism.build_prism_pairs(pd.DataFrame(UTTERANCES), survey)
+    assert set(data.pairs["country"]) == {"Mexico"}
+    assert data.report["excluded"] == {"user_not_in_survey": 6 + 2, "country_missing": 2}
+    assert data.report["excluded_users"] == {"user_not_in_survey": 2, "country_missing": 1}
+
+
+def test_duplicate_survey_user_and_ambiguous_prompt_raise():
+    survey = pd.DataFrame(SURVEY + [SURVEY[0]])
+    with pytest.raises(ValueError, match="user_id 'u1' appears more than once"):
+        prism.build_prism_pairs(pd.DataFrame(UTTERANCES), survey)
+    rows = [dict(r) for r in UTTERANCES]
+    rows[2]["user_prompt"] = "another prompt"  # utterance "c" of u1/i1
+    with pytest.raises(ValueError, match="interaction 'i1' of user 'u1' has 2 different"):
+        prism.build_prism_pairs(pd.DataFrame(rows), pd.DataFrame(SURVEY))
+
+
+def test_hub_tables_via_datasets(monkeypatch):
+    """The hub path: configs by name, Arrow structs back to dicts, the revision in the print."""
+    import datasets
+
+    calls = []
+
+    def fake_load_dataset(hub_id, name, split, revision):
+        calls.append((hub_id, name, split, revision))
+        return datasets.Dataset.from_list(UTTERANCES if name == "utterances" else SURVEY[:1])
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
+    utterances, survey, fingerprint = prism.load_prism_tables(None, revision="abc123")
+    assert calls == [(prism.HUB_ID, "utterances", "train", "abc123"),
+                     (prism.HUB_ID, "survey", "train", "abc123")]
+    assert fingerprint == f"{prism.HUB_ID}@abc123"
+    assert survey["location"].iloc[0]["reside_country"] == "Chile"
+    assert len(prism.build_prism_pairs(utterances, survey).pairs) == 6  # u1's pairs, as above
+
+    def offline(*args, **kwargs):
+        raise ConnectionError("no network")
+
+    monkeypatch.setattr(datasets, "load_dataset", offline)
+    with pytest.raises(RuntimeError, match="could not load HannahRoseKirk.*pass their directory"):
+        prism.load_prism(None)
