@@ -57,7 +57,7 @@ class ModelConfig:
     backend: str = "embedding"  # "embedding" (frozen encoder + head) or "hf" (full fine-tuning)
     encoder: str = "minilm"  # embedding tier: "minilm" (shipped) or a HF model id / directory
     head: str = "linear"  # embedding tier head: "linear" or "mlp"
-    encoder_max_length: int = 256  # embedding tier: tokens per text pair (MiniLM was trained at 256)
+    encoder_max_length: int = 256  # embedding tier: tokens per text pair (MiniLM trained at 256)
     global_model: str | None = None  # hf tier: the global RM (hub id or directory)
     max_length: int = 512  # hf tier: tokens per (prompt, response) input
     mode: str = "fixed"  # hf tier: "fixed" or "released" (spec §8 behaviour)
