@@ -59,6 +59,8 @@ class ModelConfig:
     head: str = "linear"  # embedding tier head: "linear" or "mlp"
     encoder_max_length: int = 256  # embedding tier: tokens per text pair (MiniLM trained at 256)
     global_model: str | None = None  # hf tier: the global RM (hub id or directory)
+    revision: str | None = None  # hf tier: hub revision (commit or tag) of the global RM
+    chat_template: bool = False  # hf tier: wrap (prompt, response) in the tokenizer's template
     max_length: int = 512  # hf tier: tokens per (prompt, response) input
     mode: str = "fixed"  # hf tier: "fixed" or "released" (spec §8 behaviour)
     lora_r: int = 0  # hf tier: LoRA rank (0 = full fine-tuning)
@@ -74,7 +76,7 @@ class RunConfig:
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     n_boot: int = 1000  # bootstrap resamples (of users) for 95% CIs
     tune_grid: dict[str, list[float]] = field(default_factory=lambda: {
-        "tau": [0.5, 0.6, 0.7, 0.8, 0.9], "beta": [0.5, 1.1, 2.0], "lr_scale": [0.5, 1.0, 2.0],
+        "tau": [0.5, 0.7, 0.9], "beta": [0.55, 1.1, 2.2], "lr_scale": [0.5, 1.0, 2.0],
     })
 
 

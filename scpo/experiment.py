@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import platform
 import time
 from dataclasses import dataclass, field
@@ -105,7 +106,9 @@ def tune(prep: Prepared, country: str, seed: int, splits: dict[str, pd.DataFrame
     """Choose tau / beta / lr for one country by overall accuracy on its validation split.
 
     Every grid point is trained on the training split with ``seed``; the first best point in
-    grid order wins (deterministic). Test pairs are never looked at.
+    grid order wins (deterministic). Test pairs are never looked at. ``run_country`` tunes on
+    its first seed and reuses the choice for the other seeds, so seed spread is training noise
+    alone and the grid is paid once per country.
     """
     if splits["val"].empty:
         raise ValueError(f"{country}: no validation pairs to tune on; set data.val_frac > 0")
@@ -179,10 +182,16 @@ def run_country(prep: Prepared, country: str, *, keep_models: bool = False,
         n_kept, w_sum = 0, 0.0
         if not variant.train:
             model, hist = prep.global_rm, []
-        elif variant.tuned:
+        elif variant.tuned and not out.tuned:
+            # tuned once per country, on the first seed; later seeds reuse the choice
             model, hist, choice = tune(prep, country, seed, splits, variant)
             tau, beta, lr = choice["tau"], choice["beta"], choice["lr"]
             out.tuned[seed] = choice
+        elif variant.tuned:
+            choice = next(iter(out.tuned.values()))
+            tau, beta, lr = choice["tau"], choice["beta"], choice["lr"]
+            w = _weights(prep, variant, train, tau, beta, seed, country)
+            model, hist = _train(prep, train, w, seed, lr, splits["val"])
         else:
             w = _weights(prep, variant, train, tau, beta, seed, country)
             model, hist = _train(prep, train, w, seed, lr, splits["val"])
@@ -239,6 +248,9 @@ def _torch_version() -> str:
 
 def write_results(out: Path, prep: Prepared, runs: dict[str, CountryRun],
                   results: pd.DataFrame, timing: dict[str, float] | None = None) -> None:
+    """Write the tidy results and the record; under ``accelerate launch`` only rank 0 writes."""
+    if os.environ.get("RANK", "0") != "0":
+        return
     out.mkdir(parents=True, exist_ok=True)
     results.to_parquet(out / "results.parquet", index=False)
     results.to_csv(out / "results.csv", index=False, float_format="%.10g")

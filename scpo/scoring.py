@@ -41,13 +41,7 @@ def get_global_rm(data: PairData, cfg: Config, root: Path | None = None) -> Rewa
     if m.backend == "hf":
         from scpo.models.hf import HFRewardModel
 
-        if not m.global_model:
-            raise ValueError("model.global_model must name the global RM (hub id or directory) "
-                             "for the hf backend, e.g. OpenAssistant/reward-model-deberta-v3-base")
-        return HFRewardModel.from_pretrained(
-            m.global_model, max_length=m.max_length, mode=m.mode, lora_r=m.lora_r, bf16=m.bf16,
-            gradient_checkpointing=m.gradient_checkpointing,
-            trust_remote_code=m.trust_remote_code)
+        return HFRewardModel.from_config(m)
     if m.backend != "embedding":
         raise ValueError(f"unknown model.backend {m.backend!r}; choose 'embedding' or 'hf'")
     from scpo.models.embedding import EmbeddingRM, Encoder, train_global_rm

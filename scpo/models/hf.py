@@ -1,0 +1,421 @@
+"""The paper's tier: a Hugging Face sequence-classification reward model, fine-tuned in full or
+with LoRA, on a GPU when there is one.
+
+Two modes. ``fixed`` (the default) encodes (prompt, response) the same way for training and
+scoring and scores in eval mode without gradients. ``released`` reproduces what the authors'
+released code does (spec §8), so its effect on the numbers can be measured. Each difference is
+one field of ``Mode``, consulted by one small function:
+
+========================  ==========================  ===================================  =====
+what                      fixed                       released                             spec
+========================  ==========================  ===================================  =====
+training text             text pair (or chat          prompt + " [SEP] " + response,       §8.3
+                          template), truncated        truncated and padded to max_length   §8.5
+scoring text              same as training            text pair, NOT truncated             §8.3
+dropout at scoring        off (eval, inference_mode)  on (train mode, gradients on)        §8.1
+seed                      the one passed              always 42                            §8.2
+chosen / rejected         one concatenated forward    two forward passes                   §8.5
+batching                  length-grouped, dynamic pad random order, fixed 512 padding      §8.5
+bf16 autocast on CUDA     allowed                     off (the released run is fp32)       §7
+========================  ==========================  ===================================  =====
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import hashlib
+import inspect
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from scpo.config import MethodConfig, ModelConfig, TrainConfig
+from scpo.models.base import RewardModel, TrainHistory
+
+SEP_TEXT = " [SEP] "  # the released code's training separator, a literal string (spec §8.3)
+RELEASED_SEED = 42  # the released trainer's seed, whatever seed the run names (spec §8.2)
+LORA_ALPHA_PER_RANK = 2  # lora_alpha = 2 r, the common choice; the paper gives none (spec §8.4)
+META_FILE = "scpo_hf.json"  # what load() needs besides the HF checkpoint
+
+
+@dataclass(frozen=True)
+class Mode:
+    """How inputs are built, scored and trained; see the table in the module docstring."""
+
+    name: str
+    sep_text: bool  # train on prompt + SEP_TEXT + response instead of a text pair
+    pad_to_max: bool  # pad every training input to max_length
+    truncate_scoring: bool  # scoring inputs truncated to max_length like training inputs
+    dropout_at_scoring: bool  # score in train mode with gradients enabled
+    seed: int | None  # the seed actually used; None = the one passed
+    one_forward: bool  # chosen and rejected in one concatenated forward pass
+    length_grouping: bool  # length-grouped batches (pays off only with dynamic padding)
+    autocast: bool  # bf16 autocast allowed on CUDA
+
+
+MODES = {
+    "fixed": Mode("fixed", sep_text=False, pad_to_max=False, truncate_scoring=True,
+                  dropout_at_scoring=False, seed=None, one_forward=True, length_grouping=True,
+                  autocast=True),
+    "released": Mode("released", sep_text=True, pad_to_max=True, truncate_scoring=False,
+                     dropout_at_scoring=True, seed=RELEASED_SEED, one_forward=False,
+                     length_grouping=False, autocast=False),
+}
+
+
+def get_mode(name: str | Mode) -> Mode:
+    if isinstance(name, Mode):
+        return name
+    if name not in MODES:
+        raise ValueError(f"model.mode must be one of {sorted(MODES)}, got {name!r}")
+    return MODES[name]
+
+
+def effective_seed(mode: str | Mode, seed: int) -> int:
+    """The seed training really uses: the one passed, or 42 in released mode (spec §8.2)."""
+    fixed = get_mode(mode).seed
+    return int(seed) if fixed is None else fixed
+
+
+def chat_text(tokenizer: Any, prompt: str, response: str) -> str:
+    """One user turn and one assistant turn through the tokenizer's chat template."""
+    if not getattr(tokenizer, "chat_template", None):
+        raise ValueError("chat_template=True but the tokenizer has no chat template; set "
+                         "model.chat_template = false or use a tokenizer that ships one.")
+    messages = [{"role": "user", "content": prompt}, {"role": "assistant", "content": response}]
+    return tokenizer.apply_chat_template(messages, tokenize=False)
+
+
+def _pair_encoding(tokenizer: Any, prompt: str, response: str, max_length: int | None,
+                   chat_template: bool) -> dict[str, list[int]]:
+    """The fixed encoding: a text pair (or chat-template text), truncated when max_length."""
+    trunc = {"truncation": True, "max_length": max_length} if max_length else {}
+    if chat_template:  # the template writes the special tokens itself
+        return dict(tokenizer(chat_text(tokenizer, prompt, response), add_special_tokens=False,
+                              **trunc))
+    return dict(tokenizer(prompt, response, **trunc))
+
+
+def encode_for_training(tokenizer: Any, prompts: list[str], responses: list[str], *,
+                        mode: str | Mode, max_length: int,
+                        chat_template: bool = False) -> list[dict[str, list[int]]]:
+    """Token ids of each training input.
+
+    fixed: the same encoding as scoring. released: ``prompt + " [SEP] " + response`` truncated
+    and padded to ``max_length`` (512 in the released code), no chat template (spec §8.3, §8.5).
+    """
+    m = get_mode(mode)
+    if not m.sep_text:
+        return [_pair_encoding(tokenizer, p, r, max_length, chat_template)
+                for p, r in zip(prompts, responses)]
+    if chat_template:
+        raise ValueError("released mode reproduces the released code, which feeds no chat "
+                         "template (spec §8.3); set model.chat_template = false or mode 'fixed'.")
+    return [dict(tokenizer(p + SEP_TEXT + r, truncation=True, max_length=max_length,
+                           padding="max_length" if m.pad_to_max else False))
+            for p, r in zip(prompts, responses)]
+
+
+def encode_for_scoring(tokenizer: Any, prompts: list[str], responses: list[str], *,
+                       mode: str | Mode, max_length: int,
+                       chat_template: bool = False) -> list[dict[str, list[int]]]:
+    """Token ids of each scored input: fixed = the training encoding; released = the text
+    pair without truncation, unlike its training text (spec §8.3)."""
+    m = get_mode(mode)
+    if m.sep_text and chat_template:
+        raise ValueError("released mode feeds no chat template (spec §8.3); set "
+                         "model.chat_template = false or mode 'fixed'.")
+    limit = max_length if m.truncate_scoring else None
+    return [_pair_encoding(tokenizer, p, r, limit, chat_template)
+            for p, r in zip(prompts, responses)]
+
+
+@contextlib.contextmanager
+def scoring_context(model: torch.nn.Module, mode: str | Mode) -> Iterator[None]:
+    """eval() + inference_mode (fixed), or train mode with gradients on (released, spec §8.1).
+
+    The model's train/eval state is restored afterwards.
+    """
+    m = get_mode(mode)
+    was_training = model.training
+    model.train(m.dropout_at_scoring)
+    try:
+        with contextlib.nullcontext() if m.dropout_at_scoring else torch.inference_mode():
+            yield
+    finally:
+        model.train(was_training)
+
+
+def autocast_enabled(device: torch.device, bf16: bool, mode: str | Mode) -> bool:
+    """bf16 autocast only on CUDA (CPU bf16 is slow and changes the numbers we test)."""
+    return bool(bf16) and device.type == "cuda" and get_mode(mode).autocast
+
+
+def pick_device() -> torch.device:
+    """cuda (this process's GPU under ``accelerate launch``) if available, else cpu."""
+    if torch.cuda.is_available():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    return torch.device("cpu")
+
+
+def is_main_process() -> bool:
+    """Rank 0 (or no distributed launch): the process that writes files."""
+    return int(os.environ.get("RANK", 0)) == 0
+
+
+def is_sharded(model: torch.nn.Module) -> bool:
+    """True once FSDP2 has split the weights over the processes (DTensor parameters)."""
+    from torch.distributed.tensor import DTensor
+
+    return any(isinstance(p, DTensor) for p in model.parameters())
+
+
+def full_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """Every weight: the model's own state dict, or, if FSDP sharded it, the shards gathered
+    on the CPU of rank 0 (a collective: every rank must call it; the others get {})."""
+    if not is_sharded(model):
+        return model.state_dict()
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True,
+                                                                 cpu_offload=True))
+
+
+def weights_hash(state: dict[str, torch.Tensor]) -> str:
+    """sha256 over every tensor's name, dtype, shape and bytes (about 1 s per GB on a CPU)."""
+    h = hashlib.sha256()
+    for name in sorted(state):
+        t = state[name].detach().to("cpu").contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy())
+    return h.hexdigest()
+
+
+def ensure_pad_token(tokenizer: Any, model: torch.nn.Module) -> None:
+    """Decoder RMs often ship without a pad token; borrow unk or eos and tell the model.
+
+    With eos as pad, a trailing eos counts as padding when the model looks for the last token,
+    the same way in training and scoring.
+    """
+    if tokenizer.pad_token is None:
+        borrowed = tokenizer.unk_token or tokenizer.eos_token
+        if borrowed is None:
+            raise ValueError("the tokenizer has no pad, unk or eos token to pad with; add one "
+                             "(tokenizer.add_special_tokens({'pad_token': ...})) and resize.")
+        tokenizer.pad_token = borrowed
+    model.config.pad_token_id = tokenizer.pad_token_id
+
+
+def add_lora(model: torch.nn.Module, r: int) -> torch.nn.Module:
+    """LoRA adapters on every linear layer; the score head stays fully trainable (SEQ_CLS).
+
+    Trainable weights are kept in fp32 even over a bf16 base: a 1e-5 step on a bf16 weight of
+    size 0.01 is below bf16's resolution and would be rounded away.
+    """
+    from peft import LoraConfig, TaskType, get_peft_model
+
+    cfg = LoraConfig(task_type=TaskType.SEQ_CLS, r=int(r), lora_alpha=LORA_ALPHA_PER_RANK * r,
+                     lora_dropout=0.0, target_modules="all-linear")
+    model = get_peft_model(model, cfg)
+    for p in model.parameters():
+        if p.requires_grad:
+            p.data = p.data.float()
+    return model
+
+
+@contextlib.contextmanager
+def seeded_init(seed: int = 0) -> Iterator[None]:
+    """New weights (a fresh score head, LoRA adapters) drawn from a fixed seed, without
+    touching the caller's random state: loading the same model twice gives the same model."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
+class HFRewardModel(RewardModel):
+    """r_theta(x, y) = the scalar logit of an ``AutoModelForSequenceClassification``."""
+
+    score_batch_size = 16  # texts per scoring forward pass
+
+    def __init__(self, model: torch.nn.Module, tokenizer: Any, *, name: str,
+                 revision: str | None = None, max_length: int = 512, mode: str = "fixed",
+                 lora_r: int = 0, bf16: bool = True, gradient_checkpointing: bool = False,
+                 chat_template: bool = False) -> None:
+        self.mode = get_mode(mode)
+        if max_length < 1:
+            raise ValueError(f"max_length must be >= 1, got {max_length}")
+        if lora_r < 0:
+            raise ValueError(f"lora_r must be >= 0 (0 = full fine-tuning), got {lora_r}")
+        if self.mode.sep_text and chat_template:
+            raise ValueError("released mode feeds no chat template (spec §8.3); set "
+                             "model.chat_template = false or mode 'fixed'.")
+        self.name, self.revision = str(name), revision
+        self.max_length, self.lora_r, self.bf16 = int(max_length), int(lora_r), bool(bf16)
+        self.gradient_checkpointing, self.chat_template = gradient_checkpointing, chat_template
+        self.tokenizer = tokenizer
+        ensure_pad_token(tokenizer, model)
+        forward = inspect.signature(model.forward).parameters
+        self.input_names = [k for k in tokenizer.model_input_names if k in forward]
+        if self.lora_r and not hasattr(model, "peft_config"):
+            with seeded_init():
+                model = add_lora(model, self.lora_r)
+        self.device = pick_device()
+        self.model = model.to(self.device)
+        self._fingerprint: str | None = None
+
+    # ---- construction ----
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str, *, max_length: int = 512, mode: str = "fixed",
+                        lora_r: int = 0, bf16: bool = True, gradient_checkpointing: bool = False,
+                        chat_template: bool = False, trust_remote_code: bool = False,
+                        revision: str | None = None) -> HFRewardModel:
+        """A reward model from the hub or a directory (safetensors weights only)."""
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        kw = {"revision": revision, "trust_remote_code": trust_remote_code}
+        # LoRA freezes the base, so bf16 base weights are safe and halve the memory (8B: 16 GB);
+        # full fine-tuning keeps fp32 master weights and uses autocast.
+        half = lora_r > 0 and autocast_enabled(pick_device(), bf16, mode)
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(name_or_path, **kw)
+            with seeded_init():
+                model = AutoModelForSequenceClassification.from_pretrained(
+                    name_or_path, num_labels=1, use_safetensors=True,
+                    dtype=torch.bfloat16 if half else torch.float32, **kw)
+        except OSError as e:
+            raise OSError(
+                f"could not load reward model {name_or_path!r} (revision {revision or 'main'}): "
+                f"{e}\nPass a local directory, or check the hub id and network (HF_HUB_OFFLINE "
+                "must be unset to download).") from e
+        return cls(model, tokenizer, name=name_or_path, revision=revision, max_length=max_length,
+                   mode=mode, lora_r=lora_r, bf16=bf16,
+                   gradient_checkpointing=gradient_checkpointing, chat_template=chat_template)
+
+    @classmethod
+    def from_model(cls, model: torch.nn.Module, tokenizer: Any, *, name: str = "in-memory",
+                   **options: Any) -> HFRewardModel:
+        """Wrap an already-built model (tests use tiny models built from a config)."""
+        return cls(model, tokenizer, name=name, **options)
+
+    @classmethod
+    def from_config(cls, m: ModelConfig) -> HFRewardModel:
+        """The global RM named by ``model.global_model`` with the config's options."""
+        if not m.global_model:
+            raise ValueError("model.global_model must name the global RM (hub id or directory), "
+                             "e.g. OpenAssistant/reward-model-deberta-v3-base")
+        return cls.from_pretrained(
+            m.global_model, max_length=m.max_length, mode=m.mode, lora_r=m.lora_r, bf16=m.bf16,
+            gradient_checkpointing=m.gradient_checkpointing,
+            chat_template=getattr(m, "chat_template", False),
+            trust_remote_code=m.trust_remote_code, revision=getattr(m, "revision", None))
+
+    def options(self) -> dict[str, Any]:
+        """Everything besides the weights that decides the scores (and how training runs)."""
+        return {"name": self.name, "revision": self.revision, "max_length": self.max_length,
+                "mode": self.mode.name, "lora_r": self.lora_r, "bf16": self.bf16,
+                "gradient_checkpointing": self.gradient_checkpointing,
+                "chat_template": self.chat_template}
+
+    # ---- the RewardModel interface ----
+
+    def fingerprint(self) -> str:
+        """Options + sha256 of every weight, cached until fit() changes them.
+
+        Hashing reads every byte once, ~1 s per GB here: ~1 s for DeBERTa-v3-base in fp32,
+        ~16 s for Tulu 8B in bf16, once per trained model.
+        """
+        if self._fingerprint is None:
+            opts = json.dumps(self.options(), sort_keys=True)
+            digest = hashlib.sha256(opts.encode())
+            digest.update(weights_hash(full_state_dict(self.model)).encode())
+            box = [digest.hexdigest()[:20]]
+            if is_sharded(self.model):  # only rank 0 saw the weights: share its hash
+                torch.distributed.broadcast_object_list(box, src=0)
+            self._fingerprint = f"{self.name}@{self.revision or 'main'}:{box[0]}"
+        return self._fingerprint
+
+    def _inputs(self, feature: dict[str, list[int]]) -> dict[str, list[int]]:
+        return {k: feature[k] for k in self.input_names}
+
+    def score(self, prompts: list[str], responses: list[str]) -> np.ndarray:
+        """r(x, y) per text, float64; batches sorted by length, padded per batch."""
+        if len(prompts) != len(responses):
+            raise ValueError(f"score: {len(prompts)} prompts but {len(responses)} responses")
+        feats = [self._inputs(f) for f in encode_for_scoring(
+            self.tokenizer, list(prompts), list(responses), mode=self.mode,
+            max_length=self.max_length, chat_template=self.chat_template)]
+        order = np.argsort([-len(f["input_ids"]) for f in feats], kind="stable")
+        out = np.empty(len(feats), dtype=np.float64)
+        amp = autocast_enabled(self.device, self.bf16, self.mode)
+        with scoring_context(self.model, self.mode), torch.autocast(
+                self.device.type, dtype=torch.bfloat16, enabled=amp):
+            for start in range(0, len(order), self.score_batch_size):
+                idx = order[start:start + self.score_batch_size]
+                batch = self.tokenizer.pad([feats[i] for i in idx], return_tensors="pt")
+                logits = self.model(**batch.to(self.device)).logits
+                out[idx] = logits[:, 0].detach().float().cpu().numpy()
+        return out
+
+    def fit(self, pairs: pd.DataFrame, weights: np.ndarray, train: TrainConfig,
+            method: MethodConfig, seed: int,
+            eval_pairs: pd.DataFrame | None = None) -> TrainHistory:
+        """Weighted Bradley-Terry fine-tuning with the HF Trainer (``scpo.models.hf_train``)."""
+        from scpo.evaluate import accuracy, pairwise_correct
+        from scpo.models.hf_train import train_pairs
+
+        history = train_pairs(self, pairs, np.asarray(weights, dtype=np.float64), train, method,
+                              seed)
+        self._fingerprint = None
+        if eval_pairs is not None and len(eval_pairs) and history:
+            correct, _ = pairwise_correct(*self.score_pairs(eval_pairs))
+            history[-1]["val_accuracy"] = accuracy(correct, "val")
+        return history
+
+    def copy(self) -> HFRewardModel:
+        """Independent weights, shared (never modified) tokenizer."""
+        new = copy.copy(self)
+        new.model = copy.deepcopy(self.model)
+        return new
+
+    def save(self, path: str | Path) -> None:
+        """A standard HF checkpoint (safetensors) + tokenizer + ``scpo_hf.json``.
+
+        With LoRA the adapters are merged into a copy of the model first (one extra copy of the
+        weights in memory for a moment), so the checkpoint loads without peft.
+        """
+        from scpo.models.export import save_checkpoint
+
+        save_checkpoint(self, Path(path))
+
+    @classmethod
+    def load(cls, path: str | Path) -> HFRewardModel:
+        """Read what ``save`` wrote; the saved options (mode, max_length, LoRA rank, ...)
+        come back, LoRA as a fresh adapter on the merged weights."""
+        path = Path(path)
+        meta_path = path / META_FILE
+        if not meta_path.exists():
+            raise FileNotFoundError(f"{meta_path} not found: not a checkpoint written by "
+                                    "HFRewardModel.save; use from_pretrained for plain HF dirs.")
+        meta = json.loads(meta_path.read_text())
+        rm = cls.from_pretrained(str(path), max_length=meta["max_length"], mode=meta["mode"],
+                                 lora_r=meta["lora_r"], bf16=meta["bf16"],
+                                 gradient_checkpointing=meta["gradient_checkpointing"],
+                                 chat_template=meta["chat_template"])
+        rm.name, rm.revision = meta["name"], meta["revision"]
+        return rm
+
+    def export(self, path: str | Path, card: dict[str, Any]) -> Path:
+        """A checkpoint anyone can load with AutoModelForSequenceClassification, plus a
+        README.md model card (global RM, tau, beta, pairs kept, seeds, test accuracies)."""
+        from scpo.models.export import export_model
+
+        return export_model(self, Path(path), card)

@@ -1,0 +1,179 @@
+"""Training an ``HFRewardModel`` with the Hugging Face ``Trainer`` and the weighted
+Bradley-Terry loss (``scpo.method.weighted_bt_loss``).
+
+The Trainer brings AdamW, the linear schedule, seeding, bf16 and ``accelerate launch``
+data parallelism; this module adds only what is specific to pairs: the features, a collator
+that pads per batch and stacks chosen over rejected, and ``compute_loss``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import torch
+from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArguments
+
+from scpo.config import MethodConfig, TrainConfig
+from scpo.method import weighted_bt_loss
+from scpo.models.base import TrainHistory
+from scpo.models.hf import autocast_enabled, effective_seed, encode_for_training
+
+if TYPE_CHECKING:
+    from scpo.models.hf import HFRewardModel
+
+
+def check_pairs(pairs: pd.DataFrame, weights: np.ndarray) -> None:
+    """Columns present, one finite non-negative weight per pair, at least one pair."""
+    missing = [c for c in ("prompt", "chosen", "rejected") if c not in pairs.columns]
+    if missing:
+        raise ValueError(f"fit: pairs lack column(s) {missing}; need prompt, chosen, rejected")
+    if len(pairs) == 0:
+        raise ValueError("fit: no training pairs (did the filter keep none? raise tau)")
+    if weights.shape != (len(pairs),):
+        raise ValueError(f"fit: {weights.shape} weights for {len(pairs)} pairs; need one each")
+    bad = np.flatnonzero(~np.isfinite(weights) | (weights < 0))
+    if bad.size:
+        raise ValueError(f"fit: weight {float(weights[bad[0]])!r} at row {bad[0]} "
+                         f"({bad.size} bad); weights must be finite and >= 0")
+
+
+def pair_features(rm: HFRewardModel, pairs: pd.DataFrame, weights: np.ndarray) -> Any:
+    """A ``datasets.Dataset``: chosen / rejected token ids, the weight, and a ``length``
+    column the length-grouped sampler reads."""
+    import datasets
+
+    def enc(col: str) -> list[dict[str, list[int]]]:
+        feats = encode_for_training(rm.tokenizer, pairs["prompt"].tolist(), pairs[col].tolist(),
+                                    mode=rm.mode, max_length=rm.max_length,
+                                    chat_template=rm.chat_template)
+        return [{k: f[k] for k in rm.input_names} for f in feats]
+
+    chosen, rejected = enc("chosen"), enc("rejected")
+    length = [max(len(c["input_ids"]), len(r["input_ids"])) for c, r in zip(chosen, rejected)]
+    return datasets.Dataset.from_dict({"chosen": chosen, "rejected": rejected,
+                                       "weight": weights.tolist(), "length": length})
+
+
+@dataclasses.dataclass
+class PairCollator:
+    """Pads a batch to its longest input; one forward (chosen stacked over rejected) or two."""
+
+    tokenizer: Any
+    one_forward: bool
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
+        weight = torch.tensor([f["weight"] for f in features], dtype=torch.float32)
+        chosen = [f["chosen"] for f in features]
+        rejected = [f["rejected"] for f in features]
+        if self.one_forward:
+            return {**self.tokenizer.pad(chosen + rejected, return_tensors="pt"), "weight": weight}
+        return {"chosen": dict(self.tokenizer.pad(chosen, return_tensors="pt")),
+                "rejected": dict(self.tokenizer.pad(rejected, return_tensors="pt")),
+                "weight": weight}
+
+
+def pair_rewards(model: torch.nn.Module,
+                 batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(r(x, y+), r(x, y-)) for a collated batch: one forward pass or two (released)."""
+    if "chosen" in batch:
+        return model(**batch["chosen"]).logits[:, 0], model(**batch["rejected"]).logits[:, 0]
+    r = model(**batch).logits[:, 0]
+    n = r.shape[0] // 2
+    return r[:n], r[n:]
+
+
+class WeightedPairTrainer(Trainer):
+    """A Trainer whose loss is -mean(W log sigma(r+ - r-)) over the batch's pairs."""
+
+    loss_is_scaled_for_ga = False  # a per-batch mean: the Trainer divides by accumulation steps
+
+    def __init__(self, *args: Any, normalize: str = "batch", **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.normalize = normalize
+
+    def compute_loss(self, model: torch.nn.Module, inputs: dict[str, Any],
+                     return_outputs: bool = False,
+                     num_items_in_batch: torch.Tensor | int | None = None) -> Any:
+        weight = inputs.pop("weight")
+        rc, rr = pair_rewards(model, inputs)
+        loss = weighted_bt_loss(rc.float(), rr.float(), weight, normalize=self.normalize)
+        return (loss, {"r_chosen": rc, "r_rejected": rr}) if return_outputs else loss
+
+
+class HistoryCallback(TrainerCallback):
+    """Collects {"step", "loss", "lr"} from every Trainer log."""
+
+    def __init__(self) -> None:
+        self.rows: TrainHistory = []
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None,
+               **kwargs: Any) -> None:
+        if logs and "loss" in logs:
+            self.rows.append({"step": int(state.global_step), "loss": float(logs["loss"]),
+                              "lr": float(logs.get("learning_rate", float("nan")))})
+
+
+def per_device_batch(batch_size: int, world_size: int) -> int:
+    """``batch_size`` is pairs per optimizer step over all GPUs, as the paper's batch 8."""
+    if batch_size < 1 or batch_size % world_size:
+        raise ValueError(f"train.batch_size={batch_size} must be a positive multiple of the "
+                         f"{world_size} processes of the launch (pairs per step over all GPUs)")
+    return batch_size // world_size
+
+
+def _versioned_args(grouped: bool, checkpointing: bool) -> dict[str, Any]:
+    """Length-grouped sampling and activation checkpointing under the names this
+    transformers version uses (5.x renamed both)."""
+    fields = TrainingArguments.__dataclass_fields__
+    out: dict[str, Any] = (
+        {"train_sampling_strategy": "group_by_length" if grouped else "random"}
+        if "train_sampling_strategy" in fields else {"group_by_length": grouped})
+    if checkpointing:  # use_reentrant=False: works with frozen (LoRA) inputs, no extra hooks
+        name = ("activation_checkpointing" if "activation_checkpointing" in fields
+                else "gradient_checkpointing")
+        out.update({name: True, f"{name}_kwargs": {"use_reentrant": False}})
+    return out
+
+
+def training_arguments(rm: HFRewardModel, train: TrainConfig, seed: int,
+                       out_dir: str) -> TrainingArguments:
+    """AdamW, linear decay to 0 with no warm-up, max_steps, seeded, no checkpoints, no loggers."""
+    world = int(os.environ.get("WORLD_SIZE", 1))
+    seed = effective_seed(rm.mode, seed)
+    return TrainingArguments(
+        output_dir=out_dir, max_steps=int(train.max_steps),
+        per_device_train_batch_size=per_device_batch(int(train.batch_size), world),
+        learning_rate=float(train.lr), weight_decay=float(train.weight_decay),
+        optim="adamw_torch_fused", lr_scheduler_type="linear", warmup_steps=0,
+        seed=seed, data_seed=seed, bf16=autocast_enabled(rm.device, rm.bf16, rm.mode),
+        logging_strategy="steps", logging_steps=max(1, int(train.max_steps) // 100),
+        logging_first_step=True, save_strategy="no", eval_strategy="no", report_to="none",
+        remove_unused_columns=False, disable_tqdm=True, dataloader_num_workers=0,
+        dataloader_pin_memory=rm.device.type == "cuda",
+        **_versioned_args(rm.mode.length_grouping, rm.gradient_checkpointing))
+
+
+def train_pairs(rm: HFRewardModel, pairs: pd.DataFrame, weights: np.ndarray,
+                train: TrainConfig, method: MethodConfig, seed: int) -> TrainHistory:
+    """Fine-tune ``rm.model`` in place on weighted pairs; return the logged history."""
+    check_pairs(pairs, weights)
+    if rm.mode.name == "released" and method.normalize != "batch":
+        raise ValueError("released mode divides the loss by the batch size (spec §5); set "
+                         "method.normalize = 'batch' or use mode 'fixed'.")
+    dataset = pair_features(rm, pairs.reset_index(drop=True), weights)
+    history = HistoryCallback()
+    with tempfile.TemporaryDirectory(prefix="scpo-hf-") as out_dir:
+        trainer = WeightedPairTrainer(
+            model=rm.model, args=training_arguments(rm, train, seed, out_dir),
+            train_dataset=dataset, processing_class=rm.tokenizer,
+            data_collator=PairCollator(rm.tokenizer, rm.mode.one_forward),
+            callbacks=[history], normalize=method.normalize)
+        trainer.remove_callback(PrinterCallback)
+        trainer.train()
+    rm.model = trainer.model
+    return history.rows
