@@ -29,7 +29,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check scpo tests benchmarks
 
 book: $(STAMP)
-	$(BIN)/python -m scpo.book build
+	$(BIN)/python book/build.py
 
 clean-book:
 	rm -rf book/_build book/generated
