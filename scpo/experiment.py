@@ -9,6 +9,7 @@ One row per country x variant x seed x test set ("overall", "pure_minority").
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import os
@@ -76,8 +77,7 @@ def country_splits(prep: Prepared, country: str) -> dict[str, pd.DataFrame]:
 def _train(prep: Prepared, train: pd.DataFrame, w: np.ndarray, seed: int, lr: float,
            val: pd.DataFrame | None) -> tuple[RewardModel, list[dict[str, Any]]]:
     model = prep.global_rm.copy()
-    tcfg = prep.cfg.train
-    tcfg = type(tcfg)(**{**tcfg.__dict__, "lr": lr})
+    tcfg = dataclasses.replace(prep.cfg.train, lr=lr)
     keep = w > 0
     hist = model.fit(train[keep].reset_index(drop=True), w[keep], tcfg, prep.cfg.method,
                      seed=seed, eval_pairs=val if val is not None and len(val) else None)
@@ -150,8 +150,10 @@ def _jsd_alignment(prep: Prepared, model: RewardModel, country: str) -> float:
 
 def evaluate_variant(prep: Prepared, model: RewardModel, test: pd.DataFrame, seed: int,
                      country: str) -> list[dict[str, Any]]:
-    rc, rr = (score_texts_pairs(prep, test) if model is prep.global_rm
-              else model.score_pairs(test))
+    if model is prep.global_rm:  # its test scores are already in the table: no rescoring
+        rc, rr = test["rg_chosen"].to_numpy(), test["rg_rejected"].to_numpy()
+    else:
+        rc, rr = model.score_pairs(test)
     truth = {name: test[col].to_numpy() for name, col in TRUTH_COLUMNS.items()
              if col in test.columns}
     rows = evaluate.evaluate_model(
@@ -161,11 +163,6 @@ def evaluate_variant(prep: Prepared, model: RewardModel, test: pd.DataFrame, see
     if prep.data.source == "goqa":
         rows[0]["jsd_alignment"] = _jsd_alignment(prep, model, country)
     return rows
-
-
-def score_texts_pairs(prep: Prepared, test: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """The global RM's own test scores are already in the table: no rescoring."""
-    return test["rg_chosen"].to_numpy(), test["rg_rejected"].to_numpy()
 
 
 def run_country(prep: Prepared, country: str, *, keep_models: bool = False,
