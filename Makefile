@@ -22,11 +22,11 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 test: $(STAMP)
-	$(BIN)/ruff check scpo tests benchmarks
+	$(BIN)/ruff check scpo tests benchmarks book/build.py
 	$(BIN)/python -m pytest -q --durations=15
 
 lint: $(STAMP)
-	$(BIN)/ruff check scpo tests benchmarks
+	$(BIN)/ruff check scpo tests benchmarks book/build.py
 
 book: $(STAMP)
 	$(BIN)/python book/build.py

@@ -76,7 +76,7 @@ class RunConfig:
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     n_boot: int = 1000  # bootstrap resamples (of users) for 95% CIs
     tune_grid: dict[str, list[float]] = field(default_factory=lambda: {
-        "tau": [0.5, 0.7, 0.9], "beta": [0.55, 1.1, 2.2], "lr_scale": [0.5, 1.0, 2.0],
+        "tau": [0.5, 0.7, 0.9], "beta": [0.55, 1.1, 2.2], "lr_scale": [0.5, 1.0],
     })
 
 

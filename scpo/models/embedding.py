@@ -189,7 +189,8 @@ class Encoder:
             order = np.argsort([-(len(p) + len(r)) for p, r in zip(prompts, responses)],
                                kind="stable")
         with torch.inference_mode(), tqdm(total=n, desc="embedding", unit="text",
-                                           disable=not self.progress) as bar:
+                                           disable=not self.progress
+                                           or os.environ.get("TQDM_DISABLE") == "1") as bar:
             for start in range(0, n, self.batch_size):
                 idx = order[start:start + self.batch_size]
                 batch = self.tokenizer([prompts[i] for i in idx], [responses[i] for i in idx],

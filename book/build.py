@@ -1,0 +1,469 @@
+"""Build the scpo book: execute its notebooks with papermill, then render them with Jupyter Book.
+
+    python book/build.py                          # the embedded default: simulated data, "default"
+    python book/build.py --preset tiny            # the small CI book (2 countries, 1 seed)
+    python book/build.py --data-dir ../shared/data   # + the real-data chapter (GlobalOpinionQA)
+    python book/build.py convert                  # notebooks/*.md -> notebooks/*.ipynb, then e.g.
+    papermill notebooks/country.ipynb out/Chile.ipynb -p country Chile -p tau 0.6
+
+Why a driver rather than Jupyter Book's own execution: the country notebook runs once per country
+with different parameters (papermill), the results chapters read what the country notebooks saved
+instead of retraining it, and each executed notebook is stored with a stamp (sha256 of the
+notebook source, its parameters, the scpo package source, the data and the stamps of the
+notebooks it reads), so a warm rebuild re-executes only what changed and is mostly the Sphinx
+step. A failing notebook stops the build with papermill's error (the failing cell and its
+traceback) and a non-zero exit; the book is rendered into a staging directory and swapped into
+place only on success, so a failed build never replaces the previous one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+BOOK = ROOT / "book"
+NOTEBOOKS = ROOT / "notebooks"
+PACKAGE = ROOT / "scpo"
+KERNEL = "python3"
+# Kernels inherit these unless already set: offline, and no progress bars in the book's pages.
+KERNEL_ENV = {"HF_HUB_OFFLINE": "1", "TQDM_DISABLE": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+              "TRANSFORMERS_VERBOSITY": "error", "TOKENIZERS_PARALLELISM": "false",
+              # tqdm.auto warns once per kernel that ipywidgets is missing; a plain bar is fine
+              "PYTHONWARNINGS": "ignore:IProgress not found"}
+# Results chapters: page in the book -> notebook in notebooks/. They read the countries' saved
+# results; "goqa" runs only when a data directory holds GlobalOpinionQA.
+RESULT_PAGES = {
+    "results/main": "main_results.md",
+    "results/efficiency": "efficiency.md",
+    "results/sweeps": "sweeps.md",
+    "results/seeds": "seeds.md",
+    "results/cross_country": "cross_country.md",
+}
+GOQA_CSV = "global_opinions.csv"
+TIER_DIR = ROOT / "data" / "tier_check"  # benchmarks/tier_check.py's committed results
+MISSING_TIERS = """# Two tiers, one country
+
+This page shows the comparison of the embedding tier with a full fine-tune that
+`benchmarks/tier_check.py` computes once and commits under `data/tier_check/`; this build did
+not find it there. Run `.venv/bin/python benchmarks/tier_check.py` from the repository root and
+build again. The notebook behind this page is `notebooks/tiers.md`.
+"""
+MISSING_GOQA = """# GlobalOpinionQA
+
+This chapter runs on the real GlobalOpinionQA data {{cite}}`durmus2023globalopinionqa`, which
+this build was not given. Build the book with a data directory that holds
+`globalopinionqa/{csv}` (or the csv itself) to add it:
+
+```bash
+SCPO_DATA_DIR=../shared/data make book
+python book/build.py --data-dir ../shared/data
+```
+
+The notebook behind this chapter is `notebooks/goqa.md`.
+"""
+
+
+class BuildError(RuntimeError):
+    """A notebook or the Sphinx step failed; the message says which and where to look."""
+
+
+@dataclass
+class Job:
+    """One notebook execution: a page of the book made from a notebook and its parameters."""
+
+    page: str  # where it lands in the book, without suffix, e.g. "countries/Chile"
+    source: Path  # jupytext notebook (MyST markdown) in notebooks/
+    params: dict[str, Any]
+    inputs: list[str] = field(default_factory=list)  # pages whose saved outputs this one reads
+    outputs: list[Path] = field(default_factory=list)  # files a cache hit must still find
+    title: str | None = None  # replaces the notebook's first heading (a country's name)
+    warm: tuple[str, str] | None = None  # (dataset, data_dir) it prepares: warmed beforehand
+    data: list[str] = field(default_factory=list)  # more inputs whose bytes enter the stamp
+
+
+# ---------------------------------------------------------------------------- fingerprints
+def tree_hash(paths: list[Path], root: Path) -> str:
+    """sha256 over the relative names and bytes of ``paths`` (sorted)."""
+    h = hashlib.sha256()
+    for p in sorted(paths):
+        h.update(str(p.relative_to(root)).encode() + b"\0")
+        with open(p, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+def package_hash() -> str:
+    """The scpo source: code, presets and simulator banks (what decides every number)."""
+    files = [p for p in PACKAGE.rglob("*") if p.is_file() and p.suffix in (".py", ".toml", ".json")
+             and "__pycache__" not in p.parts]
+    return tree_hash(files, PACKAGE)
+
+
+def data_hash(path: str) -> str:
+    """Fingerprint of a data file or directory ("" = none: simulated from the package)."""
+    if not path:
+        return "none"
+    p = Path(path)
+    if p.is_file():
+        return tree_hash([p], p.parent)
+    if not p.is_dir():
+        raise BuildError(f"data path {p} does not exist; fix --data-dir / SCPO_DATA_DIR")
+    return tree_hash([f for f in p.rglob("*") if f.is_file()], p)
+
+
+def stamp(job: Job, pkg: str, stamps: dict[str, str]) -> str:
+    """What the executed notebook depends on; equal stamps mean it need not run again."""
+    what = {
+        "source": hashlib.sha256(job.source.read_bytes()).hexdigest(),
+        "params": job.params, "package": pkg, "title": job.title,
+        "data": {**{k: data_hash(v) for k, v in sorted(job.params.items())
+                    if k.endswith("data_dir")}, **{p: data_hash(p) for p in job.data}},
+        "inputs": {p: stamps[p] for p in sorted(job.inputs)},
+    }
+    return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()
+
+
+# ---------------------------------------------------------------------------- notebooks
+def read_notebook(path: Path):
+    """A jupytext notebook, checked for what papermill needs: a kernelspec and one code cell
+    tagged ``parameters``."""
+    import jupytext
+
+    nb = jupytext.read(path)
+    spec = nb.metadata.get("kernelspec", {})
+    if spec.get("name") != KERNEL:
+        raise BuildError(f"{path}: the metadata needs kernelspec name {KERNEL!r} (got {spec!r}); "
+                         "add it to the jupytext header")
+    tagged = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    if len(tagged) != 1 or tagged[0].cell_type != "code":
+        raise BuildError(f"{path}: needs exactly one code cell tagged 'parameters' (found "
+                         f"{len(tagged)}); write it as ```{{code-cell}} ipython3 with "
+                         ":tags: [parameters]")
+    return nb
+
+
+def convert(out_dir: Path) -> list[Path]:
+    """notebooks/*.md -> ``out_dir``/*.ipynb (unexecuted), for papermill on the command line."""
+    import nbformat
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for src in sorted(NOTEBOOKS.glob("*.md")):
+        dest = out_dir / f"{src.stem}.ipynb"
+        nbformat.write(read_notebook(src), dest)
+        written.append(dest)
+    return written
+
+
+def retitle(path: Path, title: str) -> None:
+    """Replace the first markdown heading: one template makes every country's page."""
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == "markdown" and cell.source.startswith("# "):
+            first, _, rest = cell.source.partition("\n")
+            cell.source = f"# {title}\n{rest}"
+            break
+    nbformat.write(nb, path)
+
+
+def execute(job: Job, store: Path, env: dict[str, str]) -> float:
+    """Run one notebook with papermill in a subprocess; return the seconds it took."""
+    import nbformat
+
+    t0 = time.perf_counter()
+    out = store / "executed" / f"{job.page}.ipynb"
+    todo = store / "inputs" / f"{job.page}.ipynb"
+    running = out.with_name(out.stem + ".running.ipynb")
+    for d in (out.parent, todo.parent):
+        d.mkdir(parents=True, exist_ok=True)
+    nbformat.write(read_notebook(job.source), todo)
+    cmd = [sys.executable, "-m", "papermill", str(todo), str(running), "-y",
+           json.dumps(job.params), "-k", KERNEL, "--cwd", str(ROOT), "--no-progress-bar"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        failed = store / "failed" / f"{job.page}.ipynb"
+        failed.parent.mkdir(parents=True, exist_ok=True)
+        where = "(papermill wrote none)"
+        if running.exists():
+            os.replace(running, failed)
+            where = str(failed)
+        detail = (proc.stderr.strip() or proc.stdout.strip())[-6000:]
+        raise BuildError(
+            f"notebook {job.source} (page {job.page}, parameters "
+            f"{job.params}) failed.\nThe executed notebook with the error: {where}\n"
+            f"Rerun it alone: papermill {todo} out.ipynb -y '{json.dumps(job.params)}'\n"
+            f"papermill said:\n{detail}")
+    if job.title:
+        retitle(running, job.title)
+    os.replace(running, out)
+    return time.perf_counter() - t0
+
+
+def fresh(job: Job, store: Path, st: str) -> bool:
+    """A cache hit: the stored notebook has this stamp and the files it saved still exist."""
+    out = store / "executed" / f"{job.page}.ipynb"
+    stamp_file = out.with_suffix(".stamp")
+    return (out.exists() and stamp_file.exists() and stamp_file.read_text() == st
+            and all(p.exists() for p in job.outputs))
+
+
+def run_jobs(jobs: list[Job], store: Path, workers: int, force: bool,
+             log=print) -> dict[str, str]:
+    """Execute the jobs in dependency order, ``workers`` at a time; unchanged ones are skipped.
+
+    On a failure no new notebook starts; the running ones finish, then the first error raises.
+    """
+    pkg = package_hash()
+    env = {**KERNEL_ENV, **os.environ}
+    known = {j.page for j in jobs}
+    for j in jobs:
+        unknown = set(j.inputs) - known
+        if unknown:
+            raise BuildError(f"job {j.page} depends on unknown page(s) {sorted(unknown)}")
+    todo = {j.page: j for j in jobs}
+    stamps: dict[str, str] = {}
+    done: set[str] = set()
+    running: dict[Future, tuple[Job, str]] = {}
+    failure: BuildError | None = None
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        while True:
+            progressed = True
+            while failure is None and progressed:  # start (or skip) everything that is ready
+                progressed = False
+                for page, job in list(todo.items()):
+                    if len(running) >= workers or not set(job.inputs) <= done:
+                        continue
+                    del todo[page]
+                    stamps[page] = stamp(job, pkg, stamps)
+                    progressed = True
+                    if not force and fresh(job, store, stamps[page]):
+                        log(f"  unchanged  {page}")
+                        done.add(page)
+                    else:
+                        log(f"  executing  {page}  ({job.source.name})")
+                        running[pool.submit(execute, job, store, env)] = (job, stamps[page])
+            if not running:
+                break
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for fut in finished:
+                job, st = running.pop(fut)
+                try:
+                    seconds = fut.result()
+                except BuildError as e:
+                    failure = failure or e
+                    log(f"  FAILED     {job.page}")
+                    continue
+                (store / "executed" / f"{job.page}.stamp").write_text(st)
+                done.add(job.page)
+                log(f"  done       {job.page}  {seconds:.0f} s")
+    if failure is not None:
+        raise failure
+    if todo:
+        raise BuildError(f"could not schedule {sorted(todo)}: circular dependencies")
+    return stamps
+
+
+# ---------------------------------------------------------------------------- the plan
+def resolve_data_dir(data_dir: str, dataset: str) -> str:
+    """The data of ``dataset`` inside a data directory: its subdirectory if present (prism/,
+    globalopinionqa/, sim/), else the directory itself; "" for a fresh simulation."""
+    if not data_dir:
+        return ""
+    sub = Path(data_dir) / {"prism": "prism", "goqa": "globalopinionqa", "sim": "sim"}[dataset]
+    if sub.is_dir():
+        return str(sub.resolve())
+    return "" if dataset == "sim" else str(Path(data_dir).resolve())
+
+
+def goqa_dir(data_dir: str) -> str:
+    """Where GlobalOpinionQA is under the data directory, or "" when it is not there."""
+    if not data_dir:
+        return ""
+    for d in (Path(data_dir) / "globalopinionqa", Path(data_dir)):
+        if (d / GOQA_CSV).is_file():
+            return str(d.resolve())
+    return ""
+
+
+def slug(country: str) -> str:
+    return country.replace(" ", "_")
+
+
+def plan(preset: str, dataset: str | None, data_dir: str, countries: list[str] | None,
+         store: Path) -> list[Job]:
+    """Every notebook of the book with its parameters, in the order they are started."""
+    from scpo.config import load_preset
+    from scpo.pairs import PAPER_COUNTRIES
+
+    cfg = load_preset(preset)
+    dataset = dataset or cfg.data.dataset
+    if countries is None:
+        countries = cfg.run.countries
+    if list(countries) == ["all"]:
+        countries = list(PAPER_COUNTRIES)
+    results = store / "results"
+    base = {"preset": preset, "dataset": dataset, "data_dir": resolve_data_dir(data_dir, dataset)}
+    pages = [f"countries/{slug(c)}" for c in countries]
+    jobs = [Job("method", NOTEBOOKS / "method.md", {}),
+            Job("data", NOTEBOOKS / "data.md", dict(base))]
+    # The long self-contained chapters first, so the build does not end waiting for one of them
+    jobs.append(Job("results/simulator", NOTEBOOKS / "simulator.md",
+                    {"preset": preset, "work_dir": str(store / "work" / "simulator")}))
+    goqa = goqa_dir(data_dir)
+    if goqa:
+        jobs.append(Job("results/goqa", NOTEBOOKS / "goqa.md",
+                        {"preset": preset, "goqa_data_dir": goqa,
+                         "work_dir": str(store / "work" / "goqa")}, warm=("goqa", goqa)))
+    if (TIER_DIR / "results.csv").is_file():
+        jobs.append(Job("results/tiers", NOTEBOOKS / "tiers.md", {"tier_dir": str(TIER_DIR)},
+                        data=[str(TIER_DIR)]))
+    for c, page in zip(countries, pages):
+        jobs.append(Job(page, NOTEBOOKS / "country.md",
+                        {**base, "country": c, "results_dir": str(results)}, title=c,
+                        outputs=[results / slug(c) / "results.parquet"],
+                        warm=(dataset, base["data_dir"])))
+    common = {**base, "countries": ",".join(countries), "results_dir": str(results)}
+    for page, source in RESULT_PAGES.items():
+        work = {"work_dir": str(store / "work" / Path(page).name)}
+        jobs.append(Job(page, NOTEBOOKS / source, {**common, **work}, inputs=pages))
+    return jobs
+
+
+def warm_caches(preset: str, dataset: str, data_dir: str) -> None:
+    """Embed every text and train the global RM once, here, before any notebook runs.
+
+    Every page needs them, so the notebooks can then run in parallel on a warm cache, and the
+    progress bars of this long step go to the terminal instead of into a page of the book.
+    """
+    for key in ("HF_HUB_OFFLINE", "TOKENIZERS_PARALLELISM"):
+        os.environ.setdefault(key, KERNEL_ENV[key])
+    from scpo.config import load_preset
+    from scpo.experiment import country_splits, evaluate_variant, prepare
+
+    cfg = load_preset(preset)
+    cfg.update({"data": {"dataset": dataset, "data_dir": data_dir or None}})
+    prep = prepare(cfg)
+    for country in prep.countries:  # GlobalOpinionQA: also embeds every option of the test set
+        test = country_splits(prep, country)["test"]
+        evaluate_variant(prep, prep.global_rm, test, seed=0, country=country)
+
+
+# ---------------------------------------------------------------------------- the book
+def assemble(jobs: list[Job], store: Path, src: Path) -> None:
+    """The book's source tree: book/ (prose, config, toc) plus the executed notebooks, and a page
+    saying how to add each optional chapter this build could not run."""
+    if src.exists():
+        shutil.rmtree(src)
+    shutil.copytree(BOOK, src, ignore=shutil.ignore_patterns(
+        "_build", "generated", "build.py", "__pycache__", "*.pyc", ".ipynb_checkpoints"))
+    for job in jobs:
+        dest = src / f"{job.page}.ipynb"
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(store / "executed" / f"{job.page}.ipynb", dest)
+    pages = {j.page for j in jobs}
+    for page, text in (("results/goqa", MISSING_GOQA.format(csv=GOQA_CSV)),
+                       ("results/tiers", MISSING_TIERS)):
+        if page not in pages:
+            (src / f"{page}.md").parent.mkdir(parents=True, exist_ok=True)
+            (src / f"{page}.md").write_text(text)
+
+
+def render(src: Path, staging: Path, build_dir: Path, strict: bool) -> Path:
+    """Sphinx (Jupyter Book, execution off) into ``staging``; swapped into ``build_dir`` only
+    when it succeeded."""
+    jb = Path(sys.executable).parent / "jupyter-book"
+    cmd = [str(jb) if jb.exists() else "jupyter-book", "build", str(src), "--path-output",
+           str(staging), "--all"] + (["-W", "--keep-going"] if strict else [])
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0 or not (staging / "_build" / "html" / "index.html").exists():
+        raise BuildError(f"the Sphinx step failed (exit {proc.returncode}); {build_dir} was left "
+                         f"as it was. Output:\n{(proc.stdout + proc.stderr)[-8000:]}")
+    old = build_dir.with_name(build_dir.name + ".old")
+    if old.exists():
+        shutil.rmtree(old)
+    if build_dir.exists():
+        build_dir.rename(old)
+    (staging / "_build").rename(build_dir)
+    if old.exists():
+        shutil.rmtree(old)
+    return build_dir / "html"
+
+
+def build(args: argparse.Namespace) -> Path:
+    from scpo.config import cache_dir
+
+    t0 = time.perf_counter()
+    data_dir = args.data_dir or ""
+    # one store per preset and dataset; the stamps decide what in it is still valid
+    name = f"{Path(args.preset).stem}-{args.dataset or 'preset-data'}"
+    store = Path(args.store) if args.store else cache_dir() / "book" / name
+    jobs = plan(args.preset, args.dataset, data_dir, args.countries, store)
+    print(f"book: {len(jobs)} notebooks, executed copies in {store}")
+    pkg = package_hash()
+    for dataset_, dir_ in sorted({j.warm for j in jobs if j.warm and (
+            args.force or not fresh(j, store, stamp(j, pkg, {})))}):
+        t_warm = time.perf_counter()
+        print(f"  warming the caches of {dataset_} data {dir_ or '(simulated)'}")
+        warm_caches(args.preset, dataset_, dir_)
+        print(f"  warm       {dataset_}  {time.perf_counter() - t_warm:.0f} s")
+    run_jobs(jobs, store, args.jobs, args.force)
+    t_exec = time.perf_counter() - t0
+    build_dir = Path(args.build_dir).resolve()
+    staging = build_dir.parent / "generated" / "staging"
+    if staging.exists():
+        shutil.rmtree(staging)
+    assemble(jobs, store, staging / "src")
+    html = render(staging / "src", staging, build_dir, strict=not args.lenient)
+    shutil.rmtree(staging)
+    print(f"book: notebooks {t_exec:.0f} s, total {time.perf_counter() - t0:.0f} s -> "
+          f"{html / 'index.html'}")
+    return html
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("command", nargs="?", default="build", choices=["build", "convert"],
+                   help="build the book (default), or convert notebooks/*.md to .ipynb")
+    p.add_argument("--preset", default="default", help="scpo preset (scpo/presets/<name>.toml)")
+    p.add_argument("--dataset", choices=["sim", "prism", "goqa"],
+                   help="the data of the country pages (default: the preset's)")
+    p.add_argument("--data-dir", default=os.environ.get("SCPO_DATA_DIR"),
+                   help="real data (prism/, globalopinionqa/); default $SCPO_DATA_DIR")
+    p.add_argument("--countries", nargs="+", help="country pages (default: the preset's)")
+    p.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
+                   help="notebooks executed at once")
+    p.add_argument("--force", action="store_true", help="re-execute every notebook")
+    p.add_argument("--build-dir", default=str(BOOK / "_build"), help="where the HTML goes")
+    p.add_argument("--store", help="executed notebooks and results (default: under the cache)")
+    p.add_argument("--lenient", action="store_true", help="do not fail on Sphinx warnings")
+    p.add_argument("--out", default=str(NOTEBOOKS), help="convert: where the .ipynb files go")
+    args = p.parse_args(argv)
+    try:
+        if args.command == "convert":
+            for path in convert(Path(args.out)):
+                print(path)
+        else:
+            build(args)
+    except BuildError as e:
+        print(f"\nbook build FAILED: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,224 @@
+"""book/build.py: stamps, the plan, failure handling, and a real build of the tiny book."""
+
+import importlib.util
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+NOTEBOOK = """---
+kernelspec:
+  display_name: Python 3
+  language: python
+  name: python3
+---
+
+# A test page
+
+```{{code-cell}} ipython3
+:tags: [parameters]
+x = 1  # a number
+```
+
+```{{code-cell}} ipython3
+{body}
+```
+"""
+
+
+def load_build():
+    spec = importlib.util.spec_from_file_location("book_build", ROOT / "book" / "build.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+build = load_build()
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    """Offline, quiet, and one scratch cache shared by the runs of this session."""
+    cache = tmp_path_factory.getbasetemp() / "scpo-book-cache"
+    cache.mkdir(exist_ok=True)
+    return {**os.environ, **build.KERNEL_ENV, "SCPO_CACHE_DIR": str(cache)}
+
+
+def notebook(path: Path, body: str) -> Path:
+    path.write_text(NOTEBOOK.format(body=body))
+    return path
+
+
+# ---------------------------------------------------------------------------- stamps
+def test_stamp_changes_with_each_input_and_only_then(tmp_path):
+    src = notebook(tmp_path / "nb.md", "print(x)")
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "a.csv").write_text("1,2\n")
+    job = build.Job("page", src, {"x": 1, "data_dir": str(data)})
+    first = build.stamp(job, "pkg", {})
+    assert build.stamp(job, "pkg", {}) == first  # same inputs, same stamp
+    assert build.stamp(job, "pkg2", {}) != first  # the scpo source changed
+    assert build.stamp(build.Job("page", src, {"x": 2, "data_dir": str(data)}), "pkg", {}) != first
+    (data / "a.csv").write_text("1,3\n")
+    assert build.stamp(job, "pkg", {}) != first  # the data changed
+    (data / "a.csv").write_text("1,2\n")
+    assert build.stamp(job, "pkg", {}) == first
+    notebook(src, "print(x + 1)")
+    assert build.stamp(job, "pkg", {}) != first  # the notebook changed
+    extra = build.Job("page", src, {"x": 1}, data=[str(data / "a.csv")])
+    before = build.stamp(extra, "pkg", {})
+    (data / "a.csv").write_text("1,4\n")
+    assert build.stamp(extra, "pkg", {}) != before  # a declared data file changed
+    reader = build.Job("agg", src, {}, inputs=["page"])
+    assert build.stamp(reader, "pkg", {"page": "a"}) != build.stamp(reader, "pkg", {"page": "b"})
+
+
+def test_missing_data_dir_is_a_clear_error(tmp_path):
+    with pytest.raises(build.BuildError, match="does not exist"):
+        build.data_hash(str(tmp_path / "nowhere"))
+
+
+def test_package_hash_covers_code_presets_and_banks_not_caches(tmp_path, monkeypatch):
+    pkg = tmp_path / "scpo"
+    for rel, text in [("method.py", "x = 1\n"), ("presets/tiny.toml", "[run]\n"),
+                      ("sim_banks/phrases.json", "{}")]:
+        (pkg / rel).parent.mkdir(parents=True, exist_ok=True)
+        (pkg / rel).write_text(text)
+    monkeypatch.setattr(build, "PACKAGE", pkg)
+    first = build.package_hash()
+    (pkg / "__pycache__").mkdir()
+    (pkg / "__pycache__" / "method.cpython-311.pyc").write_bytes(b"\0")
+    (pkg / "notes.txt").write_text("not code")
+    assert build.package_hash() == first
+    for rel in ("method.py", "presets/tiny.toml", "sim_banks/phrases.json"):
+        before = (pkg / rel).read_text()
+        (pkg / rel).write_text(before + " ")
+        assert build.package_hash() != first, rel
+        (pkg / rel).write_text(before)
+    assert build.package_hash() == first
+
+
+# ---------------------------------------------------------------------------- the plan
+def test_plan_has_one_page_per_country_and_the_results_chapters(tmp_path):
+    jobs = build.plan("tiny", None, "", None, tmp_path)
+    pages = [j.page for j in jobs]
+    assert pages[:2] == ["method", "data"]
+    assert {"countries/Chile", "countries/Mexico", "results/main", "results/efficiency",
+            "results/sweeps", "results/seeds", "results/cross_country",
+            "results/simulator"} <= set(pages)
+    assert "results/goqa" not in pages  # no data directory, no real-data chapter
+    chile = jobs[pages.index("countries/Chile")]
+    assert chile.params["country"] == "Chile" and chile.title == "Chile"
+    assert chile.params["results_dir"] == str(tmp_path / "results")
+    main = jobs[pages.index("results/main")]
+    assert set(main.inputs) == {"countries/Chile", "countries/Mexico"}  # reads, never retrains
+    assert main.params["countries"] == "Chile,Mexico"
+    # every page the toc lists is either a prose file in book/ or a planned notebook
+    toc = yaml.safe_load((ROOT / "book" / "_toc.yml").read_text())
+    files = [c["file"] for part in toc["parts"] for c in part["chapters"]] + [toc["root"]]
+    for f in files:
+        assert (ROOT / "book" / f"{f}.md").exists() or f in pages or f in (
+            "results/goqa", "results/tiers"), f  # optional: a page says how to add them
+
+
+def test_data_dir_adds_the_goqa_chapter(tmp_path):
+    data = SHARED_DATA if (SHARED_DATA / "globalopinionqa").is_dir() else tmp_path
+    if data is tmp_path:
+        (tmp_path / "globalopinionqa").mkdir()
+        (tmp_path / "globalopinionqa" / "global_opinions.csv").write_text("question\n")
+    jobs = build.plan("tiny", None, str(data), None, tmp_path / "store")
+    goqa = [j for j in jobs if j.page == "results/goqa"]
+    assert len(goqa) == 1
+    assert Path(goqa[0].params["goqa_data_dir"]) == (data / "globalopinionqa").resolve()
+    # the country pages keep the simulation: the data directory holds no sim/
+    chile = [j for j in jobs if j.page == "countries/Chile"][0]
+    assert chile.params["dataset"] == "sim" and chile.params["data_dir"] == ""
+    assert chile.warm == ("sim", "") and goqa[0].warm == ("goqa", goqa[0].params["goqa_data_dir"])
+
+
+# ---------------------------------------------------------------------------- execution
+@pytest.mark.slow
+def test_unchanged_notebooks_are_skipped(tmp_path, env, monkeypatch):
+    for key, value in build.KERNEL_ENV.items():
+        monkeypatch.setenv(key, value)
+    src = notebook(tmp_path / "nb.md", "print('ran', x)")
+    store, log = tmp_path / "store", []
+    jobs = [build.Job("one", src, {"x": 3})]
+    build.run_jobs(jobs, store, workers=1, force=False, log=log.append)
+    out = (store / "executed" / "one.ipynb").read_text()
+    assert "ran 3" in out
+    build.run_jobs(jobs, store, workers=1, force=False, log=log.append)
+    assert [m.split()[0] for m in log] == ["executing", "done", "unchanged"]
+    build.run_jobs([build.Job("one", src, {"x": 4})], store, workers=1, force=False,
+                   log=log.append)
+    assert log[-2].split()[0] == "executing"
+    assert "ran 4" in (store / "executed" / "one.ipynb").read_text()
+
+
+@pytest.mark.slow
+def test_a_failing_notebook_fails_the_build_and_keeps_the_old_book(tmp_path, env, monkeypatch,
+                                                                    capsys):
+    for key, value in build.KERNEL_ENV.items():
+        monkeypatch.setenv(key, value)
+    bad = notebook(tmp_path / "bad.md", "ratio = x / 0")
+    monkeypatch.setattr(build, "plan", lambda *a: [build.Job("bad", bad, {"x": 1})])
+    old = tmp_path / "_build" / "html"
+    old.mkdir(parents=True)
+    (old / "index.html").write_text("the previous book")
+    code = build.main(["--build-dir", str(tmp_path / "_build"), "--store",
+                       str(tmp_path / "store")])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "ZeroDivisionError" in err and "ratio = x / 0" in err  # papermill's failing cell
+    assert "bad.md" in err and str(tmp_path / "store" / "failed" / "bad.ipynb") in err
+    assert (old / "index.html").read_text() == "the previous book"
+    assert (tmp_path / "store" / "failed" / "bad.ipynb").exists()
+    assert not (tmp_path / "store" / "executed" / "bad.stamp").exists()
+
+
+def html_pages(html: Path) -> dict[str, str]:
+    return {str(p.relative_to(html).with_suffix("")): p.read_text()
+            for p in html.rglob("*.html") if "_static" not in p.parts and "_modules" not in p.parts}
+
+
+@pytest.mark.slow
+def test_tiny_book_builds_then_rebuilds_from_the_stamps(tmp_path, env):
+    cmd = [sys.executable, str(ROOT / "book" / "build.py"), "--preset", "tiny",
+           "--build-dir", str(tmp_path / "_build"), "--store", str(tmp_path / "store")]
+    t0 = time.perf_counter()
+    first = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    t_first = time.perf_counter() - t0
+    assert first.returncode == 0, first.stderr[:5000]
+    html = tmp_path / "_build" / "html"
+    pages = html_pages(html)
+    toc = yaml.safe_load((ROOT / "book" / "_toc.yml").read_text())
+    expected = {toc["root"]} | {c["file"] for part in toc["parts"] for c in part["chapters"]}
+    expected |= {"countries/Chile", "countries/Mexico"}
+    assert expected <= set(pages), expected - set(pages)
+    for name, text in pages.items():
+        for bad in ("Traceback", "output error", "output traceback", "output stderr"):
+            assert bad not in text, f"{name}.html shows {bad!r}"
+    chile = pages["countries/Chile"]
+    assert "<h1>Chile" in chile and "pure-minority" in chile
+    assert re.search(r"keeps\s*(<[^>]+>\s*)*\d+(<[^>]+>\s*)*\s*pairs", chile)  # glued numbers
+    assert "reported in the paper" in pages["results/main"]
+    assert 'href="../_modules/scpo/method.html' in pages["method"] or \
+        '_modules/scpo/method.html' in pages["method"]  # equations link to their source
+
+    t0 = time.perf_counter()
+    second = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    t_second = time.perf_counter() - t0
+    assert second.returncode == 0, second.stderr[:5000]
+    assert "executing" not in second.stdout and second.stdout.count("unchanged") == len(
+        [j for j in build.plan("tiny", None, "", None, tmp_path / "store")])
+    assert t_second < t_first
+    assert html_pages(html).keys() == pages.keys()

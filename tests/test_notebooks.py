@@ -1,0 +1,166 @@
+"""The notebooks: what papermill needs, thin parameters cells, and the documented one-country
+papermill command run for real on the tiny preset."""
+
+import ast
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import jupytext
+import nbformat
+import pandas as pd
+import papermill
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.md"))
+COUNTRY_PARAMETERS = {"preset", "dataset", "data_dir", "country", "backbone", "tau", "beta",
+                      "seeds", "variants", "results_dir"}
+
+
+def load_build():
+    spec = importlib.util.spec_from_file_location("book_build", ROOT / "book" / "build.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+build = load_build()
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    """Offline, quiet, and one scratch cache shared by this module's runs."""
+    cache = tmp_path_factory.getbasetemp() / "scpo-book-cache"
+    cache.mkdir(exist_ok=True)
+    return {**os.environ, **build.KERNEL_ENV, "SCPO_CACHE_DIR": str(cache)}
+
+
+def code_cells(path):
+    return [c for c in jupytext.read(path).cells if c.cell_type == "code"]
+
+
+def test_there_are_notebooks():
+    names = {p.stem for p in NOTEBOOKS}
+    assert {"country", "method", "data", "main_results", "efficiency", "sweeps", "seeds",
+            "cross_country", "simulator", "goqa"} <= names
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_papermill_finds_kernelspec_and_parameters(path, tmp_path):
+    nb = build.read_notebook(path)  # raises if either is missing
+    assert nb.metadata["kernelspec"]["name"] == "python3"
+    ipynb = tmp_path / f"{path.stem}.ipynb"
+    nbformat.write(nb, ipynb)
+    found = papermill.inspect_notebook(str(ipynb))
+    assert found, f"papermill found no parameters in {path.name}"
+    tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    names = {t.id for t in ast.walk(ast.parse(tagged[0].source)) if isinstance(t, ast.Name)}
+    assert set(found) == names
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_parameters_are_flat_scalars_and_no_def(path):
+    """One parameters cell of `name = constant  # comment` lines; no reusable def anywhere."""
+    cells = code_cells(path)
+    params = [c for c in cells if "parameters" in c.metadata.get("tags", [])][0]
+    for stmt in ast.parse(params.source).body:
+        assert isinstance(stmt, ast.Assign) and isinstance(stmt.value, ast.Constant), \
+            f"{path.name}: parameter line {ast.unparse(stmt)!r} is not `name = scalar`"
+        assert isinstance(stmt.value.value, str | int | float | bool)
+    for line in params.source.splitlines():
+        assert "#" in line, f"{path.name}: parameter {line!r} has no comment saying what it is"
+    for cell in cells:
+        tree = ast.parse("\n".join(ln for ln in cell.source.splitlines()
+                                   if not ln.lstrip().startswith(("%", "!"))))
+        defs = [n.name for n in ast.walk(tree) if isinstance(n, ast.FunctionDef | ast.ClassDef)]
+        assert not defs, f"{path.name}: move {defs} into the scpo package"
+
+
+def convert_one(path, out_dir):
+    out = out_dir / f"{path.stem}.ipynb"
+    nbformat.write(build.read_notebook(path), out)
+    return out
+
+
+def test_country_notebook_has_the_issue_parameters(tmp_path):
+    found = papermill.inspect_notebook(str(convert_one(ROOT / "notebooks" / "country.md",
+                                                       tmp_path)))
+    assert COUNTRY_PARAMETERS <= set(found)
+
+
+def test_missing_parameters_cell_is_a_clear_error(tmp_path):
+    bad = tmp_path / "bad.md"
+    bad.write_text("---\nkernelspec:\n  name: python3\n  display_name: Python 3\n"
+                   "  language: python\n---\n\n```{code-cell} ipython3\nx = 1\n```\n")
+    with pytest.raises(build.BuildError, match="tagged 'parameters'"):
+        build.read_notebook(bad)
+    nokernel = tmp_path / "nokernel.md"
+    nokernel.write_text("```{code-cell} ipython3\n:tags: [parameters]\nx = 1\n```\n")
+    with pytest.raises(build.BuildError, match="kernelspec"):
+        build.read_notebook(nokernel)
+
+
+@pytest.mark.slow
+def test_documented_papermill_command_reruns_one_country(tmp_path, env):
+    """`build.py convert` then `papermill notebooks/country.ipynb out/Chile.ipynb -p country
+    Chile -p tau 0.6`, on the tiny preset and three variants to stay fast."""
+    subprocess.run([sys.executable, str(ROOT / "book" / "build.py"), "convert", "--out",
+                    str(tmp_path / "nb")], check=True, env=env, capture_output=True)
+    out, results = tmp_path / "out" / "Chile.ipynb", tmp_path / "results"
+    out.parent.mkdir()
+    cmd = [sys.executable, "-m", "papermill", str(tmp_path / "nb" / "country.ipynb"), str(out),
+           "-p", "country", "Chile", "-p", "tau", "0.6", "-p", "preset", "tiny",
+           "-p", "variants", "global,baseline,filtered,scpo_fw",
+           "-p", "results_dir", str(results), "--no-progress-bar"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    nb = nbformat.read(out, as_version=4)
+    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+              if o.output_type == "error"]  # (a cold cache's embedding bar on stderr is fine)
+    assert not errors, errors
+    res = pd.read_parquet(results / "Chile" / "results.parquet")
+    assert set(res["variant"]) == {"global", "baseline", "filtered", "scpo_fw"}
+    assert set(res.loc[res["variant"] != "global", "tau"]) == {0.6}
+    assert (results / "Chile" / "models" / "scpo_fw" / "seed0").is_dir()
+    injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    assert "tau = 0.6" in injected[0].source and 'country = "Chile"' in injected[0].source
+
+
+GOQA_CSV = '''question,selections,options,source
+{rows}'''
+
+
+def goqa_fixture(path, n_questions=24):
+    """A small GlobalOpinionQA csv in the upstream format, with shares that differ by country."""
+    rows = []
+    for q in range(n_questions):
+        a = 0.2 + 0.6 * ((q * 7) % 10) / 10
+        shares = {"Chile": [a, 1 - a, 0.0], "Mexico": [1 - a, a, 0.0],
+                  "Britain": [0.5 + 0.01 * q, 0.45 - 0.01 * q, 0.05]}
+        sel = "defaultdict(<class 'list'>, " + repr(shares) + ")"
+        opts = repr([f"Yes, option {q}", f"No, option {q}", "DK/Refused"])
+        rows.append(f'"Question {q}: should the town build project {q}?","{sel}","{opts}",GAS')
+    path.write_text(GOQA_CSV.format(rows="\n".join(rows)) + "\n")
+
+
+@pytest.mark.slow
+def test_goqa_notebook_on_a_small_csv(tmp_path, env, monkeypatch):
+    """The real-data chapter's notebook, end to end on a 24-question csv in the upstream format."""
+    goqa_fixture(tmp_path / "global_opinions.csv")
+    out = tmp_path / "goqa.ipynb"
+    for key in [*build.KERNEL_ENV, "SCPO_CACHE_DIR"]:
+        monkeypatch.setenv(key, env[key])
+    papermill.execute_notebook(
+        str(convert_one(ROOT / "notebooks" / "goqa.md", tmp_path)), str(out),
+        kernel_name="python3",
+        parameters={"preset": "tiny", "goqa_data_dir": str(tmp_path), "countries": "Chile",
+                    "variants": "global,baseline,scpo_fw", "work_dir": str(tmp_path / "w")},
+        progress_bar=False, cwd=str(tmp_path))
+    res = pd.read_parquet(tmp_path / "w" / "results.parquet")
+    overall = res[res["test_set"] == "overall"]
+    assert overall["jsd_alignment"].between(0, 1).all()
+    assert set(overall["variant"]) == {"global", "baseline", "scpo_fw"}
