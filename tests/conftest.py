@@ -4,7 +4,10 @@ The cache directory is shared by every test of the session, so the tiny simulati
 embeddings are computed once. Set SCPO_TEST_CACHE to reuse one across sessions.
 """
 
+import functools
+import importlib.util
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -15,7 +18,8 @@ os.environ["TOKENIZERS_PARALLELISM"] = "false"
 os.environ["SCPO_CACHE_DIR"] = os.environ.get("SCPO_TEST_CACHE") or tempfile.mkdtemp(
     prefix="scpo-test-cache-")
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
 GOQA_CSV = SHARED / "data" / "globalopinionqa" / "global_opinions.csv"
 
 
@@ -26,3 +30,21 @@ def goqa_csv() -> Path:
         pytest.skip(f"{GOQA_CSV} not found: the shared GlobalOpinionQA copy sits beside the repo "
                     "as ../shared on the project's machines and CI")
     return GOQA_CSV
+
+
+@functools.cache
+def book_build():
+    """book/build.py as a module (it is a script, not part of the package)."""
+    spec = importlib.util.spec_from_file_location("book_build", ROOT / "book" / "build.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    """Offline, quiet, and one scratch cache shared by the book and notebook runs."""
+    cache = tmp_path_factory.getbasetemp() / "scpo-book-cache"
+    cache.mkdir(exist_ok=True)
+    return {**os.environ, **book_build().KERNEL_ENV, "SCPO_CACHE_DIR": str(cache)}

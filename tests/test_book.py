@@ -1,7 +1,5 @@
 """book/build.py: stamps, the plan, failure handling, and a real build of the tiny book."""
 
-import importlib.util
-import os
 import re
 import subprocess
 import sys
@@ -10,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import book_build
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -33,23 +32,7 @@ x = 1  # a number
 """
 
 
-def load_build():
-    spec = importlib.util.spec_from_file_location("book_build", ROOT / "book" / "build.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-build = load_build()
-
-
-@pytest.fixture(scope="module")
-def env(tmp_path_factory):
-    """Offline, quiet, and one scratch cache shared by the runs of this session."""
-    cache = tmp_path_factory.getbasetemp() / "scpo-book-cache"
-    cache.mkdir(exist_ok=True)
-    return {**os.environ, **build.KERNEL_ENV, "SCPO_CACHE_DIR": str(cache)}
+build = book_build()
 
 
 def notebook(path: Path, body: str) -> Path:

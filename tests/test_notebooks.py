@@ -2,8 +2,6 @@
 papermill command run for real on the tiny preset."""
 
 import ast
-import importlib.util
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +11,7 @@ import nbformat
 import pandas as pd
 import papermill
 import pytest
+from conftest import book_build
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.md"))
@@ -20,23 +19,7 @@ COUNTRY_PARAMETERS = {"preset", "dataset", "data_dir", "country", "backbone", "t
                       "seeds", "variants", "results_dir"}
 
 
-def load_build():
-    spec = importlib.util.spec_from_file_location("book_build", ROOT / "book" / "build.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-build = load_build()
-
-
-@pytest.fixture(scope="module")
-def env(tmp_path_factory):
-    """Offline, quiet, and one scratch cache shared by this module's runs."""
-    cache = tmp_path_factory.getbasetemp() / "scpo-book-cache"
-    cache.mkdir(exist_ok=True)
-    return {**os.environ, **build.KERNEL_ENV, "SCPO_CACHE_DIR": str(cache)}
+build = book_build()
 
 
 def code_cells(path):
