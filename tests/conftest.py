@@ -33,13 +33,17 @@ def goqa_csv() -> Path:
 
 
 @functools.cache
-def book_build():
-    """book/build.py as a module (it is a script, not part of the package)."""
-    spec = importlib.util.spec_from_file_location("book_build", ROOT / "book" / "build.py")
+def load_script(relpath: str, name: str):
+    """A repository script (book/build.py, benchmarks/*.py) as a module: not in the package."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / relpath)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
+
+
+def book_build():
+    return load_script("book/build.py", "book_build")
 
 
 @pytest.fixture(scope="module")
