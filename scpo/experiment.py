@@ -176,7 +176,7 @@ def run_country(prep: Prepared, country: str, *, keep_models: bool = False,
     jobs = list(itertools.product(cfg.run.seeds, resolve(cfg.run.variants)))
     for seed, variant in tqdm(jobs, desc=country, disable=not progress, leave=False):
         tau, beta, lr = cfg.method.tau, cfg.method.beta, cfg.train.lr
-        n_kept, w_sum = 0, 0.0
+        w = np.zeros(len(train))  # the global RM trains on nothing
         if not variant.train:
             model, hist = prep.global_rm, []
         elif variant.tuned and not out.tuned:
@@ -184,18 +184,14 @@ def run_country(prep: Prepared, country: str, *, keep_models: bool = False,
             model, hist, choice = tune(prep, country, seed, splits, variant)
             tau, beta, lr = choice["tau"], choice["beta"], choice["lr"]
             out.tuned[seed] = choice
-        elif variant.tuned:
-            choice = next(iter(out.tuned.values()))
-            tau, beta, lr = choice["tau"], choice["beta"], choice["lr"]
             w = _weights(prep, variant, train, tau, beta, seed, country)
-            model, hist = _train(prep, train, w, seed, lr, splits["val"])
         else:
+            if variant.tuned:
+                choice = next(iter(out.tuned.values()))
+                tau, beta, lr = choice["tau"], choice["beta"], choice["lr"]
             w = _weights(prep, variant, train, tau, beta, seed, country)
             model, hist = _train(prep, train, w, seed, lr, splits["val"])
-        if variant.train:
-            w = training_weights(variant, train["rg_chosen"].to_numpy(),
-                                 train["rg_rejected"].to_numpy(), tau, beta, seed)
-            n_kept, w_sum = int((w > 0).sum()), float(w.sum())
+        n_kept, w_sum = int((w > 0).sum()), float(w.sum())
         key = f"{variant.name}/{seed}"
         out.histories[key] = hist
         if keep_models:
