@@ -2,7 +2,8 @@
 
     scpo run --dataset goqa --data-dir ../shared/data/globalopinionqa --countries all \
         --variants all --seeds 0 1 2 --out results/
-    scpo run --preset paper --data-dir /data/prism --out results/paper
+    scpo run --preset paper --data-dir /data/prism --out results/paper --export models/paper
+    scpo export --results <country notebooks results_dir> --country Chile --out models/chile
     scpo pairs --dataset sim               # pair counts per country and split, and what was dropped
     scpo simulate --preset default --out data/sim
     scpo presets
@@ -34,7 +35,8 @@ def build_config(args: argparse.Namespace) -> Config:
     for flag, section, key in [("dataset", "data", "dataset"), ("data_dir", "data", "data_dir"),
                                ("countries", "run", "countries"), ("variants", "run", "variants"),
                                ("seeds", "run", "seeds"), ("backend", "model", "backend"),
-                               ("tau", "method", "tau"), ("beta", "method", "beta")]:
+                               ("tau", "method", "tau"), ("beta", "method", "beta"),
+                               ("export", "run", "export_dir")]:
         v = getattr(args, flag, None)
         if v is not None:
             over.setdefault(section, {})[key] = v
@@ -71,6 +73,15 @@ def cmd_run(args: argparse.Namespace) -> None:
 
     print(main_table(results).to_string())
     print(f"\n{len(results)} rows written to {args.out} in {time.perf_counter() - t0:.1f} s")
+    if cfg.run.export_dir:
+        print(f"minority RMs exported under {cfg.run.export_dir} (list: {args.out}/exported.json)")
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    from scpo.experiment import export_saved
+
+    path = export_saved(args.results, args.country, args.variant, args.seed, args.out)
+    print(f"exported to {path}: load it with AutoModelForSequenceClassification.from_pretrained")
 
 
 def cmd_pairs(args: argparse.Namespace) -> None:
@@ -95,7 +106,17 @@ def main(argv: list[str] | None = None) -> None:
     p = sub.add_parser("run", help="train and evaluate every variant; write tidy results")
     _add_config_args(p)
     p.add_argument("--out", required=True, help="results directory")
+    p.add_argument("--export", metavar="DIR", help="hf tier: save each trained minority RM of "
+                   "run.export_variants as a HF checkpoint with a model card under DIR")
     p.set_defaults(func=cmd_run)
+    p = sub.add_parser("export", help="export a minority RM saved by a country notebook as a "
+                       "standard HF checkpoint with a model card")
+    p.add_argument("--results", required=True, help="results directory of the country notebooks")
+    p.add_argument("--country", required=True)
+    p.add_argument("--variant", default="scpo_fw")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="directory to write the checkpoint to")
+    p.set_defaults(func=cmd_export)
     p = sub.add_parser("pairs", help="build the pair table and print its counts")
     _add_config_args(p)
     p.set_defaults(func=cmd_pairs)

@@ -78,6 +78,10 @@ class RunConfig:
     tune_grid: dict[str, list[float]] = field(default_factory=lambda: {
         "tau": [0.5, 0.7, 0.9], "beta": [0.55, 1.1, 2.2], "lr_scale": [0.5, 1.0],
     })
+    # hf tier: write each trained minority RM of these variants as a standard HF checkpoint
+    # with a model card, under <export_dir>/<Country>/<variant>/seed<k>/ (None = no export)
+    export_dir: str | None = None
+    export_variants: list[str] = field(default_factory=lambda: ["scpo_fw", "scpo_fw_tuned"])
 
 
 @dataclass

@@ -57,6 +57,7 @@ class CountryRun:
     histories: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # "variant/seed"
     models: dict[str, RewardModel] = field(default_factory=dict)  # "variant/seed"
     tuned: dict[int, dict[str, Any]] = field(default_factory=dict)  # seed -> choice + grid
+    exported: dict[str, str] = field(default_factory=dict)  # "variant/seed" -> checkpoint dir
 
 
 def prepare(cfg: Config) -> Prepared:
@@ -165,10 +166,65 @@ def evaluate_variant(prep: Prepared, model: RewardModel, test: pd.DataFrame, see
     return rows
 
 
+def export_variants(prep: Prepared) -> set[str]:
+    """The trained variants whose models ``run.export_dir`` asks for (empty: no export).
+
+    Checked before any training, so a long GPU run cannot end without the checkpoints asked for.
+    """
+    run_cfg = prep.cfg.run
+    if not run_cfg.export_dir:
+        return set()
+    if not hasattr(prep.global_rm, "export"):
+        raise ValueError(f"run.export_dir={run_cfg.export_dir!r} needs model.backend = 'hf': "
+                         "the embedding tier's RM (a head on frozen sentence embeddings) is not "
+                         "a standard Hugging Face checkpoint. Unset run.export_dir or use "
+                         "--backend hf.")
+    trained = {v.name for v in resolve(run_cfg.variants) if v.train}
+    wanted = {v.name for v in resolve(run_cfg.export_variants)}
+    if not wanted & trained:
+        raise ValueError(f"run.export_variants={run_cfg.export_variants} names no trained variant "
+                         f"of this run (run.variants={run_cfg.variants}); nothing would be "
+                         "exported. Add one of them to run.variants or change run.export_variants.")
+    return wanted & trained
+
+
+def card_record(rows: list[dict[str, Any]], config: dict[str, Any],
+                data: dict[str, Any]) -> dict[str, Any]:
+    """The model card's training record of one (country, variant, seed) from its result rows
+    (one per test set), the run's config dict and its data description."""
+    first = rows[0]
+    keys = {(r["country"], r["variant"], r["seed"]) for r in rows}
+    if len(keys) != 1:
+        raise ValueError(f"card_record: rows of one model expected, got {sorted(keys)}")
+    return {
+        "country": first["country"], "variant": first["variant"],
+        "tau": float(first["tau"]), "beta": float(first["beta"]), "lr": float(first["lr"]),
+        "pairs_kept": int(first["n_kept"]), "pairs_train": int(first["n_train"]),
+        "weight_sum": float(first["weight_sum"]), "seeds": [int(first["seed"])],
+        "max_steps": int(config["train"]["max_steps"]),
+        "batch_size": int(config["train"]["batch_size"]),
+        "test_accuracy": {r["test_set"]: {"accuracy": float(r["accuracy"]),
+                                          "ci95": [float(r["ci_low"]), float(r["ci_high"])],
+                                          "n_pairs": int(r["n_pairs"])} for r in rows},
+        "dataset": data["source"], "data_fingerprint": data["fingerprint"],
+        "split_seed": int(config["data"]["split_seed"]),
+    }
+
+
+def export_model(prep: Prepared, model: RewardModel, rows: list[dict[str, Any]]) -> Path:
+    """``<run.export_dir>/<Country>/<variant>/seed<k>/``: checkpoint, tokenizer, model card."""
+    first = rows[0]
+    path = (Path(prep.cfg.run.export_dir) / country_slug(first["country"]) / first["variant"]
+            / f"seed{first['seed']}")
+    data = {"source": prep.data.source, "fingerprint": prep.data.fingerprint}
+    return model.export(path, card_record(rows, prep.cfg.to_dict(), data))
+
+
 def run_country(prep: Prepared, country: str, *, keep_models: bool = False,
                 progress: bool = True) -> CountryRun:
-    """Every variant x seed of ``prep.cfg.run`` for one country."""
+    """Every variant x seed of ``prep.cfg.run`` for one country (and its exports, if asked)."""
     cfg = prep.cfg
+    to_export = export_variants(prep)
     splits = country_splits(prep, country)
     train, test = splits["train"], splits["test"]
     out = CountryRun(country, pd.DataFrame())
@@ -196,12 +252,13 @@ def run_country(prep: Prepared, country: str, *, keep_models: bool = False,
         out.histories[key] = hist
         if keep_models:
             out.models[key] = model
-        for r in evaluate_variant(prep, model, test, seed, country):
-            rows.append({
-                "country": country, "variant": variant.name, "seed": seed, **r,
+        new = [{"country": country, "variant": variant.name, "seed": seed, **r,
                 "n_train": len(train), "n_kept": n_kept, "kept_ratio": n_kept / len(train),
-                "weight_sum": w_sum, "tau": tau, "beta": beta, "lr": lr,
-            })
+                "weight_sum": w_sum, "tau": tau, "beta": beta, "lr": lr}
+               for r in evaluate_variant(prep, model, test, seed, country)]
+        rows += new
+        if variant.name in to_export:
+            out.exported[key] = str(export_model(prep, model, new))
     out.results = pd.DataFrame(rows)
     return out
 
@@ -255,6 +312,9 @@ def write_results(out: Path, prep: Prepared, runs: dict[str, CountryRun],
                                              default=str))
     if timing:
         (out / "timing.json").write_text(json.dumps(timing, indent=1))
+    exported = {f"{c}/{k}": v for c, r in runs.items() for k, v in r.exported.items()}
+    if exported:
+        (out / "exported.json").write_text(json.dumps(exported, sort_keys=True, indent=1))
 
 
 def country_slug(country: str) -> str:
@@ -303,3 +363,34 @@ def load_model(root: str | Path, prep: Prepared, country: str, variant: str,
 def _load_kwargs(rm: RewardModel) -> dict[str, Any]:
     enc = getattr(rm, "encoder", None)
     return {"encoder": enc} if enc is not None else {}
+
+
+def export_saved(results_dir: str | Path, country: str, variant: str, seed: int,
+                 out: str | Path) -> Path:
+    """Export a minority RM that ``save_country`` saved (the country notebook keeps its models),
+    with the model card filled from that country's results.parquet and run.json."""
+    d = Path(results_dir) / country_slug(country)
+    files = [d / "results.parquet", d / "run.json"]
+    missing = [str(f) for f in files if not f.exists()]
+    if missing:
+        raise FileNotFoundError(f"export: {missing} not found; run the country notebook (or "
+                                "save_country) into that results directory first")
+    record = json.loads(files[1].read_text())
+    backend = record["config"]["model"]["backend"]
+    if backend != "hf":
+        raise ValueError(f"export: {d} was run with model.backend = {backend!r}; only the hf "
+                         "tier's models are standard Hugging Face checkpoints")
+    res = pd.read_parquet(files[0])
+    rows = res[(res["variant"] == variant) & (res["seed"] == seed)].to_dict("records")
+    if not rows:
+        raise KeyError(f"export: no results for variant {variant!r}, seed {seed} in {files[0]}; "
+                       f"it has {sorted(set(zip(res['variant'], res['seed'].astype(int))))}")
+    path = d / "models" / variant / f"seed{seed}"
+    if not path.exists():
+        raise FileNotFoundError(f"export: no saved model at {path} (the global RM is not "
+                                "exported: it is the model you started from)")
+    from scpo.models.hf import HFRewardModel
+
+    card = card_record(rows, record["config"], record["data"])
+    return HFRewardModel.load(path).export(Path(out), card)
+
