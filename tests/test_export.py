@@ -4,6 +4,7 @@ A tiny BERT built from a config is the hf tier's global RM on the tiny simulatio
 checkpoint is read back with plain transformers and must reproduce the accuracy its card reports.
 """
 
+import functools
 import json
 from pathlib import Path
 
@@ -67,6 +68,7 @@ def plain_accuracy(path: Path, test: pd.DataFrame) -> float:
     tok = AutoTokenizer.from_pretrained(path)
     model = AutoModelForSequenceClassification.from_pretrained(path).eval()
 
+    @functools.cache  # a text is in several pairs: score it once
     def reward(prompt: str, response: str) -> float:
         inputs = tok(prompt, response, truncation=True, max_length=64, return_tensors="pt")
         with torch.inference_mode():
