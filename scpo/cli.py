@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import ast
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -69,6 +70,8 @@ def cmd_run(args: argparse.Namespace) -> None:
     cfg = build_config(args)
     t0 = time.perf_counter()
     results, _, _ = run(cfg, args.out)
+    if os.environ.get("RANK", "0") != "0":  # torchrun / accelerate launch: rank 0 reports
+        return
     from scpo.report import main_table
 
     print(main_table(results).to_string())

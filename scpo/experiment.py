@@ -267,6 +267,7 @@ def run(cfg: Config, out_dir: str | Path | None = None, *, progress: bool = True
         keep_models: bool = False) -> tuple[pd.DataFrame, Prepared, dict[str, CountryRun]]:
     """All countries; with ``out_dir``, write results.parquet/.csv, histories.json, run.json."""
     t0 = time.perf_counter()
+    progress = progress and os.environ.get("RANK", "0") == "0"  # one set of bars per launch
     prep = prepare(cfg)
     t_prep = time.perf_counter() - t0
     runs = {}

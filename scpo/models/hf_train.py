@@ -142,10 +142,16 @@ def _versioned_args(grouped: bool, checkpointing: bool) -> dict[str, Any]:
 
 def training_arguments(rm: HFRewardModel, train: TrainConfig, seed: int,
                        out_dir: str) -> TrainingArguments:
-    """AdamW, linear decay to 0 with no warm-up, max_steps, seeded, no checkpoints, no loggers."""
+    """AdamW, linear decay to 0 with no warm-up, max_steps, seeded, no checkpoints, no loggers.
+
+    On a CPU, ``use_cpu`` is what makes a distributed launch (torchrun, ``accelerate launch
+    --multi_gpu``) data parallel over gloo: without it accelerate finds no GPU, sets up no DDP,
+    and every process trains alone on its batch_size / world pairs (checked below).
+    """
     world = int(os.environ.get("WORLD_SIZE", 1))
     seed = effective_seed(rm.mode, seed)
-    return TrainingArguments(
+    cpu = rm.device.type == "cpu"
+    args = TrainingArguments(
         output_dir=out_dir, max_steps=int(train.max_steps),
         per_device_train_batch_size=per_device_batch(int(train.batch_size), world),
         learning_rate=float(train.lr), weight_decay=float(train.weight_decay),
@@ -155,7 +161,15 @@ def training_arguments(rm: HFRewardModel, train: TrainConfig, seed: int,
         logging_first_step=True, save_strategy="no", eval_strategy="no", report_to="none",
         remove_unused_columns=False, disable_tqdm=True, dataloader_num_workers=0,
         dataloader_pin_memory=rm.device.type == "cuda",
+        use_cpu=cpu, ddp_backend="gloo" if cpu and world > 1 else None,
         **_versioned_args(rm.mode.length_grouping, rm.gradient_checkpointing))
+    if args.world_size != world:  # per_device_batch split the batch over `world` processes
+        raise RuntimeError(
+            f"the launch started WORLD_SIZE={world} processes but the Trainer trains on "
+            f"{args.world_size} ({args.distributed_state.distributed_type}): each process would "
+            "train alone on a part of the batch. Launch with torchrun or `accelerate launch "
+            "--multi_gpu` (see book/gpu.md), or run one process.")
+    return args
 
 
 def train_pairs(rm: HFRewardModel, pairs: pd.DataFrame, weights: np.ndarray,
