@@ -1,6 +1,7 @@
 """The Hugging Face tier, offline: the shipped MiniLM as a reward model, tiny DeBERTa-v2 and
 Llama models built from configs, and the released-vs-fixed differences one by one."""
 
+import dataclasses
 import hashlib
 import os
 import struct
@@ -250,6 +251,17 @@ def test_training_inputs_sep_text_padded_vs_text_pair(bert_tok):
     assert len(toks) == 512 and toks[:5] == ["[CLS]", "hi", "[SEP]", "yo", "[SEP]"]
     assert set(toks[5:]) == {"[PAD]"} and sum(rel["attention_mask"]) == 5
     assert set(rel["token_type_ids"]) == {0}
+
+
+def test_pad_to_max_alone_pads_the_text_pair(bert_tok):
+    """Each Mode field acts on its own (benchmarks/released_check.py switches them one by one)."""
+    mode = dataclasses.replace(hf.MODES["fixed"], name="fixed+pad", pad_to_max=True)
+    enc = hf.encode_for_training(bert_tok, ["hi"], ["yo"], mode=mode, max_length=16)[0]
+    assert len(enc["input_ids"]) == 16 and sum(enc["attention_mask"]) == 5
+    assert enc["token_type_ids"][:5] == [0, 0, 0, 1, 1]  # still the text pair
+    # scoring never pads: the batch is padded to its longest input
+    assert len(hf.encode_for_scoring(bert_tok, ["hi"], ["yo"], mode=mode, max_length=16)[0]
+               ["input_ids"]) == 5
 
 
 def test_scoring_inputs_truncated_only_in_fixed(bert_tok):

@@ -95,9 +95,12 @@ def chat_text(tokenizer: Any, prompt: str, response: str) -> str:
 
 
 def _pair_encoding(tokenizer: Any, prompt: str, response: str, max_length: int | None,
-                   chat_template: bool) -> dict[str, list[int]]:
-    """The fixed encoding: a text pair (or chat-template text), truncated when max_length."""
+                   chat_template: bool, pad: bool = False) -> dict[str, list[int]]:
+    """The fixed encoding: a text pair (or chat-template text), truncated when max_length
+    (and padded to it when ``pad``)."""
     trunc = {"truncation": True, "max_length": max_length} if max_length else {}
+    if pad and max_length:
+        trunc["padding"] = "max_length"
     if chat_template:  # the template writes the special tokens itself
         return dict(tokenizer(chat_text(tokenizer, prompt, response), add_special_tokens=False,
                               **trunc))
@@ -114,7 +117,7 @@ def encode_for_training(tokenizer: Any, prompts: list[str], responses: list[str]
     """
     m = get_mode(mode)
     if not m.sep_text:
-        return [_pair_encoding(tokenizer, p, r, max_length, chat_template)
+        return [_pair_encoding(tokenizer, p, r, max_length, chat_template, pad=m.pad_to_max)
                 for p, r in zip(prompts, responses)]
     if chat_template:
         raise ValueError("released mode reproduces the released code, which feeds no chat "
