@@ -59,6 +59,16 @@ This page shows the comparison of the embedding tier with a full fine-tune that
 not find it there. Run `.venv/bin/python benchmarks/tier_check.py` from the repository root and
 build again. The notebook behind this page is `notebooks/tiers.md`.
 """
+RELEASED_DIR = ROOT / "data" / "released_check"  # benchmarks/released_check.py's results
+MISSING_RELEASED = """# What each defect of the released code changes
+
+This page shows what each defect of the released code changes on a full fine-tune of MiniLM,
+one defect at a time, as `benchmarks/released_check.py` computes once and commits under
+`data/released_check/`; this build did not find it there. Run
+`.venv/bin/python benchmarks/released_check.py` from the repository root and build again. The
+notebook behind this page is `notebooks/released.md`; the defects themselves are described in
+{doc}`../released_code`.
+"""
 MISSING_GOQA = """# GlobalOpinionQA
 
 This chapter runs on the real GlobalOpinionQA data {{cite}}`durmus2023globalopinionqa`, which
@@ -331,6 +341,9 @@ def plan(preset: str, dataset: str | None, data_dir: str, countries: list[str] |
     if (TIER_DIR / "results.csv").is_file():
         jobs.append(Job("results/tiers", NOTEBOOKS / "tiers.md", {"tier_dir": str(TIER_DIR)},
                         data=[str(TIER_DIR)]))
+    if (RELEASED_DIR / "results.csv").is_file():
+        jobs.append(Job("results/released", NOTEBOOKS / "released.md",
+                        {"released_dir": str(RELEASED_DIR)}, data=[str(RELEASED_DIR)]))
     for c, page in zip(countries, pages):
         jobs.append(Job(page, NOTEBOOKS / "country.md",
                         {**base, "country": c, "results_dir": str(results)}, title=c,
@@ -376,7 +389,8 @@ def assemble(jobs: list[Job], store: Path, src: Path) -> None:
         shutil.copyfile(store / "executed" / f"{job.page}.ipynb", dest)
     pages = {j.page for j in jobs}
     for page, text in (("results/goqa", MISSING_GOQA.format(csv=GOQA_CSV)),
-                       ("results/tiers", MISSING_TIERS)):
+                       ("results/tiers", MISSING_TIERS),
+                       ("results/released", MISSING_RELEASED)):
         if page not in pages:
             (src / f"{page}.md").parent.mkdir(parents=True, exist_ok=True)
             (src / f"{page}.md").write_text(text)

