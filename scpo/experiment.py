@@ -15,6 +15,7 @@ import json
 import os
 import platform
 import time
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -221,8 +222,14 @@ def export_model(prep: Prepared, model: RewardModel, rows: list[dict[str, Any]])
 
 
 def run_country(prep: Prepared, country: str, *, keep_models: bool = False,
-                progress: bool = True) -> CountryRun:
-    """Every variant x seed of ``prep.cfg.run`` for one country (and its exports, if asked)."""
+                progress: bool = True, save_models: str | Path | None = None,
+                save_variants: Collection[str] | None = None) -> CountryRun:
+    """Every variant x seed of ``prep.cfg.run`` for one country (and its exports, if asked).
+
+    ``save_models``: write each trained model (of ``save_variants``; None = all) to
+    ``model_dir(save_models, ...)`` as soon as it is evaluated, so that only one minority model
+    is in memory at a time: on a GPU, keeping 21 DeBERTa copies (``keep_models``) fills it.
+    """
     cfg = prep.cfg
     to_export = export_variants(prep)
     splits = country_splits(prep, country)
@@ -252,6 +259,9 @@ def run_country(prep: Prepared, country: str, *, keep_models: bool = False,
         out.histories[key] = hist
         if keep_models:
             out.models[key] = model
+        if (save_models is not None and variant.train
+                and (save_variants is None or variant.name in save_variants)):
+            model.save(model_dir(save_models, country, variant.name, seed))
         new = [{"country": country, "variant": variant.name, "seed": seed, **r,
                 "n_train": len(train), "n_kept": n_kept, "kept_ratio": n_kept / len(train),
                 "weight_sum": w_sum, "tau": tau, "beta": beta, "lr": lr}
@@ -322,6 +332,11 @@ def country_slug(country: str) -> str:
     return country.replace(" ", "_")
 
 
+def model_dir(root: str | Path, country: str, variant: str, seed: int | str) -> Path:
+    """Where a country's trained minority model is saved: ``<root>/<Country>/models/...``."""
+    return Path(root) / country_slug(country) / "models" / variant / f"seed{seed}"
+
+
 def save_country(out: str | Path, prep: Prepared, run_: CountryRun) -> Path:
     """Write one country's results (and its trained models, if kept) under ``out/<Country>/``.
 
@@ -333,7 +348,7 @@ def save_country(out: str | Path, prep: Prepared, run_: CountryRun) -> Path:
         if model is prep.global_rm:
             continue
         variant, seed = key.split("/")
-        model.save(d / "models" / variant / f"seed{seed}")
+        model.save(model_dir(out, run_.country, variant, seed))
     return d
 
 
@@ -354,10 +369,10 @@ def load_model(root: str | Path, prep: Prepared, country: str, variant: str,
     """A minority RM saved by ``save_country`` (the global RM for variant "global")."""
     if variant == "global":
         return prep.global_rm
-    path = Path(root) / country_slug(country) / "models" / variant / f"seed{seed}"
+    path = model_dir(root, country, variant, seed)
     if not path.exists():
         raise FileNotFoundError(f"no saved model at {path}; run the country notebook with "
-                                "keep_models=True first")
+                                f"{variant!r} in its save_variants first")
     return type(prep.global_rm).load(path, **_load_kwargs(prep.global_rm))
 
 
@@ -386,7 +401,7 @@ def export_saved(results_dir: str | Path, country: str, variant: str, seed: int,
     if not rows:
         raise KeyError(f"export: no results for variant {variant!r}, seed {seed} in {files[0]}; "
                        f"it has {sorted(set(zip(res['variant'], res['seed'].astype(int))))}")
-    path = d / "models" / variant / f"seed{seed}"
+    path = model_dir(results_dir, country, variant, seed)
     if not path.exists():
         raise FileNotFoundError(f"export: no saved model at {path} (the global RM is not "
                                 "exported: it is the model you started from)")

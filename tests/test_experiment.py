@@ -2,12 +2,22 @@
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from scpo import cli
 from scpo.config import load_preset
-from scpo.experiment import EmptyFilterError, load_results, prepare, run, run_country, save_country
+from scpo.experiment import (
+    EmptyFilterError,
+    country_splits,
+    load_model,
+    load_results,
+    prepare,
+    run,
+    run_country,
+    save_country,
+)
 
 
 def tiny(**over):
@@ -87,6 +97,21 @@ def test_save_and_load_results(prep, tmp_path):
     assert (tmp_path / "Chile" / "models" / "scpo_fw" / "seed0").exists()
     rec = json.loads((tmp_path / "Chile" / "run.json").read_text())
     assert rec["data"]["fingerprint"] and rec["config"]["method"]["tau"] == 0.7
+
+
+def test_models_saved_as_they_are_trained_not_kept(prep, tmp_path):
+    """The country notebook's path: each model on disk once evaluated, none held in memory."""
+    cr = run_country(prep, "Chile", progress=False, save_models=tmp_path,
+                     save_variants=["scpo_fw"])
+    assert cr.models == {}
+    assert sorted(p.name for p in (tmp_path / "Chile" / "models").iterdir()) == ["scpo_fw"]
+    back = load_model(tmp_path, prep, "Chile", "scpo_fw", 0)
+    test = country_splits(prep, "Chile")["test"]
+    correct = np.greater(*back.score_pairs(test))
+    row = cr.results.query("variant == 'scpo_fw' and test_set == 'overall'").iloc[0]
+    assert correct.mean() == row["accuracy"]
+    with pytest.raises(FileNotFoundError, match="'baseline' in its save_variants"):
+        load_model(tmp_path, prep, "Chile", "baseline", 0)
 
 
 def test_cli_run_writes_traceable_results_bit_identically(tmp_path, capsys):
