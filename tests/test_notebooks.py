@@ -113,6 +113,49 @@ def test_documented_papermill_command_reruns_one_country(tmp_path, env):
     assert "tau = 0.6" in injected[0].source and 'country = "Chile"' in injected[0].source
 
 
+HF_PRESET = """[data]
+sim_preset = "tiny"
+[model]
+backend = "hf"
+max_length = 64
+[train]
+max_steps = 3
+batch_size = 4
+lr = 1e-3
+[run]
+seeds = [0]
+n_boot = 50
+"""
+
+
+def test_country_notebook_on_the_hf_tier_then_export(tmp_path, env, tiny_bert):
+    """The GPU reader's path (book/gpu.md) on a tiny BERT: the country notebook with a hf
+    preset saves only the asked models, and `scpo export` turns one into a checkpoint."""
+    subprocess.run([sys.executable, str(ROOT / "book" / "build.py"), "convert", "--out",
+                    str(tmp_path / "nb")], check=True, env=env, capture_output=True)
+    (tmp_path / "hf.toml").write_text(HF_PRESET)
+    results = tmp_path / "results"
+    cmd = [sys.executable, "-m", "papermill", str(tmp_path / "nb" / "country.ipynb"),
+           str(tmp_path / "Chile.ipynb"), "-p", "preset", str(tmp_path / "hf.toml"),
+           "-p", "backbone", str(tiny_bert), "-p", "country", "Chile",
+           "-p", "variants", "global,baseline,scpo_fw", "-p", "save_variants", "scpo_fw",
+           "-p", "results_dir", str(results), "--no-progress-bar"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rec = pd.read_json(results / "Chile" / "run.json", typ="series")
+    assert rec["config"]["model"]["backend"] == "hf"
+    assert rec["config"]["model"]["global_model"] == str(tiny_bert)
+    assert [p.name for p in (results / "Chile" / "models").iterdir()] == ["scpo_fw"]
+    proc = subprocess.run([sys.executable, "-m", "scpo.cli", "export", "--results", str(results),
+                           "--country", "Chile", "--out", str(tmp_path / "export")],
+                          env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    card = (tmp_path / "export" / "README.md").read_text()
+    res = pd.read_parquet(results / "Chile" / "results.parquet")
+    acc = res.query("variant == 'scpo_fw' and test_set == 'overall'")["accuracy"].item()
+    assert f'"overall": {{"accuracy": {acc}' in card
+
+
 GOQA_CSV = '''question,selections,options,source
 {rows}'''
 
