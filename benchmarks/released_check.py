@@ -335,17 +335,9 @@ def main(argv: list[str] | None = None) -> None:
                     "(default: %(default)s)")
     ap.add_argument("--out", default=str(OUT_DIR), help="output directory (%(default)s)")
     ap.add_argument("--threads", type=int, default=2, help="torch threads (%(default)s)")
-    for name, value in asdict(d).items():
-        flag = "--" + name.replace("_", "-")
-        what = "default: %(default)s (see Settings in this file)"
-        if isinstance(value, tuple):
-            kind = type(value[0])
-            ap.add_argument(flag, type=kind, nargs="+", default=list(value), help=what)
-        else:
-            ap.add_argument(flag, type=type(value), default=value, help=what)
+    tc.add_settings_args(ap, d)
     args = ap.parse_args(argv)
-    s = Settings(**{k: tuple(v) if isinstance(v, list) else v
-                    for k, v in vars(args).items() if k in asdict(d)})
+    s = tc.settings_from_args(Settings, args)
     check_settings(s)
     torch.set_num_threads(args.threads)
     cfg = load_preset(args.preset)

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import datetime
 import json
 import os
@@ -295,6 +296,24 @@ def summary_table(results: pd.DataFrame) -> pd.DataFrame:
     return cell.pivot(index="variant", columns=["test_set", "tier"], values="text").loc[order]
 
 
+def add_settings_args(ap: argparse.ArgumentParser, defaults: Any) -> None:
+    """One --flag per field of a Settings dataclass (tuples take several values)."""
+    for name, value in asdict(defaults).items():
+        flag = "--" + name.replace("_", "-")
+        what = "default: %(default)s (see Settings in this file)"
+        if isinstance(value, tuple):
+            ap.add_argument(flag, type=type(value[0]), nargs="+", default=list(value), help=what)
+        else:
+            ap.add_argument(flag, type=type(value), default=value, help=what)
+
+
+def settings_from_args(cls: type, args: argparse.Namespace) -> Any:
+    """The Settings dataclass back from parsed flags (lists become tuples again)."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: tuple(v) if isinstance(v, list) else v
+                  for k, v in vars(args).items() if k in names})
+
+
 def main(argv: list[str] | None = None) -> None:
     import torch
 
@@ -306,16 +325,9 @@ def main(argv: list[str] | None = None) -> None:
                     "embedding tier (default: %(default)s)")
     ap.add_argument("--out", default=str(OUT_DIR), help="output directory (%(default)s)")
     ap.add_argument("--threads", type=int, default=2, help="torch threads (%(default)s)")
-    for name, value in asdict(d).items():
-        flag = "--" + name.replace("_", "-")
-        what = "default: %(default)s (see Settings in this file)"
-        if name == "tau_grid":
-            ap.add_argument(flag, type=float, nargs="+", default=list(value), help=what)
-        else:
-            ap.add_argument(flag, type=type(value), default=value, help=what)
+    add_settings_args(ap, d)
     args = ap.parse_args(argv)
-    s = Settings(**{k: getattr(args, k) for k in asdict(d)})
-    s.tau_grid = tuple(s.tau_grid)
+    s = settings_from_args(Settings, args)
     torch.set_num_threads(args.threads)
     cfg = load_preset(args.preset)
     results, record = run_tier_check(cfg, s)

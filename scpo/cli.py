@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import ast
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -70,9 +69,11 @@ def cmd_run(args: argparse.Namespace) -> None:
     cfg = build_config(args)
     t0 = time.perf_counter()
     results, _, _ = run(cfg, args.out)
-    if os.environ.get("RANK", "0") != "0":  # torchrun / accelerate launch: rank 0 reports
-        return
+    from scpo.models.hf import is_main_process
     from scpo.report import main_table
+
+    if not is_main_process():  # torchrun / accelerate launch: rank 0 reports
+        return
 
     print(main_table(results).to_string())
     print(f"\n{len(results)} rows written to {args.out} in {time.perf_counter() - t0:.1f} s")

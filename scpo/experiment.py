@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
-import os
 import platform
 import time
 from collections.abc import Collection
@@ -29,6 +28,7 @@ from scpo import evaluate, method
 from scpo.config import Config
 from scpo.data import load_pairs, resolve_countries
 from scpo.models.base import RewardModel
+from scpo.models.hf import is_main_process
 from scpo.pairs import PairData, require_test_pairs, select_country
 from scpo.scoring import add_global_scores, get_global_rm
 from scpo.variants import Variant, resolve, training_weights
@@ -277,7 +277,7 @@ def run(cfg: Config, out_dir: str | Path | None = None, *, progress: bool = True
         keep_models: bool = False) -> tuple[pd.DataFrame, Prepared, dict[str, CountryRun]]:
     """All countries; with ``out_dir``, write results.parquet/.csv, histories.json, run.json."""
     t0 = time.perf_counter()
-    progress = progress and os.environ.get("RANK", "0") == "0"  # one set of bars per launch
+    progress = progress and is_main_process()  # one set of bars per launch
     prep = prepare(cfg)
     t_prep = time.perf_counter() - t0
     runs = {}
@@ -310,7 +310,7 @@ def _torch_version() -> str:
 def write_results(out: Path, prep: Prepared, runs: dict[str, CountryRun],
                   results: pd.DataFrame, timing: dict[str, float] | None = None) -> None:
     """Write the tidy results and the record; under ``accelerate launch`` only rank 0 writes."""
-    if os.environ.get("RANK", "0") != "0":
+    if not is_main_process():
         return
     out.mkdir(parents=True, exist_ok=True)
     results.to_parquet(out / "results.parquet", index=False)

