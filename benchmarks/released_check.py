@@ -37,6 +37,12 @@ a change of load hits every condition alike.
 Runtime on the project's 2 shared cores: 9 min (load average ~2) to 23 min (load average 3-5),
 the global RM's fine-tuning and scoring included (the scores are cached for a rerun). Two runs,
 in different condition orders, gave the same accuracies, weights and histories.
+
+The committed data/released_check/ predates the change of the pair table to two splits (the
+tuning users, "tune_val", now inside "train") and the fixed random stream of each part of
+``tier_check.subsample``: its pairs were drawn from the old splits (training users other than the
+validation ones), its test pairs with another stream. A rerun draws other pairs; the conditions
+are the same code.
 """
 
 from __future__ import annotations

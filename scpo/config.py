@@ -27,9 +27,15 @@ class DataConfig:
     dataset: str = "sim"  # "sim" (the simulator), "prism" or "goqa"
     data_dir: str | None = None  # local files; None = the hub (prism/goqa) or a fresh simulation
     revision: str | None = None  # hub revision (commit or tag) for prism/goqa
-    test_frac: float = 0.15  # users (PRISM/sim) or questions (GOQA) held out for test
-    split_seed: int = 0  # the spec's user-level split seed
-    val_frac: float = 0.15  # of training users/questions, carved out for tuning
+    # PRISM/sim: the released code's datasets train_test_split of the survey rows (test users);
+    # GOQA: that share of the questions
+    test_frac: float = 0.15
+    split_seed: int = 0  # the seed of that split (the paper's: 0)
+    # of the training users/questions, held out only while the tuned variant chooses tau/beta/lr
+    # (a seeded hash of each id); every variant, the tuned one included, trains on all of them
+    val_frac: float = 0.15
+    prompt_context: str = "turn"  # PRISM/sim: "turn" (the prompt alone, as the released code)
+    # or "history" (the earlier turns and the responses chosen in them, then the prompt)
     min_share_gap: float = 0.0  # GOQA: option i > option j only if share_i - share_j > gap
     sim_preset: str = "default"  # simulator knobs preset (scpo.simulate), when dataset = "sim"
 

@@ -15,10 +15,17 @@ DATASETS = ("sim", "prism", "goqa")
 def load_pairs(cfg: DataConfig) -> PairData:
     """Build the pair table of ``cfg.dataset`` ("sim", "prism" or "goqa")."""
     split = dict(test_frac=cfg.test_frac, split_seed=cfg.split_seed, val_frac=cfg.val_frac)
+    from scpo.prism import PROMPT_CONTEXTS
+
+    if cfg.prompt_context not in PROMPT_CONTEXTS or (
+            cfg.dataset == "goqa" and cfg.prompt_context != "turn"):
+        raise ValueError(f"data.prompt_context={cfg.prompt_context!r}: PRISM-format data takes "
+                         f"one of {PROMPT_CONTEXTS}; GlobalOpinionQA only 'turn'")
     if cfg.dataset == "prism":
         from scpo.prism import load_prism
 
-        return load_prism(cfg.data_dir, revision=cfg.revision, **split)
+        return load_prism(cfg.data_dir, revision=cfg.revision, prompt_context=cfg.prompt_context,
+                          **split)
     if cfg.dataset == "goqa":
         from scpo.goqa import load_goqa
 
@@ -28,9 +35,12 @@ def load_pairs(cfg: DataConfig) -> PairData:
         from scpo.prism import load_prism
         from scpo.simulate import attach_truth, ensure_simulation, sim_config
 
+        # the simulator holds each split's response texts apart; it must split the users as the
+        # loader will, so it is given the same test fraction and seed
         sim_dir = Path(cfg.data_dir) if cfg.data_dir else ensure_simulation(
-            sim_config(cfg.sim_preset), cache_dir() / "sim")
-        data = load_prism(sim_dir, **split)
+            sim_config(cfg.sim_preset, test_frac=cfg.test_frac, split_seed=cfg.split_seed),
+            cache_dir() / "sim")
+        data = load_prism(sim_dir, prompt_context=cfg.prompt_context, **split)
         data.pairs = attach_truth(data.pairs, sim_dir)
         data.source = "sim"
         data.meta["sim_dir"] = str(sim_dir)

@@ -243,10 +243,12 @@ def seed_summary(
 def data_efficiency(
     acc_variant: float, n_variant: int, acc_baseline: float, n_baseline: int, acc_global: float
 ) -> float:
-    """eff = ((acc_v - acc_g) / n_v) / ((acc_b - acc_g) / n_b).
+    """eff = ((acc_v - acc_g) / n_v) / ((acc_b - acc_g) / n_b): this companion's measure.
 
     The gain over the global RM per training pair used, relative to the full-data baseline's:
-    a variant that keeps half the pairs and gains as much scores 2.0 (the paper's "200 %").
+    a variant that keeps half the pairs and gains as much scores 2.0. It is *not* the paper's
+    "data efficiency" (``inverse_kept_fraction``), which ignores the gain; the two agree only
+    when the variant gains exactly what the baseline gains.
     n <= 0 is an error (no pairs, no per-pair gain). A baseline that does not improve on the
     global RM (gain <= 0) gives NaN with a warning: the ratio has no meaning there.
     """
@@ -259,6 +261,19 @@ def data_efficiency(
                       f"({acc_baseline} vs {acc_global}); returning NaN", stacklevel=2)
         return float("nan")
     return ((acc_variant - acc_global) / n_variant) / (base_gain / n_baseline)
+
+
+def inverse_kept_fraction(n_variant: int, n_baseline: int) -> float:
+    """The paper's data efficiency: n_b / n_v, the inverse of the fraction of pairs kept.
+
+    The paper reports 170-280 % for SCPO: filtering keeps 1/2 to 1/3 of the pairs *at
+    comparable accuracy*; the accuracy side of that claim is a separate comparison (variant vs
+    baseline), which this number does not contain.
+    """
+    if n_variant <= 0 or n_baseline <= 0:
+        raise ValueError(f"inverse_kept_fraction needs training pairs: n_variant={n_variant}, "
+                         f"n_baseline={n_baseline}; both must be > 0.")
+    return n_baseline / n_variant
 
 
 def _score_row(

@@ -64,6 +64,10 @@ class CountryRun:
 def prepare(cfg: Config) -> Prepared:
     """Load pairs, get the global RM and score every distinct text with it once."""
     data = load_pairs(cfg.data)
+    if (cfg.data.prompt_context == "history" and cfg.model.backend == "hf"
+            and cfg.model.chat_template):
+        # a chat-template model reads the conversation as a chat list, not as a joined text
+        data.pairs = data.pairs.assign(prompt=data.pairs["messages"])
     countries = resolve_countries(cfg.run.countries, data)
     global_rm = get_global_rm(data, cfg)
     pairs = add_global_scores(data.pairs, global_rm)
@@ -71,9 +75,56 @@ def prepare(cfg: Config) -> Prepared:
 
 
 def country_splits(prep: Prepared, country: str) -> dict[str, pd.DataFrame]:
+    """A country's pairs: "train" (every training pair: what each variant trains on), "test",
+    and the tuned variant's inner split of the training users, "fit" and "val"."""
     sub = select_country(prep.pairs, country)
     require_test_pairs(sub, country)
-    return {s: sub[sub["split"] == s].reset_index(drop=True) for s in ("train", "val", "test")}
+    train = sub[sub["split"] == "train"]
+    return {"train": train.reset_index(drop=True),
+            "test": sub[sub["split"] == "test"].reset_index(drop=True),
+            "fit": train[~train["tune_val"]].reset_index(drop=True),
+            "val": train[train["tune_val"]].reset_index(drop=True)}
+
+
+def check_countries(prep: Prepared, countries: Collection[str]) -> None:
+    """Fail before any training if a requested country cannot be run as configured.
+
+    Each country needs test pairs; each filtering variant must keep a training pair at tau; the
+    tuned variant needs validation and fitting pairs and a grid point that keeps a pair. Every
+    failing country is named in one message, so a long run does not stop half-way.
+    """
+    cfg = prep.cfg
+    variants = resolve(cfg.run.variants)
+    problems = []
+    for country in countries:
+        sub = select_country(prep.pairs, country)  # an unknown country lists the known ones
+        train = sub[sub["split"] == "train"]
+        why = []
+        if not (sub["split"] == "test").any():
+            why.append(f"no test pairs ({len(sub)} training pairs)")
+        if train.empty and any(v.train for v in variants):
+            why.append("no training pairs")
+        elif any(v.filter != "none" and not v.tuned for v in variants):
+            n = int(method.filter_mask(method.p_glo(train["rg_chosen"], train["rg_rejected"]),
+                                       cfg.method.tau).sum())
+            if n == 0:
+                why.append(f"the filter at tau={cfg.method.tau} keeps 0 of {len(train)} "
+                           "training pairs (raise tau)")
+        if any(v.tuned for v in variants) and not train.empty:
+            fit, val = train[~train["tune_val"]], train[train["tune_val"]]
+            p = method.p_glo(fit["rg_chosen"], fit["rg_rejected"])
+            if val.empty or fit.empty:
+                why.append(f"the tuned variant needs both tuning splits ({len(fit)} fitting, "
+                           f"{len(val)} validation pairs; set data.val_frac in (0, 1))")
+            elif not any(method.filter_mask(p, t).any() for t in cfg.run.tune_grid["tau"]):
+                why.append(f"no tau of the tuning grid {cfg.run.tune_grid['tau']} keeps a "
+                           "fitting pair")
+        if why:
+            problems.append(f"{country}: " + "; ".join(why))
+    if problems:
+        raise ValueError(f"{len(problems)} of {len(countries)} countries cannot be run, nothing "
+                         "was trained:\n  " + "\n  ".join(problems)
+                         + "\nLeave them out (run.countries) or change the settings named.")
 
 
 def _train(prep: Prepared, train: pd.DataFrame, w: np.ndarray, seed: int, lr: float,
@@ -104,34 +155,41 @@ def _val_accuracy(model: RewardModel, val: pd.DataFrame) -> float:
 
 
 def tune(prep: Prepared, country: str, seed: int, splits: dict[str, pd.DataFrame],
-         variant: Variant) -> tuple[RewardModel, list[dict[str, Any]], dict[str, Any]]:
-    """Choose tau / beta / lr for one country by overall accuracy on its validation split.
+         variant: Variant) -> dict[str, Any]:
+    """Choose tau / beta / lr for one country by overall accuracy on held-out training users.
 
-    Every grid point is trained on the training split with ``seed``; the first best point in
-    grid order wins (deterministic). Test pairs are never looked at. ``run_country`` tunes on
-    its first seed and reuses the choice for the other seeds, so seed spread is training noise
-    alone and the grid is paid once per country.
+    The companion's protocol (the paper gives none): every grid point trains on the "fit"
+    users with ``seed`` and is scored on the "val" users (``data.val_frac`` of the training
+    users, by a seeded hash of each id); the first best point in grid order wins. Test pairs
+    are never looked at. The caller then retrains on *all* training users with the choice;
+    ``run_country`` tunes on its first seed and reuses the choice for the other seeds, so the
+    seed spread is training noise alone and the grid is paid once per country.
     """
-    if splits["val"].empty:
-        raise ValueError(f"{country}: no validation pairs to tune on; set data.val_frac > 0")
+    fit, val = splits["fit"], splits["val"]
+    if val.empty or fit.empty:
+        raise ValueError(f"{country}: tuning needs fitting and validation users ({len(fit)} and "
+                         f"{len(val)} pairs); set data.val_frac in (0, 1)")
     grid = prep.cfg.run.tune_grid
-    best: tuple[float, RewardModel, list, dict] | None = None
+    best: tuple[float, dict] | None = None
     table = []
     for tau, beta, lr_scale in itertools.product(grid["tau"], grid["beta"], grid["lr_scale"]):
-        w = training_weights(variant, splits["train"]["rg_chosen"].to_numpy(),
-                             splits["train"]["rg_rejected"].to_numpy(), tau, beta, seed)
+        w = training_weights(variant, fit["rg_chosen"].to_numpy(), fit["rg_rejected"].to_numpy(),
+                             tau, beta, seed)
         if not (w > 0).any():
             table.append({"tau": tau, "beta": beta, "lr_scale": lr_scale, "val_accuracy": None})
             continue
         lr = prep.cfg.train.lr * lr_scale
-        model, hist = _train(prep, splits["train"], w, seed, lr, None)
-        acc = _val_accuracy(model, splits["val"])
+        model, _ = _train(prep, fit, w, seed, lr, None)
+        acc = _val_accuracy(model, val)
         table.append({"tau": tau, "beta": beta, "lr_scale": lr_scale, "val_accuracy": acc})
         if best is None or acc > best[0]:
-            best = (acc, model, hist, {"tau": tau, "beta": beta, "lr": lr})
+            best = (acc, {"tau": tau, "beta": beta, "lr": lr})
     if best is None:
-        raise EmptyFilterError(f"{country}: no tuning grid point keeps a training pair")
-    return best[1], best[2], {**best[3], "val_accuracy": best[0], "grid": table}
+        raise EmptyFilterError(f"{country}: no tuning grid point keeps a fitting pair")
+    return {**best[1], "val_accuracy": best[0], "grid": table,
+            "n_fit_pairs": len(fit), "n_val_pairs": len(val),
+            "n_fit_users": int(fit["user_id"].nunique()),
+            "n_val_users": int(val["user_id"].nunique())}
 
 
 def _jsd_alignment(prep: Prepared, model: RewardModel, country: str) -> float:
@@ -232,6 +290,7 @@ def run_country(prep: Prepared, country: str, *, keep_models: bool = False,
     """
     cfg = prep.cfg
     to_export = export_variants(prep)
+    check_countries(prep, [country])
     splits = country_splits(prep, country)
     train, test = splits["train"], splits["test"]
     out = CountryRun(country, pd.DataFrame())
@@ -242,18 +301,16 @@ def run_country(prep: Prepared, country: str, *, keep_models: bool = False,
         w = np.zeros(len(train))  # the global RM trains on nothing
         if not variant.train:
             model, hist = prep.global_rm, []
-        elif variant.tuned and not out.tuned:
-            # tuned once per country, on the first seed; later seeds reuse the choice
-            model, hist, choice = tune(prep, country, seed, splits, variant)
-            tau, beta, lr = choice["tau"], choice["beta"], choice["lr"]
-            out.tuned[seed] = choice
-            w = _weights(prep, variant, train, tau, beta, seed, country)
         else:
             if variant.tuned:
+                # chosen once per country, on the first seed, on held-out training users;
+                # every seed then trains on all training users with that choice
+                if not out.tuned:
+                    out.tuned[seed] = tune(prep, country, seed, splits, variant)
                 choice = next(iter(out.tuned.values()))
                 tau, beta, lr = choice["tau"], choice["beta"], choice["lr"]
             w = _weights(prep, variant, train, tau, beta, seed, country)
-            model, hist = _train(prep, train, w, seed, lr, splits["val"])
+            model, hist = _train(prep, train, w, seed, lr, None)
         n_kept, w_sum = int((w > 0).sum()), float(w.sum())
         key = f"{variant.name}/{seed}"
         out.histories[key] = hist
@@ -264,6 +321,8 @@ def run_country(prep: Prepared, country: str, *, keep_models: bool = False,
             model.save(model_dir(save_models, country, variant.name, seed))
         new = [{"country": country, "variant": variant.name, "seed": seed, **r,
                 "n_train": len(train), "n_kept": n_kept, "kept_ratio": n_kept / len(train),
+                "n_train_users": int(train["user_id"].nunique()),
+                "n_users_trained": int(train.loc[w > 0, "user_id"].nunique()),
                 "weight_sum": w_sum, "tau": tau, "beta": beta, "lr": lr}
                for r in evaluate_variant(prep, model, test, seed, country)]
         rows += new
@@ -279,6 +338,8 @@ def run(cfg: Config, out_dir: str | Path | None = None, *, progress: bool = True
     t0 = time.perf_counter()
     progress = progress and is_main_process()  # one set of bars per launch
     prep = prepare(cfg)
+    check_countries(prep, prep.countries)  # every country, before the first training step
+    export_variants(prep)
     t_prep = time.perf_counter() - t0
     runs = {}
     for c in tqdm(prep.countries, desc="countries", disable=not progress):
@@ -288,6 +349,24 @@ def run(cfg: Config, out_dir: str | Path | None = None, *, progress: bool = True
         write_results(Path(out_dir), prep, runs, results,
                       timing={"prepare_s": t_prep, "total_s": time.perf_counter() - t0})
     return results, prep, runs
+
+
+def run_simulation(cfg: Config, sim: Any, countries: list[str], variants: list[str],
+                   seeds: list[int]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(results, pair table) of the whole pipeline on one simulation (a ``SimConfig``): a global
+    RM trained on its majority countries, then ``variants`` x ``seeds`` for ``countries``.
+
+    The training settings are ``cfg``'s; the simulator chapter turns one knob at a time.
+    """
+    from scpo.config import cache_dir
+    from scpo.simulate import ensure_simulation
+
+    setting = dataclasses.replace(cfg, data=dataclasses.replace(
+        cfg.data, dataset="sim", data_dir=str(ensure_simulation(sim, cache_dir() / "sim"))),
+        run=dataclasses.replace(cfg.run, countries=list(countries), variants=list(variants),
+                                seeds=list(seeds)))
+    results, prep, _ = run(setting, progress=False)
+    return results, prep.pairs
 
 
 def run_record(prep: Prepared) -> dict[str, Any]:
@@ -307,6 +386,17 @@ def _torch_version() -> str:
     return torch.__version__
 
 
+def trained_on(results: pd.DataFrame) -> dict[str, dict[str, dict[str, int]]]:
+    """country -> variant -> training users and pairs available and used (first seed's row)."""
+    if results.empty:
+        return {}
+    first = results.drop_duplicates(["country", "variant"])
+    return {c: {r.variant: {"train_users": int(r.n_train_users), "train_pairs": int(r.n_train),
+                            "users_trained": int(r.n_users_trained), "pairs_trained": int(r.n_kept)}
+                for r in g.itertuples(index=False)}
+            for c, g in first.groupby("country", sort=False)}
+
+
 def write_results(out: Path, prep: Prepared, runs: dict[str, CountryRun],
                   results: pd.DataFrame, timing: dict[str, float] | None = None) -> None:
     """Write the tidy results and the record; under ``accelerate launch`` only rank 0 writes."""
@@ -319,8 +409,8 @@ def write_results(out: Path, prep: Prepared, runs: dict[str, CountryRun],
     (out / "histories.json").write_text(json.dumps(hist, sort_keys=True))
     tuned = {c: {str(s): v for s, v in r.tuned.items()} for c, r in runs.items() if r.tuned}
     (out / "tuned.json").write_text(json.dumps(tuned, sort_keys=True, indent=1, default=float))
-    (out / "run.json").write_text(json.dumps(run_record(prep), indent=1, sort_keys=True,
-                                             default=str))
+    record = {**run_record(prep), "trained_on": trained_on(results)}
+    (out / "run.json").write_text(json.dumps(record, indent=1, sort_keys=True, default=str))
     if timing:
         (out / "timing.json").write_text(json.dumps(timing, indent=1))
     exported = {f"{c}/{k}": v for c, r in runs.items() for k, v in r.exported.items()}

@@ -3,7 +3,8 @@
 Each csv row is one survey question with its answer options and, per country, the share of
 respondents choosing each option. For a country, option i is preferred to option j when its
 share is larger by more than ``min_share_gap``; equal shares are ties (counted, no pair).
-Questions, not rows or pairs, are split train/val/test, and a question is in the same split for
+Questions, not rows or pairs, are split train/test (tuning holds out a hashed share of the
+training questions), and a question is in the same split for
 every country: the same question text must never be trained on for one country and tested on
 for another. ``user_id`` (the unit of the bootstrap) is the question id.
 
@@ -41,7 +42,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from scpo.pairs import PAIR_COLUMNS, PairData, file_fingerprint, split_units
+from scpo.pairs import PAIR_COLUMNS, PairData, file_fingerprint, split_units, validation_mask
 
 HUB_ID = "Anthropic/llm_global_opinions"
 HUB_FILE = "data/global_opinions.csv"
@@ -232,7 +233,7 @@ def build_goqa_pairs(
     df: pd.DataFrame, test_frac: float = 0.15, split_seed: int = 0, val_frac: float = 0.15,
     min_share_gap: float = 0.0,
 ) -> PairData:
-    """Option pairs per country, ordered by share; questions split train/val/test.
+    """Option pairs per country, ordered by share; questions split train/test.
 
     Errors name a row by the table's index: for a csv read by ``read_goqa_csv``, its data rows
     counted from 0. Output order does not depend on the row order of ``df``.
@@ -255,15 +256,17 @@ def build_goqa_pairs(
     # the split, by question, the same for every country
     qids = pd.Series(sorted({question_id(q) for q in df["question"]}))
     test_q = split_units(qids, test_frac, split_seed)
-    val_q = split_units(qids[~qids.isin(test_q)], val_frac, split_seed)
-    dists["split"] = np.where(dists["user_id"].isin(test_q), "test",
-                              np.where(dists["user_id"].isin(val_q), "val", "train"))
+    dists["split"] = np.where(dists["user_id"].isin(test_q), "test", "train")
+    # tuning's held-out questions: a seeded hash of each question alone (scpo.pairs)
+    dists["tune_val"] = validation_mask(dists, val_frac, split_seed)
+    val_q = set(dists.loc[dists["tune_val"], "user_id"])
 
     which, win, lose, n_ties, n_below = _option_pairs(dists["shares"], min_share_gap)
     base = dists.iloc[which].reset_index(drop=True)
     share = base["shares"].map(np.asarray)
     pairs = pd.DataFrame({
-        "country": base["country"], "split": base["split"], "user_id": base["user_id"],
+        "country": base["country"], "split": base["split"], "tune_val": base["tune_val"],
+        "user_id": base["user_id"],
         "group_id": base["group_id"], "prompt": base["prompt"],
         "chosen": [o[w] for o, w in zip(base["options"], win, strict=True)],
         "rejected": [o[w] for o, w in zip(base["options"], lose, strict=True)],
@@ -276,8 +279,8 @@ def build_goqa_pairs(
     ties = pd.Series(n_ties).groupby(dists["country"]).sum()
 
     report["n_questions"] = len(qids)
-    report["questions_by_split"] = {"train": len(qids) - len(test_q) - len(val_q),
-                                    "val": len(val_q), "test": len(test_q)}
+    report["questions_by_split"] = {"train": len(qids) - len(test_q), "test": len(test_q),
+                                    "tune_val": len(val_q)}
     report["n_distributions"] = len(dists)
     report["n_pairs"] = len(pairs)
     report["ties_dropped"] = int(ties.sum())

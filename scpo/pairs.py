@@ -3,7 +3,9 @@
 One row per pair (x, y+, y-). Required columns (``PAIR_COLUMNS``):
 
 - ``country``      the annotators' country, in PRISM's spelling (e.g. "South Africa")
-- ``split``        "train", "val" (carved from train users/questions) or "test"
+- ``split``        "train" or "test"; every variant trains on every "train" pair
+- ``tune_val``     True for the training users (GOQA: questions) held out only while the tuned
+                   variant chooses tau / beta / lr (``validation_mask``); False on test pairs
 - ``user_id``      the unit of independence for bootstrap CIs: a PRISM user, a GOQA question
 - ``group_id``     the comparison group the pair came from (PRISM interaction, GOQA question)
 - ``prompt``       x
@@ -18,6 +20,7 @@ Sources add their own columns after these (scores, turn, truth margins, ...).
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,10 +29,10 @@ import numpy as np
 import pandas as pd
 
 PAIR_COLUMNS = [
-    "country", "split", "user_id", "group_id", "prompt", "chosen", "rejected",
+    "country", "split", "tune_val", "user_id", "group_id", "prompt", "chosen", "rejected",
     "chosen_id", "rejected_id",
 ]
-SPLITS = ("train", "val", "test")
+SPLITS = ("train", "test")
 
 # The 7 minority countries of the paper, in PRISM's spelling, and PRISM's large majority samples.
 PAPER_COUNTRIES = [
@@ -69,13 +72,18 @@ def validate_pairs(pairs: pd.DataFrame, where: str = "pairs") -> pd.DataFrame:
 
 
 def country_counts(pairs: pd.DataFrame) -> pd.DataFrame:
-    """Pairs per country and split, largest country first."""
+    """Pairs per country and split, largest country first; "tune_val" counts the training pairs
+    the tuned variant holds out while it chooses its settings (they are in "train" too)."""
     t = pairs.groupby(["country", "split"]).size().unstack("split", fill_value=0)
     for s in SPLITS:
         if s not in t.columns:
             t[s] = 0
     t = t[list(SPLITS)]
     t["total"] = t.sum(axis=1)
+    if "tune_val" in pairs.columns:
+        train = pairs[pairs["split"] == "train"]
+        t.insert(1, "tune_val", train.groupby("country")["tune_val"].sum()
+                 .reindex(t.index, fill_value=0).astype(int))
     return t.sort_values("total", ascending=False)
 
 
@@ -102,10 +110,10 @@ def require_test_pairs(pairs: pd.DataFrame, country: str) -> pd.DataFrame:
 
 
 def split_units(units: pd.Series | np.ndarray, test_frac: float, seed: int) -> set:
-    """A seeded random subset of distinct units (users or questions) of size round(frac * n).
+    """A seeded random subset of distinct units (GOQA questions) of size round(frac * n).
 
     The units are sorted first, so the subset depends on the set of units and the seed only,
-    not on their order.
+    not on their order. (PRISM users are split by ``paper_test_rows``, as the released code.)
     """
     if not 0.0 <= test_frac <= 1.0:
         # a negative fraction would otherwise slice [:-k] and silently return almost every unit
@@ -116,22 +124,53 @@ def split_units(units: pd.Series | np.ndarray, test_frac: float, seed: int) -> s
     return set(rng.permutation(uniq)[:n_test].tolist())
 
 
-def carve_validation(pairs: pd.DataFrame, frac: float = 0.15, seed: int = 0) -> pd.DataFrame:
-    """Move a seeded fraction of each country's *training* users to split "val".
+def paper_test_rows(n_rows: int, test_frac: float, seed: int) -> np.ndarray:
+    """Row positions of the test part of ``Dataset.train_test_split(test_size=test_frac,
+    seed=seed)`` (Hugging Face ``datasets``, shuffle on) over a table of ``n_rows`` rows.
 
-    Whole users move (their pairs are not independent); test pairs are never touched.
+    The released code splits PRISM's survey rows, in the hub's row order, with exactly that
+    call; this is the same arithmetic (n_test = ceil(test_frac * n_rows) in floating point, then
+    the first n_test entries of ``default_rng(seed).permutation(n_rows)``), so the paper's own
+    users land in the test set. ``tests/test_pairs.py`` checks it against ``datasets`` itself.
+    ``test_frac = 0`` (no test set) is allowed here; ``datasets`` refuses it.
     """
-    out = pairs.copy()
-    train = (out["split"] == "train").to_numpy()
-    users = out["user_id"].astype(str)
-    to_val = np.zeros(len(out), dtype=bool)
-    # boolean masks, not index labels: with a repeated index, labels would also hit test rows
-    for country in pd.unique(out.loc[train, "country"]):
-        mine = train & (out["country"] == country).to_numpy()
-        val_users = split_units(users[mine], frac, seed)
-        to_val |= mine & users.isin(val_users).to_numpy()
-    out.loc[to_val, "split"] = "val"
+    if not 0.0 <= test_frac < 1.0:
+        raise ValueError(f"data.test_frac must be in [0, 1), got {test_frac!r}")
+    if test_frac == 0.0 or n_rows == 0:
+        return np.zeros(0, dtype=int)
+    n_test = math.ceil(test_frac * n_rows)
+    if n_test >= n_rows:
+        raise ValueError(f"data.test_frac={test_frac} of {n_rows} rows leaves no training row; "
+                         "use a smaller test fraction or more data")
+    return np.random.default_rng(seed).permutation(n_rows)[:n_test]
+
+
+def unit_fraction(units: pd.Series | np.ndarray, seed: int) -> np.ndarray:
+    """A number in [0, 1) per unit from a seeded hash of its id alone.
+
+    A unit's value does not depend on which other units exist, so dropping one user (say, one
+    whose survey row lacks a country) moves no other user between training and validation.
+    """
+    out = np.empty(len(units), dtype=np.float64)
+    for i, u in enumerate(pd.Series(units).astype(str)):
+        digest = hashlib.sha256(f"scpo-val:{int(seed)}:{u}".encode()).digest()
+        out[i] = int.from_bytes(digest[:8], "big") / 2.0**64
     return out
+
+
+def validation_mask(pairs: pd.DataFrame, frac: float = 0.15, seed: int = 0) -> np.ndarray:
+    """True for training pairs whose unit (``user_id``) is held out for tuning.
+
+    About ``frac`` of each country's training users (a Bernoulli draw per user from
+    ``unit_fraction``, not an exact count); test pairs are never marked. Whole users go
+    together, since the pairs of one user are not independent.
+    """
+    if not 0.0 <= frac < 1.0:
+        raise ValueError(f"data.val_frac must be in [0, 1), got {frac!r}")
+    users = pairs["user_id"].astype(str)
+    uniq = pd.unique(users)
+    held = pd.Series(unit_fraction(uniq, seed) < frac, index=uniq)
+    return (pairs["split"] == "train").to_numpy() & held.loc[users].to_numpy()
 
 
 def text_key(prompt: str, response: str) -> str:

@@ -5,12 +5,22 @@ A pair is two rated responses of one user in one interaction (turn): every i < j
 user's ``location.reside_country`` in the survey. Users, not pairs, are split train/test,
 because the pairs of one opening turn share responses and are not independent.
 
+The split is the released code's: ``datasets``' ``train_test_split(test_size=0.15, seed=0)``
+over the survey rows *in the order loaded* (``scpo.pairs.paper_test_rows``), every survey row
+counted, with or without a country, so the paper's own users are the test users. The prompt of
+a pair is that turn's ``user_prompt`` alone, as the released code scores it
+(``prompt_context="turn"``); ``"history"`` prefixes the earlier turns of the conversation. The
+``messages`` column holds the same conversation as a JSON chat list (the earlier turns, if any,
+then this turn's prompt), which a chat-template model reads instead of the joined text.
+
 Decisions, all counted in ``PairData.report``:
 
 - equal scores: the pair is dropped (``ties_dropped``, also per country);
 - utterances of a user absent from the survey, or whose country is missing: excluded
   (``excluded["user_not_in_survey"]``, ``excluded["country_missing"]``);
 - a group with one response gives no pair (``single_response_groups``);
+- two responses with the same text form no usable pair, whatever their scores (every model
+  scores them as a tie, which counts as wrong): dropped, ``identical_texts_dropped``;
 - a non-numeric or missing (NaN/null) score is an error, not a drop: a score of "?" is a data
   problem to fix upstream, and guessing it would change which response is preferred.
 """
@@ -25,7 +35,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from scpo.pairs import PAIR_COLUMNS, PairData, carve_validation, file_fingerprint, split_units
+from scpo.pairs import (
+    PAIR_COLUMNS,
+    PairData,
+    file_fingerprint,
+    paper_test_rows,
+    validation_mask,
+)
 
 HUB_ID = "HannahRoseKirk/prism-alignment"
 UTTERANCE_FIELDS = [
@@ -35,8 +51,9 @@ UTTERANCE_FIELDS = [
 SURVEY_FIELDS = ["user_id", "location"]
 EXTRA_COLUMNS = [
     "interaction_id", "conversation_id", "turn", "chosen_score", "rejected_score",
-    "chosen_model", "rejected_model",
+    "chosen_model", "rejected_model", "messages",
 ]
+PROMPT_CONTEXTS = ("turn", "history")
 _ID_FIELDS = ["utterance_id", "user_id", "interaction_id", "conversation_id"]
 
 
@@ -171,20 +188,67 @@ def _clean_utterances(utterances: pd.DataFrame) -> pd.DataFrame:
     return u
 
 
+def _histories(u: pd.DataFrame, report: dict[str, Any]) -> pd.Series:
+    """(user_id, interaction_id) -> JSON chat list of the conversation's earlier turns.
+
+    Each earlier turn gives its ``user_prompt`` and the response the user continued with
+    (``if_chosen``), in turn order; an opening turn has "[]". A turn with no response flagged
+    falls back to its highest-scored one (PRISM flags that one), counted in
+    ``report["history_unflagged_turns"]``.
+    """
+    if "if_chosen" not in u.columns:
+        raise ValueError("utterances: prompt_context='history' needs the field 'if_chosen' (which "
+                         "response each turn continued with); it is missing. Use "
+                         "prompt_context='turn' or add the field.")
+    flagged = u["if_chosen"].fillna(False).astype(bool).to_numpy()
+    ranked = u.assign(_flag=flagged).sort_values(["_flag", "score"], ascending=False,
+                                                 kind="stable")
+    chosen = ranked.drop_duplicates(["user_id", "interaction_id"])
+    report["history_unflagged_turns"] = int((~chosen["_flag"]).sum())
+    turns = chosen[["user_id", "conversation_id", "interaction_id", "turn", "user_prompt",
+                    "model_response"]].copy()
+    turns["turn"] = pd.to_numeric(turns["turn"], errors="raise")
+    out: dict[tuple[str, str], str] = {}
+    for _, conv in turns.sort_values("turn").groupby(["user_id", "conversation_id"], sort=False):
+        messages: list[dict[str, str]] = []
+        for row in conv.itertuples(index=False):
+            out[(row.user_id, row.interaction_id)] = json.dumps(messages, ensure_ascii=False)
+            messages = messages + [{"role": "user", "content": row.user_prompt},
+                                   {"role": "assistant", "content": row.model_response}]
+    return pd.Series(out)
+
+
+def joined_prompt(history: str, prompt: str) -> str:
+    """The earlier turns and this turn's prompt as one text, for models without a chat template."""
+    turns = [f"{'User' if m['role'] == 'user' else 'Assistant'}: {m['content']}"
+             for m in json.loads(history)]
+    return "\n\n".join([*turns, f"User: {prompt}"]) if turns else prompt
+
+
 def build_prism_pairs(
     utterances: pd.DataFrame, survey: pd.DataFrame, test_frac: float = 0.15,
-    split_seed: int = 0, val_frac: float = 0.15,
+    split_seed: int = 0, val_frac: float = 0.15, prompt_context: str = "turn",
 ) -> PairData:
-    """Every within-interaction pair of differently scored responses, users split train/val/test.
+    """Every within-interaction pair of differently scored responses, users split train/test.
 
-    Output order and content do not depend on the row order of the inputs.
+    The test users are those of ``train_test_split`` over the survey rows in their given order
+    (the hub's order, or the file's); the pairs themselves do not depend on the order of the
+    utterance rows.
     """
+    if prompt_context not in PROMPT_CONTEXTS:
+        raise ValueError(f"data.prompt_context must be one of {PROMPT_CONTEXTS}, got "
+                         f"{prompt_context!r}")
     country_of = _survey_countries(survey)
     u = _clean_utterances(utterances)
     report: dict[str, Any] = {
         "n_utterances": len(u), "n_users": len(country_of),
         "test_frac": test_frac, "split_seed": split_seed, "val_frac": val_frac,
+        "split_method": "datasets train_test_split over the survey rows in loaded order",
+        "prompt_context": prompt_context,
     }
+    test_users = set(country_of.index[paper_test_rows(len(country_of), test_frac, split_seed)])
+    report["survey_rows"] = len(country_of)
+    report["test_users_in_survey"] = len(test_users)
 
     # exclusions, counted per reason (utterances and users)
     in_survey = u["user_id"].isin(country_of.index)
@@ -194,6 +258,10 @@ def build_prism_pairs(
                           "country_missing": int(no_country.sum())}
     report["excluded_users"] = {"user_not_in_survey": int(u.loc[~in_survey, "user_id"].nunique()),
                                 "country_missing": int(u.loc[no_country, "user_id"].nunique())}
+    if prompt_context == "history":
+        if "if_chosen" in utterances.columns:
+            u["if_chosen"] = utterances["if_chosen"]
+        history = _histories(u, report)  # from every turn of the conversation, before exclusions
     u = u[in_survey & ~no_country]
 
     # one prompt per interaction, else the pair's x is ambiguous
@@ -224,19 +292,34 @@ def build_prism_pairs(
     report["ties_dropped_by_country"] = {
         str(c): int(n) for c, n in u["country"].iloc[ia[tie]].value_counts().sort_index().items()}
     ia, ib = ia[~tie], ib[~tie]
+    text = u["model_response"].to_numpy()
+    same = text[ia] == text[ib]
+    report["identical_texts_dropped"] = int(same.sum())
+    report["identical_texts_dropped_by_country"] = {
+        str(c): int(n) for c, n in u["country"].iloc[ia[same]].value_counts().sort_index().items()}
+    ia, ib = ia[~same], ib[~same]
     win = np.where(score[ia] > score[ib], ia, ib)
     lose = np.where(score[ia] > score[ib], ib, ia)
 
     def col(field: str, at: np.ndarray) -> np.ndarray:
         return u[field].to_numpy()[at]
 
-    test_users = split_units(country_of.index.to_series(), test_frac, split_seed)
+    keys = list(zip(col("user_id", ia), col("interaction_id", ia)))
+    hist = (history.loc[keys].to_numpy() if prompt_context == "history" and len(keys)
+            else np.full(len(ia), "[]", dtype=object))
+    turn_prompts = col("user_prompt", ia)
+    prompts = (np.array([joined_prompt(h, p) for h, p in zip(hist, turn_prompts)], dtype=object)
+               if prompt_context == "history" else turn_prompts)
+    messages = np.array([json.dumps([*json.loads(h), {"role": "user", "content": p}],
+                                    ensure_ascii=False) for h, p in zip(hist, turn_prompts)],
+                        dtype=object)
     pairs = pd.DataFrame({
         "country": col("country", ia),
         "split": np.where(u["user_id"].isin(test_users).to_numpy()[ia], "test", "train"),
+        "tune_val": False,
         "user_id": col("user_id", ia),
         "group_id": col("interaction_id", ia),
-        "prompt": col("user_prompt", ia),
+        "prompt": prompts,
         "chosen": col("model_response", win),
         "rejected": col("model_response", lose),
         "chosen_id": col("utterance_id", win),
@@ -248,27 +331,46 @@ def build_prism_pairs(
         "rejected_score": score[lose],
         "chosen_model": col("model_name", win),
         "rejected_model": col("model_name", lose),
+        "messages": messages,
     }, columns=PAIR_COLUMNS + EXTRA_COLUMNS)
-    pairs = carve_validation(pairs, val_frac, split_seed)
+    pairs["tune_val"] = validation_mask(pairs, val_frac, split_seed)
+    report.update(split_report(pairs))
+    return PairData(pairs=pairs, source="prism", report=report)
 
-    report["n_pairs"] = len(pairs)
-    report["n_users_with_pairs"] = int(pairs["user_id"].nunique())
-    report["users_by_split"] = {
+
+def split_report(pairs: pd.DataFrame) -> dict[str, Any]:
+    """Counts of users and pairs per split, and how many test pairs reuse a training text."""
+    out: dict[str, Any] = {"n_pairs": len(pairs),
+                           "n_users_with_pairs": int(pairs["user_id"].nunique())}
+    out["users_by_split"] = {
         s: int(n) for s, n in pairs.groupby("split")["user_id"].nunique().items()}
+    out["tune_val_users"] = int(pairs.loc[pairs["tune_val"], "user_id"].nunique())
     counts = pairs.groupby(["country", "split"]).size()
-    report["pairs_by_country_split"] = {
+    out["pairs_by_country_split"] = {
         str(c): {str(s): int(n) for s, n in counts[c].items()}
         for c in counts.index.get_level_values(0).unique()}
-    return PairData(pairs=pairs, source="prism", report=report)
+    out["test_texts_seen_in_train"] = test_texts_seen_in_train(pairs)
+    return out
+
+
+def test_texts_seen_in_train(pairs: pd.DataFrame) -> int:
+    """Test pairs whose chosen or rejected (prompt, response) text is also in a training pair:
+    0 means the test measures new texts, not only new raters of texts seen in training."""
+    train = pairs[pairs["split"] == "train"]
+    seen = set(zip(train["prompt"], train["chosen"])) | set(zip(train["prompt"], train["rejected"]))
+    test = pairs[pairs["split"] == "test"]
+    hit = [(p, c) in seen or (p, r) in seen
+           for p, c, r in zip(test["prompt"], test["chosen"], test["rejected"])]
+    return int(sum(hit))
 
 
 def load_prism(
     data_dir: str | Path | None = None, revision: str | None = None, test_frac: float = 0.15,
-    split_seed: int = 0, val_frac: float = 0.15,
+    split_seed: int = 0, val_frac: float = 0.15, prompt_context: str = "turn",
 ) -> PairData:
     """PRISM pairs from a local directory (utterances.jsonl, survey.jsonl) or the hub."""
     utterances, survey, fingerprint = load_prism_tables(data_dir, revision)
-    data = build_prism_pairs(utterances, survey, test_frac, split_seed, val_frac)
+    data = build_prism_pairs(utterances, survey, test_frac, split_seed, val_frac, prompt_context)
     data.fingerprint = fingerprint
     data.report["data"] = str(data_dir) if data_dir is not None else f"{HUB_ID}@{revision}"
     return data

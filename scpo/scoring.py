@@ -23,7 +23,8 @@ from scpo.pairs import PairData, distinct_texts, text_key
 def _global_head_key(data: PairData, cfg: Config, encoder_fp: str) -> str:
     what = {
         "data": data.fingerprint, "source": data.source, "split": [cfg.data.test_frac,
-        cfg.data.split_seed, cfg.data.val_frac], "encoder": encoder_fp, "head": cfg.model.head,
+        cfg.data.split_seed, "train-test-split-rows"], "prompt_context": cfg.data.prompt_context,
+        "encoder": encoder_fp, "head": cfg.model.head,
         "lr": cfg.train.global_lr, "steps": cfg.train.global_steps,
         "batch": cfg.train.global_batch_size, "wd": cfg.train.weight_decay,
     }

@@ -15,14 +15,21 @@ linear in them:
 
 A response is 2-4 sentences from the phrase banks in ``scpo/sim_banks``, each expressing one
 attribute at a high (+1) or low (-1) level, or neutral filler. Each prompt has a fixed pool of
-responses that every interaction draws from, so the number of distinct texts (the embedding
-cost) stays small however many users there are.
+responses that interactions draw from, so the number of distinct texts (the embedding cost)
+stays small however many users there are.
+
+Held-out texts (``held_out_texts``, the default): each prompt's pool is split into a test pool
+and a train pool, and the users the PRISM loader will put in the test split (the same
+``scpo.pairs.paper_test_rows`` arithmetic over the survey rows) see only test-pool texts. Test
+accuracy then measures new texts as well as new raters, as on PRISM, whose test users saw new
+responses. ``held_out_texts=False`` keeps one shared pool: test users rate the very texts the
+training users rated, so test accuracy measures new raters of seen texts only.
 
 Files of one simulation directory: ``utterances.jsonl`` and ``survey.jsonl`` in PRISM's format
 (``scpo.prism.load_prism`` reads them like the real data), and the truth beside them:
-``truth_texts.jsonl`` (each text's attributes), ``truth_responses.jsonl`` (utterance -> text),
-``truth_users.jsonl`` (country, outlier flag, utility) and ``world.json`` (config, u_global,
-d_c, u_c).
+``truth_texts.jsonl`` (each text's attributes and pool: "train", "test" or "shared"),
+``truth_responses.jsonl`` (utterance -> text), ``truth_users.jsonl`` (country, outlier flag,
+test-user flag, utility) and ``world.json`` (config, u_global, d_c, u_c, counts).
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -40,9 +48,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from scpo.pairs import MAJORITY_COUNTRIES, PAPER_COUNTRIES
+from scpo.pairs import MAJORITY_COUNTRIES, PAPER_COUNTRIES, paper_test_rows
 
-SIM_VERSION = 1  # bump whenever the generator changes, so cached simulations are not reused
+SIM_VERSION = 2  # bump whenever the generator changes, so cached simulations are not reused
 BANK_DIR = Path(__file__).parent / "sim_banks"
 ATTRIBUTES = (
     "family", "religion", "directness", "formality", "caution", "humour", "tradition", "freedom",
@@ -53,6 +61,7 @@ TRUTH_FILES = ("truth_texts.jsonl", "truth_responses.jsonl", "truth_users.jsonl"
 # Independent random streams: changing a noise knob leaves the texts and conversations as they
 # were (same embeddings, a controlled comparison), and nested knobs nest (outlier sets grow).
 STREAMS = ("texts", "world", "users", "conversations", "ratings")
+MIN_POOL = 4  # an opening turn shows 4 different responses to one prompt
 
 
 @dataclass(frozen=True)
@@ -83,6 +92,10 @@ class SimConfig:
     score_scale: float = 12.0  # slider points per unit of utility
     user_offset_sd: float = 10.0  # raters use different parts of the slider (points)
     coarse_rater_rate: float = 0.3  # raters who only use multiples of 10 (a source of ties)
+    # --- the train/test split (must match data.test_frac / data.split_seed of the loader)
+    held_out_texts: bool = True  # test users see their own responses; False = one shared pool
+    test_frac: float = 0.15  # survey rows (users) the loader puts in test; the test text pool
+    split_seed: int = 0  # the loader's split seed (which users are test users)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "countries", tuple(self.countries))  # a list would do too
@@ -116,6 +129,33 @@ class SimConfig:
             need(0.0 <= getattr(self, name) <= 1.0,
                  f"{name}={getattr(self, name)} must be in [0, 1]")
         need(self.score_scale > 0, f"score_scale={self.score_scale} must be > 0")
+        need(0.0 <= self.test_frac < 1.0, f"test_frac={self.test_frac} must be in [0, 1)")
+        n_users = self.majority_users + self.users_per_country * len(self.countries)
+        need(math.ceil(self.test_frac * n_users) < n_users,
+             f"test_frac={self.test_frac} of {n_users} users leaves no training user")
+        if self.held_out_texts:
+            n_test = n_test_texts(self)
+            need(n_test >= MIN_POOL and self.responses_per_prompt - n_test >= MIN_POOL,
+                 f"held_out_texts: responses_per_prompt={self.responses_per_prompt} with "
+                 f"test_frac={self.test_frac} gives a test pool of {n_test} and a train pool of "
+                 f"{self.responses_per_prompt - n_test} texts per prompt; each needs >= "
+                 f"{MIN_POOL} (an opening turn shows {MIN_POOL} responses). Raise "
+                 f"responses_per_prompt (>= {2 * MIN_POOL}), lower test_frac or set "
+                 "held_out_texts=False")
+
+
+def n_test_texts(config: SimConfig) -> int:
+    """Texts per prompt reserved for test users: max(4, round(test_frac * pool))."""
+    return max(MIN_POOL, round(config.test_frac * config.responses_per_prompt))
+
+
+def split_test_rows(config: SimConfig, n_users: int) -> np.ndarray:
+    """Positions (in ``users`` / survey.jsonl order) of the users the PRISM loader will test on.
+
+    The loader splits survey rows with ``paper_test_rows``; calling the very same function here
+    is what keeps the simulator's test pool and the loader's test split from disagreeing.
+    """
+    return paper_test_rows(n_users, config.test_frac, config.split_seed)
 
 
 # Presets list only what differs from the defaults above.
@@ -180,7 +220,13 @@ def slider(points: np.ndarray, step: int | np.ndarray = 1) -> np.ndarray:
 
 
 def make_texts(config: SimConfig) -> pd.DataFrame:
-    """The response pools: one row per distinct (prompt, response), attributes as columns."""
+    """The response pools: one row per distinct (prompt, response), attributes as columns, and
+    ``pool`` ("train" / "test" with held-out texts, else "shared").
+
+    The pool split is drawn from the "texts" stream after every text, so the texts are the same
+    whatever the split knobs (cached embeddings are reused), and each prompt's test pool is the
+    head of one seeded permutation: a larger test_frac only adds texts to it.
+    """
     phrases, bank = load_banks()
     banks = phrases["attributes"]
     fillers = phrases["fillers"]["open"] + phrases["fillers"]["close"]  # openers go first
@@ -216,7 +262,14 @@ def make_texts(config: SimConfig) -> pd.DataFrame:
         else:
             raise ValueError(f"could not draw {config.responses_per_prompt} distinct responses "
                              f"for prompt {prompt!r}; lower responses_per_prompt or add phrasings")
-    return pd.DataFrame(rows)
+    texts = pd.DataFrame(rows)
+    texts["pool"] = "train" if config.held_out_texts else "shared"
+    if config.held_out_texts:
+        prompt_id, n_test = texts["prompt_id"].to_numpy(), n_test_texts(config)
+        for p in range(config.n_prompts):
+            mine = np.flatnonzero(prompt_id == p)
+            texts.loc[mine[rng.permutation(len(mine))[:n_test]], "pool"] = "test"
+    return texts
 
 
 def make_world(config: SimConfig) -> dict[str, np.ndarray]:
@@ -236,7 +289,8 @@ def make_world(config: SimConfig) -> dict[str, np.ndarray]:
 
 
 def make_users(config: SimConfig, world: dict[str, np.ndarray]) -> pd.DataFrame:
-    """One row per rater: country, outlier flag, slider habits and utility u_user."""
+    """One row per rater: country, outlier flag, slider habits, utility u_user and whether the
+    loader will make them a test user (``test_user``; rows in survey.jsonl order)."""
     rng = _rng(config.seed, "users")
     m = len(MAJORITY_COUNTRIES)
     plan = [(c, config.majority_users // m + (i < config.majority_users % m))
@@ -256,35 +310,45 @@ def make_users(config: SimConfig, world: dict[str, np.ndarray]) -> pd.DataFrame:
                       .join(pd.DataFrame(u, columns=list(ATTRIBUTES))))
     users = pd.concat(frames, ignore_index=True)
     users.insert(0, "user_id", [f"user{i}" for i in range(len(users))])
+    users["test_user"] = False
+    users.loc[split_test_rows(config, len(users)), "test_user"] = True
     return users
 
 
 def make_utterances(config: SimConfig, texts: pd.DataFrame, users: pd.DataFrame
                     ) -> tuple[list[dict], list[dict]]:
-    """(PRISM utterance rows, truth rows): every user's conversations, each turn rated."""
+    """(PRISM utterance rows, truth rows): every user's conversations, each turn rated.
+
+    A user with ``test_user`` True draws from the "test" pool, anyone else from the "train"
+    pool; "shared" texts are open to everyone.
+    """
     conv_rng, rating_rng = _rng(config.seed, "conversations"), _rng(config.seed, "ratings")
     attrs = texts[list(ATTRIBUTES)].to_numpy(float)
     col = {c: texts[c].tolist() for c in ("text_id", "prompt", "response", "model_name",
                                           "category")}
-    pools = [np.flatnonzero(texts["prompt_id"].to_numpy() == p) for p in range(config.n_prompts)]
+    prompt_id, pool = texts["prompt_id"].to_numpy(), texts["pool"].to_numpy()
+    pools = {(p, test): np.flatnonzero((prompt_id == p)
+                                       & np.isin(pool, ["test" if test else "train", "shared"]))
+             for p in range(config.n_prompts) for test in (False, True)}
+    test_user = users["test_user"].to_numpy(bool)
     rows: list[dict] = []
     truth: list[dict] = []
     n_conv = n_int = 0
-    for user in users.itertuples(index=False):
+    for user, is_test in zip(users.itertuples(index=False), test_user):
         u = np.array([getattr(user, a) for a in ATTRIBUTES])
         step = COARSE_STEP if user.coarse else 1
         for _ in range(config.conversations_per_user):
             conv_id = f"c{n_conv}"
             n_conv += 1
             p = int(conv_rng.integers(config.n_prompts))
-            kind = col["category"][pools[p][0]]  # PRISM's conversation_type, from the opener
+            kind = col["category"][pools[p, bool(is_test)][0]]  # PRISM's conversation_type
             turns = [(p, 4)]
             for _ in range(int(conv_rng.integers(config.max_later_turns + 1))):
                 # a follow-up is a fresh, different prompt: the simulator keeps no dialogue state
                 others = [q for q in range(config.n_prompts) if q != p] or [p]
                 turns.append((others[int(conv_rng.integers(len(others)))], 2))
             for turn, (q, k) in enumerate(turns):
-                picks = conv_rng.choice(pools[q], k, replace=False)
+                picks = conv_rng.choice(pools[q, bool(is_test)], k, replace=False)
                 utility = attrs[picks] @ u
                 noisy = utility + config.rating_noise * rating_rng.standard_normal(k)
                 scores = slider(config.score_center + user.offset + config.score_scale * noisy,
@@ -331,12 +395,13 @@ def simulate(config: SimConfig, out_dir: str | Path) -> Path:
         for uid, c in zip(users["user_id"], users["country"])])
     _write_jsonl(out / "truth_texts.jsonl", [
         {"text_id": t.text_id, "prompt_id": t.prompt_id, "prompt": t.prompt,
-         "response": t.response, "attributes": {a: int(getattr(t, a)) for a in ATTRIBUTES}}
+         "response": t.response, "pool": t.pool,
+         "attributes": {a: int(getattr(t, a)) for a in ATTRIBUTES}}
         for t in texts.itertuples(index=False)])
     _write_jsonl(out / "truth_responses.jsonl", truth)
     _write_jsonl(out / "truth_users.jsonl", [
         {"user_id": r.user_id, "country": r.country, "outlier": bool(r.outlier),
-         "coarse": bool(r.coarse), "offset": float(r.offset),
+         "coarse": bool(r.coarse), "offset": float(r.offset), "test_user": bool(r.test_user),
          "utility": {a: float(getattr(r, a)) for a in ATTRIBUTES}}
         for r in users.itertuples(index=False)])
     countries = {c: {"majority": c in MAJORITY_COUNTRIES,
@@ -349,7 +414,10 @@ def simulate(config: SimConfig, out_dir: str | Path) -> Path:
             "global_utility": dict(zip(ATTRIBUTES, world["global"].tolist())),
             "countries": countries,
             "counts": {"texts": len(texts), "users": len(users), "utterances": len(rows),
-                       "outlier_users": int(users["outlier"].sum())}}
+                       "outlier_users": int(users["outlier"].sum()),
+                       "test_users": int(users["test_user"].sum()),
+                       "texts_by_pool": {k: int(n) for k, n in
+                                         texts["pool"].value_counts().sort_index().items()}}}
     (out / "world.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
     return out
 

@@ -11,7 +11,12 @@ A variant says which training pairs a minority RM sees and how each is weighted:
 | scpo_w             | all                | exp(min(delta / beta, 0))     |
 | scpo_fw            | p_glo < tau        | exp(min(delta / beta, 0))     |
 | scpo_fw_tuned      | p_glo < tau        | SCPO, tau/beta/lr tuned on val|
-| random_subset      | random, as many as filtered keeps | 1 (control)    |
+| random_subset      | random, as many as filtered keeps | 1 (control of filtered)   |
+| random_weighted    | random, as many as filtered keeps | SCPO (control of scpo_fw) |
+
+The two controls are like-for-like: ``filtered`` against ``random_subset`` asks whether the
+filter's pairs beat as many random pairs (both unweighted); ``scpo_fw`` against
+``random_weighted`` asks the same with SCPO's weights on both sides.
 """
 
 from __future__ import annotations
@@ -42,8 +47,11 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in [
     Variant("scpo_fw", "SCPO (F+W)", filter="tau", weighting="scpo"),
     Variant("scpo_fw_tuned", "SCPO (F+W) tuned", filter="tau", weighting="scpo", tuned=True),
     Variant("random_subset", "Random subset (control)", filter="random"),
+    Variant("random_weighted", "Random subset, SCPO weights (control)", filter="random",
+            weighting="scpo"),
 ]}
-PAPER_VARIANTS = [n for n in VARIANTS if n != "random_subset"]
+CONTROLS = {"random_subset": "filtered", "random_weighted": "scpo_fw"}  # control -> its match
+PAPER_VARIANTS = [n for n in VARIANTS if n not in CONTROLS]
 
 
 def resolve(names: list[str]) -> list[Variant]:

@@ -1,3 +1,4 @@
+import copy
 import os
 import sys
 
@@ -179,12 +180,30 @@ def test_smoke_training_lowers_the_loss_and_moves_every_parameter(enc, pool_emb,
 def test_history_logs_linear_decay_and_val_accuracy(enc, pool_emb):
     rm = _new(enc, pool_emb)
     train = TrainConfig(lr=0.02, max_steps=50, batch_size=4)
-    hist = rm.fit(PAIRS, np.ones(len(PAIRS)), train, METHOD, seed=0, eval_pairs=PAIRS.iloc[:10])
+    # 10 easy eval pairs (helpful vs dismissive) and 10 that training says nothing about (two
+    # helpful answers, the second written for another topic): their accuracy wanders
+    hard = pd.DataFrame([{"prompt": f"How do I {TOPICS[i]}?",
+                          "chosen": GOOD[1].format(t=TOPICS[i]),
+                          "rejected": GOOD[0].format(t=TOPICS[(i + 3) % 20])} for i in range(10)])
+    evals = pd.concat([PAIRS.iloc[:10], hard], ignore_index=True)
+    heads = []  # the head as it was at each logged accuracy
+    accuracy = rm._accuracy
+    rm._accuracy = lambda *a: heads.append(copy.deepcopy(rm.head.state_dict())) or accuracy(*a)
+    hist = rm.fit(PAIRS, np.ones(len(PAIRS)), train, METHOD, seed=0, eval_pairs=evals)
     assert [h["step"] for h in hist] == list(range(1, 51))  # ~max_steps/50 -> every step
     # lr at step s (1-based) = lr * (1 - (s - 1) / max_steps): no warm-up, reaches 0 after
     np.testing.assert_allclose([h["lr"] for h in hist], 0.02 * (1 - np.arange(50) / 50))
-    assert all(0.0 <= h["val_accuracy"] <= 1.0 for h in hist)
-    assert hist[-1]["val_accuracy"] == 1.0  # 10 easy pairs, helpful vs dismissive
+    # each logged accuracy, recomputed from the scores of the head as it was at that step
+    assert len(heads) == len(hist)
+    probe = rm.copy()
+    for h, state in zip(hist, heads, strict=True):
+        probe.head.load_state_dict(state)
+        rc, rr = probe.score_pairs(evals)
+        # (float32 there: 20 pairs, so 1e-6 still tells one pair apart)
+        assert h["val_accuracy"] == pytest.approx(np.mean(rc > rr), abs=1e-6), h["step"]
+    assert len({h["val_accuracy"] for h in hist}) > 1  # it moved, so the check tells steps apart
+    rc, rr = rm.score_pairs(PAIRS.iloc[:10])
+    assert (rc > rr).all()  # the easy pairs end right
 
 
 def test_zero_weights_leave_the_head_unchanged(enc, pool_emb):

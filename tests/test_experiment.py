@@ -9,7 +9,6 @@ import pytest
 from scpo import cli
 from scpo.config import load_preset
 from scpo.experiment import (
-    EmptyFilterError,
     country_splits,
     load_model,
     load_results,
@@ -66,8 +65,8 @@ def test_filter_that_keeps_nothing_names_country_and_tau(prep):
     prep.cfg.method.tau = 1e-9
     prep.cfg.run.variants = ["filtered"]
     try:
-        with pytest.raises(EmptyFilterError, match=r"Chile: variant 'filtered' with tau=1e-09 "
-                                                   r"keeps no training pair \(0 of \d+"):
+        with pytest.raises(ValueError, match=r"Chile: the filter at tau=1e-09 keeps 0 of \d+ "
+                                             r"training pairs \(raise tau\)"):
             run_country(prep, "Chile", progress=False)
     finally:
         prep.cfg.method.tau = 0.7
@@ -83,7 +82,7 @@ def test_country_without_test_pairs_is_an_error(prep):
     p = prep.pairs
     prep.pairs = p[~((p.country == "Chile") & (p.split == "test"))]
     try:
-        with pytest.raises(ValueError, match="'Chile' has no test pairs"):
+        with pytest.raises(ValueError, match=r"Chile: no test pairs"):
             run_country(prep, "Chile", progress=False)
     finally:
         prep.pairs = p
@@ -133,3 +132,93 @@ def test_cli_bad_input_is_a_clear_error(capsys):
 def test_run_writes_one_table(tmp_path):
     res, _, _ = run(tiny(), tmp_path, progress=False)
     assert (tmp_path / "results.csv").exists() and len(res) == 6
+
+
+def test_every_variant_trains_on_every_training_pair(prep, tmp_path):
+    """The paper trains on all training users; only tuning holds some out, and not for good."""
+    prep.cfg.run.variants = ["baseline", "scpo_fw_tuned"]
+    try:
+        cr = run_country(prep, "Chile", progress=False)
+    finally:
+        prep.cfg.run.variants = ["global", "baseline", "scpo_fw"]
+    chile = prep.pairs[(prep.pairs.country == "Chile") & (prep.pairs.split == "train")]
+    assert chile["tune_val"].any()  # some training users are tuning's validation users...
+    r = cr.results[cr.results.test_set == "overall"].set_index("variant")
+    assert r.loc["baseline", "n_kept"] == r.loc["baseline", "n_train"] == len(chile)
+    assert r.loc["baseline", "n_users_trained"] == chile["user_id"].nunique()
+    # ... and the tuned variant, once tuned, retrains on all of them with its choice
+    from scpo import method
+
+    tau = cr.tuned[0]["tau"]
+    kept = method.filter_mask(method.p_glo(chile["rg_chosen"], chile["rg_rejected"]), tau)
+    assert r.loc["scpo_fw_tuned", "n_kept"] == kept.sum() and r.loc["scpo_fw_tuned", "tau"] == tau
+    assert cr.tuned[0]["n_fit_pairs"] + cr.tuned[0]["n_val_pairs"] == len(chile)
+    save_country(tmp_path, prep, cr)
+    rec = json.loads((tmp_path / "Chile" / "run.json").read_text())["trained_on"]["Chile"]
+    n_users = chile["user_id"].nunique()
+    assert rec["baseline"] == {"train_users": n_users, "train_pairs": len(chile),
+                               "users_trained": n_users, "pairs_trained": len(chile)}
+
+
+def test_tuning_never_reads_test_pairs_and_later_seeds_reuse_the_choice(prep, monkeypatch):
+    import scpo.experiment as E
+
+    seen = []
+    real_train, real_val = E._train, E._val_accuracy
+
+    def spy_train(prep_, pairs, *a, **k):
+        seen.append(("train", set(pairs["user_id"])))
+        return real_train(prep_, pairs, *a, **k)
+
+    def spy_val(model, pairs):
+        seen.append(("val", set(pairs["user_id"])))
+        return real_val(model, pairs)
+
+    monkeypatch.setattr(E, "_train", spy_train)
+    monkeypatch.setattr(E, "_val_accuracy", spy_val)
+    prep.cfg.run.variants, prep.cfg.run.seeds = ["scpo_fw_tuned"], [0, 1]
+    try:
+        cr = run_country(prep, "Chile", progress=False)
+    finally:
+        prep.cfg.run.variants, prep.cfg.run.seeds = ["global", "baseline", "scpo_fw"], [0]
+    splits = country_splits(prep, "Chile")
+    test_users = set(splits["test"]["user_id"])
+    grid = prep.cfg.run.tune_grid
+    n_grid = len(grid["tau"]) * len(grid["beta"]) * len(grid["lr_scale"])
+    assert all(not users & test_users for _, users in seen)
+    # the grid: fit on the "fit" users, scored on the "val" users, once (first seed only) ...
+    tuning = seen[:2 * n_grid]
+    assert [k for k, _ in tuning] == ["train", "val"] * n_grid
+    assert all(u == set(splits["fit"]["user_id"]) for k, u in tuning if k == "train")
+    assert all(u == set(splits["val"]["user_id"]) for k, u in tuning if k == "val")
+    # ... then each seed trains once, with the first seed's choice, on all training users
+    assert [k for k, _ in seen[2 * n_grid:]] == ["train", "train"]
+    assert list(cr.tuned) == [0]
+    rows = cr.results[cr.results.test_set == "overall"]
+    assert rows["tau"].nunique() == rows["beta"].nunique() == rows["lr"].nunique() == 1
+    assert rows["tau"].iloc[0] == cr.tuned[0]["tau"]
+
+
+def test_run_checks_every_country_before_training(monkeypatch, tmp_path):
+    """Two countries that cannot run are both named, and nothing is trained before."""
+    import scpo.experiment as E
+
+    real_prepare = E.prepare
+
+    def broken_prepare(cfg):
+        prep = real_prepare(cfg)
+        p = prep.pairs
+        prep.pairs = p[~((p.country == "Mexico") & (p.split == "test"))]
+        return prep
+
+    trained = []
+    monkeypatch.setattr(E, "prepare", broken_prepare)
+    monkeypatch.setattr(E, "_train", lambda *a, **k: trained.append(a) or (None, []))
+    cfg = tiny()
+    cfg.update({"run": {"countries": ["Chile", "Mexico"], "variants": ["scpo_fw"]},
+                "method": {"tau": 1e-9}})
+    with pytest.raises(ValueError, match=r"2 of 2 countries cannot be run, nothing was trained"
+                                         r"(.|\n)*Chile: the filter at tau=1e-09 keeps 0"
+                                         r"(.|\n)*Mexico: no test pairs"):
+        E.run(cfg, tmp_path, progress=False)
+    assert trained == [] and not (tmp_path / "results.csv").exists()

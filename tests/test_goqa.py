@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from scpo import goqa
-from scpo.pairs import PAIR_COLUMNS, PAPER_COUNTRIES, split_units
+from scpo.pairs import PAIR_COLUMNS, PAPER_COUNTRIES, split_units, unit_fraction
 
 REAL_CSV = Path(__file__).resolve().parents[1].parent / "shared/data/globalopinionqa" / \
     "global_opinions.csv"
@@ -169,9 +169,13 @@ def test_split_by_question():
     qids = df["question"].map(goqa.question_id)
     test_q = split_units(qids, 0.2, 0)
     assert set(p.loc[p.split == "test", "user_id"]) == test_q and len(test_q) == 8
-    assert set(p.loc[p.split == "val", "user_id"]) == split_units(qids[~qids.isin(test_q)],
-                                                                   0.25, 0)
-    assert data.report["questions_by_split"] == {"train": 24, "val": 8, "test": 8}
+    assert set(p["split"]) == {"train", "test"}
+    # tuning's questions: the training questions whose seeded hash falls below val_frac
+    train_q = sorted(set(qids) - test_q)
+    val_q = {q for q, f in zip(train_q, unit_fraction(train_q, 0)) if f < 0.25}
+    assert set(p.loc[p["tune_val"], "user_id"]) == val_q and 0 < len(val_q) < 32
+    assert not p.loc[p.split == "test", "tune_val"].any()
+    assert data.report["questions_by_split"] == {"train": 32, "test": 8, "tune_val": len(val_q)}
     pd.testing.assert_frame_equal(p, goqa.build_goqa_pairs(df, test_frac=0.2,
                                                            val_frac=0.25).pairs)
 

@@ -133,11 +133,19 @@ def test_minilm_fine_tune_learns_and_is_seeded(minilm):
     assert minilm.input_names == ["input_ids", "token_type_ids", "attention_mask"]
     before, s0 = weights_of(minilm), score_all(minilm)
     a, b = minilm.copy(), minilm.copy()
-    hist = a.fit(PAIRS, W1, tcfg(steps=6, lr=1e-4), MethodConfig(), seed=0, eval_pairs=PAIRS)
+    # eval pairs: PAIRS with a quarter of them reversed, so the accuracy is not 1 (nor 1/2)
+    evals = PAIRS.copy()
+    flip = evals.index[: len(evals) // 4]
+    evals.loc[flip, ["chosen", "rejected"]] = evals.loc[flip, ["rejected", "chosen"]].to_numpy()
+    hist = a.fit(PAIRS, W1, tcfg(steps=6, lr=1e-4), MethodConfig(), seed=0, eval_pairs=evals)
     assert [h["step"] for h in hist] == [1, 2, 3, 4, 5, 6]
     assert hist[-1]["loss"] < hist[0]["loss"]
     assert hist[0]["lr"] == pytest.approx(1e-4) and hist[-1]["lr"] == pytest.approx(1e-4 / 6)
-    assert 0.0 <= hist[-1]["val_accuracy"] <= 1.0
+    # the last log's val accuracy is the trained model's own: share of r+ > r- on the eval pairs
+    rc, rr = a.score_pairs(evals)
+    assert hist[-1]["val_accuracy"] == np.mean(rc > rr)
+    assert np.mean(rc > rr) not in (0.5, 1.0)  # else a swapped or constant one could match
+    assert all("val_accuracy" not in h for h in hist[:-1])  # scored once, after training
     moved = changed(before, a)
     # the head's bias cancels in r+ - r-, so its gradient is exactly 0; everything else moves
     assert not moved.pop("classifier.bias")

@@ -9,6 +9,7 @@ from scpo import pairs as P
 def table(rows):
     """rows of (country, split, user_id); texts derived from the user."""
     df = pd.DataFrame(rows, columns=["country", "split", "user_id"])
+    df["tune_val"] = False
     df["group_id"] = df["user_id"]
     df["prompt"] = "x-" + df["user_id"]
     df["chosen"], df["rejected"] = "good", "bad"
@@ -17,7 +18,8 @@ def table(rows):
 
 
 PAIRS = table([("Chile", "train", "u1"), ("Chile", "train", "u1"), ("Chile", "test", "u2"),
-               ("Mexico", "train", "u3"), ("Israel", "val", "u4")])
+               ("Mexico", "train", "u3"), ("Israel", "train", "u4")])
+PAIRS.loc[4, "tune_val"] = True
 
 
 def test_select_country_and_unknown_country_lists_counts():
@@ -29,8 +31,9 @@ def test_select_country_and_unknown_country_lists_counts():
 
 def test_country_counts_by_split():
     c = P.country_counts(PAIRS)
-    assert c.loc["Chile"].tolist() == [2, 0, 1, 3]  # train, val, test, total
-    assert c.index[0] == "Chile" and list(c.columns) == ["train", "val", "test", "total"]
+    assert c.loc["Chile"].tolist() == [2, 0, 1, 3]  # train, of which tune_val, test, total
+    assert c.loc["Israel"].tolist() == [1, 1, 0, 1]
+    assert c.index[0] == "Chile" and list(c.columns) == ["train", "tune_val", "test", "total"]
 
 
 def test_require_test_pairs():
@@ -59,22 +62,65 @@ def test_split_units_deterministic_and_order_free():
             P.split_units(units, bad, 0)
 
 
-def test_carve_validation_moves_whole_train_users_never_test():
+@pytest.mark.parametrize("n_rows", [1, 2, 7, 20, 60, 100, 101, 1000, 1500])
+@pytest.mark.parametrize("test_frac,seed", [(0.15, 0), (0.15, 1), (0.3, 42), (0.5, 0)])
+def test_paper_test_rows_is_datasets_train_test_split(n_rows, test_frac, seed):
+    """The exact rows of datasets' Dataset.train_test_split(test_size, seed), n_test rounding
+    included (datasets rounds up: 7 rows at 0.15 give 2 test rows, not round(1.05) = 1)."""
+    datasets = pytest.importorskip("datasets")
+    ds = datasets.Dataset.from_dict({"row": list(range(n_rows))})
+    try:
+        want = ds.train_test_split(test_size=test_frac, seed=seed)["test"]["row"]
+    except ValueError:  # datasets refuses a split that leaves no training row
+        with pytest.raises(ValueError, match="leaves no training row"):
+            P.paper_test_rows(n_rows, test_frac, seed)
+        return
+    assert P.paper_test_rows(n_rows, test_frac, seed).tolist() == want
+
+
+def test_paper_test_rows_counts_and_edges():
+    assert len(P.paper_test_rows(7, 0.15, 0)) == 2  # ceil(1.05)
+    assert len(P.paper_test_rows(101, 0.15, 0)) == 16  # ceil(15.15)
+    assert len(P.paper_test_rows(60, 0.15, 0)) == 9
+    assert P.paper_test_rows(50, 0.0, 0).tolist() == []
+    for bad in (-0.1, 1.0):
+        with pytest.raises(ValueError, match=r"data.test_frac must be in \[0, 1\)"):
+            P.paper_test_rows(10, bad, 0)
+
+
+def test_unit_fraction_pinned_and_per_unit():
+    # sha256(b"scpo-val:0:u1") read as a big-endian 64-bit fraction, computed by hand with
+    # hashlib in a shell: int.from_bytes(digest[:8], "big") / 2**64
+    import hashlib
+
+    d = hashlib.sha256(b"scpo-val:0:u1").digest()
+    assert P.unit_fraction(["u1"], 0)[0] == int.from_bytes(d[:8], "big") / 2.0**64
+    a = P.unit_fraction(["u1", "u2", "u3"], 0)
+    assert P.unit_fraction(["u3", "u1"], 0).tolist() == [a[2], a[0]]  # each alone
+    assert P.unit_fraction(["u1"], 1)[0] != a[0]  # the seed matters
+
+
+def test_validation_mask_whole_train_users_never_test_and_stable_under_removal():
     rows = [(c, "test" if i % 4 == 0 else "train", f"{c}{i}") for c in ("Chile", "Mexico")
-            for i in range(20) for _ in range(2)]  # two pairs per user
+            for i in range(40) for _ in range(2)]  # two pairs per user
     df = table(rows)
     df.index = [0] * len(df)  # a repeated index (as after a concat) must not leak into test
-    out = P.carve_validation(df, 0.5, seed=0)
-    assert (out["split"][df["split"].to_numpy() == "test"] == "test").all()
-    # per country: 15 train users, round(0.5 * 15) = 8 move (2 pairs each)
-    assert out["split"].value_counts().to_dict() == {"train": 28, "val": 32, "test": 20}
-    for country, sub in out.groupby("country"):
-        val = set(sub.loc[sub.split == "val", "user_id"])
-        train = set(sub.loc[sub.split == "train", "user_id"])
-        assert not val & train  # whole users move
-        before = set(df.loc[(df.country == country).to_numpy() & (df.split == "train"), "user_id"])
-        assert val == P.split_units(sorted(before), 0.5, 0)
-    assert (df["split"] != "val").all()  # the input is not modified
+    val = P.validation_mask(df, 0.5, seed=0)
+    assert not val[(df["split"] == "test").to_numpy()].any()
+    users = df["user_id"].to_numpy()
+    held = set(users[val])
+    assert all(val[users == u].all() for u in held)  # whole users
+    frac = P.unit_fraction(sorted(set(users)), 0)
+    want = {u for u, f in zip(sorted(set(users)), frac) if f < 0.5} - set(
+        df.loc[(df["split"] == "test").to_numpy(), "user_id"])
+    assert held == want and 0 < len(held) < 60
+    # removing one user (say one whose survey row had no country) moves nobody else
+    gone = sorted(held)[0]
+    keep = (df["user_id"] != gone).to_numpy()
+    again = P.validation_mask(df[keep], 0.5, seed=0)
+    assert set(df[keep]["user_id"].to_numpy()[again]) == held - {gone}
+    with pytest.raises(ValueError, match=r"data.val_frac must be in \[0, 1\)"):
+        P.validation_mask(df, 1.0, seed=0)
 
 
 def test_text_key_stable_and_separated():

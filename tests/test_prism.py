@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from scpo import prism
-from scpo.pairs import PAIR_COLUMNS, split_units
+from scpo.pairs import PAIR_COLUMNS, paper_test_rows
 
 
 def utt(uid, user, inter, conv, turn, score, model="m", prompt=None):
@@ -95,11 +95,11 @@ def test_pairs_by_hand(prism_dir):
     json.dumps(r)  # the report is plain JSON
 
 
-def test_row_order_does_not_matter(prism_dir):
+def test_utterance_row_order_does_not_matter(prism_dir):
     utterances, survey, _ = prism.load_prism_tables(prism_dir)
     a = prism.build_prism_pairs(utterances, survey, test_frac=0.5, val_frac=0.5)
     shuffled = utterances.sample(frac=1.0, random_state=3)
-    b = prism.build_prism_pairs(shuffled, survey.iloc[::-1], test_frac=0.5, val_frac=0.5)
+    b = prism.build_prism_pairs(shuffled, survey, test_frac=0.5, val_frac=0.5)
     pd.testing.assert_frame_equal(a.pairs, b.pairs)
     assert a.report == b.report
 
@@ -116,25 +116,94 @@ def many_users(n_users=60, seed=0):
     return pd.DataFrame(rows), survey
 
 
-def test_split_by_user_and_val_from_train_only():
+def test_test_users_are_datasets_train_test_split_of_the_survey_rows():
+    """The released code's split: datasets' train_test_split(test_size=0.15, seed=0) over the
+    survey rows in their loaded order, rows without a country included."""
+    datasets = pytest.importorskip("datasets")
+    utterances, survey = many_users(n_users=61)
+    survey.at[5, "location"] = {"birth_country": "Chile"}  # no reside_country: still a row
+    survey = survey.sample(frac=1.0, random_state=7).reset_index(drop=True)  # the hub's order
+    got = prism.build_prism_pairs(utterances, survey)
+    # the call itself, on the survey table as loaded
+    ds = datasets.Dataset.from_pandas(survey.assign(location=survey["location"].map(json.dumps)))
+    want = set(ds.train_test_split(test_size=0.15, seed=0)["test"]["user_id"])
+    assert len(want) == 10  # ceil(0.15 * 61) = ceil(9.15), not round(9.15) = 9
+    test_users = set(got.pairs.loc[got.pairs["split"] == "test", "user_id"])
+    assert test_users == want - {"u5"}  # u5 has no country: in the split, not in the pairs
+    assert got.report["test_users_in_survey"] == 10 and got.report["survey_rows"] == 61
+    # another order of the survey rows is another split: the order is part of the split
+    other = prism.build_prism_pairs(utterances, survey.iloc[::-1])
+    assert set(other.pairs.loc[other.pairs["split"] == "test", "user_id"]) != test_users
+
+
+def test_every_training_user_trains_and_val_users_are_a_hashed_subset():
     utterances, survey = many_users()
     no_val = prism.build_prism_pairs(utterances, survey, val_frac=0.0).pairs
     data = prism.build_prism_pairs(utterances, survey, val_frac=0.3)
     p = data.pairs
-    users = {s: set(p.loc[p.split == s, "user_id"]) for s in ("train", "val", "test")}
-    assert not users["train"] & users["test"]
-    assert not users["val"] & users["test"] and not users["val"] & users["train"]
-    # test = the seeded 15% of ALL survey users; val = a part of what was train
-    assert users["test"] == split_units(survey["user_id"], 0.15, 0) == set(
-        no_val.loc[no_val.split == "test", "user_id"])
-    assert users["val"] | users["train"] == set(no_val.loc[no_val.split == "train", "user_id"])
-    assert len(users["test"]) == 9 and len(users["val"]) > 0  # round(0.15 * 60)
+    assert set(p["split"]) == {"train", "test"} and not no_val["tune_val"].any()
+    users = {s: set(p.loc[p.split == s, "user_id"]) for s in ("train", "test")}
+    val = set(p.loc[p["tune_val"], "user_id"])
+    assert not users["train"] & users["test"] and val <= users["train"]
+    assert users["test"] == set(survey["user_id"].iloc[paper_test_rows(60, 0.15, 0)])
+    pd.testing.assert_frame_equal(p.drop(columns="tune_val"), no_val.drop(columns="tune_val"))
+    assert len(users["test"]) == 9 and 0 < len(val) < len(users["train"])
+    assert data.report["tune_val_users"] == len(val)
     assert len(p) == 60 * 6  # 4 responses, no ties: 6 pairs per user
     # same seed, same table; another seed, another split
     pd.testing.assert_frame_equal(p, prism.build_prism_pairs(utterances, survey,
                                                              val_frac=0.3).pairs)
     other = prism.build_prism_pairs(utterances, survey, split_seed=1, val_frac=0.3).pairs
     assert set(other.loc[other.split == "test", "user_id"]) != users["test"]
+
+
+def test_dropping_a_user_without_country_moves_no_one_between_train_and_val():
+    utterances, survey = many_users()
+    a = prism.build_prism_pairs(utterances, survey, test_frac=0.0, val_frac=0.3).pairs
+    survey2 = survey.copy()
+    survey2.at[17, "location"] = {}  # u17 loses its country
+    b = prism.build_prism_pairs(utterances, survey2, test_frac=0.0, val_frac=0.3).pairs
+    val_a = set(a.loc[a["tune_val"], "user_id"]) - {"u17"}
+    assert set(b.loc[b["tune_val"], "user_id"]) == val_a and len(val_a) > 5
+
+
+def test_identical_texts_are_dropped_and_counted():
+    rows = [utt("p", "u1", "i1", "c1", 0, 80), utt("q", "u1", "i1", "c1", 0, 20),
+            utt("r", "u1", "i1", "c1", 0, 50)]
+    rows[1]["model_response"] = rows[0]["model_response"]  # p and q: same text, other scores
+    survey = pd.DataFrame([{"user_id": "u1", "location": {"reside_country": "Chile"}}])
+    data = prism.build_prism_pairs(pd.DataFrame(rows), survey, test_frac=0.0)
+    assert sorted(zip(data.pairs.chosen_id, data.pairs.rejected_id)) == [("p", "r"), ("r", "q")]
+    assert data.report["identical_texts_dropped"] == 1
+    assert data.report["identical_texts_dropped_by_country"] == {"Chile": 1}
+
+
+def test_prompt_history_option():
+    """turn: the prompt alone (the released code); history: earlier turns and chosen replies."""
+    rows = [utt("a", "u1", "i1", "c1", 0, 80, prompt="Hi"),
+            utt("b", "u1", "i1", "c1", 0, 20, prompt="Hi"),
+            utt("e", "u1", "i2", "c1", 1, 30, prompt="And then?"),
+            utt("f", "u1", "i2", "c1", 1, 70, prompt="And then?")]
+    rows[1]["if_chosen"] = True  # the user continued with b, though a scored higher
+    survey = pd.DataFrame([{"user_id": "u1", "location": {"reside_country": "Chile"}}])
+    turn = prism.build_prism_pairs(pd.DataFrame(rows), survey, test_frac=0.0).pairs
+    assert turn.set_index("chosen_id")["prompt"].to_dict() == {"a": "Hi", "f": "And then?"}
+    hist = prism.build_prism_pairs(pd.DataFrame(rows), survey, test_frac=0.0,
+                                   prompt_context="history").pairs.set_index("chosen_id")
+    assert hist.loc["a", "prompt"] == "Hi"
+    assert json.loads(hist.loc["a", "messages"]) == [{"role": "user", "content": "Hi"}]
+    assert hist.loc["f", "prompt"] == "User: Hi\n\nAssistant: response b\n\nUser: And then?"
+    assert json.loads(hist.loc["f", "messages"]) == [
+        {"role": "user", "content": "Hi"}, {"role": "assistant", "content": "response b"},
+        {"role": "user", "content": "And then?"}]
+    assert turn.set_index("chosen_id")["messages"].to_dict() == {
+        "a": '[{"role": "user", "content": "Hi"}]',
+        "f": '[{"role": "user", "content": "And then?"}]'}
+    with pytest.raises(ValueError, match="prompt_context must be one of"):
+        prism.build_prism_pairs(pd.DataFrame(rows), survey, prompt_context="all")
+    no_flag = pd.DataFrame(rows).drop(columns="if_chosen")
+    with pytest.raises(ValueError, match="needs the field 'if_chosen'"):
+        prism.build_prism_pairs(no_flag, survey, test_frac=0.0, prompt_context="history")
 
 
 def test_malformed_line_names_file_and_line(prism_dir):
@@ -221,7 +290,8 @@ def test_hub_tables_via_datasets(monkeypatch):
                      (prism.HUB_ID, "survey", "train", "abc123")]
     assert fingerprint == f"{prism.HUB_ID}@abc123"
     assert survey["location"].iloc[0]["reside_country"] == "Chile"
-    assert len(prism.build_prism_pairs(utterances, survey).pairs) == 6  # u1's pairs, as above
+    # one survey row: a 15% test split would leave no training row (datasets refuses it too)
+    assert len(prism.build_prism_pairs(utterances, survey, test_frac=0.0).pairs) == 6
 
     def offline(*args, **kwargs):
         raise ConnectionError("no network")

@@ -1,3 +1,4 @@
+import hashlib
 import json
 from itertools import combinations
 from pathlib import Path
@@ -6,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scpo.pairs import MAJORITY_COUNTRIES, PAPER_COUNTRIES
+from scpo.pairs import MAJORITY_COUNTRIES, PAPER_COUNTRIES, paper_test_rows
 from scpo.prism import SURVEY_FIELDS, UTTERANCE_FIELDS, load_prism
 from scpo.simulate import (
     ATTRIBUTES,
@@ -17,6 +18,7 @@ from scpo.simulate import (
     ensure_simulation,
     load_banks,
     make_texts,
+    n_test_texts,
     sim_config,
     simulate,
     slider,
@@ -257,8 +259,12 @@ def test_knobs_are_checked():
 
 def test_presets_sizes():
     default, tiny = sim_config("default"), sim_config("tiny")
-    assert 4000 <= default.n_prompts * default.responses_per_prompt <= 6000
-    assert 100 <= tiny.n_prompts * tiny.responses_per_prompt < 1000
+    # distinct texts (the embedding cost) and the per-prompt test / train pools
+    assert default.n_prompts * default.responses_per_prompt == 30 * 160
+    assert (n_test_texts(default), default.responses_per_prompt) == (24, 160)
+    assert tiny.n_prompts * tiny.responses_per_prompt == 6 * 40
+    assert (n_test_texts(tiny), tiny.responses_per_prompt) == (6, 40)
+    assert (default.held_out_texts, default.test_frac, default.split_seed) == (True, 0.15, 0)
     assert set(PRESETS) == {"default", "tiny"}
     assert config_hash(default) == config_hash(sim_config("default"))
     assert config_hash(default) != config_hash(sim_config("default", seed=1))
@@ -284,3 +290,142 @@ def test_ensure_simulation_writes_once(tmp_path):
     (half / config_hash(cfg)).mkdir(parents=True)
     with pytest.raises(FileExistsError, match="delete it"):
         ensure_simulation(cfg, half)
+
+
+# --- held-out texts: test users rate responses no training user saw
+
+
+def text_keys(utts: list[dict]) -> list[tuple[str, str]]:
+    return [(r["user_prompt"], r["model_response"]) for r in utts]
+
+
+def split_of_texts(sim: Path) -> dict[str, set[tuple[str, str]]]:
+    """(prompt, response) texts rated by the test users and by everyone else."""
+    test_users = {r["user_id"] for r in read_jsonl(sim / "truth_users.jsonl") if r["test_user"]}
+    out: dict[str, set[tuple[str, str]]] = {"test": set(), "train": set()}
+    for r in read_jsonl(sim / "utterances.jsonl"):
+        out["test" if r["user_id"] in test_users else "train"].add(
+            (r["user_prompt"], r["model_response"]))
+    return out
+
+
+@pytest.mark.parametrize("knobs", [{}, dict(test_frac=0.3, split_seed=5)])
+def test_test_users_rate_only_test_pool_texts(tiny, tmp_path, knobs):
+    sim = simulate(sim_config("tiny", **knobs), tmp_path / "s") if knobs else tiny
+    cfg = sim_config("tiny", **knobs)
+    pool = {(t["prompt"], t["response"]): t["pool"] for t in read_jsonl(sim / "truth_texts.jsonl")}
+    assert set(pool.values()) == {"train", "test"}
+    seen = split_of_texts(sim)
+    assert seen["test"] and seen["train"]
+    assert {pool[k] for k in seen["test"]} == {"test"}
+    assert {pool[k] for k in seen["train"]} == {"train"}
+    assert not seen["test"] & seen["train"]
+    # each prompt's pool is split max(4, round(test_frac * pool)) / the rest
+    texts = pd.DataFrame(read_jsonl(sim / "truth_texts.jsonl"))
+    n_test = texts[texts["pool"] == "test"].groupby("prompt_id").size()
+    assert set(n_test) == {n_test_texts(cfg)}
+    assert len(n_test) == cfg.n_prompts
+    world = json.loads((sim / "world.json").read_text())
+    assert world["counts"]["texts_by_pool"] == {
+        "test": cfg.n_prompts * n_test_texts(cfg),
+        "train": cfg.n_prompts * (cfg.responses_per_prompt - n_test_texts(cfg))}
+
+
+@pytest.mark.parametrize("knobs", [{}, dict(test_frac=0.3, split_seed=5)])
+def test_test_users_are_the_loaders_test_rows(tiny, tmp_path, knobs):
+    """The survey rows ``paper_test_rows`` picks (the PRISM loader's split) are the test users."""
+    sim = simulate(sim_config("tiny", **knobs), tmp_path / "s") if knobs else tiny
+    cfg = sim_config("tiny", **knobs)
+    survey = read_jsonl(sim / "survey.jsonl")
+    picked = {survey[i]["user_id"] for i in paper_test_rows(len(survey), cfg.test_frac,
+                                                            cfg.split_seed)}
+    flagged = {r["user_id"] for r in read_jsonl(sim / "truth_users.jsonl") if r["test_user"]}
+    assert flagged == picked
+    assert json.loads((sim / "world.json").read_text())["counts"]["test_users"] == len(picked)
+    # and through the loader itself: its test users, and no test text among the training pairs
+    data = load_prism(sim, test_frac=cfg.test_frac, split_seed=cfg.split_seed)
+    pairs = data.pairs
+    assert set(pairs.loc[pairs["split"] == "test", "user_id"]) == picked
+    train = pairs[pairs["split"] == "train"]
+    test = pairs[pairs["split"] == "test"]
+    seen = set(zip(train["prompt"], train["chosen"])) | set(zip(train["prompt"], train["rejected"]))
+    assert not seen & (set(zip(test["prompt"], test["chosen"]))
+                       | set(zip(test["prompt"], test["rejected"])))
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def texts_digest(texts: pd.DataFrame) -> str:
+    return sha("\n".join(texts["prompt"] + "\x1f" + texts["response"] + "\x1f" + texts["text_id"])
+               .encode())
+
+
+# The texts and (shared pool) files of simulator version 1, before held-out texts existed.
+# Same texts -> the MiniLM embeddings cached by text are reused; they change only if numpy's
+# random streams change (then re-pin, knowingly).
+V1_TEXTS = {"tiny": "61d0b42a628b14f3270ab7183afbe712bbf8edd3d9f5792ba6d2ed18d80c864c",
+            "default": "b3837694c21d1f1b784616347fef908859d9394aa22ffdc072ec1d9106d6f087"}
+V1_SMALL_FILES = {
+    "utterances.jsonl": "7d6c05fd1020279b5c07bc856ecef60e291b642f34bd37675c96c0484ecb9b36",
+    "survey.jsonl": "6dde6f82d6df0d8dadca2b1f8beef973820ad12f2b8eacd2538f3a3bdc2be4e4",
+    "truth_responses.jsonl": "0eecc28c91bc3d08cc67389f41c89408c302ecc28cb0ffc5b45b18b3776520d6",
+}
+
+
+@pytest.mark.parametrize("preset", ["tiny", "default"])
+def test_the_split_knobs_leave_the_texts_as_they_were(preset):
+    base = make_texts(sim_config(preset))
+    assert texts_digest(base) == V1_TEXTS[preset]
+    for knobs in (dict(held_out_texts=False), dict(test_frac=0.3), dict(split_seed=7)):
+        other = make_texts(sim_config(preset, **knobs))
+        assert texts_digest(other) == V1_TEXTS[preset], knobs
+    # a larger test fraction only adds texts to each test pool
+    small = set(base.loc[base["pool"] == "test", "text_id"])
+    large = make_texts(sim_config(preset, test_frac=0.3))
+    assert small < set(large.loc[large["pool"] == "test", "text_id"])
+
+
+def test_shared_pool_is_the_old_simulator(tmp_path):
+    shared = simulate(sim_config("tiny", **SMALL, held_out_texts=False), tmp_path / "shared")
+    for f, digest in V1_SMALL_FILES.items():
+        assert sha((shared / f).read_bytes()) == digest, f
+    assert {t["pool"] for t in read_jsonl(shared / "truth_texts.jsonl")} == {"shared"}
+    seen = split_of_texts(shared)
+    assert seen["test"] & seen["train"]  # test users rate texts training users rated
+    # which users are test users does not change what anyone rates
+    other = simulate(sim_config("tiny", **SMALL, held_out_texts=False, split_seed=3),
+                     tmp_path / "other")
+    assert (other / "utterances.jsonl").read_bytes() == (shared / "utterances.jsonl").read_bytes()
+    flags = [[r["test_user"] for r in read_jsonl(d / "truth_users.jsonl")] for d in (shared, other)]
+    assert flags[0] != flags[1]
+
+
+def test_split_knobs_are_deterministic_and_named(tmp_path):
+    a = simulate(sim_config("tiny", **SMALL, split_seed=4), tmp_path / "a")
+    b = simulate(sim_config("tiny", **SMALL, split_seed=4), tmp_path / "b")
+    c = simulate(sim_config("tiny", **SMALL), tmp_path / "c")
+    for f in FILES:
+        assert (a / f).read_bytes() == (b / f).read_bytes(), f
+    assert (a / "utterances.jsonl").read_bytes() != (c / "utterances.jsonl").read_bytes()
+    assert (a / "truth_texts.jsonl").read_bytes() == (c / "truth_texts.jsonl").read_bytes()
+    hashes = {config_hash(sim_config("tiny", **SMALL, **k)) for k in (
+        {}, dict(held_out_texts=False), dict(test_frac=0.2), dict(split_seed=1))}
+    assert len(hashes) == 4
+
+
+def test_split_knobs_are_checked():
+    for bad in (1.0, -0.1):
+        with pytest.raises(ValueError, match=f"test_frac={bad} must be in"):
+            sim_config("tiny", test_frac=bad)
+    # 7 texts a prompt: a test pool of 4 leaves 3 for training, too few for an opening turn
+    with pytest.raises(ValueError, match="test pool of 4 and a train pool of 3"):
+        sim_config("tiny", responses_per_prompt=7)
+    with pytest.raises(ValueError, match="train pool of 2"):
+        sim_config("tiny", responses_per_prompt=12, test_frac=0.8)
+    sim_config("tiny", responses_per_prompt=7, held_out_texts=False)  # one shared pool is fine
+    sim_config("tiny", responses_per_prompt=12, test_frac=0.7)  # 8 test, 4 train
+    with pytest.raises(ValueError, match="leaves no training user"):
+        sim_config("tiny", held_out_texts=False, countries=["Chile"], majority_users=1,
+                   users_per_country=1, test_frac=0.9)

@@ -85,12 +85,28 @@ def effective_seed(mode: str | Mode, seed: int) -> int:
     return int(seed) if fixed is None else fixed
 
 
+def prompt_messages(prompt: str) -> list[dict[str, str]]:
+    """The conversation a prompt stands for: a JSON chat list (PRISM's ``messages`` column, used
+    as the prompt with ``data.prompt_context = "history"``) is read as one; any other text is
+    a single user turn."""
+    if prompt.startswith('[{"role"'):
+        try:
+            msgs = json.loads(prompt)
+        except json.JSONDecodeError:
+            msgs = None
+        if (isinstance(msgs, list) and msgs
+                and all(isinstance(m, dict) and set(m) == {"role", "content"} for m in msgs)):
+            return msgs
+    return [{"role": "user", "content": prompt}]
+
+
 def chat_text(tokenizer: Any, prompt: str, response: str) -> str:
-    """One user turn and one assistant turn through the tokenizer's chat template."""
+    """The conversation (``prompt_messages``) and the response as the last assistant turn,
+    through the tokenizer's chat template."""
     if not getattr(tokenizer, "chat_template", None):
         raise ValueError("chat_template=True but the tokenizer has no chat template; set "
                          "model.chat_template = false or use a tokenizer that ships one.")
-    messages = [{"role": "user", "content": prompt}, {"role": "assistant", "content": response}]
+    messages = [*prompt_messages(prompt), {"role": "assistant", "content": response}]
     return tokenizer.apply_chat_template(messages, tokenize=False)
 
 
