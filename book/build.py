@@ -61,6 +61,24 @@ not find it there. Run `.venv/bin/python benchmarks/tier_check.py` from the repo
 build again. The notebook behind this page is `notebooks/tiers.md`.
 """
 RELEASED_DIR = ROOT / "data" / "released_check"  # benchmarks/released_check.py's results
+MISSING_PUBLISHED = """# The authors' models, rescored
+
+This page scores the authors' published SCPO country reward models
+(`MulticulturalAlignment/scpo-reward-model-<country>`) and the paper's global RM on PRISM's
+test users of the released code's split, in eval mode and with dropout on, and sets the result
+beside the numbers recorded on the authors' model cards and the paper's table. It needs the
+models and PRISM, which this build did not have. With internet access (a laptop CPU is enough;
+`benchmarks/bench_published.py` estimates the time), run
+
+```bash
+scpo run --preset published --data-dir /path/to/prism --out results/published
+python book/build.py --published results/published
+```
+
+Without `--data-dir` PRISM is read from the hub. Offline, download the models once
+(`huggingface-cli download <id> --local-dir DIR/<name>`) and add
+`--set model.minority_dir=DIR`. The notebook behind this page is `notebooks/published.md`.
+"""
 MISSING_RELEASED = """# What each defect of the released code changes
 
 This page shows what each defect of the released code changes on a full fine-tune of MiniLM,
@@ -315,7 +333,7 @@ def slug(country: str) -> str:
 
 
 def plan(preset: str, dataset: str | None, data_dir: str, countries: list[str] | None,
-         store: Path) -> list[Job]:
+         store: Path, published: str = "") -> list[Job]:
     """Every notebook of the book with its parameters, in the order they are started."""
     from scpo.config import load_preset
     from scpo.pairs import PAPER_COUNTRIES
@@ -346,6 +364,10 @@ def plan(preset: str, dataset: str | None, data_dir: str, countries: list[str] |
     if (RELEASED_DIR / "results.csv").is_file():
         jobs.append(Job("results/released", NOTEBOOKS / "released.md",
                         {"released_dir": str(RELEASED_DIR)}, data=[str(RELEASED_DIR)]))
+    if published and (Path(published) / "results.parquet").is_file():
+        pub = str(Path(published).resolve())
+        jobs.append(Job("results/published", NOTEBOOKS / "published.md", {"results_dir": pub},
+                        data=[pub]))
     for c, page in zip(countries, pages):
         jobs.append(Job(page, NOTEBOOKS / "country.md",
                         {**base, "country": c, "results_dir": str(results)}, title=c,
@@ -392,7 +414,8 @@ def assemble(jobs: list[Job], store: Path, src: Path) -> None:
     pages = {j.page for j in jobs}
     for page, text in (("results/goqa", MISSING_GOQA.format(csv=GOQA_CSV)),
                        ("results/tiers", MISSING_TIERS),
-                       ("results/released", MISSING_RELEASED)):
+                       ("results/released", MISSING_RELEASED),
+                       ("results/published", MISSING_PUBLISHED)):
         if page not in pages:
             (src / f"{page}.md").parent.mkdir(parents=True, exist_ok=True)
             (src / f"{page}.md").write_text(text)
@@ -427,7 +450,8 @@ def build(args: argparse.Namespace) -> Path:
     # one store per preset and dataset; the stamps decide what in it is still valid
     name = f"{Path(args.preset).stem}-{args.dataset or 'preset-data'}"
     store = Path(args.store) if args.store else cache_dir() / "book" / name
-    jobs = plan(args.preset, args.dataset, data_dir, args.countries, store)
+    jobs = plan(args.preset, args.dataset, data_dir, args.countries, store,
+                args.published or "")
     print(f"book: {len(jobs)} notebooks, executed copies in {store}")
     pkg = package_hash()
     for dataset_, dir_ in sorted({j.warm for j in jobs if j.warm and (
@@ -461,6 +485,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data-dir", default=os.environ.get("SCPO_DATA_DIR"),
                    help="real data (prism/, globalopinionqa/); default $SCPO_DATA_DIR")
     p.add_argument("--countries", nargs="+", help="country pages (default: the preset's)")
+    p.add_argument("--published", default=os.environ.get("SCPO_PUBLISHED_RESULTS"),
+                   help="results of `scpo run --preset published` for the page "
+                        "results/published; default $SCPO_PUBLISHED_RESULTS")
     p.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
                    help="notebooks executed at once")
     p.add_argument("--force", action="store_true", help="re-execute every notebook")

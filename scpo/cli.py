@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     try:
         args.func(args)
-    except (KeyError, ValueError, FileNotFoundError) as e:
+    except (KeyError, ValueError, OSError) as e:  # missing files, the hub out of reach
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"scpo: error: {msg}", file=sys.stderr)
         raise SystemExit(2) from None

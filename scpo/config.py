@@ -73,6 +73,11 @@ class ModelConfig:
     bf16: bool = True  # hf tier: bf16 autocast when CUDA is available
     gradient_checkpointing: bool = False
     trust_remote_code: bool = False  # off unless you ask for it
+    # given country RMs, evaluated by the variants "published" / "published_dropout" (preset
+    # "published"): country -> hub id or directory; minority_dir: a directory holding a local
+    # copy of each id under the id's last part (e.g. <dir>/scpo-reward-model-chile)
+    minority_models: dict[str, str] = field(default_factory=dict)
+    minority_dir: str | None = None
 
 
 @dataclass

@@ -30,6 +30,7 @@ from scpo.data import load_pairs, resolve_countries
 from scpo.models.base import RewardModel
 from scpo.models.hf import is_main_process
 from scpo.pairs import PairData, require_test_pairs, select_country
+from scpo.published import model_location
 from scpo.scoring import add_global_scores, get_global_rm
 from scpo.variants import Variant, resolve, training_weights
 
@@ -70,7 +71,13 @@ def prepare(cfg: Config) -> Prepared:
         data.pairs = data.pairs.assign(prompt=data.pairs["messages"])
     countries = resolve_countries(cfg.run.countries, data)
     global_rm = get_global_rm(data, cfg)
-    pairs = add_global_scores(data.pairs, global_rm)
+    if any(v.train for v in resolve(cfg.run.variants)):
+        pairs = add_global_scores(data.pairs, global_rm)
+    else:  # evaluation only (e.g. the published RMs): score just the countries' test pairs
+        mine = data.pairs[data.pairs["country"].isin(countries)]
+        test = add_global_scores(mine[mine["split"] == "test"], global_rm)
+        pairs = mine.assign(rg_chosen=np.nan, rg_rejected=np.nan)
+        pairs.loc[test.index, ["rg_chosen", "rg_rejected"]] = test[["rg_chosen", "rg_rejected"]]
     return Prepared(cfg, data, pairs, global_rm, countries)
 
 
@@ -119,12 +126,33 @@ def check_countries(prep: Prepared, countries: Collection[str]) -> None:
             elif not any(method.filter_mask(p, t).any() for t in cfg.run.tune_grid["tau"]):
                 why.append(f"no tau of the tuning grid {cfg.run.tune_grid['tau']} keeps a "
                            "fitting pair")
+        for v in (v for v in variants if v.given):
+            if cfg.model.backend != "hf":
+                why.append(f"variant {v.name!r} needs model.backend = 'hf'")
+                break
+            try:
+                model_location(country, cfg.model.minority_models, cfg.model.minority_dir)
+            except (KeyError, FileNotFoundError) as e:
+                why.append(str(e.args[0]))
+                break
         if why:
             problems.append(f"{country}: " + "; ".join(why))
     if problems:
         raise ValueError(f"{len(problems)} of {len(countries)} countries cannot be run, nothing "
                          "was trained:\n  " + "\n  ".join(problems)
                          + "\nLeave them out (run.countries) or change the settings named.")
+
+
+def given_model(prep: Prepared, country: str, variant: Variant) -> RewardModel:
+    """A country RM given by ``model.minority_models`` (the authors' published ones with the
+    preset "published"), loaded to be scored as ``variant.score_mode``, never trained."""
+    from scpo.models.hf import HFRewardModel
+
+    m = prep.cfg.model
+    where = model_location(country, m.minority_models, m.minority_dir)
+    return HFRewardModel.from_pretrained(
+        where, max_length=m.max_length, mode=variant.score_mode or m.mode, bf16=m.bf16,
+        chat_template=m.chat_template, trust_remote_code=m.trust_remote_code)
 
 
 def _train(prep: Prepared, train: pd.DataFrame, w: np.ndarray, seed: int, lr: float,
@@ -209,8 +237,13 @@ def _jsd_alignment(prep: Prepared, model: RewardModel, country: str) -> float:
 
 
 def evaluate_variant(prep: Prepared, model: RewardModel, test: pd.DataFrame, seed: int,
-                     country: str) -> list[dict[str, Any]]:
-    if model is prep.global_rm:  # its test scores are already in the table: no rescoring
+                     country: str, scores: tuple[np.ndarray, np.ndarray] | None = None
+                     ) -> list[dict[str, Any]]:
+    """The result rows of one model on a country's test pairs (``scores``: its (r+, r-), when
+    already computed)."""
+    if scores is not None:
+        rc, rr = scores
+    elif model is prep.global_rm:  # its test scores are already in the table: no rescoring
         rc, rr = test["rg_chosen"].to_numpy(), test["rg_rejected"].to_numpy()
     else:
         rc, rr = model.score_pairs(test)
@@ -295,11 +328,19 @@ def run_country(prep: Prepared, country: str, *, keep_models: bool = False,
     train, test = splits["train"], splits["test"]
     out = CountryRun(country, pd.DataFrame())
     rows: list[dict[str, Any]] = []
+    given: dict[str, RewardModel] = {}  # a given RM is loaded once per country
+    fixed_scores: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # eval-mode scores repeat
     jobs = list(itertools.product(cfg.run.seeds, resolve(cfg.run.variants)))
     for seed, variant in tqdm(jobs, desc=country, disable=not progress, leave=False):
         tau, beta, lr = cfg.method.tau, cfg.method.beta, cfg.train.lr
         w = np.zeros(len(train))  # the global RM trains on nothing
-        if not variant.train:
+        scores = None
+        if variant.given:
+            if variant.name not in given:
+                given[variant.name] = given_model(prep, country, variant)
+            model, hist = given[variant.name], []
+            scores = _given_scores(model, test, seed, fixed_scores, variant.name)
+        elif not variant.train:
             model, hist = prep.global_rm, []
         else:
             if variant.tuned:
@@ -320,16 +361,33 @@ def run_country(prep: Prepared, country: str, *, keep_models: bool = False,
                 and (save_variants is None or variant.name in save_variants)):
             model.save(model_dir(save_models, country, variant.name, seed))
         new = [{"country": country, "variant": variant.name, "seed": seed, **r,
-                "n_train": len(train), "n_kept": n_kept, "kept_ratio": n_kept / len(train),
+                "n_train": len(train), "n_kept": n_kept,
+                "kept_ratio": n_kept / len(train) if len(train) else float("nan"),
                 "n_train_users": int(train["user_id"].nunique()),
                 "n_users_trained": int(train.loc[w > 0, "user_id"].nunique()),
                 "weight_sum": w_sum, "tau": tau, "beta": beta, "lr": lr}
-               for r in evaluate_variant(prep, model, test, seed, country)]
+               for r in evaluate_variant(prep, model, test, seed, country, scores)]
         rows += new
         if variant.name in to_export:
             out.exported[key] = str(export_model(prep, model, new))
     out.results = pd.DataFrame(rows)
     return out
+
+
+def _given_scores(model: RewardModel, test: pd.DataFrame, seed: int,
+                  cache: dict[str, tuple[np.ndarray, np.ndarray]], name: str
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """A given RM's test scores: computed once in eval mode (they repeat), or per seed with
+    dropout on, from a generator seeded with ``seed`` (same seed, same dropout masks)."""
+    import torch
+
+    if not getattr(getattr(model, "mode", None), "dropout_at_scoring", False):
+        if name not in cache:
+            cache[name] = model.score_pairs(test)
+        return cache[name]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return model.score_pairs(test)
 
 
 def run(cfg: Config, out_dir: str | Path | None = None, *, progress: bool = True,

@@ -106,10 +106,12 @@ def load_prism_tables(
                 for name in ("utterances", "survey")
             ]
         except Exception as e:
-            raise RuntimeError(
-                f"could not load {HUB_ID} (revision {revision}) from the Hugging Face hub: {e}. "
-                "Offline, export its 'utterances' and 'survey' configs once elsewhere as "
-                "utterances.jsonl and survey.jsonl and pass their directory as data_dir.") from e
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ConnectionError(
+                f"could not load {HUB_ID} (revision {revision}) from the Hugging Face hub "
+                f"({first[:200]}); offline, export its 'utterances' and 'survey' configs once "
+                "elsewhere as utterances.jsonl and survey.jsonl and pass their directory as "
+                "--data-dir (data.data_dir)") from e
         where = [f"{HUB_ID} ({name})" for name in ("utterances", "survey")]
         fingerprint = f"{HUB_ID}@{revision or 'unpinned'}"
     else:

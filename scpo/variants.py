@@ -36,6 +36,8 @@ class Variant:
     filter: str = "none"  # "none", "tau" (p_glo < tau) or "random" (same count as "tau")
     weighting: str = "none"  # "none", "scpo" or "inverse"
     tuned: bool = False  # tau / beta / lr chosen per country on the validation split
+    given: bool = False  # a country RM given by model.minority_models, evaluated, never trained
+    score_mode: str | None = None  # given RMs: score as this model.mode (None: the run's)
 
 
 VARIANTS: dict[str, Variant] = {v.name: v for v in [
@@ -52,16 +54,25 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in [
 ]}
 CONTROLS = {"random_subset": "filtered", "random_weighted": "scpo_fw"}  # control -> its match
 PAPER_VARIANTS = [n for n in VARIANTS if n not in CONTROLS]
+# Evaluated, not trained: the authors' published country RMs (scpo.published), scored in eval
+# mode and, as the released code scored them, with dropout on (not part of "all")
+GIVEN = {v.name: v for v in [
+    Variant("published", "Published country RM (eval)", train=False, given=True,
+            score_mode="fixed"),
+    Variant("published_dropout", "Published country RM (dropout on, as recorded)", train=False,
+            given=True, score_mode="released"),
+]}
+KNOWN = {**VARIANTS, **GIVEN}  # every name a run accepts, in table order
 
 
 def resolve(names: list[str]) -> list[Variant]:
     """Variant names (or "all") -> Variants; an unknown name lists the known ones."""
     if names == ["all"] or names == "all":
         return list(VARIANTS.values())
-    unknown = [n for n in names if n not in VARIANTS]
+    unknown = [n for n in names if n not in KNOWN]
     if unknown:
-        raise KeyError(f"unknown variant(s) {unknown}; known: {list(VARIANTS)} or 'all'")
-    return [VARIANTS[n] for n in names]
+        raise KeyError(f"unknown variant(s) {unknown}; known: {list(KNOWN)} or 'all'")
+    return [KNOWN[n] for n in names]
 
 
 def training_weights(

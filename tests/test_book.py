@@ -110,8 +110,14 @@ def test_plan_has_one_page_per_country_and_the_results_chapters(tmp_path):
     files = [c["file"] for part in toc["parts"] for c in part["chapters"]] + [toc["root"]]
     for f in files:
         assert (ROOT / "book" / f"{f}.md").exists() or f in pages or f in (
-            "results/goqa", "results/tiers", "results/released"), f  # optional: a page
-        # in their place says how to add them (build.assemble)
+            "results/goqa", "results/tiers", "results/released", "results/published"), f
+        # optional pages: a page in their place says how to add them (build.assemble)
+    # the published page is planned when a run of the preset "published" is given
+    (tmp_path / "pub").mkdir()
+    (tmp_path / "pub" / "results.parquet").write_bytes(b"")
+    pub = build.plan("tiny", None, "", None, tmp_path, published=str(tmp_path / "pub"))
+    job = next(j for j in pub if j.page == "results/published")
+    assert job.params == {"results_dir": str((tmp_path / "pub").resolve())}
 
 
 def test_data_dir_adds_the_goqa_chapter(tmp_path):

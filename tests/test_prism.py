@@ -297,5 +297,6 @@ def test_hub_tables_via_datasets(monkeypatch):
         raise ConnectionError("no network")
 
     monkeypatch.setattr(datasets, "load_dataset", offline)
-    with pytest.raises(RuntimeError, match="could not load HannahRoseKirk.*pass their directory"):
+    with pytest.raises(ConnectionError, match=r"could not load HannahRoseKirk.*\(no network\).*"
+                                              r"pass their directory as --data-dir"):
         prism.load_prism(None)

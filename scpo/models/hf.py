@@ -311,10 +311,12 @@ class HFRewardModel(RewardModel):
                     name_or_path, num_labels=1, use_safetensors=True,
                     dtype=torch.bfloat16 if half else torch.float32, **kw)
         except OSError as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise OSError(
-                f"could not load reward model {name_or_path!r} (revision {revision or 'main'}): "
-                f"{e}\nPass a local directory, or check the hub id and network (HF_HUB_OFFLINE "
-                "must be unset to download).") from e
+                f"could not load reward model {name_or_path!r} (revision {revision or 'main'}) "
+                f"from the hub or disk ({first[:200]}); pass a local directory instead "
+                "(model.global_model, or model.minority_dir for given country models), or "
+                "check the id and the network (HF_HUB_OFFLINE must be unset to download)") from e
         return cls(model, tokenizer, name=name_or_path, revision=revision, max_length=max_length,
                    mode=mode, lora_r=lora_r, bf16=bf16,
                    gradient_checkpointing=gradient_checkpointing, chat_template=chat_template)
