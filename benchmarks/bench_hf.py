@@ -34,7 +34,8 @@ WORDS = ("the people of each country value time family work respect food music w
 # The paper grid on one H100 (spec §6-§7): countries x variants x seeds trainings of
 # max_steps x batch pairs x 2 sequences x tokens, at a model-FLOP utilisation of MFU.
 GRID = {"countries": 7, "variants": 7, "seeds": 3, "steps": 1024, "batch": 8, "tokens": 300}
-H100_BF16_FLOPS, MFU = 990e12, 0.40
+H100_BF16_FLOPS, MFU = 990e12, 0.40  # dense bf16 tensor-core peak (H100 SXM)
+H100_FP32_FLOPS = 67e12  # plain fp32, no TF32 (torch's default matmul precision): the paper preset
 DEBERTA_PARAMS = 184e6  # deberta-v3-base; ~86M of them outside the 128k-token embedding
 TULU_PARAMS = 8.0e9
 
@@ -103,19 +104,25 @@ def token_stats(n_pairs: int) -> str:
 
 
 def estimate() -> None:
-    """6 N T FLOPs to train, 2 N T to score, at 40 % of an H100's dense bf16 peak."""
+    """6 N T FLOPs to train (8 N T with activation checkpointing: the forward pass runs twice),
+    2 N T to score, at 40 % of an H100's peak in the precision each preset runs in."""
     g = GRID
     runs = g["countries"] * g["variants"] * g["seeds"]
     tokens = runs * g["steps"] * g["batch"] * 2 * g["tokens"]
-    speed = H100_BF16_FLOPS * MFU
-    print(f"\nPaper grid on one H100 ({MFU:.0%} MFU of {H100_BF16_FLOPS / 1e12:.0f} TFLOP/s bf16): "
-          f"{runs} trainings x {g['steps']} steps x {g['batch']} pairs x 2 x {g['tokens']} tokens "
-          f"= {tokens / 1e6:.0f}M training tokens")
-    for name, n in [("deberta-v3-base 184M", DEBERTA_PARAMS), ("Tulu-3 8B", TULU_PARAMS)]:
-        train = 6 * n * tokens
+    print(f"\nPaper grid on one H100 at {MFU:.0%} MFU: {runs} trainings x {g['steps']} steps x "
+          f"{g['batch']} pairs x 2 x {g['tokens']} tokens = {tokens / 1e6:.0f}M training tokens")
+    for name, n, flops, per_token, prec in [
+            ("deberta-v3-base 184M, preset paper", DEBERTA_PARAMS, H100_FP32_FLOPS, 6,
+             "fp32, TF32 off (bf16 = false)"),
+            ("deberta-v3-base 184M, bf16 = true", DEBERTA_PARAMS, H100_BF16_FLOPS, 6, "bf16"),
+            ("Tulu-3 8B, preset paper-tulu", TULU_PARAMS, H100_BF16_FLOPS, 8,
+             "bf16, activation checkpointing")]:
+        speed = flops * MFU
+        train = per_token * n * tokens
         score = 2 * n * 1e5 * g["tokens"]  # per 100k distinct texts scored
-        print(f"  {name}: training {train:.2e} FLOP = {train / speed / 3600:.2f} h; "
-              f"scoring 100k texts {score:.2e} FLOP = {score / speed:.0f} s")
+        print(f"  {name} [{prec}, {flops / 1e12:.0f} TFLOP/s peak]: training {train:.2e} FLOP "
+              f"= {train / speed / 3600:.2f} h; scoring 100k texts {score:.2e} FLOP = "
+              f"{score / speed:.0f} s")
     # the tuned variant searches run.tune_grid once per country, on the first seed, fitting on
     # the training users it does not hold out; each seed then retrains on all training users
     # (those retrainings are the grid's tuned-variant runs, counted above)

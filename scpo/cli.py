@@ -12,21 +12,12 @@
 from __future__ import annotations
 
 import argparse
-import ast
 import json
 import sys
 import time
 from pathlib import Path
 
 from scpo.config import Config, list_presets, load_preset
-
-
-def _value(text: str):
-    """A --set value: a Python literal if it parses as one (never evaluated), else a string."""
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return text
 
 
 def build_config(args: argparse.Namespace) -> Config:
@@ -40,13 +31,15 @@ def build_config(args: argparse.Namespace) -> Config:
         v = getattr(args, flag, None)
         if v is not None:
             over.setdefault(section, {})[key] = v
+    cfg.update(over, where="command line")
+    texts: dict[str, dict] = {}
     for item in args.set or []:
         name, sep, val = item.partition("=")
         section, dot, key = name.partition(".")
         if not sep or not dot:
             raise SystemExit(f"--set expects section.key=value, got {item!r}")
-        over.setdefault(section, {})[key] = _value(val)
-    return cfg.update(over, where="command line")
+        texts.setdefault(section, {})[key] = val
+    return cfg.update(texts, where="--set", text=True)
 
 
 def _add_config_args(p: argparse.ArgumentParser) -> None:

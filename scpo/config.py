@@ -7,9 +7,12 @@ An unknown section or key fails loudly.
 
 from __future__ import annotations
 
+import ast
 import dataclasses
+import numbers
 import os
 import tomllib
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -106,19 +109,94 @@ class Config:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
-    def update(self, overrides: dict[str, dict[str, Any]], where: str = "overrides") -> Config:
-        """Apply {section: {key: value}}; unknown sections or keys raise with the valid names."""
+    def update(self, overrides: dict[str, dict[str, Any]], where: str = "overrides",
+               text: bool = False) -> Config:
+        """Apply {section: {key: value}}; unknown sections or keys raise with the valid names.
+
+        Each value must fit its field's type (``coerce``); with ``text`` the values are
+        command-line strings, converted by that type ("false" is False, not a true string).
+        """
         for section, values in overrides.items():
             if not hasattr(self, section) or section.startswith("_"):
                 raise KeyError(f"{where}: unknown section [{section}]; valid: "
                                f"{[f.name for f in dataclasses.fields(self)]}")
             obj = getattr(self, section)
             names = {f.name for f in dataclasses.fields(obj)}
+            hints = typing.get_type_hints(type(obj))
             for key, value in values.items():
                 if key not in names:
                     raise KeyError(f"{where}: unknown key {section}.{key}; valid: {sorted(names)}")
-                setattr(obj, key, value)
+                setattr(obj, key, coerce(hints[key], value, f"{where}: {section}.{key}", text))
         return self
+
+
+_TRUE, _FALSE = {"true", "yes", "on", "1"}, {"false", "no", "off", "0"}
+_NONE = {"none", "null"}
+
+
+def coerce(kind: Any, value: Any, name: str, text: bool = False) -> Any:
+    """``value`` as the field type ``kind`` (bool, int, float, str, X | None, list[X],
+    dict[str, X]); from text (``--set``) it is parsed by that type, never evaluated. A value
+    that does not fit raises a one-line error naming the field, the type and the value."""
+    given = value
+
+    def bad() -> ValueError:
+        shown = (str(kind) if typing.get_origin(kind) else getattr(kind, "__name__", str(kind)))
+        return ValueError(f"{name} expects {shown.replace('typing.', '')}, got {given!r}")
+
+    args = typing.get_args(kind)
+    if type(None) in args:  # X | None
+        if value is None or (text and str(value).strip().lower() in _NONE):
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return coerce(inner, value, name, text)
+    origin = typing.get_origin(kind)
+    if origin in (list, dict):
+        if text:
+            try:
+                value = ast.literal_eval(value)
+            except (ValueError, SyntaxError):
+                if origin is dict:
+                    raise bad() from None
+                value = [v.strip() for v in str(value).split(",") if v.strip()]
+        if origin is list and isinstance(value, list | tuple):
+            return [coerce(args[0], v, f"{name}[{i}]", text and isinstance(v, str))
+                    for i, v in enumerate(value)]
+        if origin is dict and isinstance(value, dict):
+            return {coerce(args[0], k, name, False): coerce(args[1], v, f"{name}[{k!r}]",
+                                                             text and isinstance(v, str))
+                    for k, v in value.items()}
+        raise bad()
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if text and str(value).strip().lower() in _TRUE | _FALSE:
+            return str(value).strip().lower() in _TRUE
+        raise bad()
+    if kind is int or kind is float:
+        if isinstance(value, str) and text:
+            try:
+                value = ast.literal_eval(value.strip())
+            except (ValueError, SyntaxError):
+                raise bad() from None
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise bad()
+        if kind is int:
+            if not float(value).is_integer():
+                raise bad()
+            return int(value)
+        return float(value)
+    if kind is str:
+        if text and isinstance(value, str):
+            try:  # a quoted literal, e.g. --set model.global_model='"a b"'
+                parsed = ast.literal_eval(value)
+                return parsed if isinstance(parsed, str) else value
+            except (ValueError, SyntaxError):
+                return value
+        if isinstance(value, str):
+            return value
+        raise bad()
+    return value
 
 
 def list_presets() -> list[str]:

@@ -24,3 +24,50 @@ def test_unknown_key_and_section_fail_loudly(tmp_path):
 def test_missing_preset_lists_available():
     with pytest.raises(FileNotFoundError, match="no preset 'nope'; available: .*tiny"):
         load_preset("nope")
+
+
+def cli_config(*sets):
+    import argparse
+
+    from scpo.cli import build_config
+
+    return build_config(argparse.Namespace(preset="tiny", set=list(sets)))
+
+
+def test_set_values_take_their_field_type():
+    """`--set` text becomes the field's type: the FSDP recipe's `=false` is False, not 'false'."""
+    cfg = cli_config("model.gradient_checkpointing=false", "model.bf16=True", "model.lora_r=16",
+                     "train.lr=1e-6", "method.tau=1", "data.data_dir=/data/prism",
+                     "model.global_model=None", "run.seeds=[0, 1]", "run.countries=Chile,Mexico",
+                     "run.tune_grid={'tau': [0.5, 1], 'beta': [1.1], 'lr_scale': [1]}",
+                     "model.minority_models={'Chile': 'some/id'}", "data.revision='abc'")
+    assert cfg.model.gradient_checkpointing is False and cfg.model.bf16 is True
+    assert cfg.model.lora_r == 16 and type(cfg.model.lora_r) is int
+    assert cfg.train.lr == 1e-6 and cfg.method.tau == 1.0 and type(cfg.method.tau) is float
+    assert cfg.data.data_dir == "/data/prism" and cfg.model.global_model is None
+    assert cfg.run.seeds == [0, 1] and cfg.run.countries == ["Chile", "Mexico"]
+    assert cfg.run.tune_grid == {"tau": [0.5, 1.0], "beta": [1.1], "lr_scale": [1.0]}
+    assert cfg.model.minority_models == {"Chile": "some/id"} and cfg.data.revision == "abc"
+
+
+@pytest.mark.parametrize("item,message", [
+    ("model.bf16=maybe", r"--set: model.bf16 expects bool, got 'maybe'"),
+    ("model.lora_r=1.5", r"--set: model.lora_r expects int, got '1.5'"),
+    ("train.lr=fast", r"--set: train.lr expects float, got 'fast'"),
+    ("run.seeds=[0, 'a']", r"--set: run.seeds\[1\] expects int, got 'a'"),
+    ("model.minority_models=Chile", r"--set: model.minority_models expects dict\[str, str\]"),
+])
+def test_a_set_value_that_does_not_fit_is_a_one_line_error(item, message):
+    with pytest.raises(ValueError, match=message) as e:
+        cli_config(item)
+    assert "\n" not in str(e.value)
+
+
+def test_typed_values_are_checked_too(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[model]\nbf16 = "false"\n')  # a string in a preset is no bool either
+    with pytest.raises(ValueError, match=r"bad.toml: model.bf16 expects bool, got 'false'"):
+        load_preset(str(bad))
+    with pytest.raises(ValueError, match=r"method.tau expects float, got True"):
+        Config().update({"method": {"tau": True}})
+    assert Config().update({"train": {"max_steps": 10.0}}).train.max_steps == 10

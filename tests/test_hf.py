@@ -320,7 +320,7 @@ def test_one_forward_pass_vs_two(bert_tok, mode, calls, shape):
         assert set(shapes) == {shape}
 
 
-def test_training_arguments_per_mode(bert_tok):
+def test_training_arguments_per_mode(bert_tok, monkeypatch):
     fixed, rel = tiny_deberta(bert_tok), tiny_deberta(bert_tok, mode="released")
     a = training_arguments(fixed, tcfg(steps=300), seed=3, out_dir="unused")
     b = training_arguments(rel, tcfg(steps=300), seed=3, out_dir="unused")
@@ -328,6 +328,7 @@ def test_training_arguments_per_mode(bert_tok):
     assert (a.seed, a.data_seed, b.seed, b.data_seed) == (3, 3, 42, 42)
     assert not a.bf16 and a.warmup_steps == 0 and a.lr_scheduler_type == "linear"
     assert a.logging_steps == 3 and a.save_strategy == "no" and not a.remove_unused_columns
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)  # an A100
     assert hf.autocast_enabled(torch.device("cuda"), True, "fixed")
     assert not hf.autocast_enabled(torch.device("cuda"), True, "released")
     assert not hf.autocast_enabled(torch.device("cpu"), True, "fixed")

@@ -28,6 +28,7 @@ import hashlib
 import inspect
 import json
 import os
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -174,8 +175,15 @@ def scoring_context(model: torch.nn.Module, mode: str | Mode) -> Iterator[None]:
 
 
 def autocast_enabled(device: torch.device, bf16: bool, mode: str | Mode) -> bool:
-    """bf16 autocast only on CUDA (CPU bf16 is slow and changes the numbers we test)."""
-    return bool(bf16) and device.type == "cuda" and get_mode(mode).autocast
+    """bf16 autocast only on CUDA (CPU bf16 is slow and changes the numbers we test), and only
+    on a GPU that supports it (a V100 or T4 would raise): elsewhere fp32, with a warning."""
+    if not (bool(bf16) and device.type == "cuda" and get_mode(mode).autocast):
+        return False
+    if not torch.cuda.is_bf16_supported():
+        warnings.warn("model.bf16 = true but this GPU has no bf16 support; running in fp32 "
+                      "(set model.bf16 = false to silence this)", stacklevel=2)
+        return False
+    return True
 
 
 def pick_device() -> torch.device:
@@ -250,6 +258,38 @@ def add_lora(model: torch.nn.Module, r: int) -> torch.nn.Module:
     return model
 
 
+HEAD_NAMES = ("classifier", "score")  # the score head of AutoModelForSequenceClassification
+
+
+def _fp32_output(module: torch.nn.Module, inputs: tuple, output: torch.Tensor) -> Any:
+    """Forward hook: the head's output recomputed in fp32 when autocast ran it in bf16."""
+    if output.dtype == torch.float32:
+        return None
+    x = inputs[0]
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        bias = None if module.bias is None else module.bias.float()
+        return torch.nn.functional.linear(x.float(), module.weight.float(), bias)
+
+
+def fp32_score_head(model: torch.nn.Module) -> int:
+    """Run the score head in fp32 under bf16 autocast (returns how many heads were hooked).
+
+    Autocast would run the last linear layer in bf16, rounding every reward to ~3 significant
+    digits: the global scores that set the filter and the weights get coarse, and near-equal
+    rewards become ties, which count as wrong. The hook leaves the weights and the checkpoint
+    as they are (LoRA's trainable copy of the head, under peft, is hooked too).
+    """
+    n = 0
+    for name, module in model.named_modules():
+        parts = name.split(".")
+        if (isinstance(module, torch.nn.Linear) and any(h in parts for h in HEAD_NAMES)
+                and not getattr(module, "_scpo_fp32_head", False)):
+            module.register_forward_hook(_fp32_output)
+            module._scpo_fp32_head = True
+            n += 1
+    return n
+
+
 @contextlib.contextmanager
 def seeded_init(seed: int = 0) -> Iterator[None]:
     """New weights (a fresh score head, LoRA adapters) drawn from a fixed seed, without
@@ -286,6 +326,7 @@ class HFRewardModel(RewardModel):
         if self.lora_r and not hasattr(model, "peft_config"):
             with seeded_init():
                 model = add_lora(model, self.lora_r)
+        fp32_score_head(model)
         self.device = pick_device()
         self.model = model.to(self.device)
         self._fingerprint: str | None = None
