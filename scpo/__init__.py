@@ -11,6 +11,7 @@ The package follows the method step by step; each module has one job:
 - ``models``     reward models behind one interface (embedding head, Hugging Face)
 - ``variants``   the paper's variants as data
 - ``experiment`` run countries x variants x seeds
+- ``published``  the authors' published country RMs (ids, model-card records) to rescore
 - ``evaluate``   accuracy, pure-minority subset, bootstrap CIs, 1 - JSD, data efficiency
 - ``cli``        the ``scpo`` command
 """
