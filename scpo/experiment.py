@@ -126,15 +126,14 @@ def check_countries(prep: Prepared, countries: Collection[str]) -> None:
             elif not any(method.filter_mask(p, t).any() for t in cfg.run.tune_grid["tau"]):
                 why.append(f"no tau of the tuning grid {cfg.run.tune_grid['tau']} keeps a "
                            "fitting pair")
-        for v in (v for v in variants if v.given):
-            if cfg.model.backend != "hf":
-                why.append(f"variant {v.name!r} needs model.backend = 'hf'")
-                break
+        given = [v.name for v in variants if v.given]
+        if given and cfg.model.backend != "hf":
+            why.append(f"variant(s) {given} need model.backend = 'hf'")
+        elif given:
             try:
                 model_location(country, cfg.model.minority_models, cfg.model.minority_dir)
             except (KeyError, FileNotFoundError) as e:
                 why.append(str(e.args[0]))
-                break
         if why:
             problems.append(f"{country}: " + "; ".join(why))
     if problems:
