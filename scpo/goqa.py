@@ -42,7 +42,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from scpo.pairs import PAIR_COLUMNS, PairData, file_fingerprint, split_units, validation_mask
+from scpo.pairs import (
+    PAIR_COLUMNS,
+    PairData,
+    file_fingerprint,
+    split_report,
+    split_units,
+    validation_mask,
+)
 
 HUB_ID = "Anthropic/llm_global_opinions"
 HUB_FILE = "data/global_opinions.csv"
@@ -282,14 +289,10 @@ def build_goqa_pairs(
     report["questions_by_split"] = {"train": len(qids) - len(test_q), "test": len(test_q),
                                     "tune_val": len(val_q)}
     report["n_distributions"] = len(dists)
-    report["n_pairs"] = len(pairs)
     report["ties_dropped"] = int(ties.sum())
     report["ties_dropped_by_country"] = {str(c): int(n) for c, n in ties.items() if n}
     report["below_share_gap"] = int(n_below.sum())
-    counts = pairs.groupby(["country", "split"]).size()
-    report["pairs_by_country_split"] = {
-        str(c): {str(s): int(n) for s, n in counts[c].items()}
-        for c in counts.index.get_level_values(0).unique()}
+    report.update(split_report(pairs))
     return PairData(pairs=pairs, source="goqa", report=report,
                     options=dists[OPTIONS_COLUMNS].copy())
 

@@ -173,6 +173,33 @@ def validation_mask(pairs: pd.DataFrame, frac: float = 0.15, seed: int = 0) -> n
     return (pairs["split"] == "train").to_numpy() & held.loc[users].to_numpy()
 
 
+def split_report(pairs: pd.DataFrame) -> dict[str, Any]:
+    """What a data source reports of its split: units (users / questions) and pairs per split
+    and country, and how many test pairs reuse a training text."""
+    out: dict[str, Any] = {"n_pairs": len(pairs),
+                           "n_users_with_pairs": int(pairs["user_id"].nunique())}
+    out["users_by_split"] = {
+        s: int(n) for s, n in pairs.groupby("split")["user_id"].nunique().items()}
+    out["tune_val_users"] = int(pairs.loc[pairs["tune_val"], "user_id"].nunique())
+    counts = pairs.groupby(["country", "split"]).size()
+    out["pairs_by_country_split"] = {
+        str(c): {str(s): int(n) for s, n in counts[c].items()}
+        for c in counts.index.get_level_values(0).unique()}
+    out["test_texts_seen_in_train"] = test_texts_seen_in_train(pairs)
+    return out
+
+
+def test_texts_seen_in_train(pairs: pd.DataFrame) -> int:
+    """Test pairs whose chosen or rejected (prompt, response) text is also in a training pair:
+    0 means the test measures new texts, not only new raters of texts seen in training."""
+    train = pairs[pairs["split"] == "train"]
+    seen = set(zip(train["prompt"], train["chosen"])) | set(zip(train["prompt"], train["rejected"]))
+    test = pairs[pairs["split"] == "test"]
+    hit = [(p, c) in seen or (p, r) in seen
+           for p, c, r in zip(test["prompt"], test["chosen"], test["rejected"])]
+    return int(sum(hit))
+
+
 def text_key(prompt: str, response: str) -> str:
     """Stable id of one (prompt, response) text: the cache key of its score and embedding."""
     h = hashlib.sha256()

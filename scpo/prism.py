@@ -40,6 +40,7 @@ from scpo.pairs import (
     PairData,
     file_fingerprint,
     paper_test_rows,
+    split_report,
     validation_mask,
 )
 
@@ -338,32 +339,6 @@ def build_prism_pairs(
     pairs["tune_val"] = validation_mask(pairs, val_frac, split_seed)
     report.update(split_report(pairs))
     return PairData(pairs=pairs, source="prism", report=report)
-
-
-def split_report(pairs: pd.DataFrame) -> dict[str, Any]:
-    """Counts of users and pairs per split, and how many test pairs reuse a training text."""
-    out: dict[str, Any] = {"n_pairs": len(pairs),
-                           "n_users_with_pairs": int(pairs["user_id"].nunique())}
-    out["users_by_split"] = {
-        s: int(n) for s, n in pairs.groupby("split")["user_id"].nunique().items()}
-    out["tune_val_users"] = int(pairs.loc[pairs["tune_val"], "user_id"].nunique())
-    counts = pairs.groupby(["country", "split"]).size()
-    out["pairs_by_country_split"] = {
-        str(c): {str(s): int(n) for s, n in counts[c].items()}
-        for c in counts.index.get_level_values(0).unique()}
-    out["test_texts_seen_in_train"] = test_texts_seen_in_train(pairs)
-    return out
-
-
-def test_texts_seen_in_train(pairs: pd.DataFrame) -> int:
-    """Test pairs whose chosen or rejected (prompt, response) text is also in a training pair:
-    0 means the test measures new texts, not only new raters of texts seen in training."""
-    train = pairs[pairs["split"] == "train"]
-    seen = set(zip(train["prompt"], train["chosen"])) | set(zip(train["prompt"], train["rejected"]))
-    test = pairs[pairs["split"] == "test"]
-    hit = [(p, c) in seen or (p, r) in seen
-           for p, c, r in zip(test["prompt"], test["chosen"], test["rejected"])]
-    return int(sum(hit))
 
 
 def load_prism(
