@@ -78,6 +78,7 @@ def prepare(cfg: Config) -> Prepared:
         test = add_global_scores(mine[mine["split"] == "test"], global_rm)
         pairs = mine.assign(rg_chosen=np.nan, rg_rejected=np.nan)
         pairs.loc[test.index, ["rg_chosen", "rg_rejected"]] = test[["rg_chosen", "rg_rejected"]]
+    global_rm.park()  # its scores are in the table; from now on it is only copied
     return Prepared(cfg, data, pairs, global_rm, countries)
 
 
@@ -208,6 +209,7 @@ def tune(prep: Prepared, country: str, seed: int, splits: dict[str, pd.DataFrame
         lr = prep.cfg.train.lr * lr_scale
         model, _ = _train(prep, fit, w, seed, lr, None)
         acc = _val_accuracy(model, val)
+        del model  # freed before the next grid point copies the global RM
         table.append({"tau": tau, "beta": beta, "lr_scale": lr_scale, "val_accuracy": acc})
         if best is None or acc > best[0]:
             best = (acc, {"tau": tau, "beta": beta, "lr": lr})
@@ -369,6 +371,7 @@ def run_country(prep: Prepared, country: str, *, keep_models: bool = False,
         rows += new
         if variant.name in to_export:
             out.exported[key] = str(export_model(prep, model, new))
+        del model  # freed before the next job copies the global RM (unless keep_models)
     out.results = pd.DataFrame(rows)
     return out
 

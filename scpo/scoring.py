@@ -40,9 +40,11 @@ def get_global_rm(data: PairData, cfg: Config, root: Path | None = None) -> Rewa
     """
     m = cfg.model
     if m.backend == "hf":
-        from scpo.models.hf import HFRewardModel
+        from scpo.models.hf import HFRewardModel, start_process_group
 
-        return HFRewardModel.from_config(m)
+        rm = HFRewardModel.from_config(m)
+        start_process_group(rm.device)  # under a launch, its scoring is split over the ranks
+        return rm
     if m.backend != "embedding":
         raise ValueError(f"unknown model.backend {m.backend!r}; choose 'embedding' or 'hf'")
     from scpo.models.embedding import EmbeddingRM, Encoder, train_global_rm

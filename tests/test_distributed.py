@@ -77,9 +77,24 @@ def fit_and_record(model_dir: Path, out: Path, mode: str) -> dict:
         WeightedPairTrainer.compute_loss = original
     state = {k: v.detach().contiguous() for k, v in rm.model.state_dict().items()}
     save_file(state, out / f"{mode}-{rank}.safetensors")
+    # scoring after training, in the process group the Trainer joined: split over the ranks
+    rows: list[int] = []
+    hook = rm.model.register_forward_pre_hook(
+        lambda m, a, kw: rows.append(len(kw["input_ids"])), with_kwargs=True)
+    texts = (PAIRS["prompt"].tolist(), PAIRS["chosen"].tolist())
+    scores = rm.score(*texts)
+    hook.remove()
+    import scpo.models.hf as hf
+
+    split, hf.scoring_shards = hf.scoring_shards, lambda model: (1, 0)
+    try:
+        alone = rm.score(*texts)  # this process scoring every text itself
+    finally:
+        hf.scoring_shards = split
     record = {"rank": rank, "world": int(os.environ.get("WORLD_SIZE", 1)), "seen": seen,
               "history": history, "hash": weights_hash(state),
-              "model_class": type(rm.model).__name__}
+              "model_class": type(rm.model).__name__, "scored_rows": sum(rows),
+              "scores": scores.tolist(), "alone": alone.tolist()}
     (out / f"{mode}-{rank}.json").write_text(json.dumps(record))
     return record
 
@@ -147,6 +162,11 @@ def test_torchrun_fit_equals_one_process_with_the_whole_batch(model_dir, tmp_pat
         assert [h["step"] for h in ranks[0]["history"]] == steps == [1, 2, 3]
         np.testing.assert_allclose([h["loss"] for h in ranks[0]["history"]],
                                    [h["loss"] for h in single["history"]], rtol=1e-5)
+        # scoring: each process ran half the texts, and all got every score
+        assert [r["scored_rows"] for r in ranks] == [N_PAIRS // WORLD] * WORLD, mode
+        assert single["scored_rows"] == N_PAIRS
+        assert ranks[0]["scores"] == ranks[1]["scores"]
+        np.testing.assert_allclose(ranks[0]["scores"], ranks[0]["alone"], rtol=1e-5, atol=1e-6)
         # DDP keeps the replicas bitwise equal, gives back the bare model, and it was trained
         assert ranks[0]["hash"] == ranks[1]["hash"] != initial
         assert ranks[0]["model_class"] == single["model_class"] == "BertForSequenceClassification"

@@ -222,3 +222,27 @@ def test_run_checks_every_country_before_training(monkeypatch, tmp_path):
                                          r"(.|\n)*Mexico: no test pairs"):
         E.run(cfg, tmp_path, progress=False)
     assert trained == [] and not (tmp_path / "results.csv").exists()
+
+
+def test_one_minority_model_in_memory_at_a_time(prep, monkeypatch):
+    """Each trained model is freed before the next copy of the global RM is made, in the
+    variant loop and in tuning's grid (on a GPU, two copies of an 8B model do not fit)."""
+    import weakref
+
+    made: list[weakref.ref] = []
+    alive_at_copy: list[int] = []
+    real_copy = type(prep.global_rm).copy
+
+    def counting_copy(self):
+        alive_at_copy.append(sum(r() is not None for r in made))
+        new = real_copy(self)
+        made.append(weakref.ref(new))
+        return new
+
+    monkeypatch.setattr(type(prep.global_rm), "copy", counting_copy)
+    prep.cfg.run.variants = ["global", "baseline", "scpo_fw", "scpo_fw_tuned"]
+    try:
+        run_country(prep, "Chile", progress=False)
+    finally:
+        prep.cfg.run.variants = ["global", "baseline", "scpo_fw"]
+    assert len(made) > 4 and alive_at_copy == [0] * len(made)

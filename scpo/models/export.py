@@ -11,8 +11,11 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import torch
+from safetensors.torch import save_file
+
 import scpo
-from scpo.models.hf import META_FILE, full_state_dict, is_main_process
+from scpo.models.hf import META_FILE, full_state_dict, is_main_process, is_sharded
 
 if TYPE_CHECKING:
     from scpo.models.hf import HFRewardModel
@@ -20,21 +23,50 @@ if TYPE_CHECKING:
 CARD_FIELDS = ("tau", "beta", "pairs_kept", "seeds", "test_accuracy")  # required in ``card``
 
 
-def save_checkpoint(rm: HFRewardModel, path: Path) -> None:
-    """Model (safetensors) + tokenizer + ``scpo_hf.json``; LoRA merged into a copy first.
+ADAPTER_FILE = "adapter_model.safetensors"  # scpo's own save of a LoRA model: adapters only
+
+
+def merged_fp32(model: torch.nn.Module) -> torch.nn.Module:
+    """A LoRA model's adapters merged into an fp32 CPU copy of its base (the live model is
+    left as it is).
+
+    Merging into a bf16 base rounds W + BA to bf16, whose spacing near a weight of 0.02 is
+    ~1e-4: an update of that size is largely lost, and the checkpoint is not the model that
+    was evaluated. The frozen base goes straight to an fp32 CPU copy (no second GPU copy).
+    """
+    frozen = {id(p): torch.nn.Parameter(p.detach().to("cpu", torch.float32, copy=True),
+                                        requires_grad=False)  # copy: merging writes into it
+              for p in model.parameters() if not p.requires_grad}
+    return copy.deepcopy(model, memo=frozen).to("cpu", torch.float32).merge_and_unload()
+
+
+def save_checkpoint(rm: HFRewardModel, path: Path, *, merge: bool = True) -> None:
+    """Tokenizer + ``scpo_hf.json`` + the weights: a full checkpoint (safetensors; a LoRA
+    model merged by ``merged_fp32`` and saved in fp32), or with ``merge=False`` a LoRA
+    model's trainable weights alone (adapters and score head), read back by
+    ``HFRewardModel.load`` over the global RM exactly as they were evaluated.
 
     Every process must call it (gathering FSDP shards is a collective); rank 0 writes.
     """
     model = rm.model
-    if hasattr(model, "peft_config"):
-        model = copy.deepcopy(model).merge_and_unload()
-    state = full_state_dict(model)
+    lora = hasattr(model, "peft_config")
+    adapters = lora and not merge and not is_sharded(model)
+    if adapters:
+        state = {k: v.detach().to("cpu") for k, v in model.named_parameters() if v.requires_grad}
+    else:
+        if lora:
+            model = merged_fp32(model)
+        state = full_state_dict(model)
     if not is_main_process():
         return
     path.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(path, state_dict=state)
+    if adapters:
+        save_file({k: v.contiguous() for k, v in state.items()}, path / ADAPTER_FILE)
+    else:
+        model.save_pretrained(path, state_dict=state)
     rm.tokenizer.save_pretrained(path)
-    (path / META_FILE).write_text(json.dumps(rm.options(), indent=1) + "\n")
+    meta = {**rm.options(), "weights": "adapters" if adapters else "full"}
+    (path / META_FILE).write_text(json.dumps(meta, indent=1) + "\n")
 
 
 def _usage(rm: HFRewardModel, path: Path) -> str:

@@ -198,6 +198,36 @@ def is_main_process() -> bool:
     return int(os.environ.get("RANK", 0)) == 0
 
 
+def model_device(model: torch.nn.Module) -> torch.device:
+    """Where the weights are (a parked global RM's are on the CPU)."""
+    return next(model.parameters()).device
+
+
+def scoring_shards(model: torch.nn.Module) -> tuple[int, int]:
+    """(processes, this rank) to split scoring over: under a data-parallel launch each rank
+    scores 1/world of the texts and all gather the scores, instead of every rank scoring all.
+    (1, 0) alone, before the process group exists, or under FSDP, whose forward passes are
+    collectives that every rank must run together on the same number of batches."""
+    dist = torch.distributed
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() < 2:
+        return 1, 0
+    if is_sharded(model):
+        return 1, 0
+    return dist.get_world_size(), dist.get_rank()
+
+
+def start_process_group(device: torch.device) -> None:
+    """Join the launch's process group now (``torchrun`` / ``accelerate launch`` set
+    WORLD_SIZE), as the Trainer would at its first training, so that the global RM's scoring
+    before it is already split over the processes. Gloo on a CPU, as ``training_arguments``."""
+    if int(os.environ.get("WORLD_SIZE", 1)) < 2 or torch.distributed.is_initialized():
+        return
+    from accelerate import PartialState
+
+    cpu = device.type == "cpu"
+    PartialState(cpu=cpu, backend="gloo" if cpu else None)
+
+
 def is_sharded(model: torch.nn.Module) -> bool:
     """True once FSDP2 has split the weights over the processes (DTensor parameters)."""
     from torch.distributed.tensor import DTensor
@@ -258,6 +288,27 @@ def add_lora(model: torch.nn.Module, r: int) -> torch.nn.Module:
     return model
 
 
+def disable_dropout(model: torch.nn.Module) -> int:
+    """Every dropout probability set to 0 (``nn.Dropout`` modules and the float
+    ``*dropout`` attributes attention layers read); returns how many were on.
+
+    What TRL's ``disable_dropout`` does for reward models. Besides removing noise from
+    r(x, y+) - r(x, y-), it lets attention use its fused kernel on a CPU, where
+    scaled_dot_product_attention with dropout falls back to materialising the attention
+    probabilities (measured in ``benchmarks/bench_trl.py``).
+    """
+    n = 0
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            n += module.p > 0
+            module.p = 0.0
+        for name, value in list(vars(module).items()):
+            if name.endswith("dropout") and isinstance(value, float):
+                n += value > 0
+                setattr(module, name, 0.0)
+    return n
+
+
 HEAD_NAMES = ("classifier", "score")  # the score head of AutoModelForSequenceClassification
 
 
@@ -307,7 +358,7 @@ class HFRewardModel(RewardModel):
     def __init__(self, model: torch.nn.Module, tokenizer: Any, *, name: str,
                  revision: str | None = None, max_length: int = 512, mode: str = "fixed",
                  lora_r: int = 0, bf16: bool = True, gradient_checkpointing: bool = False,
-                 chat_template: bool = False) -> None:
+                 chat_template: bool = False, dropout: bool = True) -> None:
         self.mode = get_mode(mode)
         if max_length < 1:
             raise ValueError(f"max_length must be >= 1, got {max_length}")
@@ -319,6 +370,9 @@ class HFRewardModel(RewardModel):
         self.name, self.revision = str(name), revision
         self.max_length, self.lora_r, self.bf16 = int(max_length), int(lora_r), bool(bf16)
         self.gradient_checkpointing, self.chat_template = gradient_checkpointing, chat_template
+        self.dropout = bool(dropout)
+        if not self.dropout:
+            disable_dropout(model)
         self.tokenizer = tokenizer
         ensure_pad_token(tokenizer, model)
         forward = inspect.signature(model.forward).parameters
@@ -337,7 +391,7 @@ class HFRewardModel(RewardModel):
     def from_pretrained(cls, name_or_path: str, *, max_length: int = 512, mode: str = "fixed",
                         lora_r: int = 0, bf16: bool = True, gradient_checkpointing: bool = False,
                         chat_template: bool = False, trust_remote_code: bool = False,
-                        revision: str | None = None) -> HFRewardModel:
+                        revision: str | None = None, dropout: bool = True) -> HFRewardModel:
         """A reward model from the hub or a directory (safetensors weights only)."""
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -360,7 +414,8 @@ class HFRewardModel(RewardModel):
                 "check the id and the network (HF_HUB_OFFLINE must be unset to download)") from e
         return cls(model, tokenizer, name=name_or_path, revision=revision, max_length=max_length,
                    mode=mode, lora_r=lora_r, bf16=bf16,
-                   gradient_checkpointing=gradient_checkpointing, chat_template=chat_template)
+                   gradient_checkpointing=gradient_checkpointing, chat_template=chat_template,
+                   dropout=dropout)
 
     @classmethod
     def from_model(cls, model: torch.nn.Module, tokenizer: Any, *, name: str = "in-memory",
@@ -378,14 +433,15 @@ class HFRewardModel(RewardModel):
             m.global_model, max_length=m.max_length, mode=m.mode, lora_r=m.lora_r, bf16=m.bf16,
             gradient_checkpointing=m.gradient_checkpointing,
             chat_template=getattr(m, "chat_template", False),
-            trust_remote_code=m.trust_remote_code, revision=getattr(m, "revision", None))
+            trust_remote_code=m.trust_remote_code, revision=getattr(m, "revision", None),
+            dropout=m.dropout)
 
     def options(self) -> dict[str, Any]:
         """Everything besides the weights that decides the scores (and how training runs)."""
         return {"name": self.name, "revision": self.revision, "max_length": self.max_length,
                 "mode": self.mode.name, "lora_r": self.lora_r, "bf16": self.bf16,
                 "gradient_checkpointing": self.gradient_checkpointing,
-                "chat_template": self.chat_template}
+                "chat_template": self.chat_template, "dropout": self.dropout}
 
     # ---- the RewardModel interface ----
 
@@ -416,15 +472,22 @@ class HFRewardModel(RewardModel):
             self.tokenizer, list(prompts), list(responses), mode=self.mode,
             max_length=self.max_length, chat_template=self.chat_template)]
         order = np.argsort([-len(f["input_ids"]) for f in feats], kind="stable")
-        out = np.empty(len(feats), dtype=np.float64)
+        world, rank = scoring_shards(self.model)
+        mine = order[rank::world]  # every rank gets long and short texts alike
+        out = np.full(len(feats), np.nan)
         amp = autocast_enabled(self.device, self.bf16, self.mode)
         with scoring_context(self.model, self.mode), torch.autocast(
                 self.device.type, dtype=torch.bfloat16, enabled=amp):
-            for start in range(0, len(order), self.score_batch_size):
-                idx = order[start:start + self.score_batch_size]
+            for start in range(0, len(mine), self.score_batch_size):
+                idx = mine[start:start + self.score_batch_size]
                 batch = self.tokenizer.pad([feats[i] for i in idx], return_tensors="pt")
-                logits = self.model(**batch.to(self.device)).logits
+                logits = self.model(**batch.to(model_device(self.model))).logits
                 out[idx] = logits[:, 0].detach().float().cpu().numpy()
+        if world > 1:
+            parts: list[Any] = [None] * world
+            torch.distributed.all_gather_object(parts, (mine, out[mine]))
+            for idx, values in parts:
+                out[idx] = values
         return out
 
     def fit(self, pairs: pd.DataFrame, weights: np.ndarray, train: TrainConfig,
@@ -443,35 +506,63 @@ class HFRewardModel(RewardModel):
         return history
 
     def copy(self) -> HFRewardModel:
-        """Independent weights, shared (never modified) tokenizer."""
+        """Independent trainable weights; the frozen ones (a LoRA base) and the tokenizer are
+        shared, as training never modifies them: a LoRA copy of an 8B RM costs its adapters
+        and score head, not another 16 GB."""
         new = copy.copy(self)
-        new.model = copy.deepcopy(self.model)
+        frozen = {id(p): p for p in self.model.parameters() if not p.requires_grad}
+        new.model = copy.deepcopy(self.model, memo=frozen).to(self.device)
         return new
 
-    def save(self, path: str | Path) -> None:
-        """A standard HF checkpoint (safetensors) + tokenizer + ``scpo_hf.json``.
+    def park(self) -> None:
+        """Full fine-tuning on a GPU: the global RM's weights wait in host memory, so the GPU
+        holds only the model in training (each copy goes to the GPU as it is made). A LoRA
+        base stays: every copy shares it. Scoring a parked model runs where its weights are."""
+        if self.device.type != "cpu" and not any(not p.requires_grad
+                                                 for p in self.model.parameters()):
+            self.model.to("cpu")
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
 
-        With LoRA the adapters are merged into a copy of the model first (one extra copy of the
-        weights in memory for a moment), so the checkpoint loads without peft.
-        """
+    def save(self, path: str | Path) -> None:
+        """scpo's own save, read back by ``load``: tokenizer + ``scpo_hf.json`` + a full HF
+        checkpoint (safetensors), or, with LoRA, the trained adapters and score head alone
+        (megabytes instead of the base), loaded back over the global RM bit for bit."""
         from scpo.models.export import save_checkpoint
 
-        save_checkpoint(self, Path(path))
+        save_checkpoint(self, Path(path), merge=False)
 
     @classmethod
     def load(cls, path: str | Path) -> HFRewardModel:
-        """Read what ``save`` wrote; the saved options (mode, max_length, LoRA rank, ...)
-        come back, LoRA as a fresh adapter on the merged weights."""
+        """Read what ``save`` (or ``export``) wrote, with the saved options (mode, max_length,
+        LoRA rank, ...). Saved adapters go back onto the global RM named in the file, so it
+        must be reachable as when training (hub cache or directory)."""
+        from safetensors.torch import load_file
+
+        from scpo.models.export import ADAPTER_FILE
+
         path = Path(path)
         meta_path = path / META_FILE
         if not meta_path.exists():
             raise FileNotFoundError(f"{meta_path} not found: not a checkpoint written by "
                                     "HFRewardModel.save; use from_pretrained for plain HF dirs.")
         meta = json.loads(meta_path.read_text())
-        rm = cls.from_pretrained(str(path), max_length=meta["max_length"], mode=meta["mode"],
-                                 lora_r=meta["lora_r"], bf16=meta["bf16"],
-                                 gradient_checkpointing=meta["gradient_checkpointing"],
-                                 chat_template=meta["chat_template"])
+        adapters = meta.get("weights") == "adapters"
+        opts = {"max_length": meta["max_length"], "mode": meta["mode"], "bf16": meta["bf16"],
+                "gradient_checkpointing": meta["gradient_checkpointing"],
+                "chat_template": meta["chat_template"], "dropout": meta.get("dropout", True)}
+        if adapters:  # the global RM with fresh adapters, then the trained ones
+            rm = cls.from_pretrained(meta["name"], revision=meta["revision"],
+                                     lora_r=meta["lora_r"], **opts)
+            state = load_file(path / ADAPTER_FILE)
+            missing = sorted(set(state) - {k for k, _ in rm.model.named_parameters()})
+            if missing:
+                raise ValueError(f"{path / ADAPTER_FILE}: {len(missing)} weights the model "
+                                 f"lacks, e.g. {missing[0]!r}; was it saved from another base?")
+            rm.model.load_state_dict(state, strict=False)
+        else:  # full weights (a merged LoRA model is one): load them as they are
+            rm = cls.from_pretrained(str(path), **opts)
+            rm.lora_r = meta["lora_r"]
         rm.name, rm.revision = meta["name"], meta["revision"]
         return rm
 

@@ -8,8 +8,12 @@ that pads per batch and stacks chosen over rejected, and ``compute_loss``.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import dataclasses
+import functools
 import os
+import sys
 import tempfile
 from typing import TYPE_CHECKING, Any
 
@@ -118,6 +122,32 @@ class HistoryCallback(TrainerCallback):
                               "lr": float(logs.get("learning_rate", float("nan")))})
 
 
+MMAP_THRESHOLD = 4 << 20  # bytes: freed CPU blocks above this go straight back to the OS
+M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number (malloc.h)
+
+
+@functools.cache
+def return_large_blocks_to_os(threshold: int = MMAP_THRESHOLD) -> bool:
+    """Fix glibc's mmap threshold, once per process, so that freed CPU tensors above
+    ``threshold`` are unmapped instead of kept in the heap. Returns whether it was set.
+
+    glibc raises the threshold to the largest block ever freed (up to 32 MB), after which
+    activation buffers come from the heap and stay there when freed; every new batch shape of
+    dynamic padding carves new ones, so a CPU training's RSS creeps up step after step. Fixed
+    at 4 MB, the large activations are unmapped when freed, for some page faults the next
+    step (``benchmarks/bench_trl.py --breakdown`` measures both). It stays set for the rest of
+    the process; other platforms are left alone.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    return bool(mallopt(M_MMAP_THRESHOLD, int(threshold)))
+
+
 def per_device_batch(batch_size: int, world_size: int) -> int:
     """``batch_size`` is pairs per optimizer step over all GPUs, as the paper's batch 8."""
     if batch_size < 1 or batch_size % world_size:
@@ -180,6 +210,8 @@ def train_pairs(rm: HFRewardModel, pairs: pd.DataFrame, weights: np.ndarray,
         raise ValueError("released mode divides the loss by the batch size (spec §5); set "
                          "method.normalize = 'batch' or use mode 'fixed'.")
     dataset = pair_features(rm, pairs.reset_index(drop=True), weights)
+    if rm.device.type == "cpu":
+        return_large_blocks_to_os()
     history = HistoryCallback()
     with tempfile.TemporaryDirectory(prefix="scpo-hf-") as out_dir:
         trainer = WeightedPairTrainer(
@@ -189,5 +221,25 @@ def train_pairs(rm: HFRewardModel, pairs: pd.DataFrame, weights: np.ndarray,
             callbacks=[history], normalize=method.normalize)
         trainer.remove_callback(PrinterCallback)
         trainer.train()
-    rm.model = trainer.model
+    rm.model = release_trainer(trainer)
     return history.rows
+
+
+def release_trainer(trainer: Trainer) -> torch.nn.Module:
+    """The trained model, freed of everything the Trainer hung on it.
+
+    Accelerate's autocast sets ``model.forward`` (and ``_original_forward``) to bound methods
+    of the model itself: a reference cycle that keeps the model, and with it each trained copy,
+    alive until a full garbage collection. The Trainer also still holds the optimizer state
+    (two fp32 moments per trained weight). Dropping both here lets a model be freed the moment
+    its last user lets go, so one minority model at a time is in memory.
+    """
+    model = trainer.model
+    for name in ("forward", "_original_forward"):
+        model.__dict__.pop(name, None)  # back to the class's forward
+    trainer.accelerator.free_memory()  # its lists of models, optimizers, schedulers, loaders
+    for holder in (trainer, trainer.callback_handler):
+        for name in ("model", "model_wrapped", "optimizer", "lr_scheduler"):
+            if hasattr(holder, name):
+                setattr(holder, name, None)
+    return model
