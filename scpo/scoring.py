@@ -43,7 +43,8 @@ def get_global_rm(data: PairData, cfg: Config, root: Path | None = None) -> Rewa
         from scpo.models.hf import HFRewardModel, start_process_group
 
         rm = HFRewardModel.from_config(m)
-        start_process_group(rm.device)  # under a launch, its scoring is split over the ranks
+        start_process_group(rm.device)  # under a launch, the run's scoring is split over the
+        rm.split_scoring = True  # ranks (each scores the same texts at the same time)
         return rm
     if m.backend != "embedding":
         raise ValueError(f"unknown model.backend {m.backend!r}; choose 'embedding' or 'hf'")

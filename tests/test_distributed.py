@@ -78,19 +78,15 @@ def fit_and_record(model_dir: Path, out: Path, mode: str) -> dict:
     state = {k: v.detach().contiguous() for k, v in rm.model.state_dict().items()}
     save_file(state, out / f"{mode}-{rank}.safetensors")
     # scoring after training, in the process group the Trainer joined: split over the ranks
+    rm.split_scoring = True  # as the run's global RM and its copies
     rows: list[int] = []
     hook = rm.model.register_forward_pre_hook(
         lambda m, a, kw: rows.append(len(kw["input_ids"])), with_kwargs=True)
     texts = (PAIRS["prompt"].tolist(), PAIRS["chosen"].tolist())
     scores = rm.score(*texts)
     hook.remove()
-    import scpo.models.hf as hf
-
-    split, hf.scoring_shards = hf.scoring_shards, lambda model: (1, 0)
-    try:
-        alone = rm.score(*texts)  # this process scoring every text itself
-    finally:
-        hf.scoring_shards = split
+    rm.split_scoring = False
+    alone = rm.score(*texts)  # this process scoring every text itself
     record = {"rank": rank, "world": int(os.environ.get("WORLD_SIZE", 1)), "seen": seen,
               "history": history, "hash": weights_hash(state),
               "model_class": type(rm.model).__name__, "scored_rows": sum(rows),

@@ -69,35 +69,60 @@ def save_checkpoint(rm: HFRewardModel, path: Path, *, merge: bool = True) -> Non
     (path / META_FILE).write_text(json.dumps(meta, indent=1) + "\n")
 
 
-def _usage(rm: HFRewardModel, path: Path) -> str:
-    """Python that scores one (prompt, response) the way the model was trained to read it."""
+def portable_name(name: str) -> str:
+    """A model named without this machine's paths: a hub id as it is, a local directory by its
+    last part (the name the user gave it)."""
+    p = Path(name)
+    return p.name if p.is_absolute() or p.exists() else name
+
+
+def _usage(rm: HFRewardModel, model_id: str) -> str:
+    """Python that scores one (prompt, response) the way the model was trained to read it,
+    with transformers and as a TRL reward function."""
     if rm.chat_template:
         encode = ("messages = [{\"role\": \"user\", \"content\": prompt},\n"
                   "            {\"role\": \"assistant\", \"content\": response}]\n"
                   "text = tok.apply_chat_template(messages, tokenize=False)\n"
                   f"inputs = tok(text, add_special_tokens=False, truncation=True, "
                   f"max_length={rm.max_length}, return_tensors=\"pt\")")
+        bare = ("TRL's own path (`reward_funcs=MODEL`) applies this tokenizer's chat template to "
+                "conversational data, as in training (without truncating to "
+                f"{rm.max_length} tokens); plain-text prompts it joins to the completion "
+                "without the template, which is not what the model was trained on.")
     else:
         encode = (f"inputs = tok(prompt, response, truncation=True, max_length={rm.max_length}, "
                   "return_tensors=\"pt\")")
+        bare = ("Passing the bare path to TRL (`reward_funcs=MODEL`) changes the input: TRL "
+                "feeds `prompt + completion` as one string, while this model was trained on the "
+                "text pair (prompt, response) with its separator and segment ids.")
     return (
-        "```python\nimport torch\n"
+        f"```python\nimport torch\n"
         "from transformers import AutoModelForSequenceClassification, AutoTokenizer\n\n"
-        f"tok = AutoTokenizer.from_pretrained(\"{path}\")\n"
-        f"model = AutoModelForSequenceClassification.from_pretrained(\"{path}\").eval()\n"
+        f"MODEL = \"{model_id}\"  # this directory\n"
+        "tok = AutoTokenizer.from_pretrained(MODEL)\n"
+        "model = AutoModelForSequenceClassification.from_pretrained(MODEL).eval()\n"
         "prompt, response = \"How should I greet my neighbours?\", \"Say hello and smile.\"\n"
         f"{encode}\n"
         "with torch.inference_mode():\n"
-        "    reward = model(**inputs).logits[0, 0].item()\n```\n")
+        "    reward = model(**inputs).logits[0, 0].item()\n```\n\n"
+        "As a reward for TRL's online trainers (GRPO, RLOO), scored exactly as in training "
+        "(`pip install scpo[trl]`):\n\n"
+        "```python\nfrom trl import GRPOConfig, GRPOTrainer\n"
+        "from scpo.models.reward_fn import trl_reward\n\n"
+        "trainer = GRPOTrainer(model=policy, reward_funcs=[trl_reward(MODEL)],\n"
+        "                      args=GRPOConfig(...), train_dataset=prompts)\n```\n\n"
+        f"{bare}\n")
 
 
 def model_card(rm: HFRewardModel, path: Path, card: dict[str, Any]) -> str:
-    """README.md text: YAML front matter, the training record as a table, usage code."""
+    """README.md text: YAML front matter, the training record as a table, usage code. No path
+    of the exporting machine: the global RM by its hub id or its directory's name."""
     missing = [k for k in CARD_FIELDS if k not in card]
     if missing:
         raise ValueError(f"export: card lacks {missing}; it needs {list(CARD_FIELDS)} "
                          "(plus optional country, variant, global_model, ...)")
-    record = {"global_model": rm.name, "global_revision": rm.revision or "main", **card,
+    base = portable_name(rm.name)
+    record = {"global_model": base, "global_revision": rm.revision or "main", **card,
               "scpo_version": scpo.__version__, "mode": rm.mode.name,
               "max_length": rm.max_length, "lora_r": rm.lora_r,
               "chat_template": rm.chat_template}
@@ -106,14 +131,15 @@ def model_card(rm: HFRewardModel, path: Path, card: dict[str, Any]) -> str:
     note = ("" if rm.mode.name == "fixed" else
             "\nTrained in `released` mode: on `prompt + \" [SEP] \" + response` padded to "
             f"{rm.max_length} tokens, while the usage code below reads a text pair (spec §8.3).\n")
+    model_id = "/".join(Path(path).parts[-3:])
     return (
         "---\nlibrary_name: transformers\npipeline_tag: text-classification\n"
-        f"base_model: {json.dumps(rm.name)}\ntags:\n- reward-model\n- scpo\n---\n\n"
+        f"base_model: {json.dumps(base)}\ntags:\n- reward-model\n- scpo\n---\n\n"
         f"# SCPO reward model: {title}\n\n"
         "A reward model fine-tuned from the global reward model below with Steerable Cultural "
         "Preference Optimization (filter pairs with p_glo < tau, weight W = min(exp(delta / "
         "beta), 1), weighted Bradley-Terry loss). The logit is the reward.\n\n"
-        f"| field | value |\n|---|---|\n{rows}\n{note}\n## Usage\n\n{_usage(rm, path)}")
+        f"| field | value |\n|---|---|\n{rows}\n{note}\n## Usage\n\n{_usage(rm, model_id)}")
 
 
 def export_model(rm: HFRewardModel, path: Path, card: dict[str, Any]) -> Path:

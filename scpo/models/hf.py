@@ -203,15 +203,19 @@ def model_device(model: torch.nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
-def scoring_shards(model: torch.nn.Module) -> tuple[int, int]:
+def scoring_shards(model: torch.nn.Module, split: bool) -> tuple[int, int]:
     """(processes, this rank) to split scoring over: under a data-parallel launch each rank
     scores 1/world of the texts and all gather the scores, instead of every rank scoring all.
-    (1, 0) alone, before the process group exists, or under FSDP, whose forward passes are
-    collectives that every rank must run together on the same number of batches."""
+
+    Only with ``split`` (``HFRewardModel.split_scoring``): every rank must then score the same
+    texts at the same time, as the run's global and test scoring do, but not, say, a reward
+    function scoring each rank's own completions. (1, 0) alone, before the process group
+    exists, or under FSDP, whose forward passes are collectives that every rank must run
+    together on the same number of batches."""
     dist = torch.distributed
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() < 2:
+    if not split or not (dist.is_available() and dist.is_initialized()):
         return 1, 0
-    if is_sharded(model):
+    if dist.get_world_size() < 2 or is_sharded(model):
         return 1, 0
     return dist.get_world_size(), dist.get_rank()
 
@@ -384,6 +388,9 @@ class HFRewardModel(RewardModel):
         self.device = pick_device()
         self.model = model.to(self.device)
         self._fingerprint: str | None = None
+        # every rank scores the same texts together (the run's scoring): split them over the
+        # ranks of a launch; copies (the minority models) inherit it
+        self.split_scoring = False
 
     # ---- construction ----
 
@@ -472,7 +479,7 @@ class HFRewardModel(RewardModel):
             self.tokenizer, list(prompts), list(responses), mode=self.mode,
             max_length=self.max_length, chat_template=self.chat_template)]
         order = np.argsort([-len(f["input_ids"]) for f in feats], kind="stable")
-        world, rank = scoring_shards(self.model)
+        world, rank = scoring_shards(self.model, self.split_scoring)
         mine = order[rank::world]  # every rank gets long and short texts alike
         out = np.full(len(feats), np.nan)
         amp = autocast_enabled(self.device, self.bf16, self.mode)
