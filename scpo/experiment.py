@@ -435,7 +435,10 @@ def run_record(prep: Prepared) -> dict[str, Any]:
         "scpo_version": scpo.__version__, "config": prep.cfg.to_dict(),
         "data": {"source": prep.data.source, "fingerprint": prep.data.fingerprint,
                  "report": prep.data.report, "meta": prep.data.meta},
-        "global_rm": prep.global_rm.fingerprint(), "countries": prep.countries,
+        "global_rm": prep.global_rm.fingerprint(),
+        # the hub commit the global RM's weights came from (None: a local directory)
+        "global_rm_commit": getattr(prep.global_rm, "commit", None),
+        "countries": prep.countries,
         "python": platform.python_version(), "torch": _torch_version(),
     }
 

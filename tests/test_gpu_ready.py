@@ -1,5 +1,6 @@
 """What would break or drift on a first GPU run, checked on CPU (issue: the paper tier on a GPU)."""
 
+import os
 import subprocess
 import sys
 
@@ -221,3 +222,28 @@ def test_a_parked_global_rm_waits_on_the_host_and_copies_go_to_the_gpu(tmp_path,
             assert {p.device.type for p in c.model.parameters()} == {"meta"}
             assert {p.device.type for p in rm.model.parameters()} == {"cpu"}
     assert moved == [(0, ("cpu",))]
+
+
+COMMIT_PROBE = """
+import sys
+from scpo.models.hf import HFRewardModel
+for lora_r in (0, 2):
+    print(HFRewardModel.from_pretrained("org/tiny-rm", lora_r=lora_r).commit)
+print(HFRewardModel.from_pretrained(sys.argv[1]).commit)
+"""
+
+
+def test_the_hub_commit_the_weights_came_from_is_recorded(tmp_path):
+    """A revision such as "main" moves; the commit it resolved to is what run.json records,
+    so a rerun can pin it. A hub cache is laid out by hand (refs/main -> snapshots/<sha>/)
+    and read offline; a plain directory has no commit."""
+    sha = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "hub" / "models--org--tiny-rm"
+    write_tiny_bert(repo / "snapshots" / sha)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(sha)
+    plain = write_tiny_bert(tmp_path / "plain")
+    env = {**os.environ, "HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HUB_OFFLINE": "1"}
+    out = subprocess.run([sys.executable, "-c", COMMIT_PROBE, str(plain)], env=env, check=True,
+                         capture_output=True, text=True).stdout.split()
+    assert out == [sha, sha, "None"]

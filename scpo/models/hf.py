@@ -198,6 +198,26 @@ def is_main_process() -> bool:
     return int(os.environ.get("RANK", 0)) == 0
 
 
+def loaded_commit(name_or_path: str, revision: str | None) -> str | None:
+    """The hub commit (40 hex digits) a model's files were read from: what a revision such as
+    "main" resolved to, recorded in run.json so a rerun can pin it. None for a directory.
+
+    Read from the local hub cache only (``local_files_only``): it runs after loading, so the
+    files are there, and it makes no request of its own.
+    """
+    if Path(name_or_path).exists():
+        return None
+    from huggingface_hub import hf_hub_download
+
+    try:
+        config = hf_hub_download(name_or_path, "config.json", revision=revision,
+                                 local_files_only=True)
+    except (OSError, ValueError):  # not in the default cache (e.g. a cache_dir): no record
+        return None
+    sha = Path(config).parent.name
+    return sha if len(sha) == 40 and all(c in "0123456789abcdef" for c in sha) else None
+
+
 def model_device(model: torch.nn.Module) -> torch.device:
     """Where the weights are (a parked global RM's are on the CPU)."""
     return next(model.parameters()).device
@@ -391,6 +411,7 @@ class HFRewardModel(RewardModel):
         # every rank scores the same texts together (the run's scoring): split them over the
         # ranks of a launch; copies (the minority models) inherit it
         self.split_scoring = False
+        self.commit: str | None = None  # the hub commit the weights came from (from_pretrained)
 
     # ---- construction ----
 
@@ -419,10 +440,12 @@ class HFRewardModel(RewardModel):
                 f"from the hub or disk ({first[:200]}); pass a local directory instead "
                 "(model.global_model, or model.minority_dir for given country models), or "
                 "check the id and the network (HF_HUB_OFFLINE must be unset to download)") from e
-        return cls(model, tokenizer, name=name_or_path, revision=revision, max_length=max_length,
-                   mode=mode, lora_r=lora_r, bf16=bf16,
-                   gradient_checkpointing=gradient_checkpointing, chat_template=chat_template,
-                   dropout=dropout)
+        rm = cls(model, tokenizer, name=name_or_path, revision=revision, max_length=max_length,
+                 mode=mode, lora_r=lora_r, bf16=bf16,
+                 gradient_checkpointing=gradient_checkpointing, chat_template=chat_template,
+                 dropout=dropout)
+        rm.commit = loaded_commit(name_or_path, revision)
+        return rm
 
     @classmethod
     def from_model(cls, model: torch.nn.Module, tokenizer: Any, *, name: str = "in-memory",
