@@ -200,6 +200,17 @@ def test_lora_saved_as_adapters_loads_back_bit_for_bit(tmp_path):
     assert not np.array_equal(rm.score(*texts), base.score(*texts))  # it trained
     np.testing.assert_array_equal(back.score(*texts), rm.score(*texts))
     assert back.fingerprint() == rm.fingerprint()
+    # a broken or incomplete adapter file is an error naming it, never the untrained global RM
+    from safetensors.torch import load_file, save_file
+
+    file = tmp_path / "saved" / "adapter_model.safetensors"
+    state = load_file(file)
+    save_file(dict(list(state.items())[1:]), file)
+    with pytest.raises(ValueError, match=r"adapter_model.safetensors: 0 weights .* 1 it needs"):
+        HFRewardModel.load(tmp_path / "saved")
+    file.write_bytes(file.read_bytes()[:100])
+    with pytest.raises(ValueError, match="not a readable safetensors file"):
+        HFRewardModel.load(tmp_path / "saved")
 
 
 def test_a_parked_global_rm_waits_on_the_host_and_copies_go_to_the_gpu(tmp_path, monkeypatch):

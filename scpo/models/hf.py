@@ -584,11 +584,19 @@ class HFRewardModel(RewardModel):
         if adapters:  # the global RM with fresh adapters, then the trained ones
             rm = cls.from_pretrained(meta["name"], revision=meta["revision"],
                                      lora_r=meta["lora_r"], **opts)
-            state = load_file(path / ADAPTER_FILE)
-            missing = sorted(set(state) - {k for k, _ in rm.model.named_parameters()})
-            if missing:
-                raise ValueError(f"{path / ADAPTER_FILE}: {len(missing)} weights the model "
-                                 f"lacks, e.g. {missing[0]!r}; was it saved from another base?")
+            file = path / ADAPTER_FILE
+            try:
+                state = load_file(file)
+            except Exception as e:  # safetensors' own error types vary by version
+                raise ValueError(f"{file}: not a readable safetensors file ({e}); save the "
+                                 "model again") from e
+            trainable = {k for k, p in rm.model.named_parameters() if p.requires_grad}
+            extra, absent = sorted(set(state) - trainable), sorted(trainable - set(state))
+            if extra or absent:  # absent adapters would silently stay fresh: the global RM
+                raise ValueError(
+                    f"{file}: {len(extra)} weights the model lacks (e.g. {extra[:1]}) and "
+                    f"{len(absent)} it needs missing (e.g. {absent[:1]}); was it saved from "
+                    f"another global RM or LoRA rank than {meta['name']!r}, r={meta['lora_r']}?")
             rm.model.load_state_dict(state, strict=False)
         else:  # full weights (a merged LoRA model is one): load them as they are
             rm = cls.from_pretrained(str(path), **opts)
