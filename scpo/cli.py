@@ -50,8 +50,10 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--variants", nargs="+", help="variant names or 'all'")
     p.add_argument("--seeds", nargs="+", type=int)
     p.add_argument("--backend", choices=["embedding", "hf"])
-    p.add_argument("--tau", type=float)
-    p.add_argument("--beta", type=float)
+    p.add_argument("--tau", type=float,
+                   help="filter threshold: keep training pairs with p_glo < tau (method.tau)")
+    p.add_argument("--beta", type=float,
+                   help="weight temperature: W = min(exp(delta_glo / beta), 1) (method.beta)")
     p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE",
                    help="any config field, e.g. --set train.lr=3e-4 (repeatable)")
 

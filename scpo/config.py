@@ -118,10 +118,13 @@ class Config:
         Each value must fit its field's type (``coerce``); with ``text`` the values are
         command-line strings, converted by that type ("false" is False, not a true string).
         """
+        sections = [f.name for f in dataclasses.fields(self)]
         for section, values in overrides.items():
-            if not hasattr(self, section) or section.startswith("_"):
-                raise KeyError(f"{where}: unknown section [{section}]; valid: "
-                               f"{[f.name for f in dataclasses.fields(self)]}")
+            if section not in sections:  # also a method's name, e.g. "to_dict"
+                raise KeyError(f"{where}: unknown section [{section}]; valid: {sections}")
+            if not isinstance(values, dict):
+                raise TypeError(f"{where}: section [{section}] needs key = value pairs, got "
+                                f"{values!r}; e.g. {{'{section}': {{'key': value}}}}")
             obj = getattr(self, section)
             names = {f.name for f in dataclasses.fields(obj)}
             hints = typing.get_type_hints(type(obj))

@@ -15,6 +15,10 @@ def test_unknown_key_and_section_fail_loudly(tmp_path):
         Config().update({"method": {"tua": 0.5}})
     with pytest.raises(KeyError, match=r"unknown section \[methods\]"):
         Config().update({"methods": {"tau": 0.5}})
+    with pytest.raises(KeyError, match=r"unknown section \[to_dict\]; valid: \['data'"):
+        Config().update({"to_dict": {"x": 1}})  # a method's name is no section
+    with pytest.raises(TypeError, match=r"section \[method\] needs key = value pairs, got 0.5"):
+        Config().update({"method": 0.5})
     bad = tmp_path / "bad.toml"
     bad.write_text("[train]\nlearning_rate = 1e-3\n")
     with pytest.raises(KeyError, match="bad.toml: unknown key train.learning_rate"):
