@@ -1,7 +1,7 @@
 """scpo's trainer side by side with TRL's ``RewardTrainer``: steady pairs/s and peak RSS.
 
     .venv/bin/pip install -e ".[trl]"              # TRL from the project's own extra
-    .venv/bin/python benchmarks/bench_trl.py       # ~3-4 min on 2 idle cores
+    .venv/bin/python benchmarks/bench_trl.py       # ~5 min on 2 idle cores (~10 with --breakdown)
 
 Both train the shipped all-MiniLM-L6-v2 as a 1-label sequence classifier on the same synthetic
 pairs of ``bench_hf.py`` (batch 8 pairs, max_length 512, learning rate 1e-5, linear decay), each

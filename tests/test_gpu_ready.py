@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 
+import pandas as pd
 import pytest
 import torch
 from conftest import write_tiny_bert
@@ -11,6 +12,8 @@ from conftest import write_tiny_bert
 from scpo.models.hf import HFRewardModel, autocast_enabled, fp32_score_head
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest
+EIGHT_PAIRS = pd.DataFrame({"prompt": ["q one", "q two"] * 4, "chosen": ["good answer"] * 8,
+                            "rejected": ["bad"] * 8})
 
 
 def logits_under_bf16_autocast(rm: HFRewardModel) -> tuple[torch.Tensor, torch.Tensor]:
@@ -94,20 +97,17 @@ def test_a_trained_model_is_freed_when_dropped_without_a_gc(tmp_path, monkeypatc
     import weakref
 
     import numpy as np
-    import pandas as pd
 
     from scpo.config import MethodConfig, TrainConfig
     from scpo.models import hf_train
 
     monkeypatch.setattr(hf_train, "autocast_enabled", lambda *a: True)
     base = HFRewardModel.from_pretrained(str(write_tiny_bert(tmp_path / "bert")), max_length=32)
-    pairs = pd.DataFrame({"prompt": ["q one", "q two"] * 4, "chosen": ["good answer"] * 8,
-                          "rejected": ["bad"] * 8})
     gc.collect()
     gc.disable()
     try:
         rm = base.copy()
-        rm.fit(pairs, np.ones(8), TrainConfig(lr=1e-3, max_steps=2, batch_size=4),
+        rm.fit(EIGHT_PAIRS, np.ones(8), TrainConfig(lr=1e-3, max_steps=2, batch_size=4),
                MethodConfig(), seed=0)
         assert "forward" not in vars(rm.model)  # the class's forward again
         refs = [weakref.ref(rm.model), *(weakref.ref(p) for p in rm.model.parameters())]
@@ -181,17 +181,14 @@ def test_lora_merges_on_fp32_not_into_the_bf16_base():
 
 def test_lora_saved_as_adapters_loads_back_bit_for_bit(tmp_path):
     import numpy as np
-    import pandas as pd
 
     from scpo.config import MethodConfig, TrainConfig
 
     base = HFRewardModel.from_pretrained(str(write_tiny_bert(tmp_path / "bert")), lora_r=4,
                                          max_length=32)
     rm = base.copy()
-    pairs = pd.DataFrame({"prompt": ["q one", "q two"] * 4, "chosen": ["good answer"] * 8,
-                          "rejected": ["bad"] * 8})
-    rm.fit(pairs, np.ones(8), TrainConfig(lr=1e-2, max_steps=2, batch_size=4), MethodConfig(),
-           seed=0)
+    rm.fit(EIGHT_PAIRS, np.ones(8), TrainConfig(lr=1e-2, max_steps=2, batch_size=4),
+           MethodConfig(), seed=0)
     rm.save(tmp_path / "saved")
     files = {p.name for p in (tmp_path / "saved").iterdir()}
     assert "adapter_model.safetensors" in files and "model.safetensors" not in files
