@@ -255,3 +255,105 @@ def test_the_hub_commit_the_weights_came_from_is_recorded(tmp_path):
     out = subprocess.run([sys.executable, "-c", COMMIT_PROBE, str(plain)], env=env, check=True,
                          capture_output=True, text=True).stdout.split()
     assert out == [sha, sha, "None"]
+
+
+def write_tiny_deberta(path):
+    """A 2-layer DeBERTa-v2 whose tokenizer.json normalises as DeBERTa-v3's files do: NFKC
+    folding (here the tokenizers NFKC step stands in for sentencepiece's nmt_nfkc map)."""
+    from tokenizers import Regex, normalizers
+    from transformers import DebertaV2Config, DebertaV2ForSequenceClassification, DebertaV2Tokenizer
+
+    pieces = ["▁", "a", "b", "...", "fi", "…", "ﬁ"]
+    vocab = [(t, 0.0) for t in ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")]
+    tok = DebertaV2Tokenizer(vocab=vocab + [(p, -float(i)) for i, p in enumerate(pieces, 1)])
+    tok.backend_tokenizer.normalizer = normalizers.Sequence(
+        [normalizers.Strip(), normalizers.NFKC(), normalizers.Replace(Regex(" {2,}"), " ")])
+    tok.save_pretrained(path)
+    cfg = DebertaV2Config(vocab_size=len(vocab) + len(pieces), hidden_size=32,
+                          num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                          num_labels=1, max_position_embeddings=64)
+    torch.manual_seed(0)
+    DebertaV2ForSequenceClassification(cfg).save_pretrained(path)
+    return path
+
+
+def test_the_tokenizer_normalises_as_the_models_tokenizer_json(tmp_path):
+    """transformers 5 rebuilds DeBERTa-v2/v3's normaliser (NFC only); the model's file folds
+    ellipsis and ligature to '...' and 'fi', as the v4 tokenizer the paper used did."""
+    from tokenizers import Tokenizer
+    from transformers import AutoTokenizer
+
+    path = write_tiny_deberta(tmp_path / "deberta")
+    text = "a… ﬁ"
+    from_file = Tokenizer.from_file(str(path / "tokenizer.json")).encode(
+        text, add_special_tokens=False).tokens
+    assert from_file == ["▁", "a", "...", "▁", "fi"]
+    rebuilt = AutoTokenizer.from_pretrained(path).tokenize(text)
+    assert rebuilt != from_file  # the drift this guards against is still there upstream
+    rm = HFRewardModel.from_pretrained(str(path), bf16=False)
+    assert rm.tokenizer.tokenize(text) == from_file
+    # the normaliser is part of the fingerprint: restored and rebuilt tokenizers differ
+    plain = HFRewardModel.from_model(rm.model, AutoTokenizer.from_pretrained(path),
+                                     name=str(path), bf16=False)
+    assert plain.fingerprint() != rm.fingerprint()
+    # saved and loaded back (scpo's own save), the normaliser survives
+    rm.save(tmp_path / "saved")
+    assert HFRewardModel.load(tmp_path / "saved").tokenizer.tokenize(text) == from_file
+
+
+def test_a_hub_models_tokenizer_json_is_read_from_the_hub_cache(tmp_path):
+    """By hub id (read offline from the cache), the file's normaliser is restored too."""
+    sha = "89abcdef0123456789abcdef0123456789abcdef"
+    repo = tmp_path / "hub" / "models--org--tiny-deberta"
+    write_tiny_deberta(repo / "snapshots" / sha)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(sha)
+    probe = ("from scpo.models.hf import HFRewardModel\n"
+             "print(HFRewardModel.from_pretrained('org/tiny-deberta', bf16=False)"
+             ".tokenizer.tokenize('a… ﬁ'))")
+    env = {**os.environ, "HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HUB_OFFLINE": "1"}
+    out = subprocess.run([sys.executable, "-c", probe], env=env, check=True,
+                         capture_output=True, text=True).stdout.strip()
+    assert out == "['▁', 'a', '...', '▁', 'fi']"
+
+
+def test_the_exported_cards_usage_code_tokenizes_as_in_training(tmp_path):
+    """The card's own code, run as a user would, restores the normaliser the model was
+    trained with; a model whose tokenizer loads as saved gets no such line."""
+    import re
+
+    rm = HFRewardModel.from_pretrained(str(write_tiny_deberta(tmp_path / "deberta")), bf16=False)
+    card = {"tau": 0.7, "beta": 1.1, "pairs_kept": 8, "seeds": [0], "test_accuracy": 0.5}
+    out = rm.export(tmp_path / "exported", card)
+    code = re.search(r"```python\n(.*?)```", (out / "README.md").read_text(), re.S).group(1)
+    code = code.replace(re.search(r'MODEL = "(.*?)"', code).group(1), str(out))
+    scope: dict = {}
+    exec(code, scope)  # the card's usage code, as written (our own generated text)
+    assert scope["tok"].tokenize("a… ﬁ") == ["▁", "a", "...", "▁", "fi"]
+    bert = HFRewardModel.from_pretrained(str(write_tiny_bert(tmp_path / "bert")), bf16=False)
+    plain_card = (bert.export(tmp_path / "b", card) / "README.md").read_text()
+    assert "Tokenizer.from_file" not in plain_card
+
+
+def test_pickled_weights_only_are_named_as_the_reason(tmp_path):
+    """The paper's DeBERTa RM has safetensors only on a hub conversion revision: a model with
+    pytorch_model.bin alone (directory or hub cache) gets an error saying so and what to pass."""
+    from safetensors.torch import load_file
+
+    sha = "fedcba9876543210fedcba9876543210fedcba98"
+    repo = tmp_path / "hub" / "models--org--pickled"
+    for path in (tmp_path / "dir", repo / "snapshots" / sha):
+        write_tiny_bert(path)
+        torch.save(load_file(path / "model.safetensors"), path / "pytorch_model.bin")
+        (path / "model.safetensors").unlink()
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(sha)
+    with pytest.raises(OSError, match=r"only as pytorch_model.bin.*model.revision=refs/pr/N"):
+        HFRewardModel.from_pretrained(str(tmp_path / "dir"))
+    probe = ("from scpo.models.hf import HFRewardModel\n"
+             "try:\n    HFRewardModel.from_pretrained('org/pickled')\n"
+             "except OSError as e:\n    print(e)")
+    env = {**os.environ, "HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HUB_OFFLINE": "1"}
+    out = subprocess.run([sys.executable, "-c", probe], env=env, check=True,
+                         capture_output=True, text=True).stdout
+    assert "'org/pickled' (revision main) has its weights only as pytorch_model.bin" in out

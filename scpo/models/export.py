@@ -77,6 +77,17 @@ def portable_name(name: str) -> str:
     return p.name if p.is_absolute() or p.exists() else name
 
 
+def _normalizer_line(rm: HFRewardModel) -> str:
+    """The card's usage code restores the tokenizer.json normaliser when transformers rebuilt
+    a different one (DeBERTa-v3 under transformers 5), as scpo did in training."""
+    if not rm.normalizer_restored:
+        return ""
+    return ("# transformers 5 rebuilds this tokenizer's normaliser; the model was trained with "
+            "the file's:\nfrom tokenizers import Tokenizer\n"
+            "tok.backend_tokenizer.normalizer = Tokenizer.from_file("
+            "f\"{MODEL}/tokenizer.json\").normalizer\n")
+
+
 def _usage(rm: HFRewardModel, model_id: str) -> str:
     """Python that scores one (prompt, response) the way the model was trained to read it,
     with transformers and as a TRL reward function."""
@@ -101,6 +112,7 @@ def _usage(rm: HFRewardModel, model_id: str) -> str:
         "from transformers import AutoModelForSequenceClassification, AutoTokenizer\n\n"
         f"MODEL = \"{model_id}\"  # this directory\n"
         "tok = AutoTokenizer.from_pretrained(MODEL)\n"
+        f"{_normalizer_line(rm)}"
         "model = AutoModelForSequenceClassification.from_pretrained(MODEL).eval()\n"
         "prompt, response = \"How should I greet my neighbours?\", \"Say hello and smile.\"\n"
         f"{encode}\n"

@@ -218,6 +218,63 @@ def loaded_commit(name_or_path: str, revision: str | None) -> str | None:
     return sha if len(sha) == 40 and all(c in "0123456789abcdef" for c in sha) else None
 
 
+def pickle_only(name_or_path: str, revision: str | None) -> bool:
+    """True if the model's weights are there only as ``pytorch_model.bin`` (a directory's, or
+    the hub cache's): the reason a safetensors-only load failed, worth its own message."""
+    if Path(name_or_path).is_dir():
+        return (Path(name_or_path) / "pytorch_model.bin").is_file()
+    from huggingface_hub import try_to_load_from_cache
+
+    return isinstance(try_to_load_from_cache(name_or_path, "pytorch_model.bin",
+                                             revision=revision), str)
+
+
+def tokenizer_file(name_or_path: str, revision: str | None) -> Path | None:
+    """The model's own ``tokenizer.json`` (a directory's, or the hub cache's), or None."""
+    if Path(name_or_path).is_dir():
+        path = Path(name_or_path) / "tokenizer.json"
+        return path if path.is_file() else None
+    from huggingface_hub import hf_hub_download
+
+    try:
+        return Path(hf_hub_download(name_or_path, "tokenizer.json", revision=revision,
+                                    local_files_only=True))
+    except (OSError, ValueError):  # the repo has none, or it is not cached: nothing to restore
+        return None
+
+
+def restore_file_normalizer(tokenizer: Any, path: Path | None) -> bool:
+    """Put back the text normaliser the model's ``tokenizer.json`` carries; True if it differed.
+
+    transformers 5 rebuilds some tokenizers from their class instead of the file: DeBERTa-v2/v3
+    gets NFC and whitespace folding only, dropping the sentencepiece ``nmt_nfkc`` map of the file
+    the model was trained with (ellipses, ligatures, full-width forms, non-breaking spaces), so
+    such texts would reach the model as token ids it never saw. The file is the truth."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if path is None or backend is None:
+        return False
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8")).get("normalizer")
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{path}: not a readable tokenizer.json ({e}); download the model's "
+                         "tokenizer files again") from e
+    if saved == json.loads(backend.to_str()).get("normalizer"):
+        return False
+    from tokenizers import Tokenizer
+
+    backend.normalizer = Tokenizer.from_file(str(path)).normalizer
+    return True
+
+
+def normalizer_id(tokenizer: Any) -> str:
+    """The tokenizer's text normaliser as JSON, part of a model's fingerprint: the same weights
+    fed differently normalised text give different scores."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        return "none"
+    return json.dumps(json.loads(backend.to_str()).get("normalizer"), sort_keys=True)
+
+
 def model_device(model: torch.nn.Module) -> torch.device:
     """Where the weights are (a parked global RM's are on the CPU)."""
     return next(model.parameters()).device
@@ -412,6 +469,7 @@ class HFRewardModel(RewardModel):
         # ranks of a launch; copies (the minority models) inherit it
         self.split_scoring = False
         self.commit: str | None = None  # the hub commit the weights came from (from_pretrained)
+        self.normalizer_restored = False  # tokenizer.json's normaliser put back (from_pretrained)
 
     # ---- construction ----
 
@@ -429,12 +487,21 @@ class HFRewardModel(RewardModel):
         half = lora_r > 0 and autocast_enabled(pick_device(), bf16, mode)
         try:
             tokenizer = AutoTokenizer.from_pretrained(name_or_path, **kw)
+            restored = restore_file_normalizer(tokenizer, tokenizer_file(name_or_path, revision))
             with seeded_init():
                 model = AutoModelForSequenceClassification.from_pretrained(
                     name_or_path, num_labels=1, use_safetensors=True,
                     dtype=torch.bfloat16 if half else torch.float32, **kw)
         except OSError as e:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            if pickle_only(name_or_path, revision):
+                raise OSError(
+                    f"reward model {name_or_path!r} (revision {revision or 'main'}) has its "
+                    "weights only as pytorch_model.bin, a pickle, and scpo loads safetensors "
+                    "only. On the hub, a safetensors conversion is often a pull request: pass "
+                    "its revision (--set model.revision=refs/pr/N) and download it once online; "
+                    "for your own directory, save the model with save_pretrained (which writes "
+                    "model.safetensors)") from e
             raise OSError(
                 f"could not load reward model {name_or_path!r} (revision {revision or 'main'}) "
                 f"from the hub or disk ({first[:200]}); pass a local directory instead "
@@ -445,6 +512,7 @@ class HFRewardModel(RewardModel):
                  gradient_checkpointing=gradient_checkpointing, chat_template=chat_template,
                  dropout=dropout)
         rm.commit = loaded_commit(name_or_path, revision)
+        rm.normalizer_restored = restored
         return rm
 
     @classmethod
@@ -484,6 +552,7 @@ class HFRewardModel(RewardModel):
         if self._fingerprint is None:
             opts = json.dumps(self.options(), sort_keys=True)
             digest = hashlib.sha256(opts.encode())
+            digest.update(normalizer_id(self.tokenizer).encode())
             digest.update(weights_hash(full_state_dict(self.model)).encode())
             box = [digest.hexdigest()[:20]]
             if is_sharded(self.model):  # only rank 0 saw the weights: share its hash
