@@ -64,7 +64,7 @@ def texts(n: int, words: int, seed: int = 0) -> tuple[list[str], list[str]]:
 
 
 def rate(rm, prompts: list[str], responses: list[str], mode: str, threads: int) -> float:
-    from scpo.models.hf import get_mode
+    from scpo.models.modes import get_mode
 
     torch.set_num_threads(threads)
     rm.mode = get_mode(mode)

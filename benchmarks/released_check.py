@@ -66,7 +66,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from scpo.models.hf import MODES, Mode, effective_seed  # noqa: E402  (after the env settings)
+from scpo.models.modes import MODES, Mode, effective_seed  # noqa: E402  (after the env settings)
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT_DIR = ROOT / "data" / "released_check"
@@ -142,7 +142,7 @@ def check_settings(s: Settings) -> None:
 def input_stats(rm: Any, train: pd.DataFrame, mode: Mode) -> dict[str, float]:
     """What the mode feeds the model: tokens per training input (padding included), and the
     share of training inputs whose ids / segment ids equal what scoring sees for the same text."""
-    from scpo.models.hf import encode_for_scoring, encode_for_training
+    from scpo.models.modes import encode_for_scoring, encode_for_training
 
     prompts = train["prompt"].tolist() * 2
     responses = train["chosen"].tolist() + train["rejected"].tolist()

@@ -2,7 +2,7 @@
 
     python book/build.py                          # the embedded default: simulated data, "default"
     python book/build.py --preset tiny            # the small CI book (2 countries, 1 seed)
-    python book/build.py --data-dir ../shared/data   # + the real-data chapter (GlobalOpinionQA)
+    python book/build.py --data-dir /path/to/data    # + the real-data chapter (GlobalOpinionQA)
     python book/build.py convert                  # notebooks/*.md -> notebooks/*.ipynb, then e.g.
     papermill notebooks/country.ipynb out/Chile.ipynb -p country Chile -p tau 0.6
 
@@ -95,8 +95,8 @@ this build was not given. Build the book with a data directory that holds
 `globalopinionqa/{csv}` (or the csv itself) to add it:
 
 ```bash
-SCPO_DATA_DIR=../shared/data make book
-python book/build.py --data-dir ../shared/data
+SCPO_DATA_DIR=/path/to/data make book
+python book/build.py --data-dir /path/to/data
 ```
 
 The notebook behind this chapter is `notebooks/goqa.md`.

@@ -1,6 +1,6 @@
 """The ``scpo`` command.
 
-    scpo run --dataset goqa --data-dir ../shared/data/globalopinionqa --countries all \
+    scpo run --dataset goqa --data-dir /path/to/globalopinionqa --countries all \
         --variants all --seeds 0 1 2 --out results/
     scpo run --preset paper --data-dir /data/prism --out results/paper --export models/paper
     scpo export --results <country notebooks results_dir> --country Chile --out models/chile
@@ -17,17 +17,26 @@ import sys
 import time
 from pathlib import Path
 
-from scpo.config import Config, list_presets, load_preset
+from scpo.config import Config, describe, help_text, list_presets, load_preset
+
+# the command line's shortcuts for config fields; their help is the field's own (config.knob)
+FLAGS: list[tuple[str, str, str, dict]] = [
+    ("--dataset", "data", "dataset", {"choices": ["sim", "prism", "goqa"]}),
+    ("--data-dir", "data", "data_dir", {}),
+    ("--countries", "run", "countries", {"nargs": "+"}),
+    ("--variants", "run", "variants", {"nargs": "+"}),
+    ("--seeds", "run", "seeds", {"nargs": "+", "type": int}),
+    ("--backend", "model", "backend", {"choices": ["embedding", "hf"]}),
+    ("--tau", "method", "tau", {"type": float}),
+    ("--beta", "method", "beta", {"type": float}),
+]
 
 
 def build_config(args: argparse.Namespace) -> Config:
     cfg = load_preset(args.preset) if args.preset else Config()
     over: dict[str, dict] = {}
-    for flag, section, key in [("dataset", "data", "dataset"), ("data_dir", "data", "data_dir"),
-                               ("countries", "run", "countries"), ("variants", "run", "variants"),
-                               ("seeds", "run", "seeds"), ("backend", "model", "backend"),
-                               ("tau", "method", "tau"), ("beta", "method", "beta"),
-                               ("export", "run", "export_dir")]:
+    shortcuts = [(f[2:].replace("-", "_"), section, key) for f, section, key, _ in FLAGS]
+    for flag, section, key in [*shortcuts, ("export", "run", "export_dir")]:
         v = getattr(args, flag, None)
         if v is not None:
             over.setdefault(section, {})[key] = v
@@ -37,23 +46,17 @@ def build_config(args: argparse.Namespace) -> Config:
         name, sep, val = item.partition("=")
         section, dot, key = name.partition(".")
         if not sep or not dot:
-            raise SystemExit(f"--set expects section.key=value, got {item!r}")
+            raise ValueError(f"--set expects section.key=value, got {item!r}; e.g. "
+                             "--set train.lr=3e-4")
         texts.setdefault(section, {})[key] = val
     return cfg.update(texts, where="--set", text=True)
 
 
 def _add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", help=f"a preset name ({', '.join(list_presets())}) or a .toml path")
-    p.add_argument("--dataset", choices=["sim", "prism", "goqa"])
-    p.add_argument("--data-dir", dest="data_dir", help="local data (default: hub / simulate)")
-    p.add_argument("--countries", nargs="+", help="country names or 'all' (the paper's 7)")
-    p.add_argument("--variants", nargs="+", help="variant names or 'all'")
-    p.add_argument("--seeds", nargs="+", type=int)
-    p.add_argument("--backend", choices=["embedding", "hf"])
-    p.add_argument("--tau", type=float,
-                   help="filter threshold: keep training pairs with p_glo < tau (method.tau)")
-    p.add_argument("--beta", type=float,
-                   help="weight temperature: W = min(exp(delta_glo / beta), 1) (method.beta)")
+    for flag, section, key, kw in FLAGS:
+        p.add_argument(flag, dest=flag[2:].replace("-", "_"), **kw,
+                       help=f"{help_text(section, key)} ({section}.{key})".replace("%", "%%"))
     p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE",
                    help="any config field, e.g. --set train.lr=3e-4 (repeatable)")
 
@@ -64,7 +67,7 @@ def cmd_run(args: argparse.Namespace) -> None:
     cfg = build_config(args)
     t0 = time.perf_counter()
     results, _, _ = run(cfg, args.out)
-    from scpo.models.hf import is_main_process
+    from scpo.models.device import is_main_process
     from scpo.report import main_table
 
     if not is_main_process():  # torchrun / accelerate launch: rank 0 reports
@@ -77,7 +80,7 @@ def cmd_run(args: argparse.Namespace) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> None:
-    from scpo.experiment import export_saved
+    from scpo.results import export_saved
 
     path = export_saved(args.results, args.country, args.variant, args.seed, args.out)
     print(f"exported to {path}: load it with AutoModelForSequenceClassification.from_pretrained")
@@ -122,13 +125,18 @@ def main(argv: list[str] | None = None) -> None:
     _add_config_args(p)
     p.set_defaults(func=cmd_pairs)
     p = sub.add_parser("simulate", help="write simulated PRISM-format data")
-    p.add_argument("--preset", default="default")
+    p.add_argument("--preset", default="default", help="the preset whose [data.sim] table sets "
+                   "the simulator's knobs (default: its defaults)")
     p.add_argument("--out", required=True)
     p.add_argument("--test-frac", dest="test_frac", type=float, default=0.15,
                    help="the data.test_frac the data will be loaded with (default 0.15)")
     p.add_argument("--split-seed", dest="split_seed", type=int, default=0,
                    help="the data.split_seed the data will be loaded with (default 0)")
     p.set_defaults(func=cmd_simulate)
+    p = sub.add_parser("config", help="print every setting of a preset (with --set applied), "
+                       "its value and what it does")
+    _add_config_args(p)
+    p.set_defaults(func=lambda a: print(describe(build_config(a))))
     p = sub.add_parser("presets", help="list the presets")
     p.set_defaults(func=lambda a: print("\n".join(list_presets())))
     args = parser.parse_args(argv)

@@ -25,79 +25,116 @@ def cache_dir() -> Path:
     return Path(os.environ.get("SCPO_CACHE_DIR", Path.home() / ".cache" / "scpo"))
 
 
+def knob(default: Any = dataclasses.MISSING, doc: str = "", *,
+         factory: Any = dataclasses.MISSING) -> Any:
+    """A config field with its one description (``help_text`` reads it: the CLI, ``scpo
+    config`` and the notebooks point here instead of repeating it)."""
+    return field(default=default, default_factory=factory, metadata={"help": doc})
+
+
 @dataclass
 class DataConfig:
-    dataset: str = "sim"  # "sim" (the simulator), "prism" or "goqa"
-    data_dir: str | None = None  # local files; None = the hub (prism/goqa) or a fresh simulation
-    revision: str | None = None  # hub revision (commit or tag) for prism/goqa
-    # PRISM/sim: the released code's datasets train_test_split of the survey rows (test users);
-    # GOQA: that share of the questions
-    test_frac: float = 0.15
-    split_seed: int = 0  # the seed of that split (the paper's: 0)
-    # of the training users/questions, held out only while the tuned variant chooses tau/beta/lr
-    # (a seeded hash of each id); every variant, the tuned one included, trains on all of them
-    val_frac: float = 0.15
-    prompt_context: str = "turn"  # PRISM/sim: "turn" (the prompt alone, as the released code)
-    # or "history" (the earlier turns and the responses chosen in them, then the prompt)
-    min_share_gap: float = 0.0  # GOQA: option i > option j only if share_i - share_j > gap
-    sim_preset: str = "default"  # simulator knobs preset (scpo.simulate), when dataset = "sim"
+    """Which preference pairs: the dataset, its split into training and test users."""
+
+    dataset: str = knob("sim", '"sim" (the simulator), "prism" or "goqa"')
+    data_dir: str | None = knob(None, "local files; None = the hub (prism/goqa) or a fresh "
+                                "simulation")
+    revision: str | None = knob(None, "hub revision (commit or tag) of the prism/goqa dataset")
+    test_frac: float = knob(0.15, "PRISM/sim: share of survey rows (users) held out as test "
+                            "users, by the released code's datasets train_test_split; GOQA: "
+                            "share of the questions")
+    split_seed: int = knob(0, "the seed of that split (the paper's: 0)")
+    val_frac: float = knob(0.15, "share of the training users/questions held out only while "
+                           "the tuned variant chooses tau/beta/lr (a seeded hash of each id); "
+                           "every variant, the tuned one included, trains on all of them")
+    prompt_context: str = knob("turn", 'PRISM/sim: "turn" (the prompt alone, as the released '
+                               'code) or "history" (the earlier turns and the responses chosen '
+                               'in them, then the prompt)')
+    min_share_gap: float = knob(0.0, "GOQA: option i is preferred to option j only if "
+                                "share_i - share_j > gap")
+    sim: dict[str, Any] = knob(doc='dataset = "sim": the simulator\'s knobs that differ from '
+                               'the defaults of scpo.simulate.SimConfig (a [data.sim] table)',
+                               factory=dict)
 
 
 @dataclass
 class MethodConfig:
-    tau: float = 0.7  # keep pairs with p_glo < tau
-    beta: float = 1.10  # weight temperature: W = exp(min(delta / beta, 0))
-    normalize: str = "batch"  # loss divides by batch size ("batch", as the paper) or sum W
+    """SCPO's two knobs (spec §3) and how the loss is normalised."""
+
+    tau: float = knob(0.7, "filter: keep training pairs with p_glo < tau (the paper: 0.7)")
+    beta: float = knob(1.10, "weight temperature: W = min(exp(delta_glo / beta), 1) (the "
+                       "paper: 1.10)")
+    normalize: str = knob("batch", 'the loss divides by the batch size ("batch", as the paper) '
+                          'or by sum W ("weights")')
 
 
 @dataclass
 class TrainConfig:
-    lr: float = 1e-3  # minority fine-tuning learning rate (AdamW, linear decay, no warm-up)
-    max_steps: int = 1024  # optimizer steps per country, as the paper (not epochs)
-    batch_size: int = 8  # pairs per step
-    weight_decay: float = 0.0
-    global_lr: float = 1e-2  # embedding tier: learning rate of the global head
-    global_steps: int = 2000  # embedding tier: steps of the global head
-    global_batch_size: int = 64
+    """Fine-tuning each minority RM (and, on the embedding tier, the global head)."""
+
+    lr: float = knob(1e-3, "minority fine-tuning learning rate (AdamW, linear decay, no warm-up)")
+    max_steps: int = knob(1024, "optimizer steps per country, as the paper (not epochs)")
+    batch_size: int = knob(8, "pairs per step")
+    weight_decay: float = knob(0.0, "AdamW weight decay")
+    global_lr: float = knob(1e-2, "embedding tier: learning rate of the global head")
+    global_steps: int = knob(2000, "embedding tier: steps of the global head")
+    global_batch_size: int = knob(64, "embedding tier: pairs per step of the global head")
 
 
 @dataclass
 class ModelConfig:
-    backend: str = "embedding"  # "embedding" (frozen encoder + head) or "hf" (full fine-tuning)
-    encoder: str = "minilm"  # embedding tier: "minilm" (shipped) or a HF model id / directory
-    head: str = "linear"  # embedding tier head: "linear" or "mlp"
-    encoder_max_length: int = 256  # embedding tier: tokens per text pair (MiniLM trained at 256)
-    global_model: str | None = None  # hf tier: the global RM (hub id or directory)
-    revision: str | None = None  # hf tier: hub revision (commit or tag) of the global RM
-    chat_template: bool = False  # hf tier: wrap (prompt, response) in the tokenizer's template
-    max_length: int = 512  # hf tier: tokens per (prompt, response) input
-    mode: str = "fixed"  # hf tier: "fixed" or "released" (spec §8 behaviour)
-    lora_r: int = 0  # hf tier: LoRA rank (0 = full fine-tuning)
-    bf16: bool = True  # hf tier: bf16 autocast when CUDA is available
-    gradient_checkpointing: bool = False
-    dropout: bool = True  # hf tier: the checkpoint's dropout (the released code's); false = off,
-    # as TRL's disable_dropout: faster and leaner (on a CPU it unlocks the fused attention kernel)
-    trust_remote_code: bool = False  # off unless you ask for it
-    # given country RMs, evaluated by the variants "published" / "published_dropout" (preset
-    # "published"): country -> hub id or directory; minority_dir: a directory holding a local
-    # copy of each id under the id's last part (e.g. <dir>/scpo-reward-model-chile)
-    minority_models: dict[str, str] = field(default_factory=dict)
-    minority_dir: str | None = None
+    """The reward models: the tier (embedding or Hugging Face) and its options."""
+
+    backend: str = knob("embedding", '"embedding" (frozen encoder + head) or "hf" (a Hugging '
+                        'Face RM, fine-tuned in full or with LoRA)')
+    encoder: str = knob("minilm", 'embedding tier: "minilm" (shipped) or a HF model id / '
+                        'directory')
+    head: str = knob("linear", 'embedding tier head: "linear" or "mlp"')
+    encoder_max_length: int = knob(256, "embedding tier: tokens per text pair (MiniLM trained "
+                                   "at 256)")
+    global_model: str | None = knob(None, "hf tier: the global RM (hub id or directory)")
+    revision: str | None = knob(None, "hf tier: hub revision (commit or tag) of the global RM")
+    chat_template: bool = knob(False, "hf tier: wrap (prompt, response) in the tokenizer's "
+                               "chat template")
+    max_length: int = knob(512, "hf tier: tokens per (prompt, response) input")
+    mode: str = knob("fixed", 'hf tier: "fixed" or "released" (the released code\'s '
+                     'behaviour, spec §8)')
+    lora_r: int = knob(0, "hf tier: LoRA rank (0 = full fine-tuning)")
+    bf16: bool = knob(True, "hf tier: bf16 autocast when CUDA (with bf16) is available")
+    gradient_checkpointing: bool = knob(False, "hf tier: recompute activations in the "
+                                        "backward pass (less memory, ~1/3 more time)")
+    dropout: bool = knob(True, "hf tier: the checkpoint's dropout (the released code's); false "
+                         "= off, as TRL's disable_dropout: faster and leaner (on a CPU it "
+                         "unlocks the fused attention kernel)")
+    trust_remote_code: bool = knob(False, "run a hub model's own code (off unless you ask)")
+    minority_models: dict[str, str] = knob(
+        doc='given country RMs, evaluated by the variants "published" / "published_dropout" '
+            '(preset "published"): country -> hub id or directory', factory=dict)
+    minority_dir: str | None = knob(None, "a directory holding a local copy of each "
+                                    "minority_models id under the id's last part (e.g. "
+                                    "<dir>/scpo-reward-model-chile)")
 
 
 @dataclass
 class RunConfig:
-    countries: list[str] = field(default_factory=lambda: ["all"])  # "all" = the paper's 7
-    variants: list[str] = field(default_factory=lambda: ["all"])
-    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
-    n_boot: int = 1000  # bootstrap resamples (of users) for 95% CIs
-    tune_grid: dict[str, list[float]] = field(default_factory=lambda: {
-        "tau": [0.5, 0.7, 0.9], "beta": [0.55, 1.1, 2.2], "lr_scale": [0.5, 1.0],
-    })
-    # hf tier: write each trained minority RM of these variants as a standard HF checkpoint
-    # with a model card, under <export_dir>/<Country>/<variant>/seed<k>/ (None = no export)
-    export_dir: str | None = None
-    export_variants: list[str] = field(default_factory=lambda: ["scpo_fw", "scpo_fw_tuned"])
+    """What one run covers: countries x variants x seeds, and what it writes."""
+
+    countries: list[str] = knob(doc='country names, or "all" = the paper\'s 7',
+                                factory=lambda: ["all"])
+    variants: list[str] = knob(doc='names from scpo.variants.VARIANTS, or "all"',
+                               factory=lambda: ["all"])
+    seeds: list[int] = knob(doc="training seeds", factory=lambda: [0, 1, 2])
+    n_boot: int = knob(1000, "bootstrap resamples (of users) for 95% CIs")
+    tune_grid: dict[str, list[float]] = knob(
+        doc="the tuned variant's grid: tau, beta and lr_scale (x train.lr)",
+        factory=lambda: {"tau": [0.5, 0.7, 0.9], "beta": [0.55, 1.1, 2.2],
+                         "lr_scale": [0.5, 1.0]})
+    export_dir: str | None = knob(None, "hf tier: write each trained minority RM of "
+                                  "export_variants as a standard HF checkpoint with a model "
+                                  "card, under <export_dir>/<Country>/<variant>/seed<k>/ "
+                                  "(None = no export)")
+    export_variants: list[str] = knob(doc="the variants run.export_dir exports",
+                                      factory=lambda: ["scpo_fw", "scpo_fw_tuned"])
 
 
 @dataclass
@@ -216,3 +253,21 @@ def load_preset(name: str) -> Config:
     with open(path, "rb") as f:
         overrides = tomllib.load(f)
     return Config().update(overrides, where=str(path))
+
+
+def help_text(section: str, key: str) -> str:
+    """A field's one description, e.g. ``help_text("method", "tau")``."""
+    fields = {f.name: f for f in dataclasses.fields(getattr(Config(), section))}
+    return fields[key].metadata["help"]
+
+
+def describe(cfg: Config) -> str:
+    """Every field with its value and description, section by section (``scpo config``)."""
+    lines = []
+    for sec in dataclasses.fields(cfg):
+        obj = getattr(cfg, sec.name)
+        lines.append(f"[{sec.name}]  # {type(obj).__doc__}")
+        for f in dataclasses.fields(obj):
+            lines.append(f"{f.name} = {getattr(obj, f.name)!r}  # {f.metadata['help']}")
+        lines.append("")
+    return "\n".join(lines)

@@ -33,12 +33,12 @@ def load_pairs(cfg: DataConfig) -> PairData:
                          **split)
     if cfg.dataset == "sim":
         from scpo.prism import load_prism
-        from scpo.simulate import attach_truth, ensure_simulation, sim_config
+        from scpo.simulate import attach_truth, ensure_simulation, sim_knobs
 
         # the simulator holds each split's response texts apart; it must split the users as the
         # loader will, so it is given the same test fraction and seed
         sim_dir = Path(cfg.data_dir) if cfg.data_dir else ensure_simulation(
-            sim_config(cfg.sim_preset, test_frac=cfg.test_frac, split_seed=cfg.split_seed),
+            sim_knobs(cfg.sim, test_frac=cfg.test_frac, split_seed=cfg.split_seed),
             cache_dir() / "sim")
         data = load_prism(sim_dir, prompt_context=cfg.prompt_context, **split)
         data.pairs = attach_truth(data.pairs, sim_dir)

@@ -1,8 +1,11 @@
 """Run the paper's variants for countries x seeds and collect tidy, traceable results.
 
     prep = prepare(cfg)                  # pairs, the global RM, its scores (once, cached)
-    run_country(prep, "Chile", cfg)      # every variant x seed for one country
+    run_country(prep, "Chile")           # every variant x seed for one country
     run(cfg, out_dir)                    # all countries; writes results + a JSON record
+
+prepare -> weights -> train (and tune) -> evaluate, for one country -> every country. What a
+run writes (results, record, saved and exported models) is ``scpo.results``.
 
 One row per country x variant x seed x test set ("overall", "pure_minority").
 """
@@ -11,11 +14,9 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import json
-import platform
 import time
 from collections.abc import Collection
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,14 +24,21 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-import scpo
 from scpo import evaluate, method
 from scpo.config import Config
 from scpo.data import load_pairs, resolve_countries
 from scpo.models.base import RewardModel
-from scpo.models.hf import is_main_process
+from scpo.models.device import is_main_process
 from scpo.pairs import PairData, require_test_pairs, select_country
 from scpo.published import model_location
+from scpo.results import (
+    CountryRun,
+    export_model,
+    export_variants,
+    model_dir,
+    run_record,
+    write_runs,
+)
 from scpo.scoring import add_global_scores, get_global_rm
 from scpo.variants import Variant, resolve, training_weights
 
@@ -51,15 +59,12 @@ class Prepared:
     global_rm: RewardModel
     countries: list[str]
 
+    def record(self) -> dict[str, Any]:
+        """The run's record (``results.run_record``): config, versions, data, global RM."""
+        return run_record(self.cfg, self.data, self.global_rm, self.countries)
 
-@dataclass
-class CountryRun:
-    country: str
-    results: pd.DataFrame
-    histories: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # "variant/seed"
-    models: dict[str, RewardModel] = field(default_factory=dict)  # "variant/seed"
-    tuned: dict[int, dict[str, Any]] = field(default_factory=dict)  # seed -> choice + grid
-    exported: dict[str, str] = field(default_factory=dict)  # "variant/seed" -> checkpoint dir
+    def data_description(self) -> dict[str, str]:
+        return {"source": self.data.source, "fingerprint": self.data.fingerprint}
 
 
 def prepare(cfg: Config) -> Prepared:
@@ -143,16 +148,18 @@ def check_countries(prep: Prepared, countries: Collection[str]) -> None:
                          + "\nLeave them out (run.countries) or change the settings named.")
 
 
-def given_model(prep: Prepared, country: str, variant: Variant) -> RewardModel:
-    """A country RM given by ``model.minority_models`` (the authors' published ones with the
-    preset "published"), loaded to be scored as ``variant.score_mode``, never trained."""
-    from scpo.models.hf import HFRewardModel
-
-    m = prep.cfg.model
-    where = model_location(country, m.minority_models, m.minority_dir)
-    return HFRewardModel.from_pretrained(
-        where, max_length=m.max_length, mode=variant.score_mode or m.mode, bf16=m.bf16,
-        chat_template=m.chat_template, trust_remote_code=m.trust_remote_code)
+def kept_weights(variant: Variant, train: pd.DataFrame, tau: float, beta: float, seed: int,
+                 country: str) -> np.ndarray:
+    """W of every training pair (``variants.training_weights``); an error naming the country
+    and tau if the variant keeps none."""
+    w = training_weights(variant, train["rg_chosen"].to_numpy(), train["rg_rejected"].to_numpy(),
+                         tau, beta, seed)
+    if not (w > 0).any():
+        p = method.p_glo(train["rg_chosen"], train["rg_rejected"])
+        raise EmptyFilterError(
+            f"{country}: variant {variant.name!r} with tau={tau} keeps no training pair "
+            f"(0 of {len(train)}; p_glo ranges {p.min():.3f}-{p.max():.3f}). Raise tau.")
+    return w
 
 
 def _train(prep: Prepared, train: pd.DataFrame, w: np.ndarray, seed: int, lr: float,
@@ -163,18 +170,6 @@ def _train(prep: Prepared, train: pd.DataFrame, w: np.ndarray, seed: int, lr: fl
     hist = model.fit(train[keep].reset_index(drop=True), w[keep], tcfg, prep.cfg.method,
                      seed=seed, eval_pairs=val if val is not None and len(val) else None)
     return model, hist
-
-
-def _weights(prep: Prepared, variant: Variant, train: pd.DataFrame, tau: float, beta: float,
-             seed: int, country: str) -> np.ndarray:
-    w = training_weights(variant, train["rg_chosen"].to_numpy(), train["rg_rejected"].to_numpy(),
-                         tau, beta, seed)
-    if not (w > 0).any():
-        p = method.p_glo(train["rg_chosen"], train["rg_rejected"])
-        raise EmptyFilterError(
-            f"{country}: variant {variant.name!r} with tau={tau} keeps no training pair "
-            f"(0 of {len(train)}; p_glo ranges {p.min():.3f}-{p.max():.3f}). Raise tau.")
-    return w
 
 
 def _val_accuracy(model: RewardModel, val: pd.DataFrame) -> float:
@@ -221,9 +216,36 @@ def tune(prep: Prepared, country: str, seed: int, splits: dict[str, pd.DataFrame
             "n_val_users": int(val["user_id"].nunique())}
 
 
-def _jsd_alignment(prep: Prepared, model: RewardModel, country: str) -> float:
+def given_model(prep: Prepared, country: str, variant: Variant) -> RewardModel:
+    """A country RM given by ``model.minority_models`` (the authors' published ones with the
+    preset "published"), loaded to be scored as ``variant.score_mode``, never trained."""
+    from scpo.models.hf import HFRewardModel
+
+    m = prep.cfg.model
+    where = model_location(country, m.minority_models, m.minority_dir)
+    return HFRewardModel.from_pretrained(
+        where, max_length=m.max_length, mode=variant.score_mode or m.mode, bf16=m.bf16,
+        chat_template=m.chat_template, trust_remote_code=m.trust_remote_code)
+
+
+def _given_scores(model: RewardModel, test: pd.DataFrame, seed: int,
+                  cache: dict[str, tuple[np.ndarray, np.ndarray]], name: str
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """A given RM's test scores: computed once in eval mode (they repeat), or per seed with
+    dropout on, from a generator seeded with ``seed`` (same seed, same dropout masks)."""
+    import torch
+
+    if not getattr(getattr(model, "mode", None), "dropout_at_scoring", False):
+        if name not in cache:
+            cache[name] = model.score_pairs(test)
+        return cache[name]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return model.score_pairs(test)
+
+
+def _jsd_alignment(opts: pd.DataFrame, model: RewardModel, country: str) -> float:
     """GlobalOpinionQA: mean over test questions of 1 - JSD(softmax r(x, options), shares)."""
-    opts = prep.data.options
     q = opts[(opts["country"] == country) & (opts["split"] == "test")]
     if q.empty:
         return float("nan")
@@ -255,62 +277,8 @@ def evaluate_variant(prep: Prepared, model: RewardModel, test: pd.DataFrame, see
         test["user_id"].astype(str).to_numpy(), truth=truth or None,
         n_boot=prep.cfg.run.n_boot, seed=seed)
     if prep.data.source == "goqa":
-        rows[0]["jsd_alignment"] = _jsd_alignment(prep, model, country)
+        rows[0]["jsd_alignment"] = _jsd_alignment(prep.data.options, model, country)
     return rows
-
-
-def export_variants(prep: Prepared) -> set[str]:
-    """The trained variants whose models ``run.export_dir`` asks for (empty: no export).
-
-    Checked before any training, so a long GPU run cannot end without the checkpoints asked for.
-    """
-    run_cfg = prep.cfg.run
-    if not run_cfg.export_dir:
-        return set()
-    if not hasattr(prep.global_rm, "export"):
-        raise ValueError(f"run.export_dir={run_cfg.export_dir!r} needs model.backend = 'hf': "
-                         "the embedding tier's RM (a head on frozen sentence embeddings) is not "
-                         "a standard Hugging Face checkpoint. Unset run.export_dir or use "
-                         "--backend hf.")
-    trained = {v.name for v in resolve(run_cfg.variants) if v.train}
-    wanted = {v.name for v in resolve(run_cfg.export_variants)}
-    if not wanted & trained:
-        raise ValueError(f"run.export_variants={run_cfg.export_variants} names no trained variant "
-                         f"of this run (run.variants={run_cfg.variants}); nothing would be "
-                         "exported. Add one of them to run.variants or change run.export_variants.")
-    return wanted & trained
-
-
-def card_record(rows: list[dict[str, Any]], config: dict[str, Any],
-                data: dict[str, Any]) -> dict[str, Any]:
-    """The model card's training record of one (country, variant, seed) from its result rows
-    (one per test set), the run's config dict and its data description."""
-    first = rows[0]
-    keys = {(r["country"], r["variant"], r["seed"]) for r in rows}
-    if len(keys) != 1:
-        raise ValueError(f"card_record: rows of one model expected, got {sorted(keys)}")
-    return {
-        "country": first["country"], "variant": first["variant"],
-        "tau": float(first["tau"]), "beta": float(first["beta"]), "lr": float(first["lr"]),
-        "pairs_kept": int(first["n_kept"]), "pairs_train": int(first["n_train"]),
-        "weight_sum": float(first["weight_sum"]), "seeds": [int(first["seed"])],
-        "max_steps": int(config["train"]["max_steps"]),
-        "batch_size": int(config["train"]["batch_size"]),
-        "test_accuracy": {r["test_set"]: {"accuracy": float(r["accuracy"]),
-                                          "ci95": [float(r["ci_low"]), float(r["ci_high"])],
-                                          "n_pairs": int(r["n_pairs"])} for r in rows},
-        "dataset": data["source"], "data_fingerprint": data["fingerprint"],
-        "split_seed": int(config["data"]["split_seed"]),
-    }
-
-
-def export_model(prep: Prepared, model: RewardModel, rows: list[dict[str, Any]]) -> Path:
-    """``<run.export_dir>/<Country>/<variant>/seed<k>/``: checkpoint, tokenizer, model card."""
-    first = rows[0]
-    path = (Path(prep.cfg.run.export_dir) / country_slug(first["country"]) / first["variant"]
-            / f"seed{first['seed']}")
-    data = {"source": prep.data.source, "fingerprint": prep.data.fingerprint}
-    return model.export(path, card_record(rows, prep.cfg.to_dict(), data))
 
 
 def run_country(prep: Prepared, country: str, *, keep_models: bool = False,
@@ -323,7 +291,7 @@ def run_country(prep: Prepared, country: str, *, keep_models: bool = False,
     is in memory at a time: on a GPU, keeping 21 DeBERTa copies (``keep_models``) fills it.
     """
     cfg = prep.cfg
-    to_export = export_variants(prep)
+    to_export = export_variants(cfg.run, prep.global_rm)
     check_countries(prep, [country])
     splits = country_splits(prep, country)
     train, test = splits["train"], splits["test"]
@@ -351,7 +319,7 @@ def run_country(prep: Prepared, country: str, *, keep_models: bool = False,
                     out.tuned[seed] = tune(prep, country, seed, splits, variant)
                 choice = next(iter(out.tuned.values()))
                 tau, beta, lr = choice["tau"], choice["beta"], choice["lr"]
-            w = _weights(prep, variant, train, tau, beta, seed, country)
+            w = kept_weights(variant, train, tau, beta, seed, country)
             model, hist = _train(prep, train, w, seed, lr, None)
         n_kept, w_sum = int((w > 0).sum()), float(w.sum())
         key = f"{variant.name}/{seed}"
@@ -370,26 +338,11 @@ def run_country(prep: Prepared, country: str, *, keep_models: bool = False,
                for r in evaluate_variant(prep, model, test, seed, country, scores)]
         rows += new
         if variant.name in to_export:
-            out.exported[key] = str(export_model(prep, model, new))
+            out.exported[key] = str(export_model(cfg.run.export_dir, model, new, cfg.to_dict(),
+                                                 prep.data_description()))
         del model  # freed before the next job copies the global RM (unless keep_models)
     out.results = pd.DataFrame(rows)
     return out
-
-
-def _given_scores(model: RewardModel, test: pd.DataFrame, seed: int,
-                  cache: dict[str, tuple[np.ndarray, np.ndarray]], name: str
-                  ) -> tuple[np.ndarray, np.ndarray]:
-    """A given RM's test scores: computed once in eval mode (they repeat), or per seed with
-    dropout on, from a generator seeded with ``seed`` (same seed, same dropout masks)."""
-    import torch
-
-    if not getattr(getattr(model, "mode", None), "dropout_at_scoring", False):
-        if name not in cache:
-            cache[name] = model.score_pairs(test)
-        return cache[name]
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return model.score_pairs(test)
 
 
 def run(cfg: Config, out_dir: str | Path | None = None, *, progress: bool = True,
@@ -399,15 +352,15 @@ def run(cfg: Config, out_dir: str | Path | None = None, *, progress: bool = True
     progress = progress and is_main_process()  # one set of bars per launch
     prep = prepare(cfg)
     check_countries(prep, prep.countries)  # every country, before the first training step
-    export_variants(prep)
+    export_variants(cfg.run, prep.global_rm)
     t_prep = time.perf_counter() - t0
     runs = {}
     for c in tqdm(prep.countries, desc="countries", disable=not progress):
         runs[c] = run_country(prep, c, keep_models=keep_models, progress=progress)
     results = pd.concat([r.results for r in runs.values()], ignore_index=True)
     if out_dir is not None:
-        write_results(Path(out_dir), prep, runs, results,
-                      timing={"prepare_s": t_prep, "total_s": time.perf_counter() - t0})
+        write_runs(Path(out_dir), runs, results, prep.record(),
+                   timing={"prepare_s": t_prep, "total_s": time.perf_counter() - t0})
     return results, prep, runs
 
 
@@ -427,139 +380,3 @@ def run_simulation(cfg: Config, sim: Any, countries: list[str], variants: list[s
                                 seeds=list(seeds)))
     results, prep, _ = run(setting, progress=False)
     return results, prep.pairs
-
-
-def run_record(prep: Prepared) -> dict[str, Any]:
-    """What is needed to trace and rerun any number: config, version, data fingerprint."""
-    return {
-        "scpo_version": scpo.__version__, "config": prep.cfg.to_dict(),
-        "data": {"source": prep.data.source, "fingerprint": prep.data.fingerprint,
-                 "report": prep.data.report, "meta": prep.data.meta},
-        "global_rm": prep.global_rm.fingerprint(),
-        # the hub commit the global RM's weights came from (None: a local directory)
-        "global_rm_commit": getattr(prep.global_rm, "commit", None),
-        "countries": prep.countries,
-        "python": platform.python_version(), "torch": _torch_version(),
-    }
-
-
-def _torch_version() -> str:
-    import torch
-
-    return torch.__version__
-
-
-def trained_on(results: pd.DataFrame) -> dict[str, dict[str, dict[str, int]]]:
-    """country -> variant -> training users and pairs available and used (first seed's row)."""
-    if results.empty:
-        return {}
-    first = results.drop_duplicates(["country", "variant"])
-    return {c: {r.variant: {"train_users": int(r.n_train_users), "train_pairs": int(r.n_train),
-                            "users_trained": int(r.n_users_trained), "pairs_trained": int(r.n_kept)}
-                for r in g.itertuples(index=False)}
-            for c, g in first.groupby("country", sort=False)}
-
-
-def write_results(out: Path, prep: Prepared, runs: dict[str, CountryRun],
-                  results: pd.DataFrame, timing: dict[str, float] | None = None) -> None:
-    """Write the tidy results and the record; under ``accelerate launch`` only rank 0 writes."""
-    if not is_main_process():
-        return
-    out.mkdir(parents=True, exist_ok=True)
-    results.to_parquet(out / "results.parquet", index=False)
-    results.to_csv(out / "results.csv", index=False, float_format="%.10g")
-    hist = {f"{c}/{k}": v for c, r in runs.items() for k, v in r.histories.items()}
-    (out / "histories.json").write_text(json.dumps(hist, sort_keys=True))
-    tuned = {c: {str(s): v for s, v in r.tuned.items()} for c, r in runs.items() if r.tuned}
-    (out / "tuned.json").write_text(json.dumps(tuned, sort_keys=True, indent=1, default=float))
-    record = {**run_record(prep), "trained_on": trained_on(results)}
-    (out / "run.json").write_text(json.dumps(record, indent=1, sort_keys=True, default=str))
-    if timing:
-        (out / "timing.json").write_text(json.dumps(timing, indent=1))
-    exported = {f"{c}/{k}": v for c, r in runs.items() for k, v in r.exported.items()}
-    if exported:
-        (out / "exported.json").write_text(json.dumps(exported, sort_keys=True, indent=1))
-
-
-def country_slug(country: str) -> str:
-    return country.replace(" ", "_")
-
-
-def model_dir(root: str | Path, country: str, variant: str, seed: int | str) -> Path:
-    """Where a country's trained minority model is saved: ``<root>/<Country>/models/...``."""
-    return Path(root) / country_slug(country) / "models" / variant / f"seed{seed}"
-
-
-def save_country(out: str | Path, prep: Prepared, run_: CountryRun) -> Path:
-    """Write one country's results (and its trained models, if kept) under ``out/<Country>/``.
-
-    Aggregate notebooks read these back with ``load_results`` / ``load_model`` and never retrain.
-    """
-    d = Path(out) / country_slug(run_.country)
-    write_results(d, prep, {run_.country: run_}, run_.results)
-    for key, model in run_.models.items():
-        if model is prep.global_rm:
-            continue
-        variant, seed = key.split("/")
-        model.save(model_dir(out, run_.country, variant, seed))
-    return d
-
-
-def load_results(root: str | Path, countries: list[str] | None = None) -> pd.DataFrame:
-    """Concatenate ``<root>/<Country>/results.parquet`` (all countries found, or those given)."""
-    root = Path(root)
-    dirs = ([root / country_slug(c) for c in countries] if countries
-            else sorted(p.parent for p in root.glob("*/results.parquet")))
-    missing = [str(d) for d in dirs if not (d / "results.parquet").exists()]
-    if missing or not dirs:
-        raise FileNotFoundError(f"no results under {missing or root}; run the country notebook "
-                                "(or `scpo run --out`) first")
-    return pd.concat([pd.read_parquet(d / "results.parquet") for d in dirs], ignore_index=True)
-
-
-def load_model(root: str | Path, prep: Prepared, country: str, variant: str,
-               seed: int) -> RewardModel:
-    """A minority RM saved by ``save_country`` (the global RM for variant "global")."""
-    if variant == "global":
-        return prep.global_rm
-    path = model_dir(root, country, variant, seed)
-    if not path.exists():
-        raise FileNotFoundError(f"no saved model at {path}; run the country notebook with "
-                                f"{variant!r} in its save_variants first")
-    return type(prep.global_rm).load(path, **_load_kwargs(prep.global_rm))
-
-
-def _load_kwargs(rm: RewardModel) -> dict[str, Any]:
-    enc = getattr(rm, "encoder", None)
-    return {"encoder": enc} if enc is not None else {}
-
-
-def export_saved(results_dir: str | Path, country: str, variant: str, seed: int,
-                 out: str | Path) -> Path:
-    """Export a minority RM that ``save_country`` saved (the country notebook keeps its models),
-    with the model card filled from that country's results.parquet and run.json."""
-    d = Path(results_dir) / country_slug(country)
-    files = [d / "results.parquet", d / "run.json"]
-    missing = [str(f) for f in files if not f.exists()]
-    if missing:
-        raise FileNotFoundError(f"export: {missing} not found; run the country notebook (or "
-                                "save_country) into that results directory first")
-    record = json.loads(files[1].read_text())
-    backend = record["config"]["model"]["backend"]
-    if backend != "hf":
-        raise ValueError(f"export: {d} was run with model.backend = {backend!r}; only the hf "
-                         "tier's models are standard Hugging Face checkpoints")
-    res = pd.read_parquet(files[0])
-    rows = res[(res["variant"] == variant) & (res["seed"] == seed)].to_dict("records")
-    if not rows:
-        raise KeyError(f"export: no results for variant {variant!r}, seed {seed} in {files[0]}; "
-                       f"it has {sorted(set(zip(res['variant'], res['seed'].astype(int))))}")
-    path = model_dir(results_dir, country, variant, seed)
-    if not path.exists():
-        raise FileNotFoundError(f"export: no saved model at {path} (the global RM is not "
-                                "exported: it is the model you started from)")
-    from scpo.models.hf import HFRewardModel
-
-    card = card_record(rows, record["config"], record["data"])
-    return HFRewardModel.load(path).export(Path(out), card)
-

@@ -40,7 +40,8 @@ def get_global_rm(data: PairData, cfg: Config, root: Path | None = None) -> Rewa
     """
     m = cfg.model
     if m.backend == "hf":
-        from scpo.models.hf import HFRewardModel, start_process_group
+        from scpo.models.device import start_process_group
+        from scpo.models.hf import HFRewardModel
 
         rm = HFRewardModel.from_config(m)
         start_process_group(rm.device)  # under a launch, the run's scoring is split over the

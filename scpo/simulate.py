@@ -158,24 +158,22 @@ def split_test_rows(config: SimConfig, n_users: int) -> np.ndarray:
     return paper_test_rows(n_users, config.test_frac, config.split_seed)
 
 
-# Presets list only what differs from the defaults above.
-PRESETS: dict[str, dict[str, Any]] = {
-    # The main run: ~4,800 distinct texts, ~200 users per minority country.
-    "default": {},
-    # Tests and the small CI book: a few hundred texts, seconds end to end.
-    "tiny": dict(n_prompts=6, responses_per_prompt=40, majority_users=200, users_per_country=40),
-}
-
-
-def sim_config(name: str = "default", **overrides: Any) -> SimConfig:
-    """A preset with overrides; an unknown preset or knob raises with the valid names."""
-    if name not in PRESETS:
-        raise KeyError(f"unknown simulator preset {name!r}; available: {sorted(PRESETS)}")
-    knobs = {f.name for f in dataclasses.fields(SimConfig)}
-    unknown = sorted(set(overrides) - knobs)
+def sim_knobs(knobs: dict[str, Any], **overrides: Any) -> SimConfig:
+    """The defaults above with ``knobs`` (a preset's ``data.sim``) and ``overrides`` on top; an
+    unknown knob raises with the valid names."""
+    valid = {f.name for f in dataclasses.fields(SimConfig)}
+    unknown = sorted((set(knobs) | set(overrides)) - valid)
     if unknown:
-        raise KeyError(f"unknown simulator knob(s) {unknown}; valid: {sorted(knobs)}")
-    return SimConfig(**{**PRESETS[name], **overrides})
+        raise KeyError(f"unknown simulator knob(s) {unknown}; valid: {sorted(valid)}")
+    return SimConfig(**{**knobs, **overrides})
+
+
+def sim_config(preset: str = "default", **overrides: Any) -> SimConfig:
+    """The simulation of an scpo preset (its ``[data.sim]`` table; "default": ~4,800 distinct
+    texts, ~200 users per minority country; "tiny": a few hundred texts), with overrides."""
+    from scpo.config import load_preset
+
+    return sim_knobs(load_preset(preset).data.sim, **overrides)
 
 
 def load_banks() -> tuple[dict[str, Any], list[dict[str, str]]]:

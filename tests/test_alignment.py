@@ -126,7 +126,8 @@ def test_the_experiment_averages_the_countrys_test_questions(data):
     assert abs(expected - everything) > 0.01  # the training question would move the mean
     model = FixedScores()
     prep = experiment.Prepared(Config(), data, data.pairs, FixedScores(), ["Chile"])
-    assert experiment._jsd_alignment(prep, model, "Chile") == pytest.approx(expected, abs=1e-9)
+    got = experiment._jsd_alignment(prep.data.options, model, "Chile")
+    assert got == pytest.approx(expected, abs=1e-9)
 
     # and the row that evaluate_variant writes for a GOQA run carries the same number
     test = data.pairs[(data.pairs["country"] == "Chile") & (data.pairs["split"] == "test")]
@@ -143,4 +144,5 @@ def test_mexico_matched_exactly_scores_one(data):
     if not ((opts["country"] == "Mexico") & (opts["split"] == "test")).any():
         pytest.fail("the fixture should put Mexico's only question (A) in the test split")
     # p = s = (1/4, 3/4): divergence ~1e-17 at most, its square root ~3e-9
-    assert experiment._jsd_alignment(prep, FixedScores(), "Mexico") == pytest.approx(1, abs=1e-7)
+    got = experiment._jsd_alignment(prep.data.options, FixedScores(), "Mexico")
+    assert got == pytest.approx(1, abs=1e-7)

@@ -6,7 +6,7 @@ from scpo.config import Config, list_presets, load_preset
 def test_presets_load_and_only_override_what_they_say():
     assert {"default", "tiny", "goqa"} <= set(list_presets())
     tiny = load_preset("tiny")
-    assert tiny.data.sim_preset == "tiny" and tiny.run.seeds == [0]
+    assert tiny.data.sim["n_prompts"] == 6 and tiny.run.seeds == [0]
     assert tiny.method.tau == Config().method.tau  # not in the file: the default
 
 

@@ -127,8 +127,8 @@ def test_a_launch_the_trainer_does_not_join_is_an_error(monkeypatch, tmp_path):
     the batch was split in two, so training would silently use half of it."""
     from types import SimpleNamespace
 
-    from scpo.models.hf import get_mode
     from scpo.models.hf_train import training_arguments
+    from scpo.models.modes import get_mode
 
     monkeypatch.setenv("WORLD_SIZE", "2")
     rm = SimpleNamespace(mode=get_mode("fixed"), device=torch.device("meta"), bf16=False,

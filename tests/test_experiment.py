@@ -8,15 +8,8 @@ import pytest
 
 from scpo import cli
 from scpo.config import load_preset
-from scpo.experiment import (
-    country_splits,
-    load_model,
-    load_results,
-    prepare,
-    run,
-    run_country,
-    save_country,
-)
+from scpo.experiment import country_splits, prepare, run, run_country
+from scpo.results import load_model, load_results, save_country
 
 
 def tiny(**over):
@@ -90,7 +83,7 @@ def test_country_without_test_pairs_is_an_error(prep):
 
 def test_save_and_load_results(prep, tmp_path):
     cr = run_country(prep, "Chile", keep_models=True, progress=False)
-    save_country(tmp_path, prep, cr)
+    save_country(tmp_path, cr, prep.record())
     back = load_results(tmp_path)
     pd.testing.assert_frame_equal(back, cr.results)
     assert (tmp_path / "Chile" / "models" / "scpo_fw" / "seed0").exists()
@@ -104,13 +97,13 @@ def test_models_saved_as_they_are_trained_not_kept(prep, tmp_path):
                      save_variants=["scpo_fw"])
     assert cr.models == {}
     assert sorted(p.name for p in (tmp_path / "Chile" / "models").iterdir()) == ["scpo_fw"]
-    back = load_model(tmp_path, prep, "Chile", "scpo_fw", 0)
+    back = load_model(tmp_path, prep.global_rm, "Chile", "scpo_fw", 0)
     test = country_splits(prep, "Chile")["test"]
     correct = np.greater(*back.score_pairs(test))
     row = cr.results.query("variant == 'scpo_fw' and test_set == 'overall'").iloc[0]
     assert correct.mean() == row["accuracy"]
     with pytest.raises(FileNotFoundError, match="'baseline' in its save_variants"):
-        load_model(tmp_path, prep, "Chile", "baseline", 0)
+        load_model(tmp_path, prep.global_rm, "Chile", "baseline", 0)
 
 
 def test_cli_run_writes_traceable_results_bit_identically(tmp_path, capsys):
@@ -153,7 +146,7 @@ def test_every_variant_trains_on_every_training_pair(prep, tmp_path):
     kept = method.filter_mask(method.p_glo(chile["rg_chosen"], chile["rg_rejected"]), tau)
     assert r.loc["scpo_fw_tuned", "n_kept"] == kept.sum() and r.loc["scpo_fw_tuned", "tau"] == tau
     assert cr.tuned[0]["n_fit_pairs"] + cr.tuned[0]["n_val_pairs"] == len(chile)
-    save_country(tmp_path, prep, cr)
+    save_country(tmp_path, cr, prep.record())
     rec = json.loads((tmp_path / "Chile" / "run.json").read_text())["trained_on"]["Chile"]
     n_users = chile["user_id"].nunique()
     assert rec["baseline"] == {"train_users": n_users, "train_pairs": len(chile),

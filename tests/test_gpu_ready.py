@@ -9,7 +9,8 @@ import pytest
 import torch
 from conftest import write_tiny_bert
 
-from scpo.models.hf import HFRewardModel, autocast_enabled, fp32_score_head
+from scpo.models.hf import HFRewardModel, fp32_score_head
+from scpo.models.modes import autocast_enabled
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest
 EIGHT_PAIRS = pd.DataFrame({"prompt": ["q one", "q two"] * 4, "chosen": ["good answer"] * 8,

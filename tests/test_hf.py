@@ -34,7 +34,7 @@ from scpo.config import (  # noqa: E402
     TrainConfig,
     load_preset,
 )
-from scpo.models import hf  # noqa: E402
+from scpo.models import hf, modes  # noqa: E402
 from scpo.models.hf import HFRewardModel  # noqa: E402
 from scpo.models.hf_train import (  # noqa: E402
     PairCollator,
@@ -201,7 +201,7 @@ def test_tiny_llama_lora_with_chat_template(tmp_path):
     rm = tiny_llama(lora_r=4)
     tok = rm.tokenizer
     assert tok.pad_token == "<unk>" and rm.model.config.pad_token_id == tok.pad_token_id
-    enc = hf.encode_for_training(tok, ["What is polite"], ["It depends"], mode="fixed",
+    enc = modes.encode_for_training(tok, ["What is polite"], ["It depends"], mode="fixed",
                                  max_length=64, chat_template=True)[0]
     assert tok.convert_ids_to_tokens(enc["input_ids"]) == [
         "user", ":", "what", "is", "polite", "assistant", ":", "it", "depends", "</s>"]
@@ -242,8 +242,8 @@ def test_lora_over_a_bf16_base_trains_fp32_weights():
 
 def test_training_inputs_sep_text_padded_vs_text_pair(bert_tok):
     kw = {"max_length": 512}
-    fixed = hf.encode_for_training(bert_tok, ["hi"], ["yo"], mode="fixed", **kw)[0]
-    rel = hf.encode_for_training(bert_tok, ["hi"], ["yo"], mode="released", **kw)[0]
+    fixed = modes.encode_for_training(bert_tok, ["hi"], ["yo"], mode="fixed", **kw)[0]
+    rel = modes.encode_for_training(bert_tok, ["hi"], ["yo"], mode="released", **kw)[0]
     # text pair: [CLS] hi [SEP] yo [SEP], the response marked by token type 1
     assert bert_tok.convert_ids_to_tokens(fixed["input_ids"]) == [
         "[CLS]", "hi", "[SEP]", "yo", "[SEP]"]
@@ -257,12 +257,12 @@ def test_training_inputs_sep_text_padded_vs_text_pair(bert_tok):
 
 def test_pad_to_max_alone_pads_the_text_pair(bert_tok):
     """Each Mode field acts on its own (benchmarks/released_check.py switches them one by one)."""
-    mode = dataclasses.replace(hf.MODES["fixed"], name="fixed+pad", pad_to_max=True)
-    enc = hf.encode_for_training(bert_tok, ["hi"], ["yo"], mode=mode, max_length=16)[0]
+    mode = dataclasses.replace(modes.MODES["fixed"], name="fixed+pad", pad_to_max=True)
+    enc = modes.encode_for_training(bert_tok, ["hi"], ["yo"], mode=mode, max_length=16)[0]
     assert len(enc["input_ids"]) == 16 and sum(enc["attention_mask"]) == 5
     assert enc["token_type_ids"][:5] == [0, 0, 0, 1, 1]  # still the text pair
     # scoring never pads: the batch is padded to its longest input
-    assert len(hf.encode_for_scoring(bert_tok, ["hi"], ["yo"], mode=mode, max_length=16)[0]
+    assert len(modes.encode_for_scoring(bert_tok, ["hi"], ["yo"], mode=mode, max_length=16)[0]
                ["input_ids"]) == 5
 
 
@@ -271,11 +271,11 @@ def test_scoring_inputs_truncated_only_in_fixed(bert_tok):
     n_full = len(bert_tok("hi", long)["input_ids"])  # 1 + 1 + 1 + 100 + 1
     assert n_full == 104
     kw = {"max_length": 32}
-    assert len(hf.encode_for_scoring(bert_tok, ["hi"], [long], mode="fixed", **kw)[0]
+    assert len(modes.encode_for_scoring(bert_tok, ["hi"], [long], mode="fixed", **kw)[0]
                ["input_ids"]) == 32
-    assert len(hf.encode_for_scoring(bert_tok, ["hi"], [long], mode="released", **kw)[0]
+    assert len(modes.encode_for_scoring(bert_tok, ["hi"], [long], mode="released", **kw)[0]
                ["input_ids"]) == 104
-    assert len(hf.encode_for_training(bert_tok, ["hi"], [long], mode="released", **kw)[0]
+    assert len(modes.encode_for_training(bert_tok, ["hi"], [long], mode="released", **kw)[0]
                ["input_ids"]) == 32
 
 
@@ -284,15 +284,15 @@ def test_dropout_at_scoring_only_in_released(bert_tok):
     np.testing.assert_array_equal(score_all(fixed), score_all(fixed))
     assert not np.array_equal(score_all(rel), score_all(rel))
     model = fixed.model.train()
-    with hf.scoring_context(model, "fixed"):
+    with modes.scoring_context(model, "fixed"):
         assert not model.training and torch.is_inference_mode_enabled()
-    with hf.scoring_context(model, "released"):
+    with modes.scoring_context(model, "released"):
         assert model.training and torch.is_grad_enabled()
     assert model.training  # restored
 
 
 def test_released_seed_is_always_42(bert_tok):
-    assert hf.effective_seed("released", 7) == 42 and hf.effective_seed("fixed", 7) == 7
+    assert modes.effective_seed("released", 7) == 42 and modes.effective_seed("fixed", 7) == 7
     fps = {}
     for mode in ("fixed", "released"):
         base = tiny_deberta(bert_tok, mode=mode, max_length=64)
@@ -329,10 +329,10 @@ def test_training_arguments_per_mode(bert_tok, monkeypatch):
     assert not a.bf16 and a.warmup_steps == 0 and a.lr_scheduler_type == "linear"
     assert a.logging_steps == 3 and a.save_strategy == "no" and not a.remove_unused_columns
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)  # an A100
-    assert hf.autocast_enabled(torch.device("cuda"), True, "fixed")
-    assert not hf.autocast_enabled(torch.device("cuda"), True, "released")
-    assert not hf.autocast_enabled(torch.device("cpu"), True, "fixed")
-    assert not hf.autocast_enabled(torch.device("cuda"), False, "fixed")
+    assert modes.autocast_enabled(torch.device("cuda"), True, "fixed")
+    assert not modes.autocast_enabled(torch.device("cuda"), True, "released")
+    assert not modes.autocast_enabled(torch.device("cpu"), True, "fixed")
+    assert not modes.autocast_enabled(torch.device("cuda"), False, "fixed")
 
 
 # ---- the loss wiring ----
@@ -386,7 +386,7 @@ def test_fingerprint_tracks_weights_and_options(bert_tok):
 def test_errors_name_the_problem(bert_tok, tmp_path):
     rm = tiny_deberta(bert_tok, max_length=64)
     with pytest.raises(ValueError, match="model.mode must be one of"):
-        hf.get_mode("faithful")
+        modes.get_mode("faithful")
     with pytest.raises(ValueError, match="released mode feeds no chat template"):
         HFRewardModel.from_model(rm.model, bert_tok, mode="released", chat_template=True)
     with pytest.raises(ValueError, match="lack column"):
@@ -406,7 +406,7 @@ def test_errors_name_the_problem(bert_tok, tmp_path):
     with pytest.raises(FileNotFoundError, match="scpo_hf.json not found"):
         HFRewardModel.load(tmp_path)
     with pytest.raises(ValueError, match="tokenizer has no chat template"):
-        hf.encode_for_training(bert_tok, ["a"], ["b"], mode="fixed", max_length=8,
+        modes.encode_for_training(bert_tok, ["a"], ["b"], mode="fixed", max_length=8,
                                chat_template=True)
     with pytest.raises(OSError, match="could not load reward model 'no/such-model'"):
         HFRewardModel.from_pretrained("no/such-model")

@@ -5,7 +5,7 @@ import json
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
-from scpo.models.hf import chat_text, prompt_messages
+from scpo.models.modes import chat_text, prompt_messages
 
 
 def chat_tokenizer() -> PreTrainedTokenizerFast:

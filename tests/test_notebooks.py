@@ -2,6 +2,7 @@
 papermill command run for real on the tiny preset."""
 
 import ast
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -117,8 +118,13 @@ def test_documented_papermill_command_reruns_one_country(tmp_path, env):
     assert "tau = 0.6" in injected[0].source and 'country = "Chile"' in injected[0].source
 
 
-HF_PRESET = """[data]
-sim_preset = "tiny"
+HF_PRESET = """[data.sim]
+n_prompts = 6
+responses_per_prompt = 40
+majority_users = 200
+users_per_country = 40
+[method]
+tau = 0.8
 [model]
 backend = "hf"
 max_length = 64
@@ -149,6 +155,8 @@ def test_country_notebook_on_the_hf_tier_then_export(tmp_path, env, tiny_bert):
     rec = pd.read_json(results / "Chile" / "run.json", typ="series")
     assert rec["config"]["model"]["backend"] == "hf"
     assert rec["config"]["model"]["global_model"] == str(tiny_bert)
+    method = json.loads((results / "Chile" / "run.json").read_text())["config"]["method"]
+    assert method["tau"] == 0.8  # no tau given: the preset's, not 0.7
     assert [p.name for p in (results / "Chile" / "models").iterdir()] == ["scpo_fw"]
     proc = subprocess.run([sys.executable, "-m", "scpo.cli", "export", "--results", str(results),
                            "--country", "Chile", "--out", str(tmp_path / "export")],
@@ -157,6 +165,7 @@ def test_country_notebook_on_the_hf_tier_then_export(tmp_path, env, tiny_bert):
     card = (tmp_path / "export" / "README.md").read_text()
     res = pd.read_parquet(results / "Chile" / "results.parquet")
     acc = res.query("variant == 'scpo_fw' and test_set == 'overall'")["accuracy"].item()
+    assert set(res.loc[res["variant"] != "global", "tau"]) == {0.8}
     assert f'"overall": {{"accuracy": {acc}' in card
 
 

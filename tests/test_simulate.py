@@ -11,7 +11,6 @@ from scpo.pairs import MAJORITY_COUNTRIES, PAPER_COUNTRIES, paper_test_rows
 from scpo.prism import SURVEY_FIELDS, UTTERANCE_FIELDS, load_prism
 from scpo.simulate import (
     ATTRIBUTES,
-    PRESETS,
     TRUTH_FILES,
     attach_truth,
     config_hash,
@@ -243,7 +242,7 @@ def test_every_text_says_what_its_attributes_say(tiny):
 def test_knobs_are_checked():
     with pytest.raises(KeyError, match="outlier_rat"):
         sim_config("tiny", outlier_rat=0.1)
-    with pytest.raises(KeyError, match="available"):
+    with pytest.raises(FileNotFoundError, match="no preset 'huge'; available"):
         sim_config("huge")
     with pytest.raises(ValueError, match="outlier_rate=1.5"):
         sim_config("tiny", outlier_rate=1.5)
@@ -265,7 +264,6 @@ def test_presets_sizes():
     assert tiny.n_prompts * tiny.responses_per_prompt == 6 * 40
     assert (n_test_texts(tiny), tiny.responses_per_prompt) == (6, 40)
     assert (default.held_out_texts, default.test_frac, default.split_seed) == (True, 0.15, 0)
-    assert set(PRESETS) == {"default", "tiny"}
     assert config_hash(default) == config_hash(sim_config("default"))
     assert config_hash(default) != config_hash(sim_config("default", seed=1))
 

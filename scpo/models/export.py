@@ -15,7 +15,7 @@ import torch
 from safetensors.torch import save_file
 
 import scpo
-from scpo.models.hf import META_FILE, full_state_dict, is_main_process, is_sharded
+from scpo.models.device import full_state_dict, is_main_process, is_sharded
 
 if TYPE_CHECKING:
     from scpo.models.hf import HFRewardModel
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 CARD_FIELDS = ("tau", "beta", "pairs_kept", "seeds", "test_accuracy")  # required in ``card``
 
 
+META_FILE = "scpo_hf.json"  # what HFRewardModel.load needs besides the HF checkpoint
 ADAPTER_FILE = "adapter_model.safetensors"  # scpo's own save of a LoRA model: adapters only
 
 

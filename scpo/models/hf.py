@@ -1,23 +1,9 @@
 """The paper's tier: a Hugging Face sequence-classification reward model, fine-tuned in full or
 with LoRA, on a GPU when there is one.
 
-Two modes. ``fixed`` (the default) encodes (prompt, response) the same way for training and
-scoring and scores in eval mode without gradients. ``released`` reproduces what the authors'
-released code does (spec §8), so its effect on the numbers can be measured. Each difference is
-one field of ``Mode``, consulted by one small function:
-
-========================  ==========================  ===================================  =====
-what                      fixed                       released                             spec
-========================  ==========================  ===================================  =====
-training text             text pair (or chat          prompt + " [SEP] " + response,       §8.3
-                          template), truncated        truncated and padded to max_length   §8.5
-scoring text              same as training            text pair, NOT truncated             §8.3
-dropout at scoring        off (eval, inference_mode)  on (train mode, gradients on)        §8.1
-seed                      the one passed              always 42                            §8.2
-chosen / rejected         one concatenated forward    two forward passes                   §8.5
-batching                  length-grouped, dynamic pad random order, fixed 512 padding      §8.5
-bf16 autocast on CUDA     allowed                     off (the released run is fp32)       §7
-========================  ==========================  ===================================  =====
+How inputs are built, scored and trained in the ``fixed`` and ``released`` modes is
+``scpo.models.modes``; which device and rank, ``scpo.models.device``; the training loop,
+``scpo.models.hf_train``; checkpoints and model cards, ``scpo.models.export``.
 """
 
 from __future__ import annotations
@@ -27,10 +13,7 @@ import copy
 import hashlib
 import inspect
 import json
-import os
-import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,162 +23,21 @@ import torch
 
 from scpo.config import MethodConfig, ModelConfig, TrainConfig
 from scpo.models.base import RewardModel, TrainHistory
+from scpo.models.device import (
+    full_state_dict,
+    is_sharded,
+    model_device,
+    pick_device,
+    scoring_shards,
+)
+from scpo.models.modes import (
+    autocast_enabled,
+    encode_for_scoring,
+    get_mode,
+    scoring_context,
+)
 
-SEP_TEXT = " [SEP] "  # the released code's training separator, a literal string (spec §8.3)
-RELEASED_SEED = 42  # the released trainer's seed, whatever seed the run names (spec §8.2)
 LORA_ALPHA_PER_RANK = 2  # lora_alpha = 2 r, the common choice; the paper gives none (spec §8.4)
-META_FILE = "scpo_hf.json"  # what load() needs besides the HF checkpoint
-
-
-@dataclass(frozen=True)
-class Mode:
-    """How inputs are built, scored and trained; see the table in the module docstring."""
-
-    name: str
-    sep_text: bool  # train on prompt + SEP_TEXT + response instead of a text pair
-    pad_to_max: bool  # pad every training input to max_length
-    truncate_scoring: bool  # scoring inputs truncated to max_length like training inputs
-    dropout_at_scoring: bool  # score in train mode with gradients enabled
-    seed: int | None  # the seed actually used; None = the one passed
-    one_forward: bool  # chosen and rejected in one concatenated forward pass
-    length_grouping: bool  # length-grouped batches (pays off only with dynamic padding)
-    autocast: bool  # bf16 autocast allowed on CUDA
-
-
-MODES = {
-    "fixed": Mode("fixed", sep_text=False, pad_to_max=False, truncate_scoring=True,
-                  dropout_at_scoring=False, seed=None, one_forward=True, length_grouping=True,
-                  autocast=True),
-    "released": Mode("released", sep_text=True, pad_to_max=True, truncate_scoring=False,
-                     dropout_at_scoring=True, seed=RELEASED_SEED, one_forward=False,
-                     length_grouping=False, autocast=False),
-}
-
-
-def get_mode(name: str | Mode) -> Mode:
-    if isinstance(name, Mode):
-        return name
-    if name not in MODES:
-        raise ValueError(f"model.mode must be one of {sorted(MODES)}, got {name!r}")
-    return MODES[name]
-
-
-def effective_seed(mode: str | Mode, seed: int) -> int:
-    """The seed training really uses: the one passed, or 42 in released mode (spec §8.2)."""
-    fixed = get_mode(mode).seed
-    return int(seed) if fixed is None else fixed
-
-
-def prompt_messages(prompt: str) -> list[dict[str, str]]:
-    """The conversation a prompt stands for: a JSON chat list (PRISM's ``messages`` column, used
-    as the prompt with ``data.prompt_context = "history"``) is read as one; any other text is
-    a single user turn."""
-    if prompt.startswith('[{"role"'):
-        try:
-            msgs = json.loads(prompt)
-        except json.JSONDecodeError:
-            msgs = None
-        if (isinstance(msgs, list) and msgs
-                and all(isinstance(m, dict) and set(m) == {"role", "content"} for m in msgs)):
-            return msgs
-    return [{"role": "user", "content": prompt}]
-
-
-def chat_text(tokenizer: Any, prompt: str, response: str) -> str:
-    """The conversation (``prompt_messages``) and the response as the last assistant turn,
-    through the tokenizer's chat template."""
-    if not getattr(tokenizer, "chat_template", None):
-        raise ValueError("chat_template=True but the tokenizer has no chat template; set "
-                         "model.chat_template = false or use a tokenizer that ships one.")
-    messages = [*prompt_messages(prompt), {"role": "assistant", "content": response}]
-    return tokenizer.apply_chat_template(messages, tokenize=False)
-
-
-def _pair_encoding(tokenizer: Any, prompt: str, response: str, max_length: int | None,
-                   chat_template: bool, pad: bool = False) -> dict[str, list[int]]:
-    """The fixed encoding: a text pair (or chat-template text), truncated when max_length
-    (and padded to it when ``pad``)."""
-    trunc = {"truncation": True, "max_length": max_length} if max_length else {}
-    if pad and max_length:
-        trunc["padding"] = "max_length"
-    if chat_template:  # the template writes the special tokens itself
-        return dict(tokenizer(chat_text(tokenizer, prompt, response), add_special_tokens=False,
-                              **trunc))
-    return dict(tokenizer(prompt, response, **trunc))
-
-
-def encode_for_training(tokenizer: Any, prompts: list[str], responses: list[str], *,
-                        mode: str | Mode, max_length: int,
-                        chat_template: bool = False) -> list[dict[str, list[int]]]:
-    """Token ids of each training input.
-
-    fixed: the same encoding as scoring. released: ``prompt + " [SEP] " + response`` truncated
-    and padded to ``max_length`` (512 in the released code), no chat template (spec §8.3, §8.5).
-    """
-    m = get_mode(mode)
-    if not m.sep_text:
-        return [_pair_encoding(tokenizer, p, r, max_length, chat_template, pad=m.pad_to_max)
-                for p, r in zip(prompts, responses)]
-    if chat_template:
-        raise ValueError("released mode reproduces the released code, which feeds no chat "
-                         "template (spec §8.3); set model.chat_template = false or mode 'fixed'.")
-    return [dict(tokenizer(p + SEP_TEXT + r, truncation=True, max_length=max_length,
-                           padding="max_length" if m.pad_to_max else False))
-            for p, r in zip(prompts, responses)]
-
-
-def encode_for_scoring(tokenizer: Any, prompts: list[str], responses: list[str], *,
-                       mode: str | Mode, max_length: int,
-                       chat_template: bool = False) -> list[dict[str, list[int]]]:
-    """Token ids of each scored input: fixed = the training encoding; released = the text
-    pair without truncation, unlike its training text (spec §8.3)."""
-    m = get_mode(mode)
-    if m.sep_text and chat_template:
-        raise ValueError("released mode feeds no chat template (spec §8.3); set "
-                         "model.chat_template = false or mode 'fixed'.")
-    limit = max_length if m.truncate_scoring else None
-    return [_pair_encoding(tokenizer, p, r, limit, chat_template)
-            for p, r in zip(prompts, responses)]
-
-
-@contextlib.contextmanager
-def scoring_context(model: torch.nn.Module, mode: str | Mode) -> Iterator[None]:
-    """eval() + inference_mode (fixed), or train mode with gradients on (released, spec §8.1).
-
-    The model's train/eval state is restored afterwards.
-    """
-    m = get_mode(mode)
-    was_training = model.training
-    model.train(m.dropout_at_scoring)
-    try:
-        with contextlib.nullcontext() if m.dropout_at_scoring else torch.inference_mode():
-            yield
-    finally:
-        model.train(was_training)
-
-
-def autocast_enabled(device: torch.device, bf16: bool, mode: str | Mode) -> bool:
-    """bf16 autocast only on CUDA (CPU bf16 is slow and changes the numbers we test), and only
-    on a GPU that supports it (a V100 or T4 would raise): elsewhere fp32, with a warning."""
-    if not (bool(bf16) and device.type == "cuda" and get_mode(mode).autocast):
-        return False
-    if not torch.cuda.is_bf16_supported():
-        warnings.warn("model.bf16 = true but this GPU has no bf16 support; running in fp32 "
-                      "(set model.bf16 = false to silence this)", stacklevel=2)
-        return False
-    return True
-
-
-def pick_device() -> torch.device:
-    """cuda (this process's GPU under ``accelerate launch``) if available, else cpu."""
-    if torch.cuda.is_available():
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-    return torch.device("cpu")
-
-
-def is_main_process() -> bool:
-    """Rank 0 (or no distributed launch): the process that writes files."""
-    return int(os.environ.get("RANK", 0)) == 0
 
 
 def loaded_commit(name_or_path: str, revision: str | None) -> str | None:
@@ -273,58 +115,6 @@ def normalizer_id(tokenizer: Any) -> str:
     if backend is None:
         return "none"
     return json.dumps(json.loads(backend.to_str()).get("normalizer"), sort_keys=True)
-
-
-def model_device(model: torch.nn.Module) -> torch.device:
-    """Where the weights are (a parked global RM's are on the CPU)."""
-    return next(model.parameters()).device
-
-
-def scoring_shards(model: torch.nn.Module, split: bool) -> tuple[int, int]:
-    """(processes, this rank) to split scoring over: under a data-parallel launch each rank
-    scores 1/world of the texts and all gather the scores, instead of every rank scoring all.
-
-    Only with ``split`` (``HFRewardModel.split_scoring``): every rank must then score the same
-    texts at the same time, as the run's global and test scoring do, but not, say, a reward
-    function scoring each rank's own completions. (1, 0) alone, before the process group
-    exists, or under FSDP, whose forward passes are collectives that every rank must run
-    together on the same number of batches."""
-    dist = torch.distributed
-    if not split or not (dist.is_available() and dist.is_initialized()):
-        return 1, 0
-    if dist.get_world_size() < 2 or is_sharded(model):
-        return 1, 0
-    return dist.get_world_size(), dist.get_rank()
-
-
-def start_process_group(device: torch.device) -> None:
-    """Join the launch's process group now (``torchrun`` / ``accelerate launch`` set
-    WORLD_SIZE), as the Trainer would at its first training, so that the global RM's scoring
-    before it is already split over the processes. Gloo on a CPU, as ``training_arguments``."""
-    if int(os.environ.get("WORLD_SIZE", 1)) < 2 or torch.distributed.is_initialized():
-        return
-    from accelerate import PartialState
-
-    cpu = device.type == "cpu"
-    PartialState(cpu=cpu, backend="gloo" if cpu else None)
-
-
-def is_sharded(model: torch.nn.Module) -> bool:
-    """True once FSDP2 has split the weights over the processes (DTensor parameters)."""
-    from torch.distributed.tensor import DTensor
-
-    return any(isinstance(p, DTensor) for p in model.parameters())
-
-
-def full_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """Every weight: the model's own state dict, or, if FSDP sharded it, the shards gathered
-    on the CPU of rank 0 (a collective: every rank must call it; the others get {})."""
-    if not is_sharded(model):
-        return model.state_dict()
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
-
-    return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True,
-                                                                 cpu_offload=True))
 
 
 def weights_hash(state: dict[str, torch.Tensor]) -> str:
@@ -638,7 +428,7 @@ class HFRewardModel(RewardModel):
         must be reachable as when training (hub cache or directory)."""
         from safetensors.torch import load_file
 
-        from scpo.models.export import ADAPTER_FILE
+        from scpo.models.export import ADAPTER_FILE, META_FILE
 
         path = Path(path)
         meta_path = path / META_FILE

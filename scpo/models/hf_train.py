@@ -25,7 +25,7 @@ from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArgu
 from scpo.config import MethodConfig, TrainConfig
 from scpo.method import weighted_bt_loss
 from scpo.models.base import TrainHistory
-from scpo.models.hf import autocast_enabled, effective_seed, encode_for_training
+from scpo.models.modes import autocast_enabled, effective_seed, encode_for_training
 
 if TYPE_CHECKING:
     from scpo.models.hf import HFRewardModel

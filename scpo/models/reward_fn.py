@@ -38,7 +38,7 @@ def prompt_text(prompt: str | list[Message], chat_template: bool) -> str:
     """A prompt as the model read prompts in training.
 
     Plain strings pass through. A conversation becomes, for a chat-template model, the JSON chat
-    list that ``scpo.models.hf.prompt_messages`` reads back into messages; for a text-pair model,
+    list that ``scpo.models.modes.prompt_messages`` reads back into messages; for a text-pair model,
     its last user turn, preceded by earlier turns as ``User: ... / Assistant: ...`` text (the
     layout of PRISM's ``prompt_context = "history"``).
     """

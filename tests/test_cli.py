@@ -1,0 +1,54 @@
+"""The command line: every user error exits 2 with one line saying what to change."""
+
+import pytest
+
+from scpo import cli
+
+ERRORS = {
+    "unknown preset": (["run", "--preset", "nosuch"], "no preset 'nosuch'; available:"),
+    "--set without =": (["run", "--set", "train.max_steps"],
+                        "--set expects section.key=value, got 'train.max_steps'"),
+    "--set without a section": (["run", "--set", "lr=3"], "--set expects section.key=value"),
+    "not an int": (["run", "--set", "train.max_steps=abc"],
+                   "--set: train.max_steps expects int, got 'abc'"),
+    "not a bool": (["run", "--set", "model.bf16=maybe"], "model.bf16 expects bool, got 'maybe'"),
+    "unknown section": (["run", "--set", "trian.lr=1"], "unknown section [trian]"),
+    "unknown key": (["run", "--set", "train.lrr=1"], "unknown key train.lrr"),
+    "a method, not a section": (["run", "--set", "to_dict.x=1"], "unknown section [to_dict]"),
+}
+
+
+@pytest.mark.parametrize("case", ERRORS)
+def test_a_user_error_exits_2_with_one_line(case, tmp_path, capsys):
+    argv, says = ERRORS[case]
+    with pytest.raises(SystemExit) as e:
+        cli.main([*argv, "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert e.value.code == 2
+    assert err.count("\n") == 1 and err.startswith("scpo: error: "), err
+    assert says in err
+    assert not (tmp_path / "out").exists()  # nothing written
+
+
+def test_export_without_saved_results_names_the_missing_files(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.main(["export", "--results", str(tmp_path), "--country", "Chile",
+                  "--out", str(tmp_path / "m")])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.count("\n") == 1
+    assert "Chile/results.parquet" in err and "run the country notebook" in err
+
+
+def test_config_prints_each_setting_with_its_value_and_meaning(capsys):
+    cli.main(["config", "--preset", "paper", "--tau", "0.5", "--set", "model.lora_r=8"])
+    out = capsys.readouterr().out
+    assert "tau = 0.5  # filter: keep training pairs with p_glo < tau" in out
+    assert "lora_r = 8  # hf tier: LoRA rank (0 = full fine-tuning)" in out
+    assert "global_model = 'OpenAssistant/reward-model-deberta-v3-base'" in out  # the preset's
+
+
+def test_flag_help_is_the_fields_own(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["run", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "keep training pairs with p_glo < tau (the paper: 0.7) (method.tau)" in out
