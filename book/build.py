@@ -88,6 +88,22 @@ one defect at a time, as `benchmarks/released_check.py` computes once and commit
 notebook behind this page is `notebooks/released.md`; the defects themselves are described in
 {doc}`../released_code`.
 """
+MISSING_CARB = """# A cultural benchmark (CARB)
+
+This chapter scores the global model and each country's minority model on CARB
+{cite}`carb2025`, a best-of-N benchmark of culturally grounded items in 10 languages and 4
+domains, which this build was not given. Put CARB's per-language files (one JSON list of items
+each, or .jsonl; RewardBench 2's layout reads too) under `carb/` in a data directory:
+
+```bash
+SCPO_DATA_DIR=/path/to/data make book        # reads /path/to/data/carb/*.json
+python book/build.py --data-dir /path/to/data
+```
+
+One model on the command line: `scpo carb --model DIR --data-dir /path/to/data/carb
+--country Chile`. The notebook behind this chapter is `notebooks/carb.md`.
+"""
+
 MISSING_GOQA = """# GlobalOpinionQA
 
 This chapter runs on the real GlobalOpinionQA data {{cite}}`durmus2023globalopinionqa`, which
@@ -318,6 +334,14 @@ def resolve_data_dir(data_dir: str, dataset: str) -> str:
     return "" if dataset == "sim" else str(Path(data_dir).resolve())
 
 
+def carb_dir(data_dir: str) -> str:
+    """Where CARB-format files are under the data directory (``<dir>/carb``), or ""."""
+    d = Path(data_dir) / "carb" if data_dir else None
+    if d is None or not any(p.suffix in (".json", ".jsonl") for p in d.rglob("*")):
+        return ""
+    return str(d.resolve())
+
+
 def goqa_dir(data_dir: str) -> str:
     """Where GlobalOpinionQA is under the data directory, or "" when it is not there."""
     if not data_dir:
@@ -377,6 +401,11 @@ def plan(preset: str, dataset: str | None, data_dir: str, countries: list[str] |
     for page, source in RESULT_PAGES.items():
         work = {"work_dir": str(store / "work" / Path(page).name)}
         jobs.append(Job(page, NOTEBOOKS / source, {**common, **work}, inputs=pages))
+    carb = carb_dir(data_dir)
+    if carb:
+        jobs.append(Job("results/carb", NOTEBOOKS / "carb.md",
+                        {**common, "work_dir": "", "carb_data_dir": carb}, inputs=pages,
+                        data=[carb]))
     return jobs
 
 
@@ -415,7 +444,8 @@ def assemble(jobs: list[Job], store: Path, src: Path) -> None:
     for page, text in (("results/goqa", MISSING_GOQA.format(csv=GOQA_CSV)),
                        ("results/tiers", MISSING_TIERS),
                        ("results/released", MISSING_RELEASED),
-                       ("results/published", MISSING_PUBLISHED)):
+                       ("results/published", MISSING_PUBLISHED),
+                       ("results/carb", MISSING_CARB)):
         if page not in pages:
             (src / f"{page}.md").parent.mkdir(parents=True, exist_ok=True)
             (src / f"{page}.md").write_text(text)

@@ -94,6 +94,23 @@ def cmd_pairs(args: argparse.Namespace) -> None:
     print(json.dumps(data.report, indent=1, default=str))
 
 
+def cmd_carb(args: argparse.Namespace) -> None:
+    from scpo.carb import carb_report, load_carb, load_reward_model
+
+    items = load_carb(args.data_dir, hub_id=args.hub_id, revision=args.revision)
+    rm = load_reward_model(args.model, max_length=args.max_length)
+    table, rho = carb_report(rm, items, country=args.country, by=args.by, n_boot=args.n_boot)
+    shown = table.assign(**{c: (100 * table[c]).round(1)
+                            for c in ("accuracy", "ci_low", "ci_high", "chance")})
+    print(shown.to_string(index=False))
+    print(f"\n{len(items)} items; best-of-N accuracy and chance in %; Spearman rho of reward "
+          f"and completion length: {rho:.3f}")
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        table.assign(model=args.model, length_rho=rho).to_csv(args.out, index=False)
+        print(f"written to {args.out}")
+
+
 def cmd_simulate(args: argparse.Namespace) -> None:
     from scpo.simulate import sim_config, simulate
 
@@ -137,6 +154,22 @@ def main(argv: list[str] | None = None) -> None:
                        "its value and what it does")
     _add_config_args(p)
     p.set_defaults(func=lambda a: print(describe(build_config(a))))
+    p = sub.add_parser("carb", help="best-of-N accuracy of a reward model on CARB-format "
+                       "items (a cultural reward benchmark), per language and domain")
+    p.add_argument("--model", required=True, help="a model scpo saved or exported, or any HF "
+                   "reward model (directory or hub id)")
+    p.add_argument("--data-dir", dest="data_dir", help="a directory of CARB-format .json/.jsonl")
+    p.add_argument("--hub-id", dest="hub_id", help="or a hub dataset id in that format")
+    p.add_argument("--revision", help="hub revision of --hub-id")
+    p.add_argument("--country", help="split the items into this PRISM country's and the rest")
+    p.add_argument("--by", nargs="*", default=["language", "domain"],
+                   help="columns to group by (default: language domain)")
+    p.add_argument("--max-length", dest="max_length", type=int, default=512,
+                   help="tokens per input for a Hugging Face model (default 512)")
+    p.add_argument("--n-boot", dest="n_boot", type=int, default=1000,
+                   help="bootstrap resamples of items for the 95%% intervals")
+    p.add_argument("--out", help="also write the table as csv")
+    p.set_defaults(func=cmd_carb)
     p = sub.add_parser("presets", help="list the presets")
     p.set_defaults(func=lambda a: print("\n".join(list_presets())))
     args = parser.parse_args(argv)

@@ -110,7 +110,8 @@ def test_plan_has_one_page_per_country_and_the_results_chapters(tmp_path):
     files = [c["file"] for part in toc["parts"] for c in part["chapters"]] + [toc["root"]]
     for f in files:
         assert (ROOT / "book" / f"{f}.md").exists() or f in pages or f in (
-            "results/goqa", "results/tiers", "results/released", "results/published"), f
+            "results/goqa", "results/tiers", "results/released", "results/published",
+            "results/carb"), f
         # optional pages: a page in their place says how to add them (build.assemble)
     # the published page is planned when a run of the preset "published" is given
     (tmp_path / "pub").mkdir()
@@ -118,6 +119,18 @@ def test_plan_has_one_page_per_country_and_the_results_chapters(tmp_path):
     pub = build.plan("tiny", None, "", None, tmp_path, published=str(tmp_path / "pub"))
     job = next(j for j in pub if j.page == "results/published")
     assert job.params == {"results_dir": str((tmp_path / "pub").resolve())}
+
+
+def test_carb_files_under_the_data_dir_add_the_carb_chapter(tmp_path):
+    assert "results/carb" not in [j.page for j in build.plan("tiny", None, str(tmp_path), None,
+                                                               tmp_path / "store")]
+    (tmp_path / "carb" / "es").mkdir(parents=True)
+    (tmp_path / "carb" / "es" / "spanish.json").write_text("[]")
+    jobs = build.plan("tiny", None, str(tmp_path), None, tmp_path / "store")
+    carb = next(j for j in jobs if j.page == "results/carb")
+    assert carb.params["carb_data_dir"] == str((tmp_path / "carb").resolve())
+    assert carb.params["results_dir"] == str(tmp_path / "store" / "results")
+    assert set(carb.inputs) == {"countries/Chile", "countries/Mexico"}
 
 
 def test_data_dir_adds_the_goqa_chapter(tmp_path):

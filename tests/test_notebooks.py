@@ -229,3 +229,42 @@ def test_goqa_notebook_on_a_small_csv(tmp_path, env, monkeypatch):
         # 1e-6: the head scores in float32, and here one question at a time, not all at once
         assert overall.loc[variant, "jsd_alignment"] == pytest.approx(np.mean(align),
                                                                       abs=1e-6), variant
+
+
+@pytest.mark.slow
+def test_carb_notebook_on_fixture_items(tmp_path, env, monkeypatch):
+    """The CARB chapter on the tiny run's saved models and six CARB-format items; its table
+    equals the package's best-of-N on the same models."""
+    from test_carb import ENGLISH, SPANISH
+
+    from scpo import carb
+    from scpo.results import load_model, save_country
+
+    (tmp_path / "carb").mkdir()
+    (tmp_path / "carb" / "items.json").write_text(json.dumps(SPANISH + ENGLISH))
+    for key in [*build.KERNEL_ENV, "SCPO_CACHE_DIR"]:
+        monkeypatch.setenv(key, env[key])
+    cfg = load_preset("tiny")
+    cfg.update({"run": {"countries": ["Chile"], "variants": ["global", "scpo_fw"]}})
+    prep = experiment.prepare(cfg)
+    results = tmp_path / "results"
+    save_country(results, experiment.run_country(prep, "Chile", progress=False,
+                                                 save_models=results), prep.record())
+    out = tmp_path / "carb.ipynb"
+    papermill.execute_notebook(
+        str(convert_one(ROOT / "notebooks" / "carb.md", tmp_path)), str(out),
+        kernel_name="python3", progress_bar=False, cwd=str(tmp_path),
+        parameters={"preset": "tiny", "results_dir": str(results),
+                    "carb_data_dir": str(tmp_path / "carb"), "n_boot": 50})
+    nb = nbformat.read(out, as_version=4)
+    record = "application/papermill.record/text/plain"
+    glued = {o["metadata"]["scrapbook"]["name"]: o["data"][record] for c in nb.cells
+             for o in c.get("outputs", []) if "scrapbook" in o.get("metadata", {})}
+    items = carb.load_carb(tmp_path / "carb")
+    own = items["prism_countries"].map(lambda cs: "Chile" in cs).to_numpy()
+    model = load_model(results, prep.global_rm, "Chile", "scpo_fw", 0)
+    change = [100 * (carb.best_of_n(model, items)[m].mean()
+                     - carb.best_of_n(prep.global_rm, items)[m].mean()) for m in (~own, own)]
+    assert float(glued["mean_change_rest"]) == pytest.approx(change[0])
+    assert float(glued["mean_change_own"]) == pytest.approx(change[1])
+    assert glued["n_items"] == "6" and glued["n_with_own"] == "1"

@@ -1,0 +1,148 @@
+"""CARB best-of-N evaluation on fixtures written here in the published format."""
+
+import json
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from scpo import carb, cli
+
+
+class LengthRM:
+    """r(x, y) = len(y): the length preference CARB's authors warn about, as a model."""
+
+    def fingerprint(self):
+        return "length-rm"
+
+    def score(self, prompts, responses):
+        return np.array([float(len(r)) for r in responses])
+
+
+def item(i, chosen, rejected, language="Spanish", country=None, subset="cultural_value"):
+    return {"id": str(i), "language": language, "country": country, "prompt": f"q{i}",
+            "chosen": chosen, "chosen_model": ["m"] * len(chosen), "rejected": rejected,
+            "rejected_model": ["m"] * len(rejected), "num_correct": len(chosen),
+            "num_rejected": len(rejected), "total_completions": len(chosen) + len(rejected),
+            "source": "fixture", "subset": subset, "category": "c",
+            "additional_metadata": json.dumps({"note": "x"})}
+
+
+SPANISH = [
+    item(1, ["long answer"], ["a", "bb", "ccc"]),  # longest chosen: right
+    item(2, ["ab"], ["abcd", "a", "b"]),  # a longer rejected: wrong
+    item(3, ["xy"], ["ab", "c", "d"]),  # a tie (2 = 2): wrong
+    item(4, ["aaaa", "bbbbb"], ["cc", "ddd"], subset="cultural_commonsense"),  # 2 chosen: right
+]
+ENGLISH = [item(5, ["hello there"], ["hi", "yo", "hey"], language="English", country="American"),
+           item(6, ["short"], ["much longer", "a", "b"], language="English")]
+
+
+@pytest.fixture
+def carb_dir(tmp_path):
+    (tmp_path / "carb" / "es").mkdir(parents=True)
+    (tmp_path / "carb" / "es" / "spanish.json").write_text(json.dumps(SPANISH))
+    (tmp_path / "carb" / "english.jsonl").write_text("\n".join(json.dumps(i) for i in ENGLISH))
+    return tmp_path / "carb"
+
+
+def test_best_of_n_by_hand_with_ties_wrong_and_two_chosen(carb_dir, tmp_path):
+    items = carb.load_carb(carb_dir).sort_values("id").reset_index(drop=True)
+    correct = carb.best_of_n(LengthRM(), items, root=tmp_path / "cache")
+    assert correct.tolist() == [True, False, False, True, True, False]
+    table = carb.carb_accuracy(items, correct, by=("language",), n_boot=200)
+    assert table.set_index("language")["accuracy"].to_dict() == {"English": 0.5, "Spanish": 0.5}
+    # chance: 1/4 for one chosen of 4, 1/C(4, 2) = 1/6 for two chosen of 4
+    chance = table.set_index("language")["chance"].to_dict()
+    assert chance["English"] == 0.25 and chance["Spanish"] == pytest.approx((3 / 4 + 1 / 6) / 4)
+    assert table["n_items"].tolist() == [2, 4]
+
+
+def test_the_bootstrap_is_over_items_and_seeded(carb_dir, tmp_path):
+    items = carb.load_carb(carb_dir)
+    correct = carb.best_of_n(LengthRM(), items, root=tmp_path / "cache")
+    a = carb.carb_accuracy(items, correct, by=(), n_boot=300, seed=1)
+    assert a.equals(carb.carb_accuracy(items, correct, by=(), n_boot=300, seed=1))
+    assert a.loc[0, "ci_low"] < a.loc[0, "accuracy"] < a.loc[0, "ci_high"]
+    assert a.loc[0, "n_items"] == 6 and a.loc[0, "accuracy"] == 0.5
+
+
+def test_length_preference_is_measured():
+    items = pd.DataFrame({"chosen": [["aaa"], ["b"]], "rejected": [["a", "bb"], ["cc", "ddd"]]})
+    chosen = [np.array([3.0]), np.array([1.0])]
+    rejected = [np.array([1.0, 2.0]), np.array([2.0, 3.0])]
+    assert carb.length_correlation(items, chosen, rejected) == pytest.approx(1.0)
+    assert carb.length_correlation(items, [-c for c in chosen],
+                                   [-r for r in rejected]) == pytest.approx(-1.0)
+
+
+def test_countries_map_to_prisms():
+    assert carb.prism_countries("American", "English") == ("United States",)
+    assert carb.prism_countries("Chile", "Spanish") == ("Chile",)
+    assert carb.prism_countries(None, "Spanish") == ("Mexico", "Chile")
+    assert carb.prism_countries(None, "English") == ()  # generic English: no minority country
+    assert carb.prism_countries("Japanese", "Japanese") == ()
+
+
+def test_rewardbench2_layout_reads_too(tmp_path):
+    rb2 = [{"id": "7", "prompt": "p", "chosen": ["good"], "rejected": ["bad", "worse", "no"],
+            "num_correct": 1, "num_rejected": 3, "total_completions": 4, "models": [],
+            "subset": "Focus"}]
+    (tmp_path / "rb2.json").write_text(json.dumps(rb2))
+    items = carb.load_carb(tmp_path)
+    assert items.loc[0, "language"] is None and items.loc[0, "domain"] == "Focus"
+
+
+@pytest.mark.parametrize("bad, says", [
+    ({"id": "9", "prompt": "p", "chosen": ["a"]}, "item id '9': missing field(s) ['rejected']"),
+    ({"id": "9", "prompt": "p", "chosen": [], "rejected": ["b"]},
+     "item id '9': field 'chosen' must be a non-empty list of strings"),
+    ({"id": "9", "prompt": "p", "chosen": ["a"], "rejected": ["b", 3]},
+     "field 'rejected' must be a non-empty list of strings"),
+    ({"id": "9", "prompt": "p", "chosen": ["a"], "rejected": ["b"], "total_completions": 4},
+     "'total_completions' is 4 but the item has 1 chosen + 1 rejected"),
+    ("not an object", "an item must be a JSON object"),
+])
+def test_a_bad_item_names_file_id_and_field(bad, says, tmp_path):
+    (tmp_path / "bad.json").write_text(json.dumps([bad]))
+    with pytest.raises(ValueError, match=re.escape(says)) as e:
+        carb.load_carb(tmp_path)
+    assert "bad.json" in str(e.value)
+
+
+def test_broken_json_and_duplicate_ids_and_no_files(tmp_path):
+    (tmp_path / "a.json").write_text('[{"id": 1,')
+    with pytest.raises(ValueError, match=r"a.json: not valid JSON \(line 1"):
+        carb.load_carb(tmp_path)
+    (tmp_path / "a.json").write_text(json.dumps([SPANISH[0], SPANISH[0]]))
+    with pytest.raises(ValueError, match="item id '1' appears more than once"):
+        carb.load_carb(tmp_path)
+    with pytest.raises(FileNotFoundError, match="no .json or .jsonl files"):
+        carb.load_carb(tmp_path / "empty")
+
+
+def test_scpo_carb_on_a_tiny_hf_model_matches_the_package(carb_dir, tiny_bert, tmp_path, capsys):
+    """The command scores as the package does: the same items right, per language, for the
+    model's own culture and the rest."""
+    from scpo.models.hf import HFRewardModel
+
+    out = tmp_path / "carb.csv"
+    cli.main(["carb", "--model", str(tiny_bert), "--data-dir", str(carb_dir), "--max-length",
+              "64", "--country", "Chile", "--by", "language", "--n-boot", "50", "--out",
+              str(out)])
+    assert "Spearman rho of reward and completion length" in capsys.readouterr().out
+    got = pd.read_csv(out)
+    items = carb.load_carb(carb_dir)
+    correct = carb.best_of_n(HFRewardModel.from_pretrained(str(tiny_bert), max_length=64), items)
+    spanish = items["language"] == "Spanish"  # Chile's items: Spanish without another country
+    row = got.set_index(["items_of", "language"]).loc[("Chile's", "Spanish"), "accuracy"]
+    assert row == pytest.approx(correct[spanish.to_numpy()].mean())
+    assert set(got["items_of"]) == {"Chile's", "the rest"} and got["n_items"].sum() == 6
+
+
+def test_scpo_carb_without_data_is_a_one_line_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.main(["carb", "--model", "x"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.count("\n") == 1 and "CARB needs data" in err
