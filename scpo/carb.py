@@ -40,15 +40,14 @@ DEMONYMS = {"American": "United States", "British": "United Kingdom", "Australia
             "Israeli": "Israel"}
 LANGUAGE_COUNTRIES = {"Spanish": ("Mexico", "Chile")}
 PRISM_NAMES = set(DEMONYMS.values())
+_LABELS = {k.lower(): v for k, v in [*DEMONYMS.items(), *((c, c) for c in PRISM_NAMES)]}
 
 
 def prism_countries(country: str | None, language: str | None) -> tuple[str, ...]:
     """The PRISM countries an item speaks for (``DEMONYMS``, ``LANGUAGE_COUNTRIES``); () if none."""
     if country:
-        label = str(country).strip()
-        if label in PRISM_NAMES:
-            return (label,)
-        return (DEMONYMS[label],) if label in DEMONYMS else ()
+        label = _LABELS.get(str(country).strip().lower())
+        return (label,) if label else ()
     return LANGUAGE_COUNTRIES.get(str(language or "").strip().title(), ())
 
 
@@ -82,7 +81,14 @@ def check_item(item: Any, where: str) -> dict[str, Any]:
         raise ValueError(f"{where}: field 'prompt' must be a string, got {item['prompt']!r:.80}")
     chosen, rejected = _texts(item, "chosen", where), _texts(item, "rejected", where)
     total = item.get("total_completions")
-    if total is not None and int(total) != len(chosen) + len(rejected):
+    if total is not None and (not isinstance(total, int) or isinstance(total, bool)):
+        raise ValueError(f"{where}: field 'total_completions' must be an integer, got {total!r}")
+    both = sorted(set(chosen) & set(rejected))
+    if both:
+        raise ValueError(f"{where}: fields 'chosen' and 'rejected' share the completion "
+                         f"{both[0][:60]!r}; it would always tie, so the item could never be "
+                         "right. Remove it from one of them")
+    if total is not None and total != len(chosen) + len(rejected):
         raise ValueError(f"{where}: field 'total_completions' is {total} but the item has "
                          f"{len(chosen)} chosen + {len(rejected)} rejected completions")
     subset = item.get("subset")
@@ -94,20 +100,32 @@ def check_item(item: Any, where: str) -> dict[str, Any]:
             "chance": chance_level(len(chosen), len(chosen) + len(rejected))}
 
 
-def read_file(path: Path) -> list[dict[str, Any]]:
-    """The items of one file: a JSON list (CARB's files) or one JSON object per line."""
+def _bad_json(path: Path, line: int, e: json.JSONDecodeError) -> ValueError:
+    return ValueError(f"{path}: not valid JSON (line {line}: {e.msg}); CARB files are one JSON "
+                      "list of items per language, or one item per line (.jsonl)")
+
+
+def read_file(path: Path, name: str) -> list[dict[str, Any]]:
+    """The items of one file (``name``: its path under the data directory): a JSON list (CARB's
+    files) or one JSON object per line (.jsonl)."""
     text = path.read_text(encoding="utf-8")
-    try:
-        if path.suffix == ".jsonl":
-            raw = [json.loads(line) for line in text.splitlines() if line.strip()]
-        else:
+    if path.suffix != ".jsonl":
+        try:
             raw = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not valid JSON (line {e.lineno}: {e.msg}); CARB files are "
-                         "one JSON list of items per language") from e
+        except json.JSONDecodeError as e:
+            raise _bad_json(path, e.lineno, e) from e
+    else:
+        raw = []
+        for n, line in enumerate(text.splitlines(), 1):
+            if line.strip():
+                try:
+                    raw.append(json.loads(line))
+                except json.JSONDecodeError as e:
+                    raise _bad_json(path, n, e) from e
     if not isinstance(raw, list):
         raise ValueError(f"{path}: expected a JSON list of items, got {type(raw).__name__}")
-    return [{**check_item(item, str(path)), "file": path.name} for item in raw]
+    return [{**check_item(item, f"{path}, item {i}"), "file": name}
+            for i, item in enumerate(raw)]
 
 
 def load_carb(data_dir: str | Path | None = None, hub_id: str | None = None,
@@ -123,13 +141,15 @@ def load_carb(data_dir: str | Path | None = None, hub_id: str | None = None,
         if not files:
             raise FileNotFoundError(f"no .json or .jsonl files under {root}; point data_dir at "
                                     "the folder holding CARB's per-language files")
-        rows = [r for f in files for r in read_file(f)]
+        rows = [r for f in files for r in read_file(f, str(f.relative_to(root)))]
     else:
         from datasets import load_dataset
 
         ds = load_dataset(hub_id, split=split, revision=revision)
         rows = [{**check_item(item, f"{hub_id}@{revision or 'main'}"), "file": hub_id}
                 for item in ds]
+    if not rows:
+        raise ValueError(f"no items in {data_dir or hub_id}: its files hold empty lists")
     items = pd.DataFrame(rows)
     dup = items.duplicated(["file", "id"])
     if dup.any():
@@ -199,6 +219,9 @@ def carb_report(rm: RewardModel, items: pd.DataFrame, country: str | None = None
     chosen, rejected = item_scores(rm, items, root)
     correct = best_of_n_correct(chosen, rejected)
     if country is not None:
+        if country not in PRISM_NAMES:
+            raise ValueError(f"country {country!r} is not one CARB's labels map to; use PRISM's "
+                             f"spelling, one of {sorted(PRISM_NAMES)}")
         own = items["prism_countries"].map(lambda cs: country in cs)
         items = items.assign(items_of=np.where(own, f"{country}'s", "the rest"))
         by = ["items_of", *by]

@@ -53,7 +53,8 @@ class DataConfig:
     min_share_gap: float = knob(0.0, "GOQA: option i is preferred to option j only if "
                                 "share_i - share_j > gap")
     sim: dict[str, Any] = knob(doc='dataset = "sim": the simulator\'s knobs that differ from '
-                               'the defaults of scpo.simulate.SimConfig (a [data.sim] table)',
+                               'the defaults of scpo.simulate.SimConfig (a [data.sim] table; '
+                               '--set data.sim={...} replaces the whole table)',
                                factory=dict)
 
 

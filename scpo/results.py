@@ -24,7 +24,7 @@ from scpo.config import Config, RunConfig
 from scpo.models.base import RewardModel
 from scpo.models.device import is_main_process
 from scpo.pairs import PairData
-from scpo.variants import VARIANTS, resolve
+from scpo.variants import KNOWN, resolve
 
 
 @dataclass
@@ -124,7 +124,7 @@ def save_country(out: str | Path, run_: CountryRun, record: dict[str, Any]) -> P
     write_runs(d, {run_.country: run_}, run_.results, record)
     for key, model in run_.models.items():
         variant, seed = key.split("/")
-        if VARIANTS[variant].train:  # the global RM and given RMs are not this run's to save
+        if KNOWN[variant].train:  # the global RM and given RMs are not this run's to save
             model.save(model_dir(out, run_.country, variant, seed))
     return d
 

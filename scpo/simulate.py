@@ -41,6 +41,7 @@ import math
 import os
 import shutil
 import tempfile
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -161,11 +162,15 @@ def split_test_rows(config: SimConfig, n_users: int) -> np.ndarray:
 def sim_knobs(knobs: dict[str, Any], **overrides: Any) -> SimConfig:
     """The defaults above with ``knobs`` (a preset's ``data.sim``) and ``overrides`` on top; an
     unknown knob raises with the valid names."""
+    from scpo.config import coerce
+
     valid = {f.name for f in dataclasses.fields(SimConfig)}
     unknown = sorted((set(knobs) | set(overrides)) - valid)
     if unknown:
         raise KeyError(f"unknown simulator knob(s) {unknown}; valid: {sorted(valid)}")
-    return SimConfig(**{**knobs, **overrides})
+    hints = typing.get_type_hints(SimConfig)
+    return SimConfig(**{k: coerce(hints[k], v, f"data.sim.{k}")
+                        for k, v in {**knobs, **overrides}.items()})
 
 
 def sim_config(preset: str = "default", **overrides: Any) -> SimConfig:

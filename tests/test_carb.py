@@ -83,6 +83,7 @@ def test_countries_map_to_prisms():
     assert carb.prism_countries(None, "Spanish") == ("Mexico", "Chile")
     assert carb.prism_countries(None, "English") == ()  # generic English: no minority country
     assert carb.prism_countries("Japanese", "Japanese") == ()
+    assert carb.prism_countries("chilean ", None) == ("Chile",)  # labels in any case
 
 
 def test_rewardbench2_layout_reads_too(tmp_path):
@@ -102,13 +103,40 @@ def test_rewardbench2_layout_reads_too(tmp_path):
      "field 'rejected' must be a non-empty list of strings"),
     ({"id": "9", "prompt": "p", "chosen": ["a"], "rejected": ["b"], "total_completions": 4},
      "'total_completions' is 4 but the item has 1 chosen + 1 rejected"),
-    ("not an object", "an item must be a JSON object"),
+    ("not an object", "bad.json, item 0: an item must be a JSON object"),
+    ({"id": "9", "prompt": "p", "chosen": ["a"], "rejected": ["b"], "total_completions": "2"},
+     "item id '9': field 'total_completions' must be an integer, got '2'"),
+    ({"id": "9", "prompt": "p", "chosen": ["a"], "rejected": ["a", "b"]},
+     "item id '9': fields 'chosen' and 'rejected' share the completion 'a'"),
 ])
 def test_a_bad_item_names_file_id_and_field(bad, says, tmp_path):
     (tmp_path / "bad.json").write_text(json.dumps([bad]))
     with pytest.raises(ValueError, match=re.escape(says)) as e:
         carb.load_carb(tmp_path)
     assert "bad.json" in str(e.value)
+
+
+def test_jsonl_errors_name_their_line_and_subfolders_keep_items_apart(tmp_path):
+    lines = [json.dumps(SPANISH[0]), "{broken", json.dumps(SPANISH[1])]
+    (tmp_path / "bad.jsonl").write_text("\n".join(lines))
+    with pytest.raises(ValueError, match=r"bad.jsonl: not valid JSON \(line 2"):
+        carb.load_carb(tmp_path)
+    (tmp_path / "bad.jsonl").unlink()
+    for sub in ("x", "y"):  # the same file name and ids in two folders: two sets of items
+        (tmp_path / sub).mkdir()
+        (tmp_path / sub / "items.json").write_text(json.dumps(SPANISH))
+    items = carb.load_carb(tmp_path)
+    assert sorted(set(items["file"])) == ["x/items.json", "y/items.json"] and len(items) == 8
+    (tmp_path / "y" / "items.json").write_text("[]")
+    (tmp_path / "x" / "items.json").write_text("[]")
+    with pytest.raises(ValueError, match="no items in"):
+        carb.load_carb(tmp_path)
+
+
+def test_an_unknown_country_is_named(carb_dir, tmp_path):
+    items = carb.load_carb(carb_dir)
+    with pytest.raises(ValueError, match="country 'Chili' is not one CARB's labels map to"):
+        carb.carb_report(LengthRM(), items, country="Chili", root=tmp_path)
 
 
 def test_broken_json_and_duplicate_ids_and_no_files(tmp_path):

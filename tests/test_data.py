@@ -20,7 +20,7 @@ ROWS = [("United States", "train", "p1", "a", "b"), ("United Kingdom", "train", 
 def test_the_global_pool_is_the_majority_countries_training_pairs():
     pool = global_pool(PairData(table(ROWS), source="prism"))
     assert pool["prompt"].tolist() == ["p1", "p2"]
-    assert set(MAJORITY_COUNTRIES) == {"United States", "United Kingdom"}
+    assert pool["country"].isin(MAJORITY_COUNTRIES).all()
 
 
 def test_goqa_pools_every_national_samples_training_questions():

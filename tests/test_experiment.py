@@ -239,3 +239,24 @@ def test_one_minority_model_in_memory_at_a_time(prep, monkeypatch):
     finally:
         prep.cfg.run.variants = ["global", "baseline", "scpo_fw"]
     assert len(made) > 4 and alive_at_copy == [0] * len(made)
+
+
+def test_save_country_saves_only_what_the_run_trained(tmp_path):
+    """Given RMs (the published variants) and the global RM are not this run's to save."""
+    from scpo.results import CountryRun
+
+    class Recording:
+        def __init__(self):
+            self.saved = []
+
+        def save(self, path):
+            self.saved.append(path)
+
+    trained, given, glob = Recording(), Recording(), Recording()
+    rows = pd.DataFrame({"country": ["Chile"], "variant": ["scpo_fw"], "n_train_users": [1],
+                         "n_train": [1], "n_users_trained": [1], "n_kept": [1]})
+    run_ = CountryRun("Chile", rows, models={"scpo_fw/0": trained, "published/0": given,
+                                             "global/0": glob})
+    save_country(tmp_path, run_, {"config": {}})
+    assert trained.saved == [tmp_path / "Chile" / "models" / "scpo_fw" / "seed0"]
+    assert given.saved == [] and glob.saved == []
