@@ -118,18 +118,22 @@ def check_countries(prep: Prepared, countries: Collection[str]) -> None:
         if train.empty and any(v.train for v in variants):
             why.append("no training pairs")
         elif any(v.filter != "none" and not v.tuned for v in variants):
-            n = int(method.filter_mask(method.p_glo(train["rg_chosen"], train["rg_rejected"]),
-                                       cfg.method.tau).sum())
+            rc, rr = train["rg_chosen"].to_numpy(), train["rg_rejected"].to_numpy()
+            n = min(int((training_weights(v, rc, rr, cfg.method.tau, cfg.method.beta) > 0).sum())
+                    for v in variants if v.filter != "none" and not v.tuned)
             if n == 0:
                 why.append(f"the filter at tau={cfg.method.tau} keeps 0 of {len(train)} "
                            "training pairs (raise tau)")
         if any(v.tuned for v in variants) and not train.empty:
             fit, val = train[~train["tune_val"]], train[train["tune_val"]]
-            p = method.p_glo(fit["rg_chosen"], fit["rg_rejected"])
+            tuned = next(v for v in variants if v.tuned)
+            grid = itertools.product(cfg.run.tune_grid["tau"], cfg.run.tune_grid["beta"])
             if val.empty or fit.empty:
                 why.append(f"the tuned variant needs both tuning splits ({len(fit)} fitting, "
                            f"{len(val)} validation pairs; set data.val_frac in (0, 1))")
-            elif not any(method.filter_mask(p, t).any() for t in cfg.run.tune_grid["tau"]):
+            elif not any((training_weights(tuned, fit["rg_chosen"].to_numpy(),
+                                           fit["rg_rejected"].to_numpy(), t, b) > 0).any()
+                         for t, b in grid):
                 why.append(f"no tau of the tuning grid {cfg.run.tune_grid['tau']} keeps a "
                            "fitting pair")
         given = [v.name for v in variants if v.given]

@@ -66,6 +66,19 @@ def test_filter_that_keeps_nothing_names_country_and_tau(prep):
         prep.cfg.run.variants = ["global", "baseline", "scpo_fw"]
 
 
+def test_a_tuning_grid_that_keeps_nothing_fails_before_training(prep):
+    grid = prep.cfg.run.tune_grid
+    prep.cfg.run.tune_grid = {"tau": [1e-9], "beta": [1.1], "lr_scale": [1.0]}
+    prep.cfg.run.variants = ["scpo_fw_tuned", "random_subset"]  # random_subset: tau 0.7 keeps
+    try:
+        with pytest.raises(ValueError, match=r"Chile: no tau of the tuning grid \[1e-09\] keeps "
+                                             r"a fitting pair"):
+            run_country(prep, "Chile", progress=False)
+    finally:
+        prep.cfg.run.tune_grid = grid
+        prep.cfg.run.variants = ["global", "baseline", "scpo_fw"]
+
+
 def test_unknown_country_lists_available(prep):
     with pytest.raises(KeyError, match=r"unknown country 'Atlantis'.*Chile \(\d+\)"):
         run_country(prep, "Atlantis", progress=False)
