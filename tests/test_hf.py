@@ -202,7 +202,7 @@ def test_tiny_llama_lora_with_chat_template(tmp_path):
     tok = rm.tokenizer
     assert tok.pad_token == "<unk>" and rm.model.config.pad_token_id == tok.pad_token_id
     enc = modes.encode_for_training(tok, ["What is polite"], ["It depends"], mode="fixed",
-                                 max_length=64, chat_template=True)[0]
+                                    max_length=64, chat_template=True)[0]
     assert tok.convert_ids_to_tokens(enc["input_ids"]) == [
         "user", ":", "what", "is", "polite", "assistant", ":", "it", "depends", "</s>"]
     before = weights_of(rm)
@@ -407,9 +407,12 @@ def test_errors_name_the_problem(bert_tok, tmp_path):
         HFRewardModel.load(tmp_path)
     with pytest.raises(ValueError, match="tokenizer has no chat template"):
         modes.encode_for_training(bert_tok, ["a"], ["b"], mode="fixed", max_length=8,
-                               chat_template=True)
+                                  chat_template=True)
     with pytest.raises(OSError, match="could not load reward model 'no/such-model'"):
         HFRewardModel.from_pretrained("no/such-model")
+    missing = tmp_path / "no-such-dir" / "model"  # not a directory, not a hub id either
+    with pytest.raises(OSError, match="could not load reward model"):
+        HFRewardModel.from_pretrained(str(missing))
 
 
 def test_activation_checkpointing_gives_the_same_training(bert_tok):

@@ -40,49 +40,37 @@ from scpo.models.modes import (
 LORA_ALPHA_PER_RANK = 2  # lora_alpha = 2 r, the common choice; the paper gives none (spec §8.4)
 
 
-def loaded_commit(name_or_path: str, revision: str | None) -> str | None:
-    """The hub commit (40 hex digits) a model's files were read from: what a revision such as
-    "main" resolved to, recorded in run.json so a rerun can pin it. None for a directory.
-
-    Read from the local hub cache only (``local_files_only``): it runs after loading, so the
-    files are there, and it makes no request of its own.
-    """
-    if Path(name_or_path).exists():
-        return None
-    from huggingface_hub import hf_hub_download
+def local_file(name_or_path: str, filename: str, revision: str | None) -> Path | None:
+    """A file of a model that is already on this machine: in its directory, or in the hub
+    cache (no request is made). None if it is not there, or the name is neither."""
+    if Path(name_or_path).is_dir():
+        path = Path(name_or_path) / filename
+        return path if path.is_file() else None
+    from huggingface_hub import try_to_load_from_cache
 
     try:
-        config = hf_hub_download(name_or_path, "config.json", revision=revision,
-                                 local_files_only=True)
-    except (OSError, ValueError):  # not in the default cache (e.g. a cache_dir): no record
+        found = try_to_load_from_cache(name_or_path, filename, revision=revision)
+    except ValueError:  # not a valid hub id (e.g. a directory that does not exist)
         return None
-    sha = Path(config).parent.name
+    return Path(found) if isinstance(found, str) else None
+
+
+def loaded_commit(name_or_path: str, revision: str | None) -> str | None:
+    """The hub commit (40 hex digits) a model's files were read from: what a revision such as
+    "main" resolved to, recorded in run.json so a rerun can pin it. None for a directory, or a
+    model outside the default hub cache. It runs after loading, so the files are there."""
+    if Path(name_or_path).exists():
+        return None
+    config = local_file(name_or_path, "config.json", revision)
+    sha = config.parent.name if config is not None else ""
     return sha if len(sha) == 40 and all(c in "0123456789abcdef" for c in sha) else None
 
 
 def pickle_only(name_or_path: str, revision: str | None) -> bool:
     """True if the model's weights are there only as ``pytorch_model.bin`` (a directory's, or
     the hub cache's): the reason a safetensors-only load failed, worth its own message."""
-    if Path(name_or_path).is_dir():
-        return (Path(name_or_path) / "pytorch_model.bin").is_file()
-    from huggingface_hub import try_to_load_from_cache
-
-    return isinstance(try_to_load_from_cache(name_or_path, "pytorch_model.bin",
-                                             revision=revision), str)
-
-
-def tokenizer_file(name_or_path: str, revision: str | None) -> Path | None:
-    """The model's own ``tokenizer.json`` (a directory's, or the hub cache's), or None."""
-    if Path(name_or_path).is_dir():
-        path = Path(name_or_path) / "tokenizer.json"
-        return path if path.is_file() else None
-    from huggingface_hub import hf_hub_download
-
-    try:
-        return Path(hf_hub_download(name_or_path, "tokenizer.json", revision=revision,
-                                    local_files_only=True))
-    except (OSError, ValueError):  # the repo has none, or it is not cached: nothing to restore
-        return None
+    return (local_file(name_or_path, "pytorch_model.bin", revision) is not None
+            and local_file(name_or_path, "model.safetensors", revision) is None)
 
 
 def restore_file_normalizer(tokenizer: Any, path: Path | None) -> bool:
@@ -278,7 +266,8 @@ class HFRewardModel(RewardModel):
         half = lora_r > 0 and autocast_enabled(pick_device(), bf16, mode)
         try:
             tokenizer = AutoTokenizer.from_pretrained(name_or_path, **kw)
-            restored = restore_file_normalizer(tokenizer, tokenizer_file(name_or_path, revision))
+            restored = restore_file_normalizer(
+                tokenizer, local_file(name_or_path, "tokenizer.json", revision))
             with seeded_init():
                 model = AutoModelForSequenceClassification.from_pretrained(
                     name_or_path, num_labels=1, use_safetensors=True,
