@@ -229,6 +229,12 @@ def carb_report(rm: RewardModel, items: pd.DataFrame, country: str | None = None
             length_correlation(items, chosen, rejected))
 
 
+def in_percent(table: pd.DataFrame) -> pd.DataFrame:
+    """``carb_accuracy``'s table with accuracy, interval and chance in percent, 1 decimal."""
+    cols = ("accuracy", "ci_low", "ci_high", "chance")
+    return table.assign(**{c: (100 * table[c]).round(1) for c in cols})
+
+
 def load_reward_model(where: str, max_length: int = 512, mode: str = "fixed") -> RewardModel:
     """Any reward model scpo can score with: a model scpo saved (either tier), an exported or
     any Hugging Face checkpoint (directory or hub id)."""

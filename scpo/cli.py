@@ -55,7 +55,7 @@ def build_config(args: argparse.Namespace) -> Config:
 def _add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", help=f"a preset name ({', '.join(list_presets())}) or a .toml path")
     for flag, section, key, kw in FLAGS:
-        p.add_argument(flag, dest=flag[2:].replace("-", "_"), **kw,
+        p.add_argument(flag, **kw,
                        help=f"{help_text(section, key)} ({section}.{key})".replace("%", "%%"))
     p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE",
                    help="any config field, e.g. --set train.lr=3e-4 (repeatable)")
@@ -95,14 +95,12 @@ def cmd_pairs(args: argparse.Namespace) -> None:
 
 
 def cmd_carb(args: argparse.Namespace) -> None:
-    from scpo.carb import carb_report, load_carb, load_reward_model
+    from scpo.carb import carb_report, in_percent, load_carb, load_reward_model
 
     items = load_carb(args.data_dir, hub_id=args.hub_id, revision=args.revision)
     rm = load_reward_model(args.model, max_length=args.max_length)
     table, rho = carb_report(rm, items, country=args.country, by=args.by, n_boot=args.n_boot)
-    shown = table.assign(**{c: (100 * table[c]).round(1)
-                            for c in ("accuracy", "ci_low", "ci_high", "chance")})
-    print(shown.to_string(index=False))
+    print(in_percent(table).to_string(index=False))
     print(f"\n{len(items)} items; best-of-N accuracy and chance in %; Spearman rho of reward "
           f"and completion length: {rho:.3f}")
     if args.out:

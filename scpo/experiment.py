@@ -37,7 +37,7 @@ from scpo.results import (
     export_variants,
     model_dir,
     run_record,
-    write_runs,
+    write_results,
 )
 from scpo.scoring import add_global_scores, get_global_rm
 from scpo.variants import Variant, resolve, training_weights
@@ -363,8 +363,8 @@ def run(cfg: Config, out_dir: str | Path | None = None, *, progress: bool = True
         runs[c] = run_country(prep, c, keep_models=keep_models, progress=progress)
     results = pd.concat([r.results for r in runs.values()], ignore_index=True)
     if out_dir is not None:
-        write_runs(Path(out_dir), runs, results, prep.record(),
-                   timing={"prepare_s": t_prep, "total_s": time.perf_counter() - t0})
+        write_results(Path(out_dir), runs, results, prep.record(),
+                      timing={"prepare_s": t_prep, "total_s": time.perf_counter() - t0})
     return results, prep, runs
 
 

@@ -1,6 +1,6 @@
 """A run's files: results, the record that traces them, saved models, and exported checkpoints.
 
-    write_results(out, results, record, ...)   # results.parquet/.csv, run.json, histories.json
+    write_results(out, runs, results, record)  # results.parquet/.csv, run.json, histories.json
     save_country(out, run, record)             # one country's, under out/<Country>/
     load_results(root) / load_model(...)       # read back by the aggregate notebooks
     export_model(...) / export_saved(...)      # HF checkpoints with a model card
@@ -82,37 +82,26 @@ def trained_on(results: pd.DataFrame) -> dict[str, dict[str, dict[str, int]]]:
 
 # ---- writing and reading results ----
 
-def write_results(out: Path, results: pd.DataFrame, record: dict[str, Any], *,
-                  histories: dict[str, Any] | None = None, tuned: dict[str, Any] | None = None,
-                  exported: dict[str, str] | None = None,
-                  timing: dict[str, float] | None = None) -> None:
-    """The tidy results and the record (``run_record`` + what each variant trained on);
-    ``histories`` / ``exported`` keyed "Country/variant/seed", ``tuned`` by country."""
+def write_results(out: Path, runs: dict[str, CountryRun], results: pd.DataFrame,
+                  record: dict[str, Any], timing: dict[str, float] | None = None) -> None:
+    """The tidy results, the record (``run_record`` + what each variant trained on) and the
+    country runs' training curves, tuning choices and exports."""
     if not is_main_process():
         return
     out.mkdir(parents=True, exist_ok=True)
     results.to_parquet(out / "results.parquet", index=False)
     results.to_csv(out / "results.csv", index=False, float_format="%.10g")
-    (out / "histories.json").write_text(json.dumps(histories or {}, sort_keys=True))
-    (out / "tuned.json").write_text(json.dumps(tuned or {}, sort_keys=True, indent=1,
-                                               default=float))
+    hist = {f"{c}/{k}": v for c, r in runs.items() for k, v in r.histories.items()}
+    (out / "histories.json").write_text(json.dumps(hist, sort_keys=True))
+    tuned = {c: {str(s): v for s, v in r.tuned.items()} for c, r in runs.items() if r.tuned}
+    (out / "tuned.json").write_text(json.dumps(tuned, sort_keys=True, indent=1, default=float))
     record = {**record, "trained_on": trained_on(results)}
     (out / "run.json").write_text(json.dumps(record, indent=1, sort_keys=True, default=str))
     if timing:
         (out / "timing.json").write_text(json.dumps(timing, indent=1))
+    exported = {f"{c}/{k}": v for c, r in runs.items() for k, v in r.exported.items()}
     if exported:
         (out / "exported.json").write_text(json.dumps(exported, sort_keys=True, indent=1))
-
-
-def write_runs(out: Path, runs: dict[str, CountryRun], results: pd.DataFrame,
-               record: dict[str, Any], timing: dict[str, float] | None = None) -> None:
-    """``write_results`` for the country runs of ``scpo.experiment.run_country``."""
-    write_results(
-        out, results, record,
-        histories={f"{c}/{k}": v for c, r in runs.items() for k, v in r.histories.items()},
-        tuned={c: {str(s): v for s, v in r.tuned.items()} for c, r in runs.items() if r.tuned},
-        exported={f"{c}/{k}": v for c, r in runs.items() for k, v in r.exported.items()},
-        timing=timing)
 
 
 def save_country(out: str | Path, run_: CountryRun, record: dict[str, Any]) -> Path:
@@ -121,7 +110,7 @@ def save_country(out: str | Path, run_: CountryRun, record: dict[str, Any]) -> P
     Aggregate notebooks read these back with ``load_results`` / ``load_model`` and never retrain.
     """
     d = Path(out) / country_slug(run_.country)
-    write_runs(d, {run_.country: run_}, run_.results, record)
+    write_results(d, {run_.country: run_}, run_.results, record)
     for key, model in run_.models.items():
         variant, seed = key.split("/")
         if KNOWN[variant].train:  # the global RM and given RMs are not this run's to save

@@ -49,6 +49,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from scpo.config import coerce, load_preset
 from scpo.pairs import MAJORITY_COUNTRIES, PAPER_COUNTRIES, paper_test_rows
 
 SIM_VERSION = 2  # bump whenever the generator changes, so cached simulations are not reused
@@ -162,8 +163,6 @@ def split_test_rows(config: SimConfig, n_users: int) -> np.ndarray:
 def sim_knobs(knobs: dict[str, Any], **overrides: Any) -> SimConfig:
     """The defaults above with ``knobs`` (a preset's ``data.sim``) and ``overrides`` on top; an
     unknown knob raises with the valid names."""
-    from scpo.config import coerce
-
     valid = {f.name for f in dataclasses.fields(SimConfig)}
     unknown = sorted((set(knobs) | set(overrides)) - valid)
     if unknown:
@@ -176,8 +175,6 @@ def sim_knobs(knobs: dict[str, Any], **overrides: Any) -> SimConfig:
 def sim_config(preset: str = "default", **overrides: Any) -> SimConfig:
     """The simulation of an scpo preset (its ``[data.sim]`` table; "default": ~4,800 distinct
     texts, ~200 users per minority country; "tiny": a few hundred texts), with overrides."""
-    from scpo.config import load_preset
-
     return sim_knobs(load_preset(preset).data.sim, **overrides)
 
 
