@@ -171,23 +171,29 @@ def tier_config(cfg: Any, s: Settings, tier: str) -> Any:
     return out
 
 
+def global_sample(data: Any, n_global: int, seed: int) -> pd.DataFrame:
+    """``n_global`` seeded pairs of the global pool (the majority countries' training pairs)."""
+    from scpo.data import global_pool
+
+    pool = global_pool(data)
+    if not 0 < n_global <= len(pool):
+        raise ValueError(f"n_global={n_global}: the global pool has {len(pool)} pairs; "
+                         f"use --n-global between 1 and {len(pool)}")
+    pick = np.sort(np.random.default_rng([seed, 99]).choice(len(pool), n_global,
+                                                            replace=False))
+    return pool.iloc[pick].reset_index(drop=True)
+
+
 def train_hf_global(data: Any, cfg: Any, s: Settings) -> tuple[Any, list[dict[str, Any]]]:
     """Full fine-tuning of the backbone on ``n_global`` seeded majority-country pairs."""
     from scpo.config import TrainConfig
-    from scpo.data import global_pool
     from scpo.models.hf import HFRewardModel
 
-    pool = global_pool(data)
-    if not 0 < s.n_global <= len(pool):
-        raise ValueError(f"n_global={s.n_global}: the global pool has {len(pool)} pairs; "
-                         f"use --n-global between 1 and {len(pool)}")
-    pick = np.sort(np.random.default_rng([s.seed, 99]).choice(len(pool), s.n_global,
-                                                              replace=False))
+    pairs = global_sample(data, s.n_global, s.seed)
     rm = HFRewardModel.from_pretrained(backbone_path(s), max_length=s.max_length, mode="fixed")
     train = TrainConfig(lr=s.global_lr, max_steps=s.global_steps, batch_size=s.batch_size,
                         weight_decay=cfg.train.weight_decay)
-    hist = rm.fit(pool.iloc[pick].reset_index(drop=True), np.ones(s.n_global), train,
-                  cfg.method, seed=s.seed)
+    hist = rm.fit(pairs, np.ones(s.n_global), train, cfg.method, seed=s.seed)
     return rm, hist
 
 
@@ -361,7 +367,9 @@ def add_settings_args(ap: argparse.ArgumentParser, defaults: Any) -> None:
     for name, value in asdict(defaults).items():
         flag = "--" + name.replace("_", "-")
         what = "default: %(default)s (see Settings in this file)"
-        if isinstance(value, tuple):
+        if isinstance(value, bool):
+            ap.add_argument(flag, action=argparse.BooleanOptionalAction, default=value, help=what)
+        elif isinstance(value, tuple):
             ap.add_argument(flag, type=type(value[0]), nargs="+", default=list(value), help=what)
         else:
             ap.add_argument(flag, type=type(value), default=value, help=what)

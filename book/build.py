@@ -51,14 +51,14 @@ RESULT_PAGES = {
     "results/cross_country": "cross_country.md",
 }
 GOQA_CSV = "global_opinions.csv"
-TIER_DIR = ROOT / "data" / "tier_check"  # benchmarks/tier_check.py's committed results
+LADDER_DIR = ROOT / "data" / "ladder"  # benchmarks/ladder.py's committed results
 NORMALIZE_DIR = ROOT / "data" / "normalize_check"  # benchmarks/normalize_check.py's results
-MISSING_TIERS = """# Two tiers, one country
+MISSING_LADDER = """# A ladder of fine-tuning depths
 
-This page shows the comparison of the embedding tier with a full fine-tune that
-`benchmarks/tier_check.py` computes once and commits under `data/tier_check/`; this build did
-not find it there. Run `.venv/bin/python benchmarks/tier_check.py` from the repository root and
-build again. The notebook behind this page is `notebooks/tiers.md`.
+This page compares head-only, top-layer and full fine-tuning on the same pairs, from the results
+that `benchmarks/ladder.py` computes once and commits under `data/ladder/`; this build did not
+find them there. Run `.venv/bin/python benchmarks/ladder.py` from the repository root (about an
+hour on 2 CPU cores) and build again. The notebook behind this page is `notebooks/ladder.md`.
 """
 RELEASED_DIR = ROOT / "data" / "released_check"  # benchmarks/released_check.py's results
 MISSING_PUBLISHED = """# The authors' models, rescored
@@ -382,9 +382,10 @@ def plan(preset: str, dataset: str | None, data_dir: str, countries: list[str] |
         jobs.append(Job("results/goqa", NOTEBOOKS / "goqa.md",
                         {"preset": preset, "goqa_data_dir": goqa,
                          "work_dir": str(store / "work" / "goqa")}, warm=("goqa", goqa)))
-    if (TIER_DIR / "results.csv").is_file():
-        jobs.append(Job("results/tiers", NOTEBOOKS / "tiers.md", {"tier_dir": str(TIER_DIR)},
-                        data=[str(TIER_DIR)]))
+    ladder = (LADDER_DIR / "results.csv").is_file()
+    if ladder:
+        jobs.append(Job("results/ladder", NOTEBOOKS / "ladder.md",
+                        {"ladder_dir": str(LADDER_DIR)}, data=[str(LADDER_DIR)]))
     if (RELEASED_DIR / "results.csv").is_file():
         jobs.append(Job("results/released", NOTEBOOKS / "released.md",
                         {"released_dir": str(RELEASED_DIR)}, data=[str(RELEASED_DIR)]))
@@ -400,7 +401,10 @@ def plan(preset: str, dataset: str | None, data_dir: str, countries: list[str] |
     common = {**base, "countries": ",".join(countries), "results_dir": str(results)}
     for page, source in RESULT_PAGES.items():
         work = {"work_dir": str(store / "work" / Path(page).name)}
-        jobs.append(Job(page, NOTEBOOKS / source, {**common, **work}, inputs=pages))
+        if page == "results/main" and ladder:  # which of its statements hold deeper
+            work["ladder_dir"] = str(LADDER_DIR)
+        jobs.append(Job(page, NOTEBOOKS / source, {**common, **work}, inputs=pages,
+                        data=[str(LADDER_DIR)] if "ladder_dir" in work else []))
     carb = carb_dir(data_dir)
     if carb:
         jobs.append(Job("results/carb", NOTEBOOKS / "carb.md",
@@ -429,6 +433,22 @@ def warm_caches(preset: str, dataset: str, data_dir: str) -> None:
 
 
 # ---------------------------------------------------------------------------- the book
+def for_readers(nb: dict[str, Any]) -> dict[str, Any]:
+    """A page shows its results, not its plumbing: the parameters and papermill's injected cell
+    (with this machine's paths) and code cells that display nothing (imports, glue) are removed
+    from the page, and the code of the others is folded under a toggle. Only Jupyter Book's
+    cell tags change: the notebook itself keeps every cell, so it still runs."""
+    for cell in nb["cells"]:
+        if cell["cell_type"] != "code":
+            continue
+        tags = cell.setdefault("metadata", {}).setdefault("tags", [])
+        if {"remove-cell", "remove-input", "hide-input"} & set(tags):
+            continue  # the notebook chose
+        plumbing = {"parameters", "injected-parameters"} & set(tags) or not cell.get("outputs")
+        tags.append("remove-cell" if plumbing else "hide-input")
+    return nb
+
+
 def assemble(jobs: list[Job], store: Path, src: Path) -> None:
     """The book's source tree: book/ (prose, config, toc) plus the executed notebooks, and a page
     saying how to add each optional chapter this build could not run."""
@@ -439,10 +459,11 @@ def assemble(jobs: list[Job], store: Path, src: Path) -> None:
     for job in jobs:
         dest = src / f"{job.page}.ipynb"
         dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(store / "executed" / f"{job.page}.ipynb", dest)
+        nb = json.loads((store / "executed" / f"{job.page}.ipynb").read_text())
+        dest.write_text(json.dumps(for_readers(nb), indent=1, ensure_ascii=False))
     pages = {j.page for j in jobs}
     for page, text in (("results/goqa", MISSING_GOQA.format(csv=GOQA_CSV)),
-                       ("results/tiers", MISSING_TIERS),
+                       ("results/ladder", MISSING_LADDER),
                        ("results/released", MISSING_RELEASED),
                        ("results/published", MISSING_PUBLISHED),
                        ("results/carb", MISSING_CARB)):

@@ -6,6 +6,9 @@ encoder, a reward model's weights), the key is ``scpo.pairs.text_key(prompt, res
 tensor ``values`` [n, *row_shape] and, in its metadata, the n keys and a sha256 of the tensor
 bytes. Reading 10k entries is therefore a few file reads, not 10k.
 
+A ``ragged`` cache holds rows of different lengths (a text's token-level hidden states, [n_tokens,
+d]): a shard stores them end to end, [sum of lengths, d], with the lengths in its metadata.
+
 Safety: a shard is written to a ``.part`` file and renamed into place (``os.replace`` is atomic),
 so a killed run never leaves a half-written shard that a reader would see. A shard that fails to
 parse, whose checksum or shape does not match, is reported with a warning naming the file, deleted,
@@ -53,16 +56,19 @@ class ArrayCache:
     ``row_shape`` (optional) is the shape every row must have, e.g. ``(384,)`` for MiniLM
     embeddings or ``()`` for scores; a shard with another shape is treated as corrupt.
     ``report`` counts what the reader saw: shards loaded, corrupt shards removed, stray
-    ``.part`` files ignored, hits and misses.
+    ``.part`` files ignored, hits and misses. With ``ragged`` each row is [length, *row_shape],
+    its length free.
     """
 
     def __init__(self, root: str | Path | None, namespace: str,
-                 row_shape: tuple[int, ...] | None = None):
+                 row_shape: tuple[int, ...] | None = None, ragged: bool = False):
         self.root = Path(root) if root is not None else cache_dir()
         self.namespace = namespace
         self.dir = self.root / namespace_dir(namespace)
         self.row_shape = tuple(row_shape) if row_shape is not None else None
+        self.ragged = ragged
         self._shards: dict[str, np.ndarray] = {}  # shard file name -> values
+        self._offsets: dict[str, np.ndarray] = {}  # ragged: shard name -> row starts (+ end)
         self._index: dict[str, tuple[str, int]] = {}  # key -> (shard name, row)
         self.report = {"shards": 0, "entries": 0, "corrupt_shards": 0, "tmp_ignored": 0,
                        "hits": 0, "misses": 0}
@@ -95,6 +101,8 @@ class ArrayCache:
             return
         keys = json.loads(meta["keys"])
         self._shards[name] = values
+        if self.ragged:
+            self._offsets[name] = np.concatenate([[0], np.cumsum(json.loads(meta["lengths"]))])
         for row, key in enumerate(keys):
             self._index[key] = (name, row)
         self.report["shards"] = len(self._shards)
@@ -105,7 +113,12 @@ class ArrayCache:
         if meta.get("format") != FORMAT:
             return f"format {meta.get('format')!r}, expected {FORMAT!r}"
         keys = json.loads(meta["keys"])
-        if values.ndim == 0 or values.shape[0] != len(keys):
+        if self.ragged:
+            lengths = json.loads(meta.get("lengths", "null"))
+            if (not isinstance(lengths, list) or len(lengths) != len(keys)
+                    or values.ndim == 0 or sum(lengths) != values.shape[0]):
+                return f"{len(keys)} keys, row lengths {str(lengths)[:40]}, values {values.shape}"
+        elif values.ndim == 0 or values.shape[0] != len(keys):
             return f"{len(keys)} keys but values of shape {values.shape}"
         if self.row_shape is not None and values.shape[1:] != self.row_shape:
             return f"rows of shape {values.shape[1:]}, expected {self.row_shape}"
@@ -115,6 +128,12 @@ class ArrayCache:
             return "sha256 of the values does not match the one recorded at write time"
         return ""
 
+    def _row(self, shard: str, row: int) -> np.ndarray:
+        if self.ragged:
+            start, stop = self._offsets[shard][row:row + 2]
+            return self._shards[shard][start:stop]
+        return self._shards[shard][row]
+
     def get_many(self, keys: Sequence[str]) -> dict[str, np.ndarray]:
         """The cached rows of ``keys`` (hits only; a missing key is simply absent)."""
         self._refresh()
@@ -122,7 +141,7 @@ class ArrayCache:
         for key in keys:
             loc = self._index.get(key)
             if loc is not None:
-                out[key] = self._shards[loc[0]][loc[1]]
+                out[key] = self._row(*loc)
         self.report["hits"] += len(out)
         self.report["misses"] += len(set(keys)) - len(out)
         return out
@@ -137,8 +156,9 @@ class ArrayCache:
         if not items:
             return
         keys = list(items)
+        rows = [np.asarray(items[k]) for k in keys]
         try:
-            values = np.stack([np.asarray(items[k]) for k in keys])
+            values = np.concatenate(rows) if self.ragged else np.stack(rows)
         except ValueError as e:
             raise ValueError(f"cache {self.namespace!r}: rows to store differ in shape ({e}); "
                              "every row of one namespace must have the same shape") from e
@@ -148,7 +168,7 @@ class ArrayCache:
         if self.row_shape is not None and values.shape[1:] != self.row_shape:
             raise ValueError(f"cache {self.namespace!r}: rows of shape {values.shape[1:]}, this "
                              f"cache holds rows of shape {self.row_shape}")
-        bad = np.flatnonzero(~np.isfinite(values.reshape(len(keys), -1)).all(axis=1))
+        bad = np.flatnonzero([not np.isfinite(r).all() for r in rows])
         if bad.size:
             raise ValueError(f"cache {self.namespace!r}: {bad.size} row(s) contain NaN or inf "
                              f"(first key {keys[bad[0]]}); a non-finite value is not cached, fix "
@@ -156,6 +176,8 @@ class ArrayCache:
         values = np.ascontiguousarray(values)
         meta = {"format": FORMAT, "namespace": self.namespace, "keys": json.dumps(keys),
                 "sha256": _checksum(values)}
+        if self.ragged:
+            meta["lengths"] = json.dumps([len(r) for r in rows])
         self.dir.mkdir(parents=True, exist_ok=True)
         name = f"{uuid.uuid4().hex}.safetensors"
         tmp = self.dir / f"{name}.part"
@@ -164,6 +186,8 @@ class ArrayCache:
             os.fsync(f.fileno())
         os.replace(tmp, self.dir / name)
         self._shards[name] = values
+        if self.ragged:
+            self._offsets[name] = np.concatenate([[0], np.cumsum([len(r) for r in rows])])
         for row, key in enumerate(keys):
             self._index[key] = (name, row)
         self.report["shards"] = len(self._shards)
@@ -182,8 +206,8 @@ class ArrayCache:
         keys = list(self._index)
         dtypes = {self._shards[n].dtype for n in old}
         dtype = np.float64 if np.dtype(np.float64) in dtypes else np.float32
-        merged = {k: self._shards[s][r].astype(dtype) for k, (s, r) in self._index.items()}
-        self._shards, self._index = {}, {}
+        merged = {k: self._row(s, r).astype(dtype) for k, (s, r) in self._index.items()}
+        self._shards, self._index, self._offsets = {}, {}, {}
         self.put_many({k: merged[k] for k in keys})
         for name in old:
             (self.dir / name).unlink(missing_ok=True)
@@ -199,11 +223,12 @@ def cached_compute(
 
     ``compute(idx)`` gets indices into ``keys`` (the first occurrence of each distinct missing
     key) and must return one row per index; those rows are stored, then everything is
-    returned stacked as [len(keys), *row_shape]. With no keys, ``compute([])`` is returned.
+    returned stacked as [len(keys), *row_shape] (a ragged cache: a list of rows). With no
+    keys, ``compute([])`` is returned.
     """
     keys = list(keys)
     if not keys:
-        return np.asarray(compute([]))
+        return compute([]) if cache.ragged else np.asarray(compute([]))
     hits = cache.get_many(keys)
     first: dict[str, int] = {}
     for i, k in enumerate(keys):
@@ -211,11 +236,14 @@ def cached_compute(
             first[k] = i
     if first:
         idx = list(first.values())
-        new = np.asarray(compute(idx))
-        if new.ndim == 0 or new.shape[0] != len(idx):
-            raise ValueError(f"compute returned shape {new.shape} for {len(idx)} missing keys; "
+        new = compute(idx) if cache.ragged else np.asarray(compute(idx))
+        n_new = len(new) if cache.ragged or new.ndim else 0
+        if n_new != len(idx):
+            raise ValueError(f"compute returned {n_new} rows for {len(idx)} missing keys; "
                              "it must return one row per index it is given")
         rows = {k: new[j] for j, k in enumerate(first)}
         cache.put_many(rows)
         hits.update(rows)
+    if cache.ragged:
+        return [hits[k] for k in keys]
     return np.stack([hits[k] for k in keys])

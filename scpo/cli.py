@@ -26,7 +26,7 @@ FLAGS: list[tuple[str, str, str, dict]] = [
     ("--countries", "run", "countries", {"nargs": "+"}),
     ("--variants", "run", "variants", {"nargs": "+"}),
     ("--seeds", "run", "seeds", {"nargs": "+", "type": int}),
-    ("--backend", "model", "backend", {"choices": ["embedding", "hf"]}),
+    ("--backend", "model", "backend", {"choices": ["embedding", "partial", "hf"]}),
     ("--tau", "method", "tau", {"type": float}),
     ("--beta", "method", "beta", {"type": float}),
 ]

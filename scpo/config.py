@@ -21,8 +21,16 @@ PRESET_DIR = Path(__file__).parent / "presets"
 
 
 def cache_dir() -> Path:
-    """Where embeddings, global-RM scores and global heads are cached (``$SCPO_CACHE_DIR``)."""
-    return Path(os.environ.get("SCPO_CACHE_DIR", Path.home() / ".cache" / "scpo"))
+    """Where embeddings, global-RM scores and global heads are cached: ``$SCPO_CACHE_DIR``, else
+    the checkout's ``.cache/scpo`` when scpo runs from a source checkout (where ``make book``
+    puts it, so a direct ``scpo``/papermill/Python run finds what the book computed), else
+    ``~/.cache/scpo``."""
+    if os.environ.get("SCPO_CACHE_DIR"):
+        return Path(os.environ["SCPO_CACHE_DIR"])
+    checkout = Path(__file__).resolve().parents[1]
+    if (checkout / "pyproject.toml").is_file() and (checkout / "scpo" / "presets").is_dir():
+        return checkout / ".cache" / "scpo"
+    return Path.home() / ".cache" / "scpo"
 
 
 def knob(default: Any = dataclasses.MISSING, doc: str = "", *,
@@ -77,36 +85,43 @@ class TrainConfig:
     max_steps: int = knob(1024, "optimizer steps per country, as the paper (not epochs)")
     batch_size: int = knob(8, "pairs per step")
     weight_decay: float = knob(0.0, "AdamW weight decay")
-    global_lr: float = knob(1e-2, "embedding tier: learning rate of the global head")
-    global_steps: int = knob(2000, "embedding tier: steps of the global head")
-    global_batch_size: int = knob(64, "embedding tier: pairs per step of the global head")
+    global_lr: float = knob(1e-2, "embedding and partial tiers: learning rate of the global RM "
+                            "trained on the global pool")
+    global_steps: int = knob(2000, "embedding and partial tiers: steps of that global RM")
+    global_batch_size: int = knob(64, "embedding and partial tiers: pairs per step of that "
+                                  "global RM")
 
 
 @dataclass
 class ModelConfig:
-    """The reward models: the tier (embedding or Hugging Face) and its options."""
+    """The reward models: the tier (embedding, partial or Hugging Face) and its options."""
 
-    backend: str = knob("embedding", '"embedding" (frozen encoder + head) or "hf" (a Hugging '
-                        'Face RM, fine-tuned in full or with LoRA)')
-    encoder: str = knob("minilm", 'embedding tier: "minilm" (shipped) or a HF model id / '
-                        'directory')
+    backend: str = knob("embedding", '"embedding" (frozen encoder + head), "partial" (the top '
+                        'model.train_layers layers of a HF encoder trained, the rest frozen and '
+                        'cached) or "hf" (a Hugging Face RM, fine-tuned in full or with LoRA)')
+    encoder: str = knob("minilm", 'embedding tier, and the partial tier without global_model: '
+                        '"minilm" (shipped) or a HF model id / directory')
+    train_layers: int = knob(2, "partial tier: how many top transformer layers train (with the "
+                             "pooler and the score head)")
     head: str = knob("linear", 'embedding tier head: "linear" or "mlp"')
     encoder_max_length: int = knob(256, "embedding tier: tokens per text pair (MiniLM trained "
                                    "at 256)")
-    global_model: str | None = knob(None, "hf tier: the global RM (hub id or directory)")
+    global_model: str | None = knob(None, "hf tier: the global RM (hub id or directory); "
+                                    "partial tier: a given global RM instead of one trained "
+                                    "from model.encoder on the global pool")
     revision: str | None = knob(None, "hf tier: hub revision (commit or tag) of the global RM")
     chat_template: bool = knob(False, "hf tier: wrap (prompt, response) in the tokenizer's "
                                "chat template")
-    max_length: int = knob(512, "hf tier: tokens per (prompt, response) input")
+    max_length: int = knob(512, "hf and partial tiers: tokens per (prompt, response) input")
     mode: str = knob("fixed", 'hf tier: "fixed" or "released" (the released code\'s '
                      'behaviour, spec §8)')
     lora_r: int = knob(0, "hf tier: LoRA rank (0 = full fine-tuning)")
     bf16: bool = knob(True, "hf tier: bf16 autocast when CUDA (with bf16) is available")
     gradient_checkpointing: bool = knob(False, "hf tier: recompute activations in the "
                                         "backward pass (less memory, ~1/3 more time)")
-    dropout: bool = knob(True, "hf tier: the checkpoint's dropout (the released code's); false "
-                         "= off, as TRL's disable_dropout: faster and leaner (on a CPU it "
-                         "unlocks the fused attention kernel)")
+    dropout: bool = knob(True, "hf and partial tiers: the checkpoint's dropout (the released "
+                         "code's); false = off, as TRL's disable_dropout: faster and leaner (on "
+                         "a CPU it unlocks the fused attention kernel)")
     trust_remote_code: bool = knob(False, "run a hub model's own code (off unless you ask)")
     minority_models: dict[str, str] = knob(
         doc='given country RMs, evaluated by the variants "published" / "published_dropout" '

@@ -70,7 +70,7 @@ class Prepared:
 def prepare(cfg: Config) -> Prepared:
     """Load pairs, get the global RM and score every distinct text with it once."""
     data = load_pairs(cfg.data)
-    if (cfg.data.prompt_context == "history" and cfg.model.backend == "hf"
+    if (cfg.data.prompt_context == "history" and cfg.model.backend in ("hf", "partial")
             and cfg.model.chat_template):
         # a chat-template model reads the conversation as a chat list, not as a joined text
         data.pairs = data.pairs.assign(prompt=data.pairs["messages"])

@@ -187,3 +187,65 @@ def efficiency_table(results: pd.DataFrame) -> pd.DataFrame:
                          "efficiency": evaluate.data_efficiency(
                              row["accuracy"], row["n_kept"], b["accuracy"], b["n_kept"], g)})
     return pd.DataFrame(rows)
+
+
+# ---- the ladder study: the book's statements, checked per fine-tuning depth ----
+
+# (key, statement, test set ("country_truth": the simulator's truth on the overall pairs),
+#  variant A, variant B, direction: +1 "A beats B", -1 "A is below B", 0 "A loses < 1 point")
+LADDER_CLAIMS = [
+    ("filter_moves", "Filtering alone moves toward the minority: filtered only beats the "
+     "baseline on pure-minority pairs", "pure_minority", "filtered", "baseline", 1),
+    ("weights_pull_back", "Adding the weights pulls filtering back: filtered only beats SCPO "
+     "(F+W) on pure-minority pairs", "pure_minority", "filtered", "scpo_fw", 1),
+    ("w_least", "SCPO (W) moves least: it scores below SCPO (F+W) on pure-minority pairs",
+     "pure_minority", "scpo_w", "scpo_fw", -1),
+    ("fw_keeps", "SCPO (F+W) keeps the baseline's overall accuracy (loses less than one point)",
+     "overall", "scpo_fw", "baseline", 0),
+    ("filter_vs_random", "The filter's pairs beat as many random pairs on pure-minority pairs",
+     "pure_minority", "filtered", "random_subset", 1),
+    ("truth", "On the simulator's country truth, SCPO (F+W) beats filtering alone (overall "
+     "test pairs)", "country_truth", "scpo_fw", "filtered", 1),
+]
+KEEP_POINTS = 1.0  # "keeps the accuracy": loses less than this many points
+
+
+def claim_verdict(diffs: np.ndarray, direction: int) -> tuple[str, int]:
+    """Whether "A - B" (points, one per country x seed run) supports a statement: "holds" when
+    the mean has the stated sign and at least 2/3 of the runs agree, "reversed" when both point
+    the other way, else "mixed"; and how many runs agree. direction 0: A loses less than
+    ``KEEP_POINTS`` to B."""
+    diffs = np.asarray(diffs, dtype=float)
+    mean = diffs.mean()
+    if direction == 0:
+        ok = diffs > -KEEP_POINTS
+        good, bad = mean > -KEEP_POINTS, mean <= -KEEP_POINTS
+    else:
+        ok = np.sign(diffs) == direction
+        good, bad = np.sign(mean) == direction, np.sign(mean) == -direction
+    against = (np.sign(diffs) == -direction) if direction else ~ok
+    if good and ok.mean() >= 2 / 3:
+        return "holds", int(ok.sum())
+    if bad and against.mean() >= 2 / 3:
+        return "reversed", int(ok.sum())
+    return "mixed", int(ok.sum())
+
+
+def ladder_claims(results: pd.DataFrame, by: str = "rung") -> pd.DataFrame:
+    """One row per (statement, rung): the mean difference A - B in points over the country x
+    seed runs, the seed sd of the country-mean difference, the runs that agree, the verdict."""
+    rows = []
+    for key, text, test_set, a, b, direction in LADDER_CLAIMS:
+        truth = test_set == "country_truth"
+        d = results[results["test_set"] == ("overall" if truth else test_set)]
+        col = "country_truth_accuracy" if truth else "accuracy"
+        for rung in dict.fromkeys(d[by]):
+            w = d[d[by] == rung].pivot_table(index=["country", "seed"], columns="variant",
+                                             values=col)
+            diffs = 100 * (w[a] - w[b])
+            verdict, n_ok = claim_verdict(diffs.to_numpy(), direction)
+            rows.append({"claim": key, "statement": text, by: rung,
+                         "difference": float(diffs.mean()),
+                         "seed_sd": float(diffs.groupby(level="seed").mean().std()),
+                         "runs_agreeing": n_ok, "runs": len(diffs), "verdict": verdict})
+    return pd.DataFrame(rows)

@@ -153,10 +153,10 @@ def export_variants(run_cfg: RunConfig, global_rm: RewardModel) -> set[str]:
     if not run_cfg.export_dir:
         return set()
     if not hasattr(global_rm, "export"):
-        raise ValueError(f"run.export_dir={run_cfg.export_dir!r} needs model.backend = 'hf': "
-                         "the embedding tier's RM (a head on frozen sentence embeddings) is not "
-                         "a standard Hugging Face checkpoint. Unset run.export_dir or use "
-                         "--backend hf.")
+        raise ValueError(f"run.export_dir={run_cfg.export_dir!r} needs model.backend = 'hf' "
+                         "or 'partial': the embedding tier's RM (a head on frozen sentence "
+                         "embeddings) is not a standard Hugging Face checkpoint. Unset "
+                         "run.export_dir or use --backend hf.")
     trained = {v.name for v in resolve(run_cfg.variants) if v.train}
     wanted = {v.name for v in resolve(run_cfg.export_variants)}
     if not wanted & trained:
@@ -210,9 +210,9 @@ def export_saved(results_dir: str | Path, country: str, variant: str, seed: int,
                                 "save_country) into that results directory first")
     record = json.loads(files[1].read_text())
     backend = record["config"]["model"]["backend"]
-    if backend != "hf":
+    if backend not in ("hf", "partial"):
         raise ValueError(f"export: {d} was run with model.backend = {backend!r}; only the hf "
-                         "tier's models are standard Hugging Face checkpoints")
+                         "and partial tiers' models are standard Hugging Face checkpoints")
     res = pd.read_parquet(files[0])
     rows = res[(res["variant"] == variant) & (res["seed"] == seed)].to_dict("records")
     if not rows:
@@ -223,6 +223,8 @@ def export_saved(results_dir: str | Path, country: str, variant: str, seed: int,
         raise FileNotFoundError(f"export: no saved model at {path} (the global RM is not "
                                 "exported: it is the model you started from)")
     from scpo.models.hf import HFRewardModel
+    from scpo.models.partial import PartialRM
 
     card = card_record(rows, record["config"], record["data"])
-    return HFRewardModel.load(path).export(Path(out), card)
+    model = (PartialRM if backend == "partial" else HFRewardModel).load(path)
+    return model.export(Path(out), card)

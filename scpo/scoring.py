@@ -37,8 +37,12 @@ def get_global_rm(data: PairData, cfg: Config, root: Path | None = None) -> Rewa
     ``hf`` backend: the given pretrained reward model (the paper's OpenAssistant or Tulu RM).
     ``embedding`` backend: a head trained on the global pool (``scpo.data.global_pool``), saved
     under the cache and reused by every later run with the same data and settings.
+    ``partial`` backend: ``model.global_model`` if given, else the encoder's top layers and a
+    score head trained on the global pool the same way, and cached the same way.
     """
     m = cfg.model
+    if m.backend == "partial":
+        return _global_partial(data, cfg, root)
     if m.backend == "hf":
         from scpo.models.device import start_process_group
         from scpo.models.hf import HFRewardModel
@@ -48,7 +52,8 @@ def get_global_rm(data: PairData, cfg: Config, root: Path | None = None) -> Rewa
         rm.split_scoring = True  # ranks (each scores the same texts at the same time)
         return rm
     if m.backend != "embedding":
-        raise ValueError(f"unknown model.backend {m.backend!r}; choose 'embedding' or 'hf'")
+        raise ValueError(f"unknown model.backend {m.backend!r}; choose 'embedding', 'partial' "
+                         "or 'hf'")
     from scpo.models.embedding import EmbeddingRM, Encoder, train_global_rm
 
     encoder = Encoder(m.encoder, max_length=m.encoder_max_length)
@@ -58,6 +63,32 @@ def get_global_rm(data: PairData, cfg: Config, root: Path | None = None) -> Rewa
         return EmbeddingRM.load(path, encoder=encoder)
     rm = train_global_rm(encoder, global_pool(data), cfg.train, cfg.method, seed=0,
                          head=m.head)
+    rm.save(path)
+    return rm
+
+
+def _global_partial(data: PairData, cfg: Config, root: Path | None) -> RewardModel:
+    from scpo.models.embedding import Encoder
+    from scpo.models.export import META_FILE
+    from scpo.models.partial import PartialRM, train_global_partial
+
+    m = cfg.model
+    opts = {"train_layers": m.train_layers, "max_length": m.max_length, "dropout": m.dropout,
+            "bf16": m.bf16, "chat_template": m.chat_template, "cache_root": root}
+    if m.global_model:
+        rm = PartialRM.from_pretrained(m.global_model, revision=m.revision,
+                                       trust_remote_code=m.trust_remote_code, **opts)
+        rm.check_split()
+        return rm
+    backbone = Encoder(m.encoder)
+    what = {"head": _global_head_key(data, cfg, backbone.fingerprint()),
+            **{k: v for k, v in opts.items() if k != "cache_root"}}
+    key = hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
+    path = (root or cache_dir()) / "global_partial" / key
+    if (path / META_FILE).exists():
+        return PartialRM.load(path, cache_root=root)
+    rm = train_global_partial(str(backbone.path), global_pool(data), cfg.train, cfg.method,
+                              seed=0, **opts)
     rm.save(path)
     return rm
 

@@ -105,12 +105,17 @@ def test_plan_has_one_page_per_country_and_the_results_chapters(tmp_path):
     main = jobs[pages.index("results/main")]
     assert set(main.inputs) == {"countries/Chile", "countries/Mexico"}  # reads, never retrains
     assert main.params["countries"] == "Chile,Mexico"
+    # the committed ladder study: its own page, and the main page's "does it hold deeper?"
+    ladder = jobs[pages.index("results/ladder")]
+    assert ladder.params == {"ladder_dir": str(build.LADDER_DIR)}
+    assert main.params["ladder_dir"] == str(build.LADDER_DIR)
+    assert main.data == [str(build.LADDER_DIR)]
     # every page the toc lists is either a prose file in book/ or a planned notebook
     toc = yaml.safe_load((ROOT / "book" / "_toc.yml").read_text())
     files = [c["file"] for part in toc["parts"] for c in part["chapters"]] + [toc["root"]]
     for f in files:
         assert (ROOT / "book" / f"{f}.md").exists() or f in pages or f in (
-            "results/goqa", "results/tiers", "results/released", "results/published",
+            "results/goqa", "results/ladder", "results/released", "results/published",
             "results/carb"), f
         # optional pages: a page in their place says how to add them (build.assemble)
     # the published page is planned when a run of the preset "published" is given
@@ -119,6 +124,14 @@ def test_plan_has_one_page_per_country_and_the_results_chapters(tmp_path):
     pub = build.plan("tiny", None, "", None, tmp_path, published=str(tmp_path / "pub"))
     job = next(j for j in pub if j.page == "results/published")
     assert job.params == {"results_dir": str((tmp_path / "pub").resolve())}
+
+
+def test_without_the_ladder_data_neither_page_reads_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(build, "LADDER_DIR", tmp_path / "no-ladder")
+    jobs = build.plan("tiny", None, "", None, tmp_path / "store")
+    assert "results/ladder" not in [j.page for j in jobs]
+    main = next(j for j in jobs if j.page == "results/main")
+    assert "ladder_dir" not in main.params and main.data == []
 
 
 def test_carb_files_under_the_data_dir_add_the_carb_chapter(tmp_path):
@@ -225,3 +238,23 @@ def test_tiny_book_builds_then_rebuilds_from_the_stamps(tmp_path, env):
         [j for j in build.plan("tiny", None, "", None, tmp_path / "store")])
     assert t_second < t_first
     assert html_pages(html).keys() == pages.keys()
+
+
+def test_pages_hide_their_plumbing_and_keep_every_cell():
+    out = {"output_type": "display_data", "data": {"text/plain": "fig"}, "metadata": {}}
+    nb = {"cells": [
+        {"cell_type": "code", "metadata": {"tags": ["parameters"]}, "outputs": [],
+         "source": 'results_dir = "results"'},
+        {"cell_type": "code", "metadata": {"tags": ["injected-parameters"]}, "outputs": [],
+         "source": 'results_dir = "/home/someone/.cache/scpo/results"'},
+        {"cell_type": "code", "metadata": {}, "outputs": [], "source": "import numpy as np"},
+        {"cell_type": "code", "metadata": {}, "outputs": [out], "source": "fig"},
+        {"cell_type": "code", "metadata": {"tags": ["remove-input"]}, "outputs": [out],
+         "source": "table"},
+        {"cell_type": "markdown", "metadata": {}, "source": "The answer."}]}
+    sources = [c["source"] for c in nb["cells"]]
+    page = build.for_readers(nb)
+    assert [c["metadata"].get("tags") for c in page["cells"]] == [
+        ["parameters", "remove-cell"], ["injected-parameters", "remove-cell"], ["remove-cell"],
+        ["hide-input"], ["remove-input"], None]
+    assert [c["source"] for c in page["cells"]] == sources  # the notebook still runs

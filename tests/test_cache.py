@@ -139,3 +139,53 @@ def test_namespace_dir_is_a_safe_unique_name():
 def test_root_defaults_to_the_scpo_cache_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("SCPO_CACHE_DIR", str(tmp_path / "c"))
     assert ArrayCache(None, "ns").dir == tmp_path / "c" / "ns"
+
+
+def test_ragged_rows_round_trip_compute_and_compact(tmp_path):
+    """Token-level rows of different lengths: stored end to end, read back row by row."""
+    def rows_of(idx):  # row i: i + 1 tokens of width 3, values 100 i + t
+        return [np.array([[100.0 * i + t] * 3 for t in range(i + 1)], dtype=np.float32)
+                for i in idx]
+
+    cache = ArrayCache(tmp_path, "hid", row_shape=(3,), ragged=True)
+    asked: list[list[int]] = []
+    first = cached_compute(cache, KEYS[:3], lambda idx: asked.append(idx) or rows_of(idx))
+    assert [r.shape for r in first] == [(1, 3), (2, 3), (3, 3)] and asked == [[0, 1, 2]]
+    both = cached_compute(cache, KEYS[1:5], lambda idx: asked.append(idx) or rows_of(
+        [i + 1 for i in idx]))
+    assert asked[-1] == [2, 3]  # KEYS[3], KEYS[4] only
+    assert [r.shape[0] for r in both] == [2, 3, 4, 5]
+    assert both[3][4, 0] == 404.0
+    fresh = ArrayCache(tmp_path, "hid", row_shape=(3,), ragged=True)
+    assert fresh.compact() == 2
+    got = ArrayCache(tmp_path, "hid", row_shape=(3,), ragged=True).get_many(KEYS[:5])
+    np.testing.assert_array_equal(got[KEYS[2]], first[2])
+    np.testing.assert_array_equal(got[KEYS[4]], both[3])
+
+
+def test_ragged_shard_whose_lengths_do_not_add_up_is_corrupt(tmp_path):
+    from safetensors.numpy import save_file
+
+    from scpo.cache import FORMAT, _checksum
+
+    cache = ArrayCache(tmp_path, "hid", row_shape=(2,), ragged=True)
+    values = np.zeros((5, 2), dtype=np.float32)
+    cache.dir.mkdir(parents=True)
+    save_file({"values": values}, str(cache.dir / "bad.safetensors"), metadata={
+        "format": FORMAT, "keys": '["a", "b"]', "lengths": "[2, 2]", "sha256": _checksum(values)})
+    with pytest.warns(RuntimeWarning, match="row lengths"):
+        assert cache.get_many(["a", "b"]) == {}
+    assert cache.report["corrupt_shards"] == 1
+
+
+def test_a_source_checkout_caches_where_make_book_does(monkeypatch):
+    """Without SCPO_CACHE_DIR, a run from the checkout reads the cache `make book` filled."""
+    from pathlib import Path
+
+    import scpo
+    from scpo.config import cache_dir
+
+    monkeypatch.delenv("SCPO_CACHE_DIR", raising=False)
+    assert cache_dir() == Path(scpo.__file__).resolve().parents[1] / ".cache" / "scpo"
+    monkeypatch.setenv("SCPO_CACHE_DIR", "")  # empty counts as unset
+    assert cache_dir().parts[-2:] == (".cache", "scpo")

@@ -132,15 +132,20 @@ max_length = 64
 max_steps = 3
 batch_size = 4
 lr = 1e-3
+global_steps = 5  # the partial tier's own global RM
+global_batch_size = 8
+global_lr = 1e-3
 [run]
 seeds = [0]
 n_boot = 50
 """
 
 
-def test_country_notebook_on_the_hf_tier_then_export(tmp_path, env, tiny_bert):
+@pytest.mark.parametrize("backend", ["hf", "partial"])
+def test_country_notebook_on_the_hf_tiers_then_export(tmp_path, env, tiny_bert, backend):
     """The GPU reader's path (book/gpu.md) on a tiny BERT: the country notebook with a hf
-    preset saves only the asked models, and `scpo export` turns one into a checkpoint."""
+    preset saves only the asked models, and `scpo export` turns one into a checkpoint; the
+    same with `-p backend partial` (its global RM trained from the backbone)."""
     subprocess.run([sys.executable, str(ROOT / "book" / "build.py"), "convert", "--out",
                     str(tmp_path / "nb")], check=True, env=env, capture_output=True)
     (tmp_path / "hf.toml").write_text(HF_PRESET)
@@ -149,12 +154,13 @@ def test_country_notebook_on_the_hf_tier_then_export(tmp_path, env, tiny_bert):
            str(tmp_path / "Chile.ipynb"), "-p", "preset", str(tmp_path / "hf.toml"),
            "-p", "backbone", str(tiny_bert), "-p", "country", "Chile",
            "-p", "variants", "global,baseline,scpo_fw", "-p", "save_variants", "scpo_fw",
-           "-p", "results_dir", str(results), "--no-progress-bar"]
+           "-p", "results_dir", str(results), "-p", "backend", backend, "--no-progress-bar"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     rec = pd.read_json(results / "Chile" / "run.json", typ="series")
-    assert rec["config"]["model"]["backend"] == "hf"
-    assert rec["config"]["model"]["global_model"] == str(tiny_bert)
+    assert rec["config"]["model"]["backend"] == backend
+    key = "global_model" if backend == "hf" else "encoder"
+    assert rec["config"]["model"][key] == str(tiny_bert)
     method = json.loads((results / "Chile" / "run.json").read_text())["config"]["method"]
     assert method["tau"] == 0.8  # no tau given: the preset's, not 0.7
     assert [p.name for p in (results / "Chile" / "models").iterdir()] == ["scpo_fw"]

@@ -67,3 +67,41 @@ def test_paper_numbers_stay_labelled_as_the_papers(results):
         report.PAPER_REPORTED.loc["scpo_fw", "overall"]
     assert [c for c in t.columns if "paper" in c] == ["overall, reported in the paper",
                                                      "pure minority, reported in the paper"]
+
+
+def test_claim_verdicts_by_hand():
+    from scpo.report import claim_verdict
+
+    assert claim_verdict([2.0, 1.0, -0.5], 1) == ("holds", 2)  # mean +0.83, 2 of 3 agree
+    assert claim_verdict([2.0, -1.0, -0.5, -0.1], 1) == ("mixed", 1)  # mean +0.1, 1 of 4
+    assert claim_verdict([-2.0, -1.0, 0.5], 1) == ("reversed", 1)  # mean -0.83, 2 of 3 against
+    assert claim_verdict([-2.0, -1.0, 0.5], -1) == ("holds", 2)
+    # "keeps": loses less than one point
+    assert claim_verdict([-0.5, 0.3, -1.5], 0) == ("holds", 2)  # mean -0.57
+    assert claim_verdict([-2.0, -1.5, 0.2], 0) == ("reversed", 1)  # mean -1.1, 2 of 3 lose >= 1
+    assert claim_verdict([-2.0, 0.0, 0.0, -3.0], 0) == ("mixed", 2)  # mean -1.25, 2 of 4 lose
+
+
+def test_ladder_claims_by_hand():
+    from scpo.report import ladder_claims
+
+    rows = []
+    # one rung, 2 countries x 2 seeds; filtered - baseline on pure-minority pairs, in points:
+    # (A, 0) +10, (A, 1) +20, (B, 0) -10, (B, 1) +40 -> mean +15; seed means 0, +30 -> sd 21.2
+    diff = {("A", 0): 0.1, ("A", 1): 0.2, ("B", 0): -0.1, ("B", 1): 0.4}
+    for (country, seed), d in diff.items():
+        for variant, acc in (("baseline", 0.3), ("filtered", 0.3 + d), ("scpo_fw", 0.3),
+                             ("scpo_w", 0.2), ("random_subset", 0.3)):
+            for test_set in ("overall", "pure_minority"):
+                rows.append({"rung": "top", "country": country, "seed": seed,
+                             "variant": variant, "test_set": test_set, "accuracy": acc,
+                             "country_truth_accuracy": acc})
+    out = ladder_claims(pd.DataFrame(rows)).set_index("claim")
+    r = out.loc["filter_moves"]
+    assert r["difference"] == pytest.approx(15.0)
+    assert r["seed_sd"] == pytest.approx(np.std([0.0, 30.0], ddof=1))
+    assert (r["runs_agreeing"], r["runs"], r["verdict"]) == (3, 4, "holds")
+    assert out.loc["w_least", "verdict"] == "holds"  # 20 % < 30 % in every run
+    assert out.loc["w_least", "difference"] == pytest.approx(-10.0)
+    # SCPO (F+W) = baseline everywhere: loses nothing
+    assert out.loc["fw_keeps", "difference"] == 0 and out.loc["fw_keeps", "verdict"] == "holds"

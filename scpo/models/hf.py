@@ -256,8 +256,10 @@ class HFRewardModel(RewardModel):
     def from_pretrained(cls, name_or_path: str, *, max_length: int = 512, mode: str = "fixed",
                         lora_r: int = 0, bf16: bool = True, gradient_checkpointing: bool = False,
                         chat_template: bool = False, trust_remote_code: bool = False,
-                        revision: str | None = None, dropout: bool = True) -> HFRewardModel:
-        """A reward model from the hub or a directory (safetensors weights only)."""
+                        revision: str | None = None, dropout: bool = True,
+                        **extra: Any) -> HFRewardModel:
+        """A reward model from the hub or a directory (safetensors weights only); ``extra``
+        goes to the constructor (a subclass's own options)."""
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         kw = {"revision": revision, "trust_remote_code": trust_remote_code}
@@ -290,7 +292,7 @@ class HFRewardModel(RewardModel):
         rm = cls(model, tokenizer, name=name_or_path, revision=revision, max_length=max_length,
                  mode=mode, lora_r=lora_r, bf16=bf16,
                  gradient_checkpointing=gradient_checkpointing, chat_template=chat_template,
-                 dropout=dropout)
+                 dropout=dropout, **extra)
         rm.commit = loaded_commit(name_or_path, revision)
         rm.normalizer_restored = restored
         return rm

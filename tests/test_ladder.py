@@ -1,0 +1,75 @@
+"""benchmarks/ladder.py, run for real on the tiny simulation with a tiny BERT and a few steps."""
+
+import json
+
+import pandas as pd
+import pytest
+from conftest import load_script
+
+from scpo.config import load_preset
+
+ladder = load_script("benchmarks/ladder.py", "ladder")
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def study(tiny_bert, tmp_path_factory):
+    s = ladder.Settings(countries=("Chile",), seeds=(0, 1), n_train=40, n_val=10, n_test=0,
+                        n_global=24, global_steps=3, steps=2, batch_size=4, max_length=64,
+                        train_layers=1, backbone=str(tiny_bert), tau_grid=(0.6, 0.8))
+    cfg = load_preset("tiny")
+    cfg.train.max_steps = 20  # the head rung's recipe, short
+    runs = []
+    for i in range(2):  # the same study twice
+        out = tmp_path_factory.mktemp(f"ladder{i}")
+        results, record, timings = ladder.run_ladder(cfg, s, progress=False)
+        ladder.write(out, results, record, timings)
+        runs.append((out, results, record))
+    return s, runs
+
+
+def test_every_rung_country_variant_seed_and_test_set_once(study):
+    s, [(_, results, record), _] = study
+    assert list(results.columns[:2]) == ["rung", "country"]
+    counts = results.groupby(["rung", "variant", "seed", "test_set"]).size()
+    assert len(counts) == 3 * len(ladder.VARIANTS) * 2 * 2 and (counts == 1).all()
+    assert set(results["rung"]) == {"head", "top", "full"}
+    # each deeper rung has its own global RM; the top rung's is the partial tier's
+    fps = {r: record["global_rm"][r]["fingerprint"] for r in ladder.RUNGS}
+    assert len(set(fps.values())) == 3
+    assert record["configs"]["top"]["model"]["backend"] == "partial"
+    assert record["configs"]["top"]["model"]["train_layers"] == 1
+    assert record["configs"]["full"]["model"]["backend"] == "hf"
+    # the same training pairs on every rung: the same n_train, and the kept counts differ
+    # only through each rung's own global RM (baseline keeps every pair everywhere)
+    base = results[(results["variant"] == "baseline") & (results["test_set"] == "overall")]
+    assert set(base["n_train"]) == {40} and set(base["n_kept"]) == {40}
+    assert record["data"]["pairs"]["Chile"]["train"]["used"] == 40
+
+
+def test_rerun_writes_byte_identical_results_and_record(study):
+    _, [(a, *_), (b, *_)] = study
+    for name in ("results.csv", "run.json"):
+        assert (a / name).read_bytes() == (b / name).read_bytes(), name
+    assert "total_s" in json.loads((a / "timing.json").read_text())
+
+
+def test_the_global_rm_scores_zero_on_its_own_pure_minority_pairs(study):
+    _, [(_, results, _), _] = study
+    pure = results[(results["variant"] == "global") & (results["test_set"] == "pure_minority")]
+    assert (pure["accuracy"] == 0).all() and (pure["n_pairs"] > 0).all()
+
+
+def test_unknown_rung_is_a_clear_error():
+    s = ladder.Settings(rungs=("head", "deep"))
+    with pytest.raises(ValueError, match=r"rungs \['head', 'deep'\]: choose from"):
+        ladder.run_ladder(load_preset("tiny"), s, progress=False)
+
+
+def test_the_summary_is_mean_accuracy_in_percent(study):
+    _, [(_, results, _), _] = study
+    table = ladder.summary(results)
+    sub = results[(results["rung"] == "top") & (results["variant"] == "scpo_fw")
+                  & (results["test_set"] == "overall")]
+    assert table.loc["scpo_fw", ("overall", "top")] == round(100 * sub["accuracy"].mean(), 1)
+    assert isinstance(table, pd.DataFrame) and list(table.index) == ladder.VARIANTS
