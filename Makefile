@@ -8,7 +8,7 @@ export SCPO_CACHE_DIR ?= $(CURDIR)/.cache/scpo
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: test book lint run clean-book
+.PHONY: test book book-check lint run clean-book
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PY) -m venv $(VENV)
@@ -22,14 +22,19 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 test: $(STAMP)
-	$(BIN)/ruff check scpo tests benchmarks book/build.py
+	$(BIN)/ruff check scpo tests benchmarks book/build.py book/check.py book/_ext
 	$(BIN)/python -m pytest -q --durations=15
 
 lint: $(STAMP)
-	$(BIN)/ruff check scpo tests benchmarks book/build.py
+	$(BIN)/ruff check scpo tests benchmarks book/build.py book/check.py book/_ext
 
 book: $(STAMP)
-	$(BIN)/python book/build.py
+	$(BIN)/python book/build.py $(BOOK_ARGS)
+
+# The built book as a reader's browser shows it (headless Chromium, network blocked); screenshots
+# go to book/_build/screenshots/. CI runs it on the tiny book: make book BOOK_ARGS="--preset tiny".
+book-check: $(STAMP)
+	$(BIN)/python book/check.py --screenshots book/_build/screenshots
 
 clean-book:
 	rm -rf book/_build book/generated

@@ -1,0 +1,186 @@
+"""Open every page of the built book in headless Chromium, as a reader would, with the network
+blocked, and fail on what a reader would see broken.
+
+    .venv/bin/python book/check.py                      # book/_build/html
+    .venv/bin/python book/check.py --html DIR --screenshots DIR
+
+Per page: a JavaScript error in the console; an asset (script, style sheet, image) fetched from
+the network, or a local one that is missing; equations left as raw TeX (MathJax did not run); a
+link to a page of the book that does not exist; an absolute path of the build machine in the
+text; an executed page (a notebook) that shows no figure and no table. Screenshots of the
+intro, the method, the first country page and the main table are saved for a person to look at.
+Chromium comes from Debian's package (``apt-get install chromium``), installed here if missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import html.parser
+import os
+import re
+import shutil
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+ROOT = Path(__file__).resolve().parents[1]
+SHOTS = ("intro.html", "method.html", "countries/*.html", "results/main.html")
+# Sphinx's own pages, which are not the book's reading
+SKIP = {"genindex.html", "search.html", "py-modindex.html"}
+TEX = re.compile(r"\\\(|\\\[|\\begin\{|\$\$")
+LOCAL_PATH = re.compile(r"(?<![\w.~-])/(?:home|root|tmp|work|Users|private/var)/[\w.-]+")
+
+
+def chromium() -> str:
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found:
+        return found
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        print("installing chromium from Debian's packages ...", file=sys.stderr)
+        subprocess.run(["apt-get", "install", "-y", "-q", "chromium"], check=True,
+                       stdout=subprocess.DEVNULL)
+        return shutil.which("chromium") or "chromium"
+    raise SystemExit("book-check: no chromium; install Debian's package (sudo apt-get install "
+                     "chromium) and run again")
+
+
+def browse(page: Path, *extra: str) -> subprocess.CompletedProcess:
+    """The page in headless Chromium with every host name unresolvable (no network), the
+    console logged to stderr, scripts given 8 s of virtual time to settle."""
+    cmd = [chromium(), "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
+           "--disable-extensions", "--host-resolver-rules=MAP * ~NOTFOUND",
+           "--enable-logging=stderr", "--v=0", "--virtual-time-budget=8000", *extra,
+           page.as_uri()]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+
+
+class Assets(html.parser.HTMLParser):
+    """The static page's assets, links, and whether it is an executed notebook with output."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.assets: list[str] = []
+        self.links: list[str] = []
+        self.cells = 0  # code cells (an executed notebook page has some)
+        self.results = 0  # figures and tables inside cell outputs
+        self._output_depth = 0
+        self._depth = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = dict(attrs)
+        self._depth += 1
+        classes = (a.get("class") or "").split()
+        if "cell" in classes:
+            self.cells += 1
+        if "cell_output" in classes and not self._output_depth:
+            self._output_depth = self._depth
+        if self._output_depth and tag in ("img", "table"):
+            self.results += 1
+        if tag in ("script", "img") and a.get("src"):
+            self.assets.append(a["src"])
+        if tag == "link" and a.get("href") and a.get("rel") in ("stylesheet", "icon", "preload"):
+            self.assets.append(a["href"])
+        if tag == "a" and a.get("href"):
+            self.links.append(a["href"])
+
+    def handle_endtag(self, tag: str) -> None:
+        if self._output_depth == self._depth:
+            self._output_depth = 0
+        self._depth -= 1
+
+
+def local_target(page: Path, ref: str) -> Path | None:
+    """The file a relative reference points at (None: external, anchor-only or special)."""
+    url = urlparse(ref)
+    if url.scheme or url.netloc or not url.path or ref.startswith(("mailto:", "javascript:")):
+        return None
+    return (page.parent / unquote(url.path)).resolve()
+
+
+def text_of(dom: str) -> str:
+    """Visible text of a dumped DOM: scripts, styles and tags dropped."""
+    dom = re.sub(r"<(script|style|mjx-container|noscript)\b.*?</\1>", " ", dom, flags=re.S)
+    return re.sub(r"<[^>]+>", " ", dom)
+
+
+def check_page(html_dir: Path, page: Path) -> list[str]:
+    """What is broken on one page, as messages naming the page."""
+    name = str(page.relative_to(html_dir))
+    static = page.read_text(encoding="utf-8", errors="replace")
+    parsed = Assets()
+    parsed.feed(static)
+    problems = []
+    for ref in parsed.assets:
+        if urlparse(ref).scheme in ("http", "https") or ref.startswith("//"):
+            problems.append(f"{name}: fetches {ref} from the network (the book must work "
+                            "offline; serve it from _static)")
+        else:
+            target = local_target(page, ref)
+            if target is not None and not target.exists():
+                problems.append(f"{name}: missing asset {ref}")
+    for ref in parsed.links:
+        target = local_target(page, ref)
+        if target is not None and target.suffix in (".html", "") and not target.exists():
+            problems.append(f"{name}: broken link {ref}")
+    if parsed.cells and not parsed.results:
+        problems.append(f"{name}: an executed page without a figure or table in its output")
+    proc = browse(page, "--dump-dom")
+    for line in proc.stderr.splitlines():
+        if ":CONSOLE" in line and ('"Uncaught' in line or "Failed to load" in line):
+            problems.append(f"{name}: console error {line.split('] ', 1)[-1][:200]}")
+    text = text_of(proc.stdout)
+    for hit in sorted(set(TEX.findall(text)))[:3]:
+        at = text.find(hit)
+        problems.append(f"{name}: unrendered math near {text[max(0, at - 30):at + 40]!r}")
+    paths = sorted(set(LOCAL_PATH.findall(text)) | ({str(ROOT)} if str(ROOT) in text else set()))
+    for p in paths[:3]:
+        problems.append(f"{name}: an absolute path of the build machine in the text: {p}")
+    return problems
+
+
+def screenshots(html_dir: Path, out: Path) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    saved = []
+    for pattern in SHOTS:
+        pages = sorted(html_dir.glob(pattern))
+        if not pages:
+            continue
+        shot = out / (pages[0].stem + ".png")
+        browse(pages[0], f"--screenshot={shot}", "--window-size=1280,1600",
+               "--hide-scrollbars")
+        if shot.exists():
+            saved.append(shot)
+    return saved
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--html", default=str(ROOT / "book" / "_build" / "html"),
+                    help="the built book (default: %(default)s)")
+    ap.add_argument("--screenshots", default=None,
+                    help="where the screenshots go (default: <html>/../screenshots)")
+    ap.add_argument("--jobs", type=int, default=2, help="pages opened at once")
+    args = ap.parse_args(argv)
+    html_dir = Path(args.html).resolve()
+    if not (html_dir / "index.html").is_file():
+        raise SystemExit(f"book-check: no built book in {html_dir} (index.html missing); run "
+                         "`make book` first")
+    pages = [p for p in sorted(html_dir.rglob("*.html"))
+             if not p.relative_to(html_dir).parts[0].startswith("_") and p.name not in SKIP]
+    with ThreadPoolExecutor(args.jobs) as pool:
+        problems = [m for found in pool.map(lambda p: check_page(html_dir, p), pages)
+                    for m in found]
+    shots = screenshots(html_dir, Path(args.screenshots) if args.screenshots
+                        else html_dir.parent / "screenshots")
+    for m in problems:
+        print(m)
+    names = [str(s.relative_to(ROOT)) if s.is_relative_to(ROOT) else str(s) for s in shots]
+    print(f"book-check: {len(pages)} pages, {len(problems)} problem(s); screenshots: "
+          f"{', '.join(names)}")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

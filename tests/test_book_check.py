@@ -1,0 +1,63 @@
+"""book/check.py's judgement of a page, on hand-written pages (the browser is stubbed here;
+`make book-check` runs the real one on the built book in CI)."""
+
+import subprocess
+
+from conftest import load_script
+
+check = load_script("book/check.py", "book_check")
+
+GOOD = """<html><head><script src="_static/a.js"></script>
+<link rel="stylesheet" href="_static/s.css"></head><body>
+<a href="other.html#x">other</a><a href="https://example.org">out</a>
+<div class="cell docutils container"><div class="cell_output"><img src="_images/f.png"></div></div>
+</body></html>"""
+
+
+def write(tmp_path, name, text):
+    page = tmp_path / name
+    page.parent.mkdir(parents=True, exist_ok=True)
+    page.write_text(text)
+    return page
+
+
+def fake_browser(monkeypatch, dom, stderr=""):
+    monkeypatch.setattr(check, "browse", lambda page, *a: subprocess.CompletedProcess(
+        [], 0, stdout=dom, stderr=stderr))
+
+
+def site(tmp_path):
+    for f in ("_static/a.js", "_static/s.css", "_images/f.png", "other.html"):
+        write(tmp_path, f, "x")
+
+
+def test_a_good_page_passes(tmp_path, monkeypatch):
+    site(tmp_path)
+    page = write(tmp_path, "page.html", GOOD)
+    fake_browser(monkeypatch, "<p>The margin <mjx-container>\\(x\\)</mjx-container> is 2.</p>")
+    assert check.check_page(tmp_path, page) == []
+
+
+def test_each_kind_of_breakage_is_named(tmp_path, monkeypatch):
+    site(tmp_path)
+    bad = (GOOD.replace("_static/a.js", "https://cdn.example.org/mathjax.js")
+           .replace("_images/f.png", "_images/gone.png").replace("other.html", "nowhere.html"))
+    page = write(tmp_path, "results/page.html", bad.replace("../", ""))
+    fake_browser(monkeypatch, "<p>Notation: \\(p_\\text{glo}\\) read from "
+                 "/home/someone/.cache/scpo/results</p>",
+                 stderr='[1:1:INFO:CONSOLE:62] "Uncaught SyntaxError: Identifier '
+                        "'THEBE_JS_URL' has already been declared\", source: page.html (62)")
+    found = "\n".join(check.check_page(tmp_path, page))
+    for expected in ("fetches https://cdn.example.org/mathjax.js from the network",
+                     "missing asset _images/gone.png", "broken link nowhere.html#x",
+                     "console error \"Uncaught SyntaxError", "unrendered math near",
+                     "absolute path of the build machine in the text: /home/someone"):
+        assert expected in found, expected
+
+
+def test_an_executed_page_without_a_result_is_reported(tmp_path, monkeypatch):
+    site(tmp_path)
+    page = write(tmp_path, "page.html", GOOD.replace('<img src="_images/f.png">', "<p>x</p>"))
+    fake_browser(monkeypatch, "<p>text</p>")
+    assert check.check_page(tmp_path, page) == [
+        "page.html: an executed page without a figure or table in its output"]
