@@ -25,6 +25,7 @@ def dedupe_scripts(app: Any, pagename: str, templatename: str, context: dict[str
 
 
 def setup(app: Any) -> dict[str, Any]:
-    app.connect("html-page-context", dedupe_scripts, priority=100)  # before handlers that
-    # return a template name (which end the event for the handlers after them)
+    # last: after sphinx.ext.mathjax and the others have added their page's scripts (the
+    # context gets a new list; anything added after this handler would not reach the page)
+    app.connect("html-page-context", dedupe_scripts, priority=900)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
