@@ -246,7 +246,7 @@ def test_pages_hide_their_plumbing_and_keep_every_cell():
         {"cell_type": "code", "metadata": {"tags": ["parameters"]}, "outputs": [],
          "source": 'results_dir = "results"'},
         {"cell_type": "code", "metadata": {"tags": ["injected-parameters"]}, "outputs": [],
-         "source": 'results_dir = "/home/someone/.cache/scpo/results"'},
+         "source": 'results_dir = "<the builder\'s cache>/results"'},
         {"cell_type": "code", "metadata": {}, "outputs": [], "source": "import numpy as np"},
         {"cell_type": "code", "metadata": {}, "outputs": [out], "source": "fig"},
         {"cell_type": "code", "metadata": {"tags": ["remove-input"]}, "outputs": [out],
