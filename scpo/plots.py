@@ -19,6 +19,17 @@ from matplotlib.figure import Figure
 
 from scpo import method
 from scpo.evaluate import TEST_SETS
+from scpo.variants import KNOWN
+
+
+def label(variant: str) -> str:
+    """A variant's name as the paper's tables write it (unknown names stay as they are)."""
+    return KNOWN[variant].label if variant in KNOWN else variant
+
+
+def colour(variant: str) -> str:
+    """A variant's colour, the same in every figure (``scpo.variants``, its one place)."""
+    return KNOWN[variant].colour if variant in KNOWN else "0.5"
 
 
 def _detach(fig: Figure) -> Figure:
@@ -81,10 +92,11 @@ def training_curves(histories: Mapping[str, list[dict[str, Any]]]) -> Figure:
     fig, axes = plt.subplots(1, 2 if has_val else 1, figsize=(9 if has_val else 5, 3.2),
                              squeeze=False)
     for name, h in frames.items():
-        axes[0, 0].plot(h["step"], h["loss"], label=name)
+        axes[0, 0].plot(h["step"], h["loss"], label=label(name), color=colour(name))
         if has_val and "val_accuracy" in h:
             v = h.dropna(subset=["val_accuracy"])
-            axes[0, 1].plot(v["step"], v["val_accuracy"], marker=".", label=name)
+            axes[0, 1].plot(v["step"], v["val_accuracy"], marker=".", label=label(name),
+                            color=colour(name))
     axes[0, 0].set(xlabel="step", ylabel="weighted BT loss", title="training loss")
     axes[0, 0].legend(fontsize="small")
     if has_val:
@@ -107,7 +119,7 @@ def variant_bars(df: pd.DataFrame, value: str = "accuracy") -> Figure:
                          "countries and seeds first (macro_average, seed_summary).")
     variants = list(pd.unique(df["variant"]))
     sets = [s for s in TEST_SETS if s in set(df["test_set"])]
-    fig, axes = plt.subplots(1, len(sets), figsize=(4.5 * len(sets), 3.4), squeeze=False,
+    fig, axes = plt.subplots(1, len(sets), figsize=(4.5 * len(sets), 4.6), squeeze=False,
                              sharey=True)
     for ax, s in zip(axes[0], sets, strict=True):
         d = df[df["test_set"] == s].set_index("variant").reindex(variants)
@@ -118,10 +130,12 @@ def variant_bars(df: pd.DataFrame, value: str = "accuracy") -> Figure:
             err = d["sd"].to_numpy(dtype=np.float64)
         else:
             err = None
-        ax.bar(np.arange(len(variants)), y, yerr=err, capsize=3, color="C0")
-        ax.set_xticks(np.arange(len(variants)), variants, rotation=45, ha="right")
-        ax.set(title=s.replace("_", " "), ylim=(0, 1))
-    axes[0, 0].set_ylabel(value)
+        ax.bar(np.arange(len(variants)), 100 * y, capsize=3,
+               yerr=None if err is None else 100 * err, color=[colour(v) for v in variants])
+        ax.set_xticks(np.arange(len(variants)), [label(v) for v in variants], rotation=45,
+                      ha="right")
+        ax.set(title=s.replace("_", " "), ylim=(0, 100))
+    axes[0, 0].set_ylabel("accuracy (%)")
     return _detach(fig)
 
 
@@ -147,6 +161,35 @@ def tradeoff(
         ax.annotate(f"{label}={r[label]}", (r[x], r[y]), textcoords="offset points",
                     xytext=(4, 4), fontsize="small")
     ax.set(xlabel=f"{x.replace('_', ' ')} accuracy", ylabel=f"{y.replace('_', ' ')} accuracy")
+    return _detach(fig)
+
+
+def fronts(series: Mapping[str, pd.DataFrame],
+           points: Mapping[str, tuple[float, float]] | None = None) -> Figure:
+    """Several knobs' trade-offs on one pair of axes: for each name a line through its settings
+    (columns ``value``, ``pure_minority``, ``overall``; accuracies as fractions), each point
+    annotated with its value, and optional reference ``points`` (name -> (pure minority,
+    overall)). Which knob buys more minority accuracy per point of overall accuracy lost is
+    then read off the picture: further right at the same height."""
+    fig, ax = plt.subplots(figsize=(6, 4.2))
+    for i, (name, d) in enumerate(series.items()):
+        for c in ("value", "pure_minority", "overall"):
+            if c not in d.columns:
+                raise KeyError(f"fronts: series {name!r} lacks column {c!r}; have "
+                               f"{list(d.columns)}")
+        d = d.sort_values("value")
+        ax.plot(100 * d["pure_minority"], 100 * d["overall"], marker="o", color=f"C{i}",
+                label=name)
+        for _, r in d.iterrows():
+            ax.annotate(f"{r['value']:g}", (100 * r["pure_minority"], 100 * r["overall"]),
+                        textcoords="offset points", xytext=(3, 3), fontsize="x-small",
+                        color=f"C{i}")
+    for name, (x, y) in (points or {}).items():
+        ax.scatter(100 * x, 100 * y, marker="s", color=colour(name), zorder=3)
+        ax.annotate(label(name), (100 * x, 100 * y), textcoords="offset points",
+                    xytext=(4, -10), fontsize="small")
+    ax.set(xlabel="pure-minority accuracy (%)", ylabel="overall accuracy (%)")
+    ax.legend(fontsize="small")
     return _detach(fig)
 
 

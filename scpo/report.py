@@ -31,6 +31,51 @@ def _order(variants) -> list[str]:
     return [v for v in KNOWN if v in set(variants)]
 
 
+# The book's tables in words: a code name -> (group, column) of a two-level header. The code
+# names stay what the CLI prints and the tests read; ``readable`` is for people.
+COLUMNS = {
+    "overall (%)": ("Overall", "accuracy (%)"),
+    "overall CI ±": ("Overall", "95 % CI ±"),
+    "pure_minority (%)": ("Pure minority", "accuracy (%)"),
+    "pure_minority CI ±": ("Pure minority", "95 % CI ±"),
+    "country_truth (%)": ("Agrees with the truth", "country's (%)"),
+    "global_truth (%)": ("Agrees with the truth", "consensus (%)"),
+    "1 - JSD": ("Opinion alignment", "1 − JSD"),
+    "kept (pooled)": ("Training pairs kept (%)", "all countries"),
+    "kept (macro)": ("Training pairs kept (%)", "mean of countries"),
+    "accuracy": ("", "Observed labels (%)"),
+    "country_truth_accuracy": ("", "Country's truth (%)"),
+    "global_truth_accuracy": ("", "Global consensus (%)"),
+    "overall": ("", "Overall"),
+    "pure_minority": ("", "Pure minority"),
+    "macro avg": ("", "Mean of countries"),
+}
+PERCENT = {"kept (pooled)", "kept (macro)"}  # fractions the book shows in percent
+DECIMALS = {"1 - JSD": 3}  # every other float: one decimal
+
+
+def readable(table: pd.DataFrame, index: str = "Variant") -> pd.DataFrame:
+    """``table`` as the book shows it: variants by their label in the one order of
+    ``scpo.variants``, columns in words (``COLUMNS``; two header levels where they group),
+    fractions in percent (``PERCENT``) and floats to one decimal (``DECIMALS``)."""
+    out = table.copy()
+    for c in out.columns:
+        if c in PERCENT:
+            out[c] = 100 * out[c]
+        if pd.api.types.is_float_dtype(out[c]):
+            out[c] = out[c].round(DECIMALS.get(c, 1))
+    if set(out.index) <= set(KNOWN):
+        out = out.loc[_order(out.index)]
+        out.index = [KNOWN[v].label for v in out.index]
+        out.index.name = index
+    names = [COLUMNS.get(c, ("", str(c))) for c in out.columns]
+    if any(group for group, _ in names):
+        out.columns = pd.MultiIndex.from_tuples(names)
+    else:
+        out.columns = [name for _, name in names]
+    return out
+
+
 def per_country(results: pd.DataFrame, test_set: str = "overall",
                 value: str = "accuracy") -> pd.DataFrame:
     """variant x (countries + "macro avg"): mean over seeds, in percent for accuracies."""
@@ -66,8 +111,8 @@ def ci_halfwidth(results: pd.DataFrame, test_set: str = "overall") -> pd.Series:
 
 
 def _pm(s: pd.DataFrame) -> pd.Series:
-    return s.apply(lambda row: f"{row['mean']:.2f} ± {row['sd']:.2f}"
-                   if np.isfinite(row["sd"]) else f"{row['mean']:.2f}", axis=1)
+    return s.apply(lambda row: f"{row['mean']:.1f} ± {row['sd']:.1f}"
+                   if np.isfinite(row["sd"]) else f"{row['mean']:.1f}", axis=1)
 
 
 def main_table(results: pd.DataFrame) -> pd.DataFrame:

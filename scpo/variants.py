@@ -38,19 +38,22 @@ class Variant:
     tuned: bool = False  # tau / beta / lr chosen per country on the validation split
     given: bool = False  # a country RM given by model.minority_models, evaluated, never trained
     score_mode: str | None = None  # given RMs: score as this model.mode (None: the run's)
+    colour: str = "0.5"  # in every figure (Okabe-Ito; a control is its match, lighter)
 
 
 VARIANTS: dict[str, Variant] = {v.name: v for v in [
-    Variant("global", "Global RM", train=False),
-    Variant("baseline", "Baseline (full fine-tune)"),
-    Variant("filtered", "Filtered only", filter="tau"),
-    Variant("inverse_weighted", "Inverse-weighted only", weighting="inverse"),
-    Variant("scpo_w", "SCPO (W)", weighting="scpo"),
-    Variant("scpo_fw", "SCPO (F+W)", filter="tau", weighting="scpo"),
-    Variant("scpo_fw_tuned", "SCPO (F+W) tuned", filter="tau", weighting="scpo", tuned=True),
-    Variant("random_subset", "Random subset (control)", filter="random"),
+    Variant("global", "Global RM", train=False, colour="#7f7f7f"),
+    Variant("baseline", "Baseline (full fine-tune)", colour="#0072B2"),
+    Variant("filtered", "Filtered only", filter="tau", colour="#E69F00"),
+    Variant("inverse_weighted", "Inverse-weighted only", weighting="inverse",
+            colour="#CC79A7"),
+    Variant("scpo_w", "SCPO (W)", weighting="scpo", colour="#56B4E9"),
+    Variant("scpo_fw", "SCPO (F+W)", filter="tau", weighting="scpo", colour="#D55E00"),
+    Variant("scpo_fw_tuned", "SCPO (F+W) tuned", filter="tau", weighting="scpo", tuned=True,
+            colour="#009E73"),
+    Variant("random_subset", "Random subset (control)", filter="random", colour="#F5CF80"),
     Variant("random_weighted", "Random subset, SCPO weights (control)", filter="random",
-            weighting="scpo"),
+            weighting="scpo", colour="#EAAE80"),
 ]}
 CONTROLS = {"random_subset": "filtered", "random_weighted": "scpo_fw"}  # control -> its match
 PAPER_VARIANTS = [n for n in VARIANTS if n not in CONTROLS]
@@ -58,9 +61,9 @@ PAPER_VARIANTS = [n for n in VARIANTS if n not in CONTROLS]
 # mode and, as the released code scored them, with dropout on (not part of "all")
 GIVEN = {v.name: v for v in [
     Variant("published", "Published country RM (eval)", train=False, given=True,
-            score_mode="fixed"),
+            score_mode="fixed", colour="#882255"),
     Variant("published_dropout", "Published country RM (dropout on, as recorded)", train=False,
-            given=True, score_mode="released"),
+            given=True, score_mode="released", colour="#C77CA8"),
 ]}
 KNOWN = {**VARIANTS, **GIVEN}  # every name a run accepts, in table order
 

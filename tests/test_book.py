@@ -1,5 +1,6 @@
 """book/build.py: stamps, the plan, failure handling, and a real build of the tiny book."""
 
+import json
 import re
 import subprocess
 import sys
@@ -105,6 +106,10 @@ def test_plan_has_one_page_per_country_and_the_results_chapters(tmp_path):
     main = jobs[pages.index("results/main")]
     assert set(main.inputs) == {"countries/Chile", "countries/Mexico"}  # reads, never retrains
     assert main.params["countries"] == "Chile,Mexico"
+    # the dial reads the sweeps chapter's own results, where that chapter writes them
+    steering, sweeps = (jobs[pages.index(p)] for p in ("results/steering", "results/sweeps"))
+    assert "results/sweeps" in steering.inputs
+    assert steering.params["sweeps_dir"] == sweeps.params["work_dir"]
     # the committed ladder study: its own page, and the main page's "does it hold deeper?"
     ladder = jobs[pages.index("results/ladder")]
     assert ladder.params == {"ladder_dir": str(build.LADDER_DIR)}
@@ -227,6 +232,16 @@ def test_tiny_book_builds_then_rebuilds_from_the_stamps(tmp_path, env):
     assert "<h1>Chile" in chile and "pure-minority" in chile
     assert re.search(r"keeps\s*(<[^>]+>\s*)*\d+(<[^>]+>\s*)*\s*pairs", chile)  # glued numbers
     assert "reported in the paper" in pages["results/main"]
+    # a standalone page opens its notebook in Colab/Binder and offers the executed .ipynb,
+    # which installs scpo itself outside the repository; a page that reads others' results not
+    url = build.repository_url().removeprefix("https://github.com/")
+    colab = (f"https://colab.research.google.com/github/{url}/blob/{build.LAUNCH_BRANCH}/"
+             "notebooks/country.ipynb")
+    assert colab in chile and "mybinder.org" in chile
+    assert "colab.research.google.com" not in pages["results/main"]
+    download = json.loads((html / "_sources" / "countries" / "Chile.ipynb").read_text())
+    assert build.INSTALL_TAG in download["cells"][0]["metadata"]["tags"]
+    assert 'href="../_sources/countries/Chile.ipynb"' in chile
     assert 'href="../_modules/scpo/method.html' in pages["method"] or \
         '_modules/scpo/method.html' in pages["method"]  # equations link to their source
 

