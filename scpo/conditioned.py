@@ -161,10 +161,18 @@ class CountryHead(nn.Module):
         self.kind = shared.kind
         self.delta = nn.Parameter(torch.zeros(n_countries, shared.mean.shape[0]))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """[z | one-hot(c)]: the embedding standardised, the country block as it is."""
         d = self.delta.shape[1]
-        z = (x[:, :d] - self.shared.mean) / self.shared.std
-        return self.shared.net(z).squeeze(-1) + ((x[:, d:] @ self.delta) * z).sum(-1)
+        return torch.cat([self.shared.features(x[:, :d]), x[:, d:]], dim=1)
+
+    def reward(self, feats: torch.Tensor) -> torch.Tensor:
+        d = self.delta.shape[1]
+        z = feats[:, :d].contiguous()  # the shared head's matmul on the global RM's layout
+        return self.shared.reward(z) + ((feats[:, d:] @ self.delta) * z).sum(-1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.reward(self.features(x))
 
 
 class CountryHeadRM(EmbeddingRM):

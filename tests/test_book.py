@@ -110,6 +110,10 @@ def test_plan_has_one_page_per_country_and_the_results_chapters(tmp_path):
     steering, sweeps = (jobs[pages.index(p)] for p in ("results/steering", "results/sweeps"))
     assert "results/sweeps" in steering.inputs
     assert steering.params["sweeps_dir"] == sweeps.params["work_dir"]
+    # the one model for every country reads only the country pages: it runs beside the sweeps
+    cond = jobs[pages.index("results/conditioned")]
+    assert set(cond.inputs) == {"countries/Chile", "countries/Mexico"}
+    assert pages.index("results/sweeps") < pages.index("results/conditioned")  # longest first
     # the committed ladder study: its own page, and the main page's "does it hold deeper?"
     ladder = jobs[pages.index("results/ladder")]
     assert ladder.params == {"ladder_dir": str(build.LADDER_DIR)}
@@ -204,6 +208,42 @@ def test_a_failing_notebook_fails_the_build_and_keeps_the_old_book(tmp_path, env
     assert (old / "index.html").read_text() == "the previous book"
     assert (tmp_path / "store" / "failed" / "bad.ipynb").exists()
     assert not (tmp_path / "store" / "executed" / "bad.stamp").exists()
+
+
+def test_a_kernel_that_did_not_start_is_started_again(tmp_path, env, monkeypatch):
+    """Two kernels started at once can get the same port; the one that dies never ran a cell,
+    so its notebook runs again. Any other failure is not retried."""
+    for key, value in build.KERNEL_ENV.items():
+        monkeypatch.setenv(key, value)
+    real, calls = subprocess.run, []
+    died = ("zmq.error.ZMQError: Address already in use (addr='tcp://127.0.0.1:37441')\n"
+            "RuntimeError: Kernel died before replying to kernel_info")
+
+    def flaky(cmd, **kw):
+        calls.append(cmd)
+        if len(calls) == 1:
+            return subprocess.CompletedProcess(cmd, 1, "", died)
+        return real(cmd, **kw)
+
+    monkeypatch.setattr(build.subprocess, "run", flaky)
+    src = notebook(tmp_path / "nb.md", "print('ran', x)")
+    build.execute(build.Job("one", src, {"x": 3}), tmp_path / "store", dict(build.os.environ))
+    assert len(calls) == 2 and "ran 3" in (tmp_path / "store/executed/one.ipynb").read_text()
+
+    calls.clear()
+    monkeypatch.setattr(build.subprocess, "run",
+                        lambda cmd, **kw: calls.append(cmd) or subprocess.CompletedProcess(
+                            cmd, 1, "", died))
+    with pytest.raises(build.BuildError, match="Kernel died before replying"):
+        build.execute(build.Job("two", src, {"x": 3}), tmp_path / "store", {})
+    assert len(calls) == build.KERNEL_START_ATTEMPTS
+    calls.clear()
+    monkeypatch.setattr(build.subprocess, "run",
+                        lambda cmd, **kw: calls.append(cmd) or subprocess.CompletedProcess(
+                            cmd, 1, "", "ZeroDivisionError: division by zero"))
+    with pytest.raises(build.BuildError, match="ZeroDivisionError"):
+        build.execute(build.Job("three", src, {"x": 3}), tmp_path / "store", {})
+    assert len(calls) == 1
 
 
 def html_pages(html: Path) -> dict[str, str]:

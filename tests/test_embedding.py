@@ -165,7 +165,7 @@ def test_smoke_training_lowers_the_loss_and_moves_every_parameter(enc, pool_emb,
     rm = _new(enc, pool_emb, head)
     before, loss_before, buffers = _params(rm), _full_loss(rm), rm.head.mean.clone()
     calls = []
-    rm.head.register_forward_hook(lambda m, i, o: calls.append(i[0].shape[0]))
+    rm.head.net.register_forward_hook(lambda m, i, o: calls.append(i[0].shape[0]))
     threads = torch.get_num_threads()
     hist = rm.fit(PAIRS, np.ones(len(PAIRS)), TRAIN, METHOD, seed=0)
     assert torch.get_num_threads() == threads
@@ -204,6 +204,43 @@ def test_history_logs_linear_decay_and_val_accuracy(enc, pool_emb):
     assert len({h["val_accuracy"] for h in hist}) > 1  # it moved, so the check tells steps apart
     rc, rr = rm.score_pairs(PAIRS.iloc[:10])
     assert (rc > rr).all()  # the easy pairs end right
+
+
+def _textbook_fit(rm, weights, train, method, seed):
+    """The loop as a textbook writes it: torch.optim.AdamW, LambdaLR, a forward of the whole
+    head (standardisation included) on rows picked by tensor indexing."""
+    emb, ic, ir = rm._pair_tensors(PAIRS)
+    w = torch.from_numpy(np.asarray(weights, dtype=np.float64)).float()
+    gen = torch.Generator().manual_seed(seed)
+    opt = torch.optim.AdamW(rm.head.parameters(), lr=train.lr, weight_decay=train.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0 - s / train.max_steps)
+    batches = _epoch_batches(len(PAIRS), train.batch_size, gen)
+    rm.head.train()
+    for _ in range(train.max_steps):
+        b = next(batches)
+        r = rm.head(emb[torch.cat([ic[b], ir[b]])])
+        loss = weighted_bt_loss(r[:len(b)], r[len(b):], w[b], normalize=method.normalize)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+    rm.head.eval()
+
+
+@pytest.mark.parametrize("head,decay,normalize", [("linear", 0.0, "batch"),
+                                                  ("mlp", 0.1, "weights")])
+def test_fit_equals_the_textbook_adamw_loop_bit_for_bit(enc, pool_emb, head, decay, normalize):
+    """fit's fast path (features once, index_select, torch's functional AdamW) changes no bit."""
+    train = TrainConfig(lr=0.02, max_steps=30, batch_size=8, weight_decay=decay)
+    method = MethodConfig(normalize=normalize)
+    weights = np.linspace(0.1, 1.0, len(PAIRS))
+    fast, slow = _new(enc, pool_emb, head, seed=3), _new(enc, pool_emb, head, seed=3)
+    start = _params(fast)
+    fast.fit(PAIRS, weights, train, method, seed=5)
+    _textbook_fit(slow, weights, train, method, seed=5)
+    for name, p in slow.head.named_parameters():
+        assert not torch.equal(p, start[name]), f"{name} did not train"
+        assert torch.equal(dict(fast.head.named_parameters())[name], p), name
 
 
 def test_zero_weights_leave_the_head_unchanged(enc, pool_emb):

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
+from torch.optim.adamw import adamw
 from tqdm.auto import tqdm
 
 from scpo.cache import ArrayCache, cached_compute
@@ -234,8 +235,46 @@ class Head(nn.Module):
             self.net = nn.Sequential(nn.Linear(d, MLP_HIDDEN), nn.GELU(),
                                      nn.Linear(MLP_HIDDEN, 1, bias=False))
 
+    def features(self, emb: torch.Tensor) -> torch.Tensor:
+        """What the trained layers read: the standardised embedding. It holds no trained
+        weight, so ``fit`` computes it once for every text instead of once per step."""
+        return (emb - self.mean) / self.std
+
+    def reward(self, feats: torch.Tensor) -> torch.Tensor:
+        return self.net(feats).squeeze(-1)
+
     def forward(self, emb: torch.Tensor) -> torch.Tensor:
-        return self.net((emb - self.mean) / self.std).squeeze(-1)
+        return self.reward(self.features(emb))
+
+
+class AdamWUpdate:
+    """AdamW (torch's own update: ``torch.optim.adamw.adamw``, the single-tensor form that
+    ``torch.optim.AdamW`` runs on CPU) with the moments kept here.
+
+    For a head of a few hundred weights the optimizer class's per-step bookkeeping costs more
+    than the update itself, and its first construction imports torch._dynamo (~3 s in every
+    process, i.e. every notebook). The numbers are the class's, bit for bit
+    (tests/test_embedding.py trains with both).
+    """
+
+    def __init__(self, params: list[nn.Parameter], weight_decay: float,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
+        self.params = list(params)
+        self.exp_avgs = [torch.zeros_like(p) for p in self.params]
+        self.exp_avg_sqs = [torch.zeros_like(p) for p in self.params]
+        self.steps = [torch.tensor(0.0) for _ in self.params]
+        self.weight_decay, self.betas, self.eps = float(weight_decay), betas, eps
+
+    def zero_grad(self) -> None:
+        for p in self.params:
+            p.grad = None
+
+    @torch.no_grad()
+    def step(self, lr: float) -> None:
+        adamw(self.params, [p.grad for p in self.params], self.exp_avgs, self.exp_avg_sqs, [],
+              self.steps, foreach=False, amsgrad=False, beta1=self.betas[0],
+              beta2=self.betas[1], lr=lr, weight_decay=self.weight_decay, eps=self.eps,
+              maximize=False)
 
 
 def _epoch_batches(n: int, batch_size: int, gen: torch.Generator):
@@ -331,14 +370,14 @@ class EmbeddingRM(RewardModel):
         emb, ic, ir = self._pair_tensors(pairs)
         val = self._pair_tensors(eval_pairs) if eval_pairs is not None else None
         w_t = torch.from_numpy(w).float()
+        with torch.no_grad():
+            feats = self.head.features(emb)
 
         threads = torch.get_num_threads()
         torch.set_num_threads(1)  # tiny matmuls: a second thread only adds contention
         try:
             gen = torch.Generator().manual_seed(seed)
-            opt = torch.optim.AdamW(self.head.parameters(), lr=lr,
-                                    weight_decay=train.weight_decay)
-            sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0 - s / max_steps)
+            opt = AdamWUpdate(list(self.head.parameters()), train.weight_decay)
             every = max(1, max_steps // 50)
             batches = _epoch_batches(len(pairs), batch_size, gen)
             history: TrainHistory = []
@@ -346,14 +385,16 @@ class EmbeddingRM(RewardModel):
             self.head.train()
             for step in range(1, max_steps + 1):
                 b = next(batches)
-                r = self.head(emb[torch.cat([ic[b], ir[b]])])  # y+ and y- in one forward
-                loss = weighted_bt_loss(r[:len(b)], r[len(b):], w_t[b],
+                # y+ and y- in one forward; index_select gathers rows several times faster
+                # than indexing with a tensor, and gives the same values
+                rows = torch.cat([ic.index_select(0, b), ir.index_select(0, b)])
+                r = self.head.reward(feats.index_select(0, rows))
+                loss = weighted_bt_loss(r[:len(b)], r[len(b):], w_t.index_select(0, b),
                                         normalize=method.normalize)
-                opt.zero_grad(set_to_none=True)
+                opt.zero_grad()
                 loss.backward()
-                step_lr = sched.get_last_lr()[0]
-                opt.step()
-                sched.step()
+                step_lr = lr * (1.0 - (step - 1) / max_steps)  # linear decay to 0
+                opt.step(step_lr)
                 window.append(loss.item())
                 if step % every == 0 or step == max_steps:
                     rec = {"step": step, "loss": float(np.mean(window)), "lr": step_lr}
