@@ -9,6 +9,8 @@ bytes. Reading 10k entries is therefore a few file reads, not 10k.
 A ``ragged`` cache holds rows of different lengths (a text's token-level hidden states, [n_tokens,
 d]): a shard stores them end to end, [sum of lengths, d], with the lengths in its metadata.
 
+``write_dir_atomically`` does the same for a whole directory (a simulation, a pair table).
+
 Safety: a shard is written to a ``.part`` file and renamed into place (``os.replace`` is atomic),
 so a killed run never leaves a half-written shard that a reader would see. A shard that fails to
 parse, whose checksum or shape does not match, is reported with a warning naming the file, deleted,
@@ -21,6 +23,8 @@ import hashlib
 import json
 import os
 import re
+import shutil
+import tempfile
 import uuid
 import warnings
 from collections.abc import Callable, Sequence
@@ -34,6 +38,23 @@ from scpo.config import cache_dir
 
 FORMAT = "scpo-cache-1"
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
+
+
+def write_dir_atomically(final: Path, write: Callable[[Path], None]) -> None:
+    """``write(tmp)`` into a temporary directory beside ``final``, then rename it to ``final``:
+    a reader never sees a half-written directory, and an interrupted write leaves only a hidden
+    temporary one. If another process put ``final`` in place first, its copy is kept."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
+    try:
+        write(tmp)
+        os.rename(tmp, final)
+    except OSError:
+        if not final.exists():  # not a concurrent writer that won the race
+            raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
 
 
 def namespace_dir(namespace: str) -> str:

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
-import tempfile
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -14,6 +12,7 @@ from typing import Any
 
 import pandas as pd
 
+from scpo.cache import write_dir_atomically
 from scpo.config import DataConfig, cache_dir
 from scpo.pairs import MAJORITY_COUNTRIES, PAPER_COUNTRIES, PairData, file_fingerprint
 
@@ -137,14 +136,13 @@ def cached_pairs(data_dir: Path, settings: dict[str, Any],
         return data
     if data.options is not None or json.loads(text) != record:
         return data
-    where.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{where.name}-", dir=where.parent))
-    try:
+
+    def write(tmp: Path) -> None:
         data.pairs.to_parquet(tmp / "pairs.parquet")
         (tmp / "record.json").write_text(text, encoding="utf-8")
-        os.rename(tmp, where)
-    except OSError:  # another process stored the same table first, or the disk is full
-        pass
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+
+    try:
+        write_dir_atomically(where, write)
+    except OSError as e:  # e.g. a full disk: the table is still right, only not stored
+        warnings.warn(f"the pair table could not be cached in {where} ({e})", stacklevel=2)
     return data

@@ -38,9 +38,6 @@ import dataclasses
 import hashlib
 import json
 import math
-import os
-import shutil
-import tempfile
 import typing
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +46,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from scpo.cache import write_dir_atomically
 from scpo.config import coerce, load_preset
 from scpo.pairs import MAJORITY_COUNTRIES, PAPER_COUNTRIES, paper_test_rows
 
@@ -432,17 +430,7 @@ def ensure_simulation(config: SimConfig, root: str | Path) -> Path:
     if final.exists():
         raise FileExistsError(f"{final} exists but holds no complete simulation (no world.json); "
                               "delete it and run again.")
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=root))
-    try:
-        simulate(config, tmp)
-        os.rename(tmp, final)
-    except OSError:
-        if not (final / "world.json").exists():  # not a concurrent writer that won the race
-            raise
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
+    write_dir_atomically(final, lambda tmp: simulate(config, tmp))
     return final
 
 

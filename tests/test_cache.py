@@ -3,7 +3,7 @@ import os
 import numpy as np
 import pytest
 
-from scpo.cache import ArrayCache, cached_compute, namespace_dir
+from scpo.cache import ArrayCache, cached_compute, namespace_dir, write_dir_atomically
 from scpo.pairs import text_key
 
 KEYS = [text_key("prompt", f"response {i}") for i in range(6)]
@@ -189,3 +189,20 @@ def test_a_source_checkout_caches_where_make_book_does(monkeypatch):
     assert cache_dir() == Path(scpo.__file__).resolve().parents[1] / ".cache" / "scpo"
     monkeypatch.setenv("SCPO_CACHE_DIR", "")  # empty counts as unset
     assert cache_dir().parts[-2:] == (".cache", "scpo")
+
+
+def test_a_directory_appears_whole_or_not_at_all(tmp_path):
+    final = tmp_path / "entry"
+
+    def broken(tmp):
+        (tmp / "half.txt").write_text("x")
+        raise RuntimeError("killed mid-write")
+
+    with pytest.raises(RuntimeError, match="killed mid-write"):
+        write_dir_atomically(final, broken)
+    assert list(tmp_path.iterdir()) == []  # neither the entry nor its temporary directory
+    write_dir_atomically(final, lambda tmp: (tmp / "a.txt").write_text("first"))
+    # another writer finishing second keeps the first copy (its rename fails, silently)
+    write_dir_atomically(final, lambda tmp: (tmp / "a.txt").write_text("second"))
+    assert (final / "a.txt").read_text() == "first"
+    assert [p.name for p in tmp_path.iterdir()] == ["entry"]
