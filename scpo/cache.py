@@ -19,6 +19,7 @@ and its entries recomputed by the next ``cached_compute``.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -47,11 +48,12 @@ def write_dir_atomically(final: Path, write: Callable[[Path], None]) -> None:
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
     try:
-        write(tmp)
-        os.rename(tmp, final)
-    except OSError:
-        if not final.exists():  # not a concurrent writer that won the race
-            raise
+        write(tmp)  # any error here (a full disk) is the caller's to see
+        try:
+            os.rename(tmp, final)
+        except OSError as e:  # only "already there": a concurrent writer won the race
+            if e.errno not in (errno.EEXIST, errno.ENOTEMPTY) or not final.is_dir():
+                raise
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)

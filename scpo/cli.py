@@ -32,6 +32,10 @@ FLAGS: list[tuple[str, str, str, dict]] = [
 ]
 
 
+OVERWRITE_HELP = ("write into a non-empty folder scpo did not make, replacing only the files "
+                  "of this output there (without it such a folder is refused)")
+
+
 def build_config(args: argparse.Namespace) -> Config:
     cfg = load_preset(args.preset) if args.preset else Config()
     over: dict[str, dict] = {}
@@ -66,7 +70,7 @@ def cmd_run(args: argparse.Namespace) -> None:
 
     cfg = build_config(args)
     t0 = time.perf_counter()
-    results, _, _ = run(cfg, args.out)
+    results, _, _ = run(cfg, args.out, overwrite=args.overwrite)
     from scpo.models.device import is_main_process
     from scpo.report import main_table
 
@@ -82,17 +86,26 @@ def cmd_run(args: argparse.Namespace) -> None:
 def cmd_conditioned(args: argparse.Namespace) -> None:
     from scpo import conditioned
     from scpo.experiment import prepare
+    from scpo.outdir import check_writable
+    from scpo.results import write_run_files
 
     cfg = build_config(args)
+    out = Path(args.out)
+    check_writable(out, overwrite=args.overwrite, what="run's results")  # before any work
+    if args.export:
+        check_writable(args.export, overwrite=args.overwrite, what="exported checkpoints")
     prep = prepare(cfg)
     run_ = conditioned.run_conditioned(prep, prep.countries, cfg.run.seeds,
                                        leave_out=args.leave_out, export_dir=args.export,
-                                       progress=True)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    run_.results.to_parquet(out / "results.parquet", index=False)
-    run_.results.to_csv(out / "results.csv", index=False)
-    run_.counts.to_csv(out / "counts.csv", index=False)
+                                       progress=True, overwrite=args.overwrite)
+    res, counts = run_.results, run_.counts
+    record = {**prep.record(), "conditioned": {
+        "leave_out": args.leave_out or [], "n_parameters": run_.n_parameters,
+        "per_country_parameters": run_.per_country_parameters}}
+    write_run_files(out, {
+        "results.parquet": lambda p: res.to_parquet(p, index=False),
+        "results.csv": lambda p: res.to_csv(p, index=False, float_format="%.10g"),
+        "counts.csv": lambda p: counts.to_csv(p, index=False)}, record, args.overwrite)
     table = run_.results.pivot_table(index="country", columns="test_set", values="accuracy")
     print((100 * table).round(1).to_string())
     print(f"\none model for {len(prep.countries)} countries: {run_.n_parameters} trained numbers "
@@ -103,7 +116,8 @@ def cmd_conditioned(args: argparse.Namespace) -> None:
 def cmd_export(args: argparse.Namespace) -> None:
     from scpo.results import export_saved
 
-    path = export_saved(args.results, args.country, args.variant, args.seed, args.out)
+    path = export_saved(args.results, args.country, args.variant, args.seed, args.out,
+                        overwrite=args.overwrite)
     print(f"exported to {path}: load it with AutoModelForSequenceClassification.from_pretrained")
 
 
@@ -131,11 +145,13 @@ def cmd_carb(args: argparse.Namespace) -> None:
 
 
 def cmd_simulate(args: argparse.Namespace) -> None:
+    from scpo.outdir import replace_dir
     from scpo.simulate import sim_config, simulate
 
     # test users get their own responses: the simulator must split users as the loader will
-    path = simulate(sim_config(args.preset, test_frac=args.test_frac, split_seed=args.split_seed),
-                    Path(args.out))
+    config = sim_config(args.preset, test_frac=args.test_frac, split_seed=args.split_seed)
+    path = replace_dir(args.out, lambda tmp: simulate(config, tmp), overwrite=args.overwrite,
+                       what="simulation")
     print(f"simulated PRISM-format data written to {path}")
 
 
@@ -148,6 +164,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", required=True, help="results directory")
     p.add_argument("--export", metavar="DIR", help="hf tier: save each trained minority RM of "
                    "run.export_variants as a HF checkpoint with a model card under DIR")
+    p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     p.set_defaults(func=cmd_run)
     p = sub.add_parser("conditioned", help="train one country-conditioned RM on every "
                        "country's SCPO pairs and evaluate it asked for each country")
@@ -157,6 +174,7 @@ def main(argv: list[str] | None = None) -> None:
                    help="countries left out of training, evaluated as 'conditioned_loo'")
     p.add_argument("--export", metavar="DIR", help="hf/partial tiers: write the model as a "
                    "standard checkpoint (the country goes into the prompt; see its card)")
+    p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     p.set_defaults(func=cmd_conditioned)
     p = sub.add_parser("export", help="export a minority RM saved by a country notebook as a "
                        "standard HF checkpoint with a model card")
@@ -165,6 +183,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--variant", default="scpo_fw")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="directory to write the checkpoint to")
+    p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     p.set_defaults(func=cmd_export)
     p = sub.add_parser("pairs", help="build the pair table and print its counts")
     _add_config_args(p)
@@ -177,6 +196,7 @@ def main(argv: list[str] | None = None) -> None:
                    help="the data.test_frac the data will be loaded with (default 0.15)")
     p.add_argument("--split-seed", dest="split_seed", type=int, default=0,
                    help="the data.split_seed the data will be loaded with (default 0)")
+    p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     p.set_defaults(func=cmd_simulate)
     p = sub.add_parser("config", help="print every setting of a preset (with --set applied), "
                        "its value and what it does")

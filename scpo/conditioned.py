@@ -54,6 +54,7 @@ from scpo.models.embedding import (
     write_head_files,
 )
 from scpo.models.modes import prompt_messages
+from scpo.outdir import claim
 from scpo.variants import VARIANTS, training_weights
 
 DEFAULT_TEMPLATE = "Country: {country}\n\n{prompt}"
@@ -397,13 +398,13 @@ class PromptConditionedRM(RewardModel):
         self.model.save(path)
         self._write_meta(Path(path))
 
-    def export(self, path: str | Path, card: dict[str, Any]) -> Path:
+    def export(self, path: str | Path, card: dict[str, Any], overwrite: bool = False) -> Path:
         """A standard checkpoint (``scpo.models.export``) whose card gives the template and a
         section on steering; ``scpo_conditioned.json`` lets ``load`` steer it again."""
         path = Path(path)
         card = {"variant": VARIANT, **card, "countries": self.countries,
                 "country_template": self.template}
-        self.model.export(path, card)
+        self.model.export(path, card, overwrite=overwrite)
         self._write_meta(path)
         readme = path / "README.md"
         readme.write_text(readme.read_text() + steering_section(self.template, self.countries))
@@ -508,7 +509,7 @@ def run_conditioned(prep: Prepared, countries: Sequence[str] | None = None,
                     seeds: Sequence[int] | None = None, *,
                     leave_out: str | Collection[str] | None = None,
                     template: str = DEFAULT_TEMPLATE, keep_models: bool = False,
-                    export_dir: str | Path | None = None,
+                    export_dir: str | Path | None = None, overwrite: bool = False,
                     progress: bool = False) -> ConditionedRun:
     """One conditioned model per seed, trained on every country's SCPO pairs (tier:
     ``prep.cfg.model.backend``), evaluated on each country's test pairs asked for that country.
@@ -518,7 +519,8 @@ def run_conditioned(prep: Prepared, countries: Sequence[str] | None = None,
     Budget: ``train.max_steps`` x the number of training countries steps of ``train.batch_size``
     pairs at ``train.lr``: as many steps and pairs as the per-country models together (not
     epochs: per-country runs count steps too). ``export_dir`` (hf and partial tiers) writes each
-    seed's model as a standard checkpoint under ``<export_dir>/conditioned/seed<k>``.
+    seed's model as a standard checkpoint under ``<export_dir>/conditioned/seed<k>``
+    (``overwrite``: into a folder of the user's, ``scpo.outdir``).
     """
     cfg = prep.cfg
     countries = _check_countries(countries if countries is not None else prep.countries)
@@ -528,6 +530,8 @@ def run_conditioned(prep: Prepared, countries: Sequence[str] | None = None,
     if export_dir is not None and cfg.model.backend == "embedding":
         raise ValueError("export_dir needs model.backend 'hf' or 'partial': the embedding tier's "
                          "model is a head on frozen embeddings, not a standard checkpoint")
+    if export_dir is not None:  # refused before training if the folder is the user's
+        claim(export_dir, overwrite=overwrite, what="exported checkpoints")
     tau, beta, lr = cfg.method.tau, cfg.method.beta, cfg.train.lr
     tests = {c: country_splits(prep, c)["test"] for c in countries}  # fails before training
     pairs, counts = conditioned_training_set(prep, countries, tau, beta, leave_out)
@@ -559,7 +563,7 @@ def run_conditioned(prep: Prepared, countries: Sequence[str] | None = None,
         out.results = pd.DataFrame(rows)
         if export_dir is not None:
             path = Path(export_dir) / VARIANT / f"seed{seed}"
-            out.exported[seed] = str(model.export(path, out.card(seed)))
+            out.exported[seed] = str(model.export(path, out.card(seed), overwrite=overwrite))
         if keep_models:
             out.models[seed] = model
         del model

@@ -77,9 +77,25 @@ class MethodConfig:
                           'or by sum W ("weights")')
 
 
+# The training knobs whose sense depends on the tier: a head on frozen embeddings learns at a
+# large rate over thousands of cheap steps; a transformer's layers at a small rate, and on a CPU
+# over a few costly steps. Setting model.backend to another tier sets these to that tier's
+# values, except those set in the same change or later (a preset's [train] table, --set
+# train.lr=...): `--preset tiny --backend partial` trains the partial tier's way, not a
+# transformer at a head's learning rate. The hf tier's global RM is given, so it has no global_*.
+TIER_TRAIN: dict[str, dict[str, float | int]] = {
+    "embedding": {"lr": 1e-3, "max_steps": 1024, "global_lr": 1e-2, "global_steps": 2000,
+                  "global_batch_size": 64},
+    "partial": {"lr": 1e-4, "max_steps": 32, "global_lr": 2e-4, "global_steps": 75,
+                "global_batch_size": 8},  # the ladder study's short fine-tunings for a CPU
+    "hf": {"lr": 1e-6, "max_steps": 1024},  # the paper's (spec §7)
+}
+
+
 @dataclass
 class TrainConfig:
-    """Fine-tuning each minority RM (and, on the embedding tier, the global head)."""
+    """Fine-tuning each minority RM (and, on the embedding and partial tiers, the global RM).
+    Defaults: the embedding tier's; other tiers: ``TIER_TRAIN``."""
 
     lr: float = knob(1e-3, "minority fine-tuning learning rate (AdamW, linear decay, no warm-up)")
     max_steps: int = knob(1024, "optimizer steps per country, as the paper (not epochs)")
@@ -172,6 +188,7 @@ class Config:
         command-line strings, converted by that type ("false" is False, not a true string).
         """
         sections = [f.name for f in dataclasses.fields(self)]
+        self._switch_tier(overrides, where, text)
         for section, values in overrides.items():
             if section not in sections:  # also a method's name, e.g. "to_dict"
                 raise KeyError(f"{where}: unknown section [{section}]; valid: {sections}")
@@ -186,6 +203,21 @@ class Config:
                     raise KeyError(f"{where}: unknown key {section}.{key}; valid: {sorted(names)}")
                 setattr(obj, key, coerce(hints[key], value, f"{where}: {section}.{key}", text))
         return self
+
+
+    def _switch_tier(self, overrides: dict[str, Any], where: str, text: bool) -> None:
+        """A change of model.backend first sets the new tier's ``TIER_TRAIN`` values, except
+        the [train] keys this same update sets."""
+        model, train = overrides.get("model"), overrides.get("train")
+        if not isinstance(model, dict) or "backend" not in model:
+            return
+        backend = coerce(str, model["backend"], f"{where}: model.backend", text)
+        if backend == self.model.backend:
+            return
+        given = train if isinstance(train, dict) else {}
+        for key, value in TIER_TRAIN.get(backend, {}).items():
+            if key not in given:
+                setattr(self.train, key, value)
 
 
 _TRUE, _FALSE = {"true", "yes", "on", "1"}, {"false", "no", "off", "0"}

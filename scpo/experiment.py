@@ -29,10 +29,13 @@ from scpo.config import Config
 from scpo.data import load_pairs, resolve_countries
 from scpo.models.base import RewardModel
 from scpo.models.device import is_main_process
+from scpo.outdir import check_writable
 from scpo.pairs import PairData, require_test_pairs, select_country
 from scpo.published import model_location
 from scpo.results import (
     CountryRun,
+    claim_results_dir,
+    country_slug,
     export_model,
     export_variants,
     model_dir,
@@ -287,16 +290,20 @@ def evaluate_variant(prep: Prepared, model: RewardModel, test: pd.DataFrame, see
 
 def run_country(prep: Prepared, country: str, *, keep_models: bool = False,
                 progress: bool = True, save_models: str | Path | None = None,
-                save_variants: Collection[str] | None = None) -> CountryRun:
+                save_variants: Collection[str] | None = None,
+                overwrite: bool = False) -> CountryRun:
     """Every variant x seed of ``prep.cfg.run`` for one country (and its exports, if asked).
 
     ``save_models``: write each trained model (of ``save_variants``; None = all) to
     ``model_dir(save_models, ...)`` as soon as it is evaluated, so that only one minority model
     is in memory at a time: on a GPU, keeping 21 DeBERTa copies (``keep_models``) fills it.
+    ``overwrite``: export into a folder of the user's (``scpo.outdir``).
     """
     cfg = prep.cfg
-    to_export = export_variants(cfg.run, prep.global_rm)
+    to_export = export_variants(cfg.run, prep.global_rm, overwrite)
     check_countries(prep, [country])
+    if save_models is not None:  # refused before training if the folder is not scpo's
+        claim_results_dir(Path(save_models) / country_slug(country))
     splits = country_splits(prep, country)
     train, test = splits["train"], splits["test"]
     out = CountryRun(country, pd.DataFrame())
@@ -343,28 +350,35 @@ def run_country(prep: Prepared, country: str, *, keep_models: bool = False,
         rows += new
         if variant.name in to_export:
             out.exported[key] = str(export_model(cfg.run.export_dir, model, new, cfg.to_dict(),
-                                                 prep.data_description()))
+                                                 prep.data_description(), overwrite))
         del model  # freed before the next job copies the global RM (unless keep_models)
     out.results = pd.DataFrame(rows)
     return out
 
 
 def run(cfg: Config, out_dir: str | Path | None = None, *, progress: bool = True,
-        keep_models: bool = False) -> tuple[pd.DataFrame, Prepared, dict[str, CountryRun]]:
-    """All countries; with ``out_dir``, write results.parquet/.csv, histories.json, run.json."""
+        keep_models: bool = False,
+        overwrite: bool = False) -> tuple[pd.DataFrame, Prepared, dict[str, CountryRun]]:
+    """All countries; with ``out_dir``, write results.parquet/.csv, histories.json, run.json
+    (``out_dir`` new, empty or an earlier run's; a folder of the user's only with
+    ``overwrite``: checked before any work)."""
     t0 = time.perf_counter()
     progress = progress and is_main_process()  # one set of bars per launch
+    if out_dir is not None and is_main_process():
+        check_writable(out_dir, overwrite=overwrite, what="run's results")
     prep = prepare(cfg)
     check_countries(prep, prep.countries)  # every country, before the first training step
-    export_variants(cfg.run, prep.global_rm)
+    export_variants(cfg.run, prep.global_rm, overwrite)
     t_prep = time.perf_counter() - t0
     runs = {}
     for c in tqdm(prep.countries, desc="countries", disable=not progress):
-        runs[c] = run_country(prep, c, keep_models=keep_models, progress=progress)
+        runs[c] = run_country(prep, c, keep_models=keep_models, progress=progress,
+                              overwrite=overwrite)
     results = pd.concat([r.results for r in runs.values()], ignore_index=True)
     if out_dir is not None:
         write_results(Path(out_dir), runs, results, prep.record(),
-                      timing={"prepare_s": t_prep, "total_s": time.perf_counter() - t0})
+                      timing={"prepare_s": t_prep, "total_s": time.perf_counter() - t0},
+                      overwrite=overwrite)
     return results, prep, runs
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import platform
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ import scpo
 from scpo.config import Config, RunConfig
 from scpo.models.base import RewardModel
 from scpo.models.device import is_main_process
+from scpo.outdir import check_writable, claim, safe_name, write_file_atomically
 from scpo.pairs import PairData
 from scpo.variants import KNOWN, resolve
 
@@ -42,7 +44,9 @@ class CountryRun:
 # ---- where things go ----
 
 def country_slug(country: str) -> str:
-    return country.replace(" ", "_")
+    """A country's folder name: its name with spaces as underscores, checked to be one path
+    component (``scpo.outdir.safe_name``): a country comes from data or the command line."""
+    return safe_name(country, "country").replace(" ", "_")
 
 
 def model_dir(root: str | Path, country: str, variant: str, seed: int | str) -> Path:
@@ -82,26 +86,74 @@ def trained_on(results: pd.DataFrame) -> dict[str, dict[str, dict[str, int]]]:
 
 # ---- writing and reading results ----
 
-def write_results(out: Path, runs: dict[str, CountryRun], results: pd.DataFrame,
-                  record: dict[str, Any], timing: dict[str, float] | None = None) -> None:
-    """The tidy results, the record (``run_record`` + what each variant trained on) and the
-    country runs' training curves, tuning choices and exports."""
+RECORD = "run.json"  # written last: a results directory without it holds an interrupted run
+# Every other file a run may write; one this run does not write is removed, so a file of an
+# earlier run never stands beside the new results.
+RUN_FILES = ("results.parquet", "results.csv", "histories.json", "tuned.json", "timing.json",
+             "exported.json", "counts.csv")
+
+
+def _has_our_record(path: Path) -> bool:
+    """A results directory of an older scpo (before the marker): its run.json names scpo."""
+    try:
+        return "scpo_version" in json.loads((path / RECORD).read_text())
+    except (OSError, ValueError, TypeError):
+        return False
+
+
+def claim_results_dir(out: str | Path, overwrite: bool = False) -> Path:
+    """``out`` as a directory this run may write its results into (``scpo.outdir.claim``):
+    new, empty or scpo's own; a user's non-empty folder only with ``overwrite``."""
+    claim(out, overwrite=overwrite, what="run's results", ours=_has_our_record)
+    return Path(out)
+
+
+def write_run_files(out: Path, files: dict[str, Callable[[Path], None]],
+                    record: dict[str, Any], overwrite: bool = False) -> None:
+    """Write a run's files as one set: the old record goes first, each file is written to a
+    temporary name and renamed into place, files of ``RUN_FILES`` this run does not write are
+    removed, and the record (``RECORD``) comes last. A crash part-way leaves no record, so no
+    reader takes new results for old ones or the reverse (``load_results`` refuses them)."""
     if not is_main_process():
         return
-    out.mkdir(parents=True, exist_ok=True)
-    results.to_parquet(out / "results.parquet", index=False)
-    results.to_csv(out / "results.csv", index=False, float_format="%.10g")
+    unknown = set(files) - set(RUN_FILES)
+    if unknown:
+        raise ValueError(f"write_run_files: {sorted(unknown)} are not run files {RUN_FILES}")
+    claim_results_dir(out, overwrite)
+    (out / RECORD).unlink(missing_ok=True)
+    for name in RUN_FILES:
+        if name not in files:
+            (out / name).unlink(missing_ok=True)
+    for name, write in files.items():
+        write_file_atomically(out / name, write)
+    text = json.dumps(record, indent=1, sort_keys=True, default=str)
+    write_file_atomically(out / RECORD, lambda p: p.write_text(text))
+
+
+def _json(value: Any, **kw: Any) -> Callable[[Path], None]:
+    return lambda p: p.write_text(json.dumps(value, **kw))
+
+
+def write_results(out: Path, runs: dict[str, CountryRun], results: pd.DataFrame,
+                  record: dict[str, Any], timing: dict[str, float] | None = None,
+                  overwrite: bool = False) -> None:
+    """The tidy results, the record (``run_record`` + what each variant trained on) and the
+    country runs' training curves, tuning choices and exports, as one set
+    (``write_run_files``)."""
     hist = {f"{c}/{k}": v for c, r in runs.items() for k, v in r.histories.items()}
-    (out / "histories.json").write_text(json.dumps(hist, sort_keys=True))
     tuned = {c: {str(s): v for s, v in r.tuned.items()} for c, r in runs.items() if r.tuned}
-    (out / "tuned.json").write_text(json.dumps(tuned, sort_keys=True, indent=1, default=float))
-    record = {**record, "trained_on": trained_on(results)}
-    (out / "run.json").write_text(json.dumps(record, indent=1, sort_keys=True, default=str))
-    if timing:
-        (out / "timing.json").write_text(json.dumps(timing, indent=1))
     exported = {f"{c}/{k}": v for c, r in runs.items() for k, v in r.exported.items()}
+    files: dict[str, Callable[[Path], None]] = {
+        "results.parquet": lambda p: results.to_parquet(p, index=False),
+        "results.csv": lambda p: results.to_csv(p, index=False, float_format="%.10g"),
+        "histories.json": _json(hist, sort_keys=True),
+        "tuned.json": _json(tuned, sort_keys=True, indent=1, default=float),
+    }
+    if timing:
+        files["timing.json"] = _json(timing, indent=1)
     if exported:
-        (out / "exported.json").write_text(json.dumps(exported, sort_keys=True, indent=1))
+        files["exported.json"] = _json(exported, sort_keys=True, indent=1)
+    write_run_files(Path(out), files, {**record, "trained_on": trained_on(results)}, overwrite)
 
 
 def save_country(out: str | Path, run_: CountryRun, record: dict[str, Any]) -> Path:
@@ -110,16 +162,18 @@ def save_country(out: str | Path, run_: CountryRun, record: dict[str, Any]) -> P
     Aggregate notebooks read these back with ``load_results`` / ``load_model`` and never retrain.
     """
     d = Path(out) / country_slug(run_.country)
-    write_results(d, {run_.country: run_}, run_.results, record)
     for key, model in run_.models.items():
         variant, seed = key.split("/")
         if KNOWN[variant].train:  # the global RM and given RMs are not this run's to save
+            claim_results_dir(d)
             model.save(model_dir(out, run_.country, variant, seed))
+    write_results(d, {run_.country: run_}, run_.results, record)
     return d
 
 
 def load_results(root: str | Path, countries: list[str] | None = None) -> pd.DataFrame:
-    """Concatenate ``<root>/<Country>/results.parquet`` (all countries found, or those given)."""
+    """Concatenate ``<root>/<Country>/results.parquet`` (all countries found, or those given);
+    a directory whose run did not finish (no ``run.json``) is refused, naming it."""
     root = Path(root)
     dirs = ([root / country_slug(c) for c in countries] if countries
             else sorted(p.parent for p in root.glob("*/results.parquet")))
@@ -127,6 +181,11 @@ def load_results(root: str | Path, countries: list[str] | None = None) -> pd.Dat
     if missing or not dirs:
         raise FileNotFoundError(f"no results under {missing or root}; run the country notebook "
                                 "(or `scpo run --out`) first")
+    unfinished = [str(d) for d in dirs if not (d / RECORD).exists()]
+    if unfinished:
+        raise FileNotFoundError(f"{unfinished}: results without {RECORD}, the record a run "
+                                "writes last: the run that wrote them did not finish. Run it "
+                                "again.")
     return pd.concat([pd.read_parquet(d / "results.parquet") for d in dirs], ignore_index=True)
 
 
@@ -145,10 +204,17 @@ def load_model(root: str | Path, global_rm: RewardModel, country: str, variant: 
 
 # ---- export: standard Hugging Face checkpoints with a model card ----
 
-def export_variants(run_cfg: RunConfig, global_rm: RewardModel) -> set[str]:
+def _has_exports(root: Path) -> bool:
+    """An export directory of an older scpo (before the marker): it holds exported models."""
+    return any(root.glob(f"*/*/*/{'scpo_hf.json'}"))
+
+
+def export_variants(run_cfg: RunConfig, global_rm: RewardModel,
+                    overwrite: bool = False) -> set[str]:
     """The trained variants whose models ``run.export_dir`` asks for (empty: no export).
 
-    Checked before any training, so a long GPU run cannot end without the checkpoints asked for.
+    Checked before any training, so a long GPU run cannot end without the checkpoints asked for
+    (or end by refusing a folder of the user's: ``scpo.outdir.claim``).
     """
     if not run_cfg.export_dir:
         return set()
@@ -163,6 +229,9 @@ def export_variants(run_cfg: RunConfig, global_rm: RewardModel) -> set[str]:
         raise ValueError(f"run.export_variants={run_cfg.export_variants} names no trained variant "
                          f"of this run (run.variants={run_cfg.variants}); nothing would be "
                          "exported. Add one of them to run.variants or change run.export_variants.")
+    if is_main_process():
+        claim(run_cfg.export_dir, overwrite=overwrite, what="exported checkpoints",
+              ours=_has_exports)
     return wanted & trained
 
 
@@ -190,18 +259,21 @@ def card_record(rows: list[dict[str, Any]], config: dict[str, Any],
 
 
 def export_model(export_dir: str | Path, model: RewardModel, rows: list[dict[str, Any]],
-                 config: dict[str, Any], data: dict[str, Any]) -> Path:
+                 config: dict[str, Any], data: dict[str, Any], overwrite: bool = False) -> Path:
     """``<export_dir>/<Country>/<variant>/seed<k>/``: checkpoint, tokenizer, model card."""
     first = rows[0]
     path = (Path(export_dir) / country_slug(first["country"]) / first["variant"]
             / f"seed{first['seed']}")
-    return model.export(path, card_record(rows, config, data))
+    return model.export(path, card_record(rows, config, data), overwrite=overwrite)
 
 
 def export_saved(results_dir: str | Path, country: str, variant: str, seed: int,
-                 out: str | Path) -> Path:
+                 out: str | Path, overwrite: bool = False) -> Path:
     """Export a minority RM that ``save_country`` saved (the country notebook keeps its models),
-    with the model card filled from that country's results.parquet and run.json."""
+    with the model card filled from that country's results.parquet and run.json. ``out`` must
+    be new, empty or an earlier export; a user's non-empty folder only with ``overwrite``."""
+    check_writable(out, overwrite=overwrite, what="model checkpoint",
+                   ours=lambda p: (p / "scpo_hf.json").is_file())  # before loading any weights
     d = Path(results_dir) / country_slug(country)
     files = [d / "results.parquet", d / "run.json"]
     missing = [str(f) for f in files if not f.exists()]
@@ -227,4 +299,4 @@ def export_saved(results_dir: str | Path, country: str, variant: str, seed: int,
 
     card = card_record(rows, record["config"], record["data"])
     model = (PartialRM if backend == "partial" else HFRewardModel).load(path)
-    return model.export(Path(out), card)
+    return model.export(Path(out), card, overwrite=overwrite)

@@ -2,6 +2,7 @@
 
 import json
 import re
+import shlex
 import subprocess
 import sys
 import time
@@ -10,6 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import book_build
+
+from scpo.outdir import MARKER, mark
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -195,10 +198,12 @@ def test_a_failing_notebook_fails_the_build_and_keeps_the_old_book(tmp_path, env
     for key, value in build.KERNEL_ENV.items():
         monkeypatch.setenv(key, value)
     bad = notebook(tmp_path / "bad.md", "ratio = x / 0")
-    monkeypatch.setattr(build, "plan", lambda *a: [build.Job("bad", bad, {"x": 1})])
+    params = {"x": 1, "note": "Côte d'Ivoire's page"}  # a quote the rerun line must survive
+    monkeypatch.setattr(build, "plan", lambda *a: [build.Job("bad", bad, params)])
     old = tmp_path / "_build" / "html"
     old.mkdir(parents=True)
     (old / "index.html").write_text("the previous book")
+    mark(tmp_path / "_build", "book")  # as the build that made it left it
     code = build.main(["--build-dir", str(tmp_path / "_build"), "--store",
                        str(tmp_path / "store")])
     err = capsys.readouterr().err
@@ -207,6 +212,9 @@ def test_a_failing_notebook_fails_the_build_and_keeps_the_old_book(tmp_path, env
     assert "bad.md" in err and str(tmp_path / "store" / "failed" / "bad.ipynb") in err
     assert (old / "index.html").read_text() == "the previous book"
     assert (tmp_path / "store" / "failed" / "bad.ipynb").exists()
+    rerun = next(line for line in err.splitlines() if line.startswith("Rerun it alone: "))
+    argv = shlex.split(rerun.removeprefix("Rerun it alone: "))  # as a shell reads it
+    assert argv[0] == "papermill" and argv[-2] == "-y" and json.loads(argv[-1]) == params
     assert not (tmp_path / "store" / "executed" / "bad.stamp").exists()
 
 
@@ -313,3 +321,59 @@ def test_pages_hide_their_plumbing_and_keep_every_cell():
         ["parameters", "remove-cell"], ["injected-parameters", "remove-cell"], ["remove-cell"],
         ["hide-input"], ["remove-input"], None]
     assert [c["source"] for c in page["cells"]] == sources  # the notebook still runs
+
+
+# ---------------------------------------------------------------------------- a user's files
+def test_a_build_dir_of_the_users_is_refused_before_anything_runs(tmp_path, monkeypatch, capsys):
+    """Issue 27: --build-dir docs (or ~/public_html, or .) was renamed to DIR.old and deleted."""
+    monkeypatch.setattr(build, "plan", lambda *a: pytest.fail("the build started"))
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "index.md").write_text("my site")
+    code = build.main(["--build-dir", str(docs), "--store", str(tmp_path / "store")])
+    assert code == 1 and "holds no book this build made" in capsys.readouterr().err
+    assert (docs / "index.md").read_text() == "my site"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["docs"]
+
+
+def fake_jupyter_book(monkeypatch, version: str):
+    """Jupyter Book's step replaced by one that writes a page saying ``version``."""
+    def run(cmd, **kwargs):
+        out = Path(cmd[cmd.index("--path-output") + 1]) / "_build" / "html"
+        out.mkdir(parents=True)
+        (out / "index.html").write_text(version)
+        return subprocess.CompletedProcess(cmd, 0, "", "")
+
+    monkeypatch.setattr(build, "plan", lambda *a: [])
+    monkeypatch.setattr(build, "configure", lambda *a: None)
+    monkeypatch.setattr(build.subprocess, "run", run)
+
+
+def test_the_book_is_staged_in_a_directory_of_its_own_and_replaces_only_its_own(tmp_path,
+                                                                                monkeypatch):
+    """The old build deleted DIR.old and DIR/../generated/staging whoever made them."""
+    for mine in (tmp_path / "book.old", tmp_path / "generated" / "staging"):
+        mine.mkdir(parents=True)
+        (mine / "keep.txt").write_text("mine")
+    book = tmp_path / "book"
+    args = ["--build-dir", str(book), "--store", str(tmp_path / "store")]
+    fake_jupyter_book(monkeypatch, "v1")
+    assert build.main(args) == 0
+    assert (book / "html" / "index.html").read_text() == "v1" and (book / MARKER).is_file()
+    fake_jupyter_book(monkeypatch, "v2")
+    assert build.main(args) == 0  # its own book: replaced
+    assert (book / "html" / "index.html").read_text() == "v2"
+    for mine in (tmp_path / "book.old", tmp_path / "generated" / "staging"):
+        assert (mine / "keep.txt").read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["book", "book.old", "generated"]
+
+
+def test_a_country_that_is_not_a_name_is_refused_before_anything_is_written(tmp_path,
+                                                                           monkeypatch, capsys):
+    """Issue 27: --countries "../../x" wrote x.ipynb outside the book's store."""
+    monkeypatch.setattr(build, "warm_caches", lambda *a: pytest.fail("the build started"))
+    store = tmp_path / "deep" / "er" / "store"
+    code = build.main(["--preset", "tiny", "--countries", "../../x", "--store", str(store),
+                       "--build-dir", str(tmp_path / "book")])
+    assert code == 1 and "cannot name a file or folder" in capsys.readouterr().err
+    assert not list(tmp_path.rglob("x.ipynb")) and not store.exists()

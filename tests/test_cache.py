@@ -206,3 +206,21 @@ def test_a_directory_appears_whole_or_not_at_all(tmp_path):
     write_dir_atomically(final, lambda tmp: (tmp / "a.txt").write_text("second"))
     assert (final / "a.txt").read_text() == "first"
     assert [p.name for p in tmp_path.iterdir()] == ["entry"]
+
+
+def test_a_failed_write_is_never_taken_for_a_concurrent_writer(tmp_path):
+    """A full disk while writing raises even when the entry exists (issue 27): only the
+    rename's "already there" means another writer won."""
+    import errno
+
+    final = tmp_path / "entry"
+    write_dir_atomically(final, lambda tmp: (tmp / "a.txt").write_text("first"))
+
+    def disk_full(tmp):
+        (tmp / "a.txt").write_text("half")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(OSError, match="No space left"):
+        write_dir_atomically(final, disk_full)
+    assert (final / "a.txt").read_text() == "first"
+    assert [p.name for p in tmp_path.iterdir()] == ["entry"]

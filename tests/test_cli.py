@@ -51,3 +51,51 @@ def test_flag_help_is_the_fields_own(capsys):
         cli.main(["run", "--help"])
     out = " ".join(capsys.readouterr().out.split())
     assert "keep training pairs with p_glo < tau (the paper: 0.7) (method.tau)" in out
+
+
+def _users_folder(path, **files):
+    path.mkdir(parents=True)
+    for name, text in files.items():
+        (path / name).write_text(text)
+    return path
+
+
+def test_simulate_over_a_folder_of_prism_files_is_refused_then_overwrites_on_request(
+        tmp_path, capsys):
+    """Issue 27: `scpo simulate --out DIR` replaced a user's utterances.jsonl and survey.jsonl."""
+    prism = _users_folder(tmp_path / "prism", **{"utterances.jsonl": "real", "notes.txt": "mine"})
+    with pytest.raises(SystemExit) as e:
+        cli.main(["simulate", "--preset", "tiny", "--out", str(prism)])
+    assert e.value.code == 2 and "--overwrite" in capsys.readouterr().err
+    assert (prism / "utterances.jsonl").read_text() == "real"
+    assert sorted(p.name for p in prism.iterdir()) == ["notes.txt", "utterances.jsonl"]
+    cli.main(["simulate", "--preset", "tiny", "--out", str(prism), "--overwrite"])
+    assert (prism / "utterances.jsonl").read_text() != "real"
+    assert (prism / "notes.txt").read_text() == "mine" and (prism / "survey.jsonl").exists()
+    fresh = tmp_path / "sim"
+    cli.main(["simulate", "--preset", "tiny", "--out", str(fresh)])
+    cli.main(["simulate", "--preset", "tiny", "--out", str(fresh)])  # its own: replaced whole
+    assert (fresh / ".scpo").is_file() and (fresh / "world.json").is_file()
+
+
+def test_export_over_a_model_directory_is_refused_before_loading_anything(tmp_path, capsys):
+    model = _users_folder(tmp_path / "model", **{"config.json": "{}", "model.safetensors": "w"})
+    with pytest.raises(SystemExit) as e:
+        cli.main(["export", "--results", str(tmp_path / "none"), "--country", "Chile",
+                  "--out", str(model)])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "not empty and scpo did not make it" in err
+    assert (model / "config.json").read_text() == "{}"
+
+
+@pytest.mark.parametrize("command", ["run", "conditioned"])
+def test_run_into_a_users_folder_is_refused_before_any_work(command, tmp_path, capsys,
+                                                           monkeypatch):
+    from scpo import experiment
+
+    monkeypatch.setattr(experiment, "prepare", lambda cfg: pytest.fail("work started"))
+    home = _users_folder(tmp_path / "home", **{"results.csv": "my own table"})
+    with pytest.raises(SystemExit) as e:
+        cli.main([command, "--preset", "tiny", "--out", str(home)])
+    assert e.value.code == 2 and "--overwrite" in capsys.readouterr().err
+    assert (home / "results.csv").read_text() == "my own table"

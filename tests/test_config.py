@@ -75,3 +75,35 @@ def test_typed_values_are_checked_too(tmp_path):
     with pytest.raises(ValueError, match=r"method.tau expects float, got True"):
         Config().update({"method": {"tau": True}})
     assert Config().update({"train": {"max_steps": 10.0}}).train.max_steps == 10
+
+
+def test_a_backend_brings_its_tiers_training_knobs():
+    """Issue 27: `--preset tiny --backend partial` trained a transformer's top layers with the
+    embedding tier's global recipe (300 steps of 64 pairs at lr 1e-2); a tier now brings its own
+    values of the knobs whose sense depends on it, unless they are set with it or after it."""
+    from scpo.config import TIER_TRAIN, TrainConfig
+
+    assert {k: getattr(TrainConfig(), k) for k in TIER_TRAIN["embedding"]} == \
+        TIER_TRAIN["embedding"]  # the dataclass defaults are the embedding tier's
+    cfg = load_preset("tiny").update({"model": {"backend": "partial"}})
+    assert {k: getattr(cfg.train, k) for k in TIER_TRAIN["partial"]} == TIER_TRAIN["partial"]
+    assert cfg.train.global_lr == 2e-4 and cfg.train.global_batch_size == 8
+    same_change = load_preset("tiny").update({"model": {"backend": "partial"},
+                                              "train": {"global_steps": 10}})
+    assert same_change.train.global_steps == 10 and same_change.train.lr == 1e-4
+    later = load_preset("tiny").update({"model": {"backend": "partial"}})
+    later.update({"train": {"lr": 3e-4}})
+    assert later.train.lr == 3e-4
+    unchanged = load_preset("tiny").update({"model": {"backend": "embedding"}})
+    assert unchanged.train.global_steps == 300  # the same tier: tiny's own value stays
+    hf = load_preset("default").update({"model": {"backend": "hf"}}, text=True)
+    assert hf.train.lr == 1e-6 and hf.train.global_lr == 1e-2  # hf's global RM is given
+    assert load_preset("partial").train == cfg.train  # the preset is the tier's values
+
+
+def test_scpo_config_shows_the_tiers_values(capsys):
+    from scpo import cli
+
+    cli.main(["config", "--preset", "tiny", "--backend", "partial"])
+    out = capsys.readouterr().out
+    assert "global_lr = 0.0002" in out and "global_batch_size = 8" in out

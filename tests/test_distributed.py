@@ -50,8 +50,8 @@ MODES = ("fixed", "released")  # one forward + length-grouped batches; two forwa
 CLI_ARGS = ["run", "--preset", "tiny", "--backend", "hf", "--set", "train.max_steps=2",
             "--set", "train.batch_size=2", "--set", "model.max_length=64",
             "--variants", "global", "scpo_fw", "--seeds", "0", "--countries", "Chile"]
-RESULT_FILES = {"results.parquet", "results.csv", "histories.json", "tuned.json", "run.json",
-                "timing.json"}
+RESULT_FILES = {".scpo", "results.parquet", "results.csv", "histories.json", "tuned.json",
+                "run.json", "timing.json"}
 
 
 def fit_and_record(model_dir: Path, out: Path, mode: str) -> dict:

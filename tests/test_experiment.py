@@ -273,3 +273,45 @@ def test_save_country_saves_only_what_the_run_trained(tmp_path):
     save_country(tmp_path, run_, {"config": {}})
     assert trained.saved == [tmp_path / "Chile" / "models" / "scpo_fw" / "seed0"]
     assert given.saved == [] and glob.saved == []
+
+
+def _country_run(country="Chile", variant="baseline"):
+    from scpo.results import CountryRun
+
+    rows = pd.DataFrame({"country": [country], "variant": [variant], "seed": [0],
+                         "test_set": ["overall"], "accuracy": [0.5], "n_train_users": [2],
+                         "n_train": [4], "n_users_trained": [2], "n_kept": [4]})
+    return CountryRun(country, rows)
+
+
+def test_a_runs_files_are_one_set(tmp_path, monkeypatch):
+    """Issue 27: results were rewritten in place one file after another, so a crash left new
+    results beside an old record, and an earlier run's exported.json / timing.json stayed."""
+    from scpo.results import write_results
+
+    out = tmp_path / "run"
+    first = _country_run()
+    first.exported = {"scpo_fw/0": "models/Chile/scpo_fw/seed0"}
+    write_results(out, {"Chile": first}, first.results, {"scpo_version": "old"},
+                  timing={"total_s": 1.0})
+    assert {"exported.json", "timing.json", "run.json"} <= {p.name for p in out.iterdir()}
+
+    second = _country_run(variant="scpo_fw")
+    real = pd.DataFrame.to_csv
+
+    def crash(self, path, *a, **k):
+        raise OSError("killed while writing")
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", crash)
+    with pytest.raises(OSError, match="killed"):
+        write_results(out, {"Chile": second}, second.results, {"scpo_version": "new"})
+    assert not (out / "run.json").exists()  # no record stands beside a half-written set
+    with pytest.raises(FileNotFoundError, match="did not finish"):
+        load_results(tmp_path)
+    monkeypatch.setattr(pd.DataFrame, "to_csv", real)
+    write_results(out, {"Chile": second}, second.results, {"scpo_version": "new"})
+    names = {p.name for p in out.iterdir()}
+    assert "exported.json" not in names and "timing.json" not in names  # not this run's
+    assert not [n for n in names if n.endswith(".part")]
+    assert json.loads((out / "run.json").read_text())["scpo_version"] == "new"
+    assert list(load_results(tmp_path)["variant"]) == ["scpo_fw"]

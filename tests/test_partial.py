@@ -189,3 +189,17 @@ def test_scpo_run_backend_partial_from_the_command_line(tiny_bert, tmp_path, mon
     assert set(res["variant"]) == {"global", "scpo_fw"}
     assert (tmp_path / "cache" / "global_partial").is_dir()
     assert (tmp_path / "cache" / "hidden").is_dir()
+
+
+def test_the_global_rms_long_fit_shows_its_steps(tiny_bert, tmp_path, capsys, monkeypatch):
+    """Issue 27: ten silent minutes; the partial tier's global RM now draws a bar of steps."""
+    from scpo.models.partial import train_global_partial
+
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    rm = train_global_partial(str(tiny_bert), pairs_table(),
+                              TrainConfig(global_lr=1e-3, global_steps=3, global_batch_size=2),
+                              MethodConfig(), seed=0, train_layers=1, max_length=64,
+                              cache_root=tmp_path)
+    err = capsys.readouterr().err
+    assert "training layers 2-2 (2 pairs a step)" in err and "3/3" in err
+    assert not rm.progress  # a minority model copied from it trains quietly

@@ -158,10 +158,21 @@ def model_card(rm: HFRewardModel, path: Path, card: dict[str, Any]) -> str:
         f"| field | value |\n|---|---|\n{rows}\n{note}\n## Usage\n\n{_usage(rm, model_id)}")
 
 
-def export_model(rm: HFRewardModel, path: Path, card: dict[str, Any]) -> Path:
-    """``save`` + README.md model card; returns the directory."""
+def export_model(rm: HFRewardModel, path: Path, card: dict[str, Any],
+                 overwrite: bool = False) -> Path:
+    """``save`` + README.md model card, written as one directory (``scpo.outdir.replace_dir``:
+    a new or empty one, an earlier export of scpo's, or with ``overwrite`` a user's folder,
+    whose other files are kept); returns the directory."""
+    from scpo.outdir import replace_dir
+
     text = model_card(rm, path, card)  # validate the card before writing anything
-    save_checkpoint(rm, path)
-    if is_main_process():
-        (path / "README.md").write_text(text)
-    return path
+    if not is_main_process():
+        save_checkpoint(rm, path)  # gathering sharded weights is collective; rank 0 writes
+        return path
+
+    def write(tmp: Path) -> None:
+        save_checkpoint(rm, tmp)
+        (tmp / "README.md").write_text(text)
+
+    return replace_dir(path, write, overwrite=overwrite, what="model checkpoint",
+                       ours=lambda d: (d / META_FILE).is_file())

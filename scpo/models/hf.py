@@ -455,9 +455,10 @@ class HFRewardModel(RewardModel):
         rm.name, rm.revision = meta["name"], meta["revision"]
         return rm
 
-    def export(self, path: str | Path, card: dict[str, Any]) -> Path:
+    def export(self, path: str | Path, card: dict[str, Any], overwrite: bool = False) -> Path:
         """A checkpoint anyone can load with AutoModelForSequenceClassification, plus a
-        README.md model card (global RM, tau, beta, pairs kept, seeds, test accuracies)."""
+        README.md model card (global RM, tau, beta, pairs kept, seeds, test accuracies);
+        ``overwrite``: into a user's non-empty folder (``scpo.outdir``)."""
         from scpo.models.export import export_model
 
-        return export_model(self, Path(path), card)
+        return export_model(self, Path(path), card, overwrite=overwrite)

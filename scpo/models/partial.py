@@ -92,6 +92,7 @@ class PartialRM(HFRewardModel):
     """
 
     score_batch_size = 64  # texts per scoring batch of the top layers
+    progress = False  # a bar over fit's steps (the global RM's long fit sets it)
 
     def __init__(self, model: nn.Module, tokenizer: Any, *, train_layers: int = 1,
                  cache_root: str | Path | None = None, **options: Any) -> None:
@@ -262,6 +263,9 @@ class PartialRM(HFRewardModel):
             sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0 - s / steps)
             batches = _epoch_batches(len(pairs), size, gen)
             self.model.train()
+            bar = tqdm(total=steps, unit="step", desc=f"training layers {self.start + 1}-"
+                       f"{len(layer_stack(self.model))} ({size} pairs a step)",
+                       disable=not self.progress or os.environ.get("TQDM_DISABLE") == "1")
             try:
                 for step in range(1, steps + 1):
                     b = next(batches).tolist()
@@ -275,11 +279,14 @@ class PartialRM(HFRewardModel):
                     opt.step()
                     sched.step()
                     window.append(loss.item())
+                    bar.update(1)
                     if step % every == 0 or step == steps:
                         history.append({"step": step, "loss": float(np.mean(window)),
                                         "lr": step_lr})
+                        bar.set_postfix(loss=f"{history[-1]['loss']:.3f}")
                         window = []
             finally:
+                bar.close()
                 self.model.eval()
         self._fingerprint = None
         if eval_pairs is not None and len(eval_pairs):
@@ -324,5 +331,9 @@ def train_global_partial(backbone: str, pairs: pd.DataFrame, train: TrainConfig,
     rm.check_split()
     glob = TrainConfig(lr=train.global_lr, max_steps=train.global_steps,
                        batch_size=train.global_batch_size, weight_decay=train.weight_decay)
-    rm.fit(pairs, np.ones(len(pairs)), glob, method, seed)
+    rm.progress = True  # minutes on a CPU: the terminal shows the steps
+    try:
+        rm.fit(pairs, np.ones(len(pairs)), glob, method, seed)
+    finally:
+        rm.progress = False
     return rm
