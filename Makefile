@@ -8,7 +8,7 @@ export SCPO_CACHE_DIR ?= $(CURDIR)/.cache/scpo
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: test book book-check lint run clean-book
+.PHONY: test book book-check lint run clean-book data
 
 # pip byte-compiles every installed file one at a time (about 100 s of the install on 2 cores);
 # --no-compile, then compileall on every core, does the same work in about half the time. Files
@@ -40,6 +40,13 @@ book: $(STAMP)
 # go to book/_build/screenshots/. CI runs it on the tiny book: make book BOOK_ARGS="--preset tiny".
 book-check: $(STAMP)
 	$(BIN)/python book/check.py --screenshots book/_build/screenshots
+
+# The real inputs (PRISM, GlobalOpinionQA, the paper's global RM, the authors' country RMs) at
+# the revisions of scpo/pins.toml, into $(DATA); then SCPO_DATA_DIR=$(DATA) make book. Needs the
+# Hugging Face hub (HF_HUB_OFFLINE=0 here); a second run with everything there does nothing.
+DATA ?= $(CURDIR)/.cache/data
+data: $(STAMP)
+	HF_HUB_OFFLINE=0 $(BIN)/scpo fetch $(DATA)
 
 clean-book:
 	rm -rf book/_build book/generated

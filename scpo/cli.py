@@ -6,6 +6,7 @@
     scpo export --results <country notebooks results_dir> --country Chile --out models/chile
     scpo pairs --dataset sim               # pair counts per country and split, and what was dropped
     scpo simulate --preset default --out data/sim
+    scpo fetch DIR                         # PRISM, GlobalOpinionQA and the RMs, pinned, into DIR
     scpo presets
 """
 
@@ -144,6 +145,13 @@ def cmd_carb(args: argparse.Namespace) -> None:
         print(f"written to {args.out}")
 
 
+def cmd_fetch(args: argparse.Namespace) -> None:
+    from scpo.fetch import MANIFEST, fetch
+
+    manifest = fetch(args.dir, only=args.only, pins=args.pins)
+    print(f"{len(manifest['inputs'])} inputs recorded in {Path(args.dir) / MANIFEST}")
+
+
 def cmd_simulate(args: argparse.Namespace) -> None:
     from scpo.outdir import replace_dir
     from scpo.simulate import sim_config, simulate
@@ -218,6 +226,14 @@ def main(argv: list[str] | None = None) -> None:
                    help="bootstrap resamples of items for the 95%% intervals")
     p.add_argument("--out", help="also write the table as csv")
     p.set_defaults(func=cmd_carb)
+    p = sub.add_parser("fetch", help="download the real inputs (PRISM, GlobalOpinionQA, the "
+                       "paper's global RM, the authors' country RMs) at their pinned revisions "
+                       "into a data directory, recorded in its MANIFEST.json")
+    p.add_argument("dir", help="the data directory (SCPO_DATA_DIR=DIR make book reads it)")
+    p.add_argument("--only", nargs="+", metavar="INPUT",
+                   help="these inputs only (prism, goqa, global_rm, authors-<country>)")
+    p.add_argument("--pins", help="another pins file (default: the package's scpo/pins.toml)")
+    p.set_defaults(func=cmd_fetch)
     p = sub.add_parser("presets", help="list the presets")
     p.set_defaults(func=lambda a: print("\n".join(list_presets())))
     args = parser.parse_args(argv)

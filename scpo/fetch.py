@@ -1,0 +1,278 @@
+"""The book's real inputs, fetched pinned: PRISM, GlobalOpinionQA, the paper's global RM and the
+authors' country RMs, from the Hugging Face hub into one data directory.
+
+    scpo fetch DIR                   # every input of scpo/pins.toml -> DIR/<dest>
+    scpo fetch DIR --only prism goqa
+    SCPO_DATA_DIR=DIR make book      # the book with its real-data chapters
+
+Each input is downloaded with ``huggingface_hub.snapshot_download`` (its cache resumes an
+interrupted download; offline, ``HF_HUB_OFFLINE=1``, it reads that cache), checked (required
+files, pinned sha256) and put in place as one directory (``scpo.outdir.replace_dir``).
+``DIR/MANIFEST.json`` records for each input the revision pinned, the commit got, and every
+file's size and sha256; a second fetch with everything recorded and present does nothing.
+Files a user put in ``DIR/<dest>`` by hand (no hub here) are recorded as such, never replaced.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import json
+import os
+import re
+import shutil
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from scpo.outdir import made_by_scpo, replace_dir, write_file_atomically
+
+PINS_FILE = Path(__file__).parent / "pins.toml"
+MANIFEST = "MANIFEST.json"
+MANIFEST_FORMAT = "scpo-manifest-1"
+_COMMIT = re.compile(r"^[0-9a-f]{40}$")
+
+
+class FetchError(OSError):
+    """Some inputs could not be fetched; the message names them and how to provide them."""
+
+
+@dataclass(frozen=True)
+class Input:
+    """One pinned input: a hub repository's files at a revision, and where they go."""
+
+    name: str
+    repo: str
+    repo_type: str  # "dataset" or "model"
+    revision: str  # a commit, or a branch the fetch resolves once
+    files: tuple[str, ...]  # glob patterns of the repository's paths to take
+    required: tuple[str, ...]  # paths that must be among them
+    dest: str  # under the data directory
+    flatten: bool = False  # keep only each file's name (data/x.csv -> x.csv)
+    sha256: dict[str, str] = field(default_factory=dict, hash=False)
+    licence: str = ""
+
+    @property
+    def pinned(self) -> str:
+        return f"{self.repo}@{self.revision}"
+
+    def local_name(self, path: str) -> str:
+        return Path(path).name if self.flatten else path
+
+
+def load_pins(path: str | Path | None = None) -> dict[str, Input]:
+    """The inputs of a pins file (default: the package's), the authors' table expanded into
+    one input per country (``authors-<country>``); a malformed entry names the file and key."""
+    path = Path(path) if path is not None else PINS_FILE
+    try:
+        table = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as e:
+        raise ValueError(f"{path}: cannot read the pins ({e})") from None
+    out: dict[str, Input] = {}
+    for name, entry in table.items():
+        where = f"{path}: [{name}]"
+        if not isinstance(entry, dict):
+            raise ValueError(f"{where} must be a table of repo, repo_type, revision, files, dest")
+        if "countries" in entry:
+            revisions = entry.get("revision", {})
+            for country in entry["countries"]:
+                one = {k: v for k, v in entry.items() if k not in ("countries", "revision")}
+                one = {k: v.format(country=country) if isinstance(v, str) else v
+                       for k, v in one.items()}
+                if not isinstance(revisions, dict) or country not in revisions:
+                    raise ValueError(f"{where}.revision has no entry for {country!r}")
+                out[f"{name}-{country}"] = _input(f"{name}-{country}",
+                                                  {**one, "revision": revisions[country]}, where)
+        else:
+            out[name] = _input(name, entry, where)
+    return out
+
+
+def _input(name: str, entry: dict[str, Any], where: str) -> Input:
+    need = ("repo", "repo_type", "revision", "files", "dest")
+    missing = [k for k in need if k not in entry]
+    if missing:
+        raise ValueError(f"{where} lacks {missing}; an input needs {list(need)}")
+    if entry["repo_type"] not in ("dataset", "model"):
+        raise ValueError(f"{where}: repo_type {entry['repo_type']!r} is not 'dataset' or 'model'")
+    return Input(name=name, repo=entry["repo"], repo_type=entry["repo_type"],
+                 revision=str(entry["revision"]), files=tuple(entry["files"]),
+                 required=tuple(entry.get("required", ())), dest=entry["dest"],
+                 flatten=bool(entry.get("flatten", False)), sha256=dict(entry.get("sha256", {})),
+                 licence=entry.get("licence", ""))
+
+
+# ---- the manifest ----
+
+def read_manifest(data_dir: str | Path) -> dict[str, Any]:
+    """``DIR/MANIFEST.json`` ({"format", "inputs": {name: record}}), empty when absent."""
+    path = Path(data_dir) / MANIFEST
+    if not path.is_file():
+        return {"format": MANIFEST_FORMAT, "inputs": {}}
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as e:
+        raise ValueError(f"{path} is not valid JSON ({e}); delete it and run `scpo fetch` "
+                         "again (present files are recorded anew)") from None
+    if manifest.get("format") != MANIFEST_FORMAT:
+        raise ValueError(f"{path}: format {manifest.get('format')!r}, expected "
+                         f"{MANIFEST_FORMAT!r}; delete it and run `scpo fetch` again")
+    return manifest
+
+
+def _write_manifest(data_dir: Path, manifest: dict[str, Any]) -> None:
+    text = json.dumps(manifest, indent=1, sort_keys=True) + "\n"
+    write_file_atomically(data_dir / MANIFEST, lambda p: p.write_text(text, encoding="utf-8"))
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _file_records(root: Path) -> dict[str, dict[str, Any]]:
+    return {str(p.relative_to(root)): {"size": p.stat().st_size, "sha256": sha256_file(p)}
+            for p in sorted(root.rglob("*")) if p.is_file() and not p.name.startswith(".")}
+
+
+def is_present(data_dir: Path, inp: Input, manifest: dict[str, Any]) -> bool:
+    """Recorded for this pin, and every recorded file still there with its size (no hashing,
+    no network: a second fetch is instant)."""
+    rec = manifest["inputs"].get(inp.name)
+    if not rec or rec.get("pinned") != inp.pinned or not rec.get("files"):
+        return False
+    dest = data_dir / inp.dest
+    return all((dest / f).is_file() and (dest / f).stat().st_size == r["size"]
+               for f, r in rec["files"].items())
+
+
+def _by_hand(dest: Path, inp: Input) -> bool:
+    """Files a user put there without scpo (no marker), every required one among them."""
+    return (dest.is_dir() and not made_by_scpo(dest)
+            and all((dest / inp.local_name(r)).is_file() for r in inp.required))
+
+
+# ---- fetching ----
+
+def download(inp: Input) -> Path:
+    """The snapshot folder of ``inp`` in the hub cache (downloaded, or read from the cache when
+    offline); its name is the commit it resolved to."""
+    from huggingface_hub import snapshot_download
+
+    return Path(snapshot_download(inp.repo, repo_type=inp.repo_type, revision=inp.revision,
+                                  allow_patterns=list(inp.files)))
+
+
+def _pick(folder: Path, inp: Input) -> dict[str, Path]:
+    """The snapshot's files matching ``inp.files`` (relative path -> file), checked."""
+    files = {str(p.relative_to(folder)): p for p in sorted(folder.rglob("*"))
+             if p.is_file() and any(fnmatch.fnmatch(str(p.relative_to(folder)), g)
+                                    for g in inp.files)}
+    missing = [r for r in inp.required if r not in files]
+    if missing:
+        raise FetchError(f"{inp.pinned} has no {missing} (it has {sorted(files) or 'nothing'} "
+                         f"matching {list(inp.files)})")
+    for rel, want in inp.sha256.items():
+        if rel not in files:
+            raise FetchError(f"{inp.pinned} has no {rel}, whose sha256 is pinned")
+        got = sha256_file(files[rel])
+        if got != want:
+            raise FetchError(f"{inp.pinned}: {rel} has sha256 {got}, the pin says {want}; the "
+                             "repository changed under its revision, or the download is corrupt")
+    return files
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    """A hard link to the hub cache's blob (no second copy on disk), else a copy."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(src.resolve(), dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def fetch(data_dir: str | Path, only: list[str] | None = None, pins: str | Path | None = None,
+          log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Every input of ``pins`` (or those named in ``only``) into ``data_dir``; returns the
+    manifest. What could not be fetched is raised at the end in one ``FetchError`` naming it,
+    after every other input was fetched and recorded."""
+    data_dir = Path(data_dir)
+    inputs = load_pins(pins)
+    unknown = sorted(set(only or []) - set(inputs))
+    if unknown:
+        raise ValueError(f"unknown input(s) {unknown}; the pins name {sorted(inputs)}")
+    todo = [inputs[n] for n in (only or inputs)]
+    data_dir.mkdir(parents=True, exist_ok=True)
+    manifest = read_manifest(data_dir)
+    missing: list[str] = []
+    reasons: set[str] = set()
+    for inp in todo:
+        dest = data_dir / inp.dest
+        if is_present(data_dir, inp, manifest):
+            log(f"  present    {inp.name}  ({inp.dest})")
+            continue
+        if _by_hand(dest, inp):
+            manifest["inputs"][inp.name] = _record(inp, None, "by hand", _file_records(dest))
+            _write_manifest(data_dir, manifest)
+            log(f"  recorded   {inp.name}  ({inp.dest}, provided by hand)")
+            continue
+        try:
+            folder = download(inp)
+            files = _pick(folder, inp)
+        except FetchError as e:
+            raise FetchError(f"{inp.name}: {e}") from None
+        except Exception as e:  # the hub out of reach, a repository or revision not found
+            missing.append(f"{inp.name} ({inp.pinned}: {', '.join(inp.required)} -> "
+                           f"{inp.dest}/)")
+            reasons.add(_reason(e))
+            continue
+        commit = folder.name if _COMMIT.match(folder.name) else None
+        if _COMMIT.match(inp.revision) and commit != inp.revision:
+            raise FetchError(f"{inp.name}: asked for commit {inp.revision}, got {folder}")
+        replace_dir(dest, lambda tmp, inp=inp, files=files: [
+            _link_or_copy(src, tmp / inp.local_name(rel)) for rel, src in files.items()],
+            what=f"input {inp.name}")
+        manifest["inputs"][inp.name] = _record(inp, commit, "hub", _file_records(dest))
+        _write_manifest(data_dir, manifest)
+        log(f"  fetched    {inp.name}  {inp.repo}@{(commit or inp.revision)[:12]} -> {inp.dest}")
+    if missing:
+        raise FetchError(
+            f"could not fetch {len(missing)} of {len(todo)} inputs ({'; '.join(sorted(reasons))})"
+            f": {'; '.join(missing)}. Where the hub is reachable run `scpo fetch DIR` and copy "
+            f"DIR over, or download each by hand (`hf download <repo> --revision <revision> "
+            f"--local-dir {data_dir}/<dest>`, or the files themselves) and run `scpo fetch "
+            f"{data_dir}` again to record them")
+    return manifest
+
+
+def _record(inp: Input, commit: str | None, source: str,
+            files: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    return {"repo": inp.repo, "repo_type": inp.repo_type, "pinned": inp.pinned,
+            "commit": commit, "source": source, "dest": inp.dest, "licence": inp.licence,
+            "files": files}
+
+
+def _reason(e: Exception) -> str:
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return "HF_HUB_OFFLINE=1 and not in the hub cache"
+    first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+    return f"{type(e).__name__}: {first[:160]}"
+
+
+# ---- what the pages show ----
+
+def revisions(data_dir: str | Path) -> list[dict[str, Any]]:
+    """One row per recorded input: name, repository, pinned revision, commit got (or how the
+    files came), files and bytes; what every real-data page shows it was built from."""
+    manifest = read_manifest(data_dir)
+    return [{"input": name, "repository": r["repo"], "pinned": r["pinned"].split("@", 1)[1],
+             "commit": r["commit"] or f"({r['source']})", "files": len(r["files"]),
+             "MB": round(sum(f["size"] for f in r["files"].values()) / 1e6, 1)}
+            for name, r in sorted(manifest["inputs"].items())]
