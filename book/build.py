@@ -55,6 +55,10 @@ RESULT_PAGES = {  # the longest first: the dial (results/steering) waits for the
     "results/cross_country": "cross_country.md",
 }
 GOQA_CSV = "global_opinions.csv"
+# PRISM on a laptop: with a data directory holding prism/, the country pages run again on PRISM
+# (the embedding tier, as on the simulator) under this part, and its chapter reads them.
+PRISM_PART = "prism"
+PRISM_RESULTS = "results-prism"
 # The branch that holds the notebooks as .ipynb (with their install cell) for Colab and Binder,
 # which open a notebook from a repository, not from a jupytext .md: `build.py launch-branch`
 # writes it and the publish workflow pushes it.
@@ -93,17 +97,18 @@ This page scores the authors' published SCPO country reward models
 (`MulticulturalAlignment/scpo-reward-model-<country>`) and the paper's global RM on PRISM's
 test users of the released code's split, in eval mode and with dropout on, and sets the result
 beside the numbers recorded on the authors' model cards and the paper's table. It needs the
-models and PRISM, which this build did not have. With internet access (a laptop CPU is enough;
-`benchmarks/bench_published.py` estimates the time), run
+models and PRISM, which this build did not have. Fetch them at their pinned revisions (a laptop
+CPU is enough to score them; `benchmarks/bench_published.py` estimates the time) and build
+again:
 
 ```bash
-scpo run --preset published --data-dir /path/to/prism --out results/published
-python book/build.py --published results/published
+make data                                        # scpo fetch .cache/data (needs the hub)
+SCPO_DATA_DIR=.cache/data make book
 ```
 
-Without `--data-dir` PRISM is read from the hub. Offline, download the models once
-(`huggingface-cli download <id> --local-dir DIR/<name>`) and add
-`--set model.minority_dir=DIR`. The notebook behind this page is `notebooks/published.md`.
+Or run the rescoring alone, `scpo run --preset published --data-dir /path/to/prism --out
+results/published`, and build with `python book/build.py --published results/published`. The
+notebook behind this page is `notebooks/published.md`.
 """
 MISSING_RELEASED = """# What each defect of the released code changes
 
@@ -128,6 +133,24 @@ python book/build.py --data-dir /path/to/data
 
 One model on the command line: `scpo carb --model DIR --data-dir /path/to/data/carb
 --country Chile`. The notebook behind this chapter is `notebooks/carb.md`.
+"""
+
+MISSING_PRISM = """# PRISM on a laptop
+
+This part runs the whole protocol of the simulator's pages on the real PRISM data
+{cite}`kirk2024prism`: every variant (the tuned one and both random controls), every country,
+three seeds, on the embedding tier (a head on frozen MiniLM sentence embeddings, the global head
+trained on PRISM's majority countries), with a page per country. This build was not given PRISM.
+Fetch it (and the other real inputs, at their pinned revisions) and build again:
+
+```bash
+make data                                        # scpo fetch .cache/data (needs the hub)
+SCPO_DATA_DIR=.cache/data make book
+```
+
+`scpo fetch DIR --only prism` fetches PRISM alone; files put in `DIR/prism/` by hand
+(`utterances.jsonl`, `survey.jsonl`) work too. The notebook behind this chapter is
+`notebooks/prism.md`.
 """
 
 MISSING_GOQA = """# GlobalOpinionQA
@@ -447,6 +470,33 @@ def carb_dir(data_dir: str) -> str:
     return str(d.resolve())
 
 
+def prism_dir(data_dir: str) -> str:
+    """Where PRISM-format files are under the data directory (``<dir>/prism``), or ""."""
+    d = Path(data_dir) / "prism" if data_dir else None
+    if d is None or not (d / "utterances.jsonl").is_file():
+        return ""
+    return str(d.resolve())
+
+
+def rescorable_countries(data_dir: str, countries: list[str]) -> list[str]:
+    """The countries whose published RM the data directory holds, with PRISM and the global
+    RM (``scpo.published.rescorable``); [] without a data directory."""
+    from scpo.published import rescorable
+
+    return rescorable(data_dir, countries) if data_dir else []
+
+
+def rescoring_inputs(data_dir: str) -> list[str]:
+    """What the rescoring page reads, for its stamp: PRISM and every model directory."""
+    from scpo.fetch import load_pins
+
+    pins = load_pins()
+    dests = {pins["prism"].dest, pins["global_rm"].dest,
+             *(p.dest for n, p in pins.items() if n.startswith("authors-"))}
+    return sorted(str((Path(data_dir) / d).resolve()) for d in dests
+                  if (Path(data_dir) / d).is_dir())
+
+
 def goqa_dir(data_dir: str) -> str:
     """Where GlobalOpinionQA is under the data directory, or "" when it is not there."""
     if not data_dir:
@@ -501,7 +551,14 @@ def plan(preset: str, dataset: str | None, data_dir: str, countries: list[str] |
     if (RELEASED_DIR / "results.csv").is_file():
         jobs.append(Job("results/released", NOTEBOOKS / "released.md",
                         {"released_dir": str(RELEASED_DIR)}, data=[str(RELEASED_DIR)]))
-    if published and (Path(published) / "results.parquet").is_file():
+    rescore = rescorable_countries(data_dir, countries)
+    if rescore:  # the authors' models and PRISM from the data directory (scpo fetch's layout)
+        jobs.append(Job("results/published", NOTEBOOKS / "published.md",
+                        {"results_dir": "", "data_root": str(Path(data_dir).resolve()),
+                         "countries": ",".join(rescore),
+                         "work_dir": str(store / "work" / "published")},
+                        data=rescoring_inputs(data_dir)))
+    elif published and (Path(published) / "results.parquet").is_file():
         pub = str(Path(published).resolve())
         jobs.append(Job("results/published", NOTEBOOKS / "published.md", {"results_dir": pub},
                         data=[pub]))
@@ -510,6 +567,19 @@ def plan(preset: str, dataset: str | None, data_dir: str, countries: list[str] |
                         {**base, "country": c, "results_dir": str(results)}, title=c,
                         outputs=[results / slug(c) / "results.parquet"],
                         warm=(dataset, base["data_dir"])))
+    prism = prism_dir(data_dir)
+    if prism and dataset != "prism":  # PRISM on a laptop: the country pages again, on PRISM
+        on_prism = {"preset": preset, "dataset": "prism", "data_dir": prism}
+        prism_pages = [f"{PRISM_PART}/countries/{slug(c)}" for c in countries]
+        for c, page in zip(countries, prism_pages):
+            jobs.append(Job(page, NOTEBOOKS / "country.md",
+                            {**on_prism, "country": c, "results_dir": str(store / PRISM_RESULTS)},
+                            title=c, outputs=[store / PRISM_RESULTS / slug(c) / "results.parquet"],
+                            warm=("prism", prism)))
+        jobs.append(Job(f"{PRISM_PART}/main", NOTEBOOKS / "prism.md",
+                        {**on_prism, "countries": ",".join(countries),
+                         "results_dir": str(store / PRISM_RESULTS),
+                         "data_root": str(Path(data_dir).resolve())}, inputs=prism_pages))
     common = {**base, "countries": ",".join(countries), "results_dir": str(results)}
     for page, source in RESULT_PAGES.items():
         work = {"work_dir": str(store / "work" / Path(page).name)}
@@ -581,7 +651,10 @@ def assemble(jobs: list[Job], store: Path, src: Path) -> None:
         dest.write_text(json.dumps(nb, indent=1, ensure_ascii=False))
     configure(src / "_config.yml", launch_pages(jobs))
     pages = {j.page for j in jobs}
-    for page, text in (("results/goqa", MISSING_GOQA.format(csv=GOQA_CSV)),
+    with_country_pages(src / "_toc.yml", f"{PRISM_PART}/main",
+                       any(p.startswith(f"{PRISM_PART}/countries/") for p in pages))
+    for page, text in ((f"{PRISM_PART}/main", MISSING_PRISM),
+                       ("results/goqa", MISSING_GOQA.format(csv=GOQA_CSV)),
                        ("results/ladder", MISSING_LADDER),
                        ("results/released", MISSING_RELEASED),
                        ("results/published", MISSING_PUBLISHED),
@@ -591,11 +664,26 @@ def assemble(jobs: list[Job], store: Path, src: Path) -> None:
             (src / f"{page}.md").write_text(text)
 
 
+def with_country_pages(toc: Path, chapter: str, present: bool) -> None:
+    """The staged toc lists ``chapter``'s country pages only when this build made them (a glob
+    that matches nothing is a Sphinx warning, which fails the strict build)."""
+    import yaml
+
+    tree = yaml.safe_load(toc.read_text())
+    for part in tree["parts"]:
+        for entry in part["chapters"]:
+            if entry.get("file") == chapter and present:
+                entry["sections"] = [{"glob": f"{Path(chapter).parent}/countries/*"}]
+    toc.write_text(yaml.safe_dump(tree, sort_keys=False))
+
+
 def launch_pages(jobs: list[Job]) -> dict[str, str]:
-    """Pages whose notebook runs on its own (it reads no other page's results and no committed
-    data), each with the notebook that makes it: they get Colab and Binder buttons."""
+    """Pages whose notebook runs on its own (it reads no other page's results, no committed data
+    and no data directory of this machine's), each with the notebook that makes it: they get
+    Colab and Binder buttons."""
     return {j.page: f"notebooks/{j.source.stem}.ipynb" for j in jobs if not j.inputs
-            and not j.data}
+            and not j.data and not (j.params.get("dataset") == "prism" and j.params.get(
+                "data_dir"))}
 
 
 def configure(config: Path, launch: dict[str, str]) -> None:

@@ -268,11 +268,26 @@ def _reason(e: Exception) -> str:
 
 # ---- what the pages show ----
 
-def revisions(data_dir: str | Path) -> list[dict[str, Any]]:
-    """One row per recorded input: name, repository, pinned revision, commit got (or how the
-    files came), files and bytes; what every real-data page shows it was built from."""
-    manifest = read_manifest(data_dir)
-    return [{"input": name, "repository": r["repo"], "pinned": r["pinned"].split("@", 1)[1],
-             "commit": r["commit"] or f"({r['source']})", "files": len(r["files"]),
-             "MB": round(sum(f["size"] for f in r["files"].values()) / 1e6, 1)}
-            for name, r in sorted(manifest["inputs"].items())]
+def revisions(data_dir: str | Path, names: list[str] | None = None) -> list[dict[str, Any]]:
+    """What a real-data page was built from, one row per input (``names``: those of the pins
+    the page read, default every recorded one): repository, revision pinned, commit got and
+    how (hub, or by hand), files and MB. An input the manifest does not record (its files put
+    there without ``scpo fetch``) is shown with its files' sha256, computed now."""
+    manifest, pins, root = read_manifest(data_dir), load_pins(), Path(data_dir)
+    rows = []
+    for name in names or sorted(manifest["inputs"]):
+        rec = manifest["inputs"].get(name)
+        if rec is None:
+            dest = root / pins[name].dest if name in pins else root / name
+            files = _file_records(dest) if dest.is_dir() else {}
+            sha = ", ".join(f"{f} {r['sha256'][:12]}" for f, r in files.items())
+            rows.append({"input": name, "repository": pins[name].repo if name in pins else "",
+                         "pinned": "", "commit": f"not recorded (no scpo fetch): sha256 {sha}",
+                         "files": len(files),
+                         "MB": round(sum(r["size"] for r in files.values()) / 1e6, 1)})
+            continue
+        rows.append({"input": name, "repository": rec["repo"],
+                     "pinned": rec["pinned"].split("@", 1)[1],
+                     "commit": rec["commit"] or f"({rec['source']})", "files": len(rec["files"]),
+                     "MB": round(sum(f["size"] for f in rec["files"].values()) / 1e6, 1)})
+    return rows

@@ -14,6 +14,10 @@ under that label only.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from scpo.config import Config
 
 HUB_ORG = "MulticulturalAlignment"
 
@@ -53,3 +57,34 @@ def model_location(country: str, models: dict[str, str], local_dir: str | None) 
                 f"(expected a local copy of {where}); download it there or unset minority_dir.")
         return str(path)
     return where
+
+
+def rescoring_config(data_dir: str | Path, countries: list[str] | None = None) -> Config:
+    """The preset "published" on the local copies ``scpo fetch`` puts in ``data_dir``
+    (``scpo/pins.toml``'s layout): PRISM in ``<dir>/prism``, the paper's global RM and the
+    authors' country RMs under ``<dir>/models``. Nothing is read from the hub."""
+    from scpo.config import load_preset
+    from scpo.fetch import load_pins
+
+    pins, root = load_pins(), Path(data_dir)
+    models = root / Path(pins["authors-chile"].dest).parent
+    cfg = load_preset("published")
+    cfg.update({"data": {"data_dir": str(root / pins["prism"].dest)},
+                "model": {"global_model": str(root / pins["global_rm"].dest), "revision": None,
+                          "minority_dir": str(models)},
+                "run": {"countries": list(countries) if countries else ["all"]}})
+    return cfg
+
+
+def rescorable(data_dir: str | Path, countries: list[str]) -> list[str]:
+    """The ``countries`` whose published RM ``data_dir`` holds, when it also holds PRISM and the
+    global RM (what ``rescoring_config`` reads); [] when it cannot rescore any."""
+    from scpo.fetch import load_pins
+
+    root, pins = Path(data_dir), load_pins()
+    if not ((root / pins["prism"].dest / "utterances.jsonl").is_file()
+            and (root / pins["global_rm"].dest / "config.json").is_file()):
+        return []
+    models = root / Path(pins["authors-chile"].dest).parent
+    return [c for c in countries if c in AUTHORS_MODELS
+            and (models / AUTHORS_MODELS[c].split("/")[-1] / "config.json").is_file()]

@@ -135,6 +135,18 @@ def main_table(results: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def country_sizes(results: pd.DataFrame) -> pd.DataFrame:
+    """Per country: training users and pairs, test users and pairs, and pure-minority test
+    pairs, read from a run's result rows (the first seed's; they do not change with the seed)."""
+    r = results[results["seed"] == results["seed"].min()].drop_duplicates(["country", "test_set"])
+    ov = r[r["test_set"] == "overall"].set_index("country")
+    pm = r[r["test_set"] == "pure_minority"].set_index("country")
+    return pd.DataFrame({"training users": ov["n_train_users"], "training pairs": ov["n_train"],
+                         "test users": ov["n_users"], "test pairs": ov["n_pairs"],
+                         "pure-minority test pairs": pm["n_pairs"].reindex(ov.index)}
+                        ).astype(int)
+
+
 def paper_comparison(results: pd.DataFrame) -> pd.DataFrame:
     """Our macro averages next to the paper's, the latter labelled "reported in the paper"."""
     ours = {ts: macro_summary(results, ts)["mean"].round(2) for ts in ("overall", "pure_minority")}

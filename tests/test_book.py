@@ -6,11 +6,13 @@ import shlex
 import subprocess
 import sys
 import time
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
 import yaml
 from conftest import book_build
+from hubcache import stand_in_hub
 
 from scpo.outdir import MARKER, mark
 
@@ -128,7 +130,7 @@ def test_plan_has_one_page_per_country_and_the_results_chapters(tmp_path):
     for f in files:
         assert (ROOT / "book" / f"{f}.md").exists() or f in pages or f in (
             "results/goqa", "results/ladder", "results/released", "results/published",
-            "results/carb"), f
+            "results/carb", "prism/main"), f
         # optional pages: a page in their place says how to add them (build.assemble)
     # the published page is planned when a run of the preset "published" is given
     (tmp_path / "pub").mkdir()
@@ -136,6 +138,33 @@ def test_plan_has_one_page_per_country_and_the_results_chapters(tmp_path):
     pub = build.plan("tiny", None, "", None, tmp_path, published=str(tmp_path / "pub"))
     job = next(j for j in pub if j.page == "results/published")
     assert job.params == {"results_dir": str((tmp_path / "pub").resolve())}
+
+
+def test_a_data_directory_adds_prism_on_a_laptop_and_the_rescoring(tmp_path):
+    """With prism/ and the models in the data directory (scpo fetch's layout), the book runs
+    the country pages again on PRISM under prism/, a chapter that reads them, and rescores the
+    authors' models of the countries whose model is there."""
+    data = tmp_path / "data"
+    (data / "prism").mkdir(parents=True)
+    (data / "prism" / "utterances.jsonl").write_text("")
+    jobs = build.plan("tiny", None, str(data), None, tmp_path / "store")
+    pages = [j.page for j in jobs]
+    assert {"prism/countries/Chile", "prism/countries/Mexico", "prism/main"} <= set(pages)
+    assert "results/published" not in pages  # PRISM alone: no models to rescore
+    chile = jobs[pages.index("prism/countries/Chile")]
+    assert chile.params["dataset"] == "prism" and chile.warm == ("prism", chile.params["data_dir"])
+    assert chile.params["results_dir"] == str(tmp_path / "store" / "results-prism")
+    assert set(jobs[pages.index("prism/main")].inputs) == {"prism/countries/Chile",
+                                                          "prism/countries/Mexico"}
+    assert "prism/countries/Chile" not in build.launch_pages(jobs)  # needs this machine's data
+    for name in ("reward-model-deberta-v3-base", "scpo-reward-model-mexico"):
+        (data / "models" / name).mkdir(parents=True)
+        (data / "models" / name / "config.json").write_text("{}")
+    jobs = build.plan("tiny", None, str(data), None, tmp_path / "store")
+    pub = next(j for j in jobs if j.page == "results/published")
+    assert pub.params["countries"] == "Mexico"  # Chile's model is not there
+    assert pub.params["data_root"] == str(data.resolve())
+    assert str((data / "models" / "scpo-reward-model-mexico").resolve()) in pub.data
 
 
 def test_without_the_ladder_data_neither_page_reads_it(tmp_path, monkeypatch):
@@ -259,20 +288,100 @@ def html_pages(html: Path) -> dict[str, str]:
             for p in html.rglob("*.html") if "_static" not in p.parts and "_modules" not in p.parts}
 
 
+class Tables(HTMLParser):
+    """The tables of an HTML page as lists of rows of cell texts (the standard library's
+    parser: what a reader's browser shows, read back without a table library)."""
+
+    def __init__(self, html: str):
+        super().__init__()
+        self.tables: list[list[list[str]]] = []
+        self._cell: list[str] | None = None
+        self.feed(html)
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "table":
+            self.tables.append([])
+        elif tag == "tr" and self.tables:
+            self.tables[-1].append([])
+        elif tag in ("td", "th"):
+            self._cell = []
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th") and self._cell is not None and self.tables:
+            self.tables[-1][-1].append(" ".join("".join(self._cell).split()))
+            self._cell = None
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+def table_with(html: str, heading: str) -> list[list[str]]:
+    """The first table of the page whose header row holds ``heading``."""
+    for table in Tables(html).tables:
+        if any(heading in cell for row in table[:2] for cell in row):
+            return table
+    raise AssertionError(f"no table with {heading!r}")
+
+
+@pytest.fixture(scope="module")
+def fetched(tmp_path_factory, tiny_bert, env):
+    """A data directory made by `scpo fetch` from the stand-in hub: simulated PRISM-format
+    files (as the hub's, unsorted), a GlobalOpinionQA csv, tiny models under the paper's and the
+    authors' ids."""
+    root = tmp_path_factory.mktemp("fetched")
+    pins = stand_in_hub(root / "cache", tiny_bert, root)
+    out = subprocess.run([sys.executable, "-m", "scpo.cli", "fetch", str(root / "data"), "--pins",
+                          str(pins)], env={**env, "HF_HUB_CACHE": str(root / "cache"),
+                                           "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return root / "data"
+
+
 @pytest.mark.slow
-def test_tiny_book_builds_then_rebuilds_from_the_stamps(tmp_path, env):
+def test_tiny_book_builds_with_a_data_directory_then_rebuilds_from_the_stamps(tmp_path, env,
+                                                                             fetched):
+    """The whole road offline (issue 26): `scpo fetch` from a stand-in hub, then the tiny book
+    with that data directory; the data chapters' tables are read back from the pages."""
+    from scpo.goqa import load_goqa
+    from scpo.prism import load_prism
+
     cmd = [sys.executable, str(ROOT / "book" / "build.py"), "--preset", "tiny",
+           "--data-dir", str(fetched),
            "--build-dir", str(tmp_path / "_build"), "--store", str(tmp_path / "store")]
     t0 = time.perf_counter()
     first = subprocess.run(cmd, env=env, capture_output=True, text=True)
     t_first = time.perf_counter() - t0
-    assert first.returncode == 0, first.stderr[:5000]
+    assert first.returncode == 0, first.stderr[-5000:]
     html = tmp_path / "_build" / "html"
     pages = html_pages(html)
     toc = yaml.safe_load((ROOT / "book" / "_toc.yml").read_text())
     expected = {toc["root"]} | {c["file"] for part in toc["parts"] for c in part["chapters"]}
-    expected |= {"countries/Chile", "countries/Mexico"}
+    expected |= {"countries/Chile", "countries/Mexico", "prism/countries/Chile",
+                 "prism/countries/Mexico"}
     assert expected <= set(pages), expected - set(pages)
+
+    # the data chapters read the data directory: their numbers are the data's own
+    prism = load_prism(fetched / "prism").pairs
+    sizes = table_with(pages["prism/main"], "training pairs")
+    header = sizes[0]
+    for row in sizes[1:]:
+        if row[0] in ("Chile", "Mexico"):
+            mine = prism[prism["country"] == row[0]]
+            got = dict(zip(header, row))
+            assert int(got["training pairs"]) == int((mine["split"] == "train").sum())
+            assert int(got["test pairs"]) == int((mine["split"] == "test").sum())
+    commit = "18ab5cfb37456f4ec8cbc00212ce54cf7b1239f6"
+    assert commit in pages["prism/main"] and "reported in the paper" in pages["prism/main"]
+    published = table_with(pages["results/published"], "Chile")
+    pairs_row = next(r for r in published if r[0] == "overall: test pairs")
+    chile = published[0].index("Chile")
+    assert int(pairs_row[chile]) == int(((prism["country"] == "Chile")
+                                         & (prism["split"] == "test")).sum())
+    assert "4ed92a8acef9f134280c274a47135472ba6e2379" in pages["results/published"]
+    goqa = load_goqa(fetched / "globalopinionqa").pairs
+    text = re.sub(r"<[^>]+>", "", pages["results/goqa"])
+    assert re.search(rf"\b{len(goqa)}\b option pairs", text)
     for name, text in pages.items():
         for bad in ("Traceback", "output error", "output traceback", "output stderr"):
             assert bad not in text, f"{name}.html shows {bad!r}"
@@ -298,7 +407,7 @@ def test_tiny_book_builds_then_rebuilds_from_the_stamps(tmp_path, env):
     t_second = time.perf_counter() - t0
     assert second.returncode == 0, second.stderr[:5000]
     assert "executing" not in second.stdout and second.stdout.count("unchanged") == len(
-        [j for j in build.plan("tiny", None, "", None, tmp_path / "store")])
+        [j for j in build.plan("tiny", None, str(fetched), None, tmp_path / "store")])
     assert t_second < t_first
     assert html_pages(html).keys() == pages.keys()
 

@@ -4,42 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
 
 import pytest
-from hubcache import goqa_csv, model_files, put_repo, shuffled_jsonl
+from hubcache import AUTHORS_MAIN, goqa_csv, stand_in_hub
 
 from scpo import cli, fetch
 from scpo.fetch import MANIFEST, FetchError, load_pins
 from scpo.published import AUTHORS_MODELS
-
-AUTHORS_MAIN = "a" * 40  # the commit the stand-in's refs/main points at for the authors' models
-
-
-def stand_in_hub(cache: Path, tiny_bert: Path, work: Path) -> Path:
-    """Every input of the package's pins in a hub cache (tiny stand-ins), and a pins file that
-    differs from the package's only in the global RM's sha256 (a tiny model's, not DeBERTa's)."""
-    from scpo.simulate import sim_config, simulate
-
-    sim = simulate(sim_config("tiny"), work / "sim")
-    pins = load_pins()
-    prism = pins["prism"]
-    put_repo(cache, prism.repo, "dataset", prism.revision, {
-        "utterances.jsonl": shuffled_jsonl(sim / "utterances.jsonl", work / "utterances.jsonl"),
-        "survey.jsonl": sim / "survey.jsonl", "README.md": b"# PRISM\n"}, refs=("main",))
-    goqa = pins["goqa"]
-    put_repo(cache, goqa.repo, "dataset", goqa.revision,
-             {"data/global_opinions.csv": goqa_csv(work / "goqa.csv")})
-    weights = {**model_files(tiny_bert), "optimizer.pt": b"not wanted",
-               "pytorch_model.bin": b"pickle: never taken"}
-    put_repo(cache, pins["global_rm"].repo, "model", pins["global_rm"].revision, weights)
-    for name, inp in pins.items():
-        if name.startswith("authors-"):
-            put_repo(cache, inp.repo, "model", AUTHORS_MAIN, weights, refs=("main",))
-    sha = hashlib.sha256((tiny_bert / "model.safetensors").read_bytes()).hexdigest()
-    text = fetch.PINS_FILE.read_text().replace(pins["global_rm"].sha256["model.safetensors"], sha)
-    (work / "pins.toml").write_text(text)
-    return work / "pins.toml"
 
 
 @pytest.fixture(scope="module")

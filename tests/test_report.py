@@ -121,3 +121,16 @@ def test_ladder_claims_by_hand():
     assert out.loc["w_least", "difference"] == pytest.approx(-10.0)
     # SCPO (F+W) = baseline everywhere: loses nothing
     assert out.loc["fw_keeps", "difference"] == 0 and out.loc["fw_keeps", "verdict"] == "holds"
+
+
+def test_country_sizes_from_the_result_rows():
+    rows = [{"country": c, "variant": v, "seed": s, "test_set": ts, "n_train_users": tu,
+             "n_train": tp, "n_users": u, "n_pairs": n}
+            for c, tu, tp, u, n_all, n_pm in [("Chile", 40, 400, 7, 70, 12),
+                                              ("Mexico", 30, 250, 5, 50, 9)]
+            for v in ("global", "scpo_fw") for s in (0, 1)
+            for ts, n in (("overall", n_all), ("pure_minority", n_pm))
+            for u in [u if ts == "overall" else u - 1]]
+    sizes = report.country_sizes(pd.DataFrame(rows))
+    assert sizes.loc["Chile"].tolist() == [40, 400, 7, 70, 12]
+    assert sizes.loc["Mexico"].tolist() == [30, 250, 5, 50, 9]
