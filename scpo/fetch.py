@@ -135,9 +135,13 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def _file_records(root: Path) -> dict[str, dict[str, Any]]:
-    return {str(p.relative_to(root)): {"size": p.stat().st_size, "sha256": sha256_file(p)}
-            for p in sorted(root.rglob("*")) if p.is_file() and not p.name.startswith(".")}
+def _file_records(root: Path, inp: Input) -> dict[str, dict[str, Any]]:
+    """Size and sha256 of the files under ``root`` that ``inp`` takes (its patterns, by their
+    local names): a README a user left beside them is not part of the input."""
+    globs = [inp.local_name(g) for g in inp.files]
+    return {rel: {"size": p.stat().st_size, "sha256": sha256_file(p)}
+            for p in sorted(root.rglob("*")) if p.is_file() and not p.name.startswith(".")
+            for rel in [str(p.relative_to(root))] if any(fnmatch.fnmatch(rel, g) for g in globs)}
 
 
 def is_present(data_dir: Path, inp: Input, manifest: dict[str, Any]) -> bool:
@@ -217,7 +221,8 @@ def fetch(data_dir: str | Path, only: list[str] | None = None, pins: str | Path 
             log(f"  present    {inp.name}  ({inp.dest})")
             continue
         if _by_hand(dest, inp):
-            manifest["inputs"][inp.name] = _record(inp, None, "by hand", _file_records(dest))
+            manifest["inputs"][inp.name] = _record(inp, None, "by hand",
+                                                   _file_records(dest, inp))
             _write_manifest(data_dir, manifest)
             log(f"  recorded   {inp.name}  ({inp.dest}, provided by hand)")
             continue
@@ -237,7 +242,7 @@ def fetch(data_dir: str | Path, only: list[str] | None = None, pins: str | Path 
         replace_dir(dest, lambda tmp, inp=inp, files=files: [
             _link_or_copy(src, tmp / inp.local_name(rel)) for rel, src in files.items()],
             what=f"input {inp.name}")
-        manifest["inputs"][inp.name] = _record(inp, commit, "hub", _file_records(dest))
+        manifest["inputs"][inp.name] = _record(inp, commit, "hub", _file_records(dest, inp))
         _write_manifest(data_dir, manifest)
         log(f"  fetched    {inp.name}  {inp.repo}@{(commit or inp.revision)[:12]} -> {inp.dest}")
     if missing:
@@ -278,10 +283,12 @@ def revisions(data_dir: str | Path, names: list[str] | None = None) -> list[dict
     for name in names or sorted(manifest["inputs"]):
         rec = manifest["inputs"].get(name)
         if rec is None:
-            dest = root / pins[name].dest if name in pins else root / name
-            files = _file_records(dest) if dest.is_dir() else {}
+            if name not in pins:
+                raise KeyError(f"{name!r} is not an input of the pins; they name {sorted(pins)}")
+            dest = root / pins[name].dest
+            files = _file_records(dest, pins[name]) if dest.is_dir() else {}
             sha = ", ".join(f"{f} {r['sha256'][:12]}" for f, r in files.items())
-            rows.append({"input": name, "repository": pins[name].repo if name in pins else "",
+            rows.append({"input": name, "repository": pins[name].repo,
                          "pinned": "", "commit": f"not recorded (no scpo fetch): sha256 {sha}",
                          "files": len(files),
                          "MB": round(sum(r["size"] for r in files.values()) / 1e6, 1)})

@@ -124,9 +124,16 @@ def test_files_provided_by_hand_are_recorded_not_replaced(tmp_path, monkeypatch)
     mine = tmp_path / "data" / "globalopinionqa"
     mine.mkdir(parents=True)
     (mine / "global_opinions.csv").write_bytes(csv.read_bytes())
+    (mine / "README.md").write_text("where I got it")  # beside the input, not part of it
+    [unrecorded] = fetch.revisions(tmp_path / "data", ["goqa"])
+    sha = hashlib.sha256(csv.read_bytes()).hexdigest()
+    assert unrecorded["commit"] == f"not recorded (no scpo fetch): sha256 global_opinions.csv " \
+        f"{sha[:12]}" and unrecorded["files"] == 1
     manifest = fetch.fetch(tmp_path / "data", only=["goqa"], log=lambda s: None)
     rec = manifest["inputs"]["goqa"]
     assert rec["source"] == "by hand" and rec["commit"] is None
+    assert list(rec["files"]) == ["global_opinions.csv"]
+    assert fetch.revisions(tmp_path / "data", ["goqa"])[0]["commit"] == "(by hand)"
     assert rec["files"]["global_opinions.csv"]["sha256"] == \
         hashlib.sha256(csv.read_bytes()).hexdigest()
     assert not (mine / ".scpo").exists()  # still the user's folder
