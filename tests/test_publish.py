@@ -59,8 +59,81 @@ def test_the_workflow_builds_with_the_readme_command_and_deploys_that_html():
     upload = next(s for s in steps if s.get("uses", "").startswith(
         "actions/upload-pages-artifact"))
     assert upload["with"]["path"] == "book/_build/html"
-    assert wf["jobs"]["deploy"]["steps"][0]["uses"].startswith("actions/deploy-pages")
-    assert any(f"git push --force origin {build.LAUNCH_BRANCH}" in r for r in runs)
+    assert wf["jobs"]["deploy"]["steps"][-1]["uses"].startswith("actions/deploy-pages")
+    assert any("book/build.py launch-branch" in r for r in runs)
+    pushes = [s.get("run", "") for s in wf["jobs"]["notebooks"]["steps"]]
+    assert any(f"git push --force origin {build.LAUNCH_BRANCH}" in r for r in pushes)
+
+
+WRITE = {"contents", "pages", "id-token"}
+
+
+def writes(job: dict) -> set[str]:
+    return {k for k, v in (job.get("permissions") or {}).items() if v == "write"}
+
+
+def workflow_problems(wf: dict, makefile: str) -> list[str]:
+    """Least privilege, read off the workflow: what is granted where, and to what code."""
+    out = []
+    if wf.get("permissions") != {"contents": "read"}:
+        out.append(f"workflow-wide permissions {wf.get('permissions')}: read only")
+    for name, job in wf["jobs"].items():
+        steps = job.get("steps", [])
+        runs = " ".join(s["run"] for s in steps if "run" in s)
+        uses = [s["uses"].split("@")[0] for s in steps if "uses" in s]
+        if "permissions" not in job:
+            out.append(f"{name}: no permissions of its own")
+        granted = writes(job)
+        if "contents" in granted and ("git push" not in runs or any(
+                w in runs for w in ("make", "python", ".venv", "pip")) or set(uses) - {
+                "actions/checkout", "actions/download-artifact"}):
+            out.append(f"{name}: contents: write in a job that runs more than a push")
+        if {"pages", "id-token"} & granted and (runs or set(uses) != {
+                "actions/configure-pages", "actions/deploy-pages"}):
+            out.append(f"{name}: pages/id-token in a job that does not only deploy")
+        for s in steps:
+            keep = (s.get("with") or {}).get("persist-credentials", True)
+            if s.get("uses", "").startswith("actions/checkout") and keep and \
+                    "contents" not in granted:
+                out.append(f"{name}: checkout leaves the token in .git/config")
+    text = yaml.safe_dump(wf)
+    for key in ("PIP_EXTRA_INDEX_URL", "PIP_INDEX_URL", "UV_INDEX", "UV_EXTRA_INDEX_URL",
+                "download.pytorch.org"):
+        if key in text:
+            out.append(f"{key} in the workflow: torch's index is for torch alone (Makefile)")
+    keys = [s["with"]["key"] for j in wf["jobs"].values() for s in j.get("steps", [])
+            if s.get("uses", "").startswith("actions/cache") and s["with"]["path"] == ".venv"]
+    if not keys or not all("requirements/lock.txt" in k for k in keys):
+        out.append(f"the venv's cache key {keys} is not keyed on the lock")
+    for line in makefile.splitlines():
+        if "$(TORCH_FROM)" in line and not ("--no-deps" in line and "torch.txt" in line):
+            out.append(f"Makefile: torch's source used beyond torch: {line.strip()}")
+    return out
+
+
+def test_the_workflow_grants_write_access_only_where_it_pushes_or_deploys():
+    wf = yaml.safe_load(WORKFLOW.read_text())
+    makefile = (ROOT / "Makefile").read_text()
+    assert workflow_problems(wf, makefile) == []
+    assert writes(wf["jobs"]["notebooks"]) == {"contents"}
+    assert writes(wf["jobs"]["deploy"]) == {"pages", "id-token"}
+    assert writes(wf["jobs"]["build"]) == set()
+    # each grant moved back to where it was before is named
+    wide = {**wf, "permissions": {"contents": "write", "pages": "write", "id-token": "write"}}
+    assert "workflow-wide permissions" in workflow_problems(wide, makefile)[0]
+    build_job = wf["jobs"]["build"]
+    pushing = {**wf, "jobs": {**wf["jobs"], "build": {**build_job,
+                                                      "permissions": {"contents": "write"}}}}
+    assert workflow_problems(pushing, makefile) == [
+        "build: contents: write in a job that runs more than a push"]
+    steps = [dict(s) for s in build_job["steps"]]
+    steps[0] = {"uses": "actions/checkout@v4"}
+    kept = {**wf, "jobs": {**wf["jobs"], "build": {**build_job, "steps": steps}}}
+    assert workflow_problems(kept, makefile) == ["build: checkout leaves the token in .git/config"]
+    env = {**wf, "env": {"PIP_EXTRA_INDEX_URL": "https://download.pytorch.org/whl/cpu"}}
+    assert len(workflow_problems(env, makefile)) == 2
+    everything = makefile.replace("$(UV) pip sync -q", "$(UV) pip sync -q $(TORCH_FROM)")
+    assert workflow_problems(wf, everything)[0].startswith("Makefile: torch's source used")
 
 
 def test_the_workflow_refuses_a_repository_address_of_another_repository(tmp_path):
