@@ -328,7 +328,8 @@ def test_tiny_book_builds_then_rebuilds_from_the_stamps(tmp_path, env):
 
     from scpo.results import scpo_commit
     for name in ("transformers", "torch", "jupyter-book"):
-        assert re.search(rf"{name}\W.{{0,300}}?{re.escape(version(name))}", pages["intro"], re.S)
+        label = build.ENVIRONMENT_LABELS[name]
+        assert re.search(rf"{label}\W.{{0,300}}?{re.escape(version(name))}", pages["intro"], re.S)
     assert scpo_commit() in pages["intro"]
     # a standalone page opens its notebook in Colab/Binder and offers the executed .ipynb,
     # which installs scpo itself outside the repository; a page that reads others' results not
