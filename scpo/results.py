@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import json
 import platform
+import re
+import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, distribution, version
 from pathlib import Path
 from typing import Any
 
@@ -56,11 +59,57 @@ def model_dir(root: str | Path, country: str, variant: str, seed: int | str) -> 
 
 # ---- the record ----
 
+# the libraries that compute a run's numbers and render the book, in the order the book lists them
+VERSIONED = ("torch", "transformers", "datasets", "peft", "trl", "jupyter-book")
+_COMMIT = re.compile(r"[0-9a-f]{40}")
+
+
+def environment() -> dict[str, str]:
+    """The versions the numbers come from, read from the running interpreter (never typed):
+    Python, each of ``VERSIONED`` ("not installed" when absent), scpo and its commit."""
+    found = {"python": platform.python_version()}
+    for name in VERSIONED:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = "not installed"
+    return {**found, "scpo": scpo.__version__, "scpo_commit": scpo_commit()}
+
+
+def scpo_commit(source: Path | None = None) -> str:
+    """The git commit of the scpo source that runs: the HEAD of the checkout it lies in (with
+    "-dirty" when tracked files differ from it), else the commit pip recorded when it installed
+    scpo from git (``git+URL@commit``), else "unknown". Never raises: a record is still written."""
+    root = (source or Path(scpo.__file__).resolve().parent).parent
+    try:
+        def git(*args: str) -> str:
+            return subprocess.run(["git", "-C", str(root), *args], capture_output=True,
+                                  text=True, timeout=30, check=True).stdout.strip()
+
+        # only a checkout of scpo itself: a venv inside some other repository is not one
+        if Path(git("rev-parse", "--show-toplevel")).resolve() == root.resolve():
+            head = git("rev-parse", "--verify", "HEAD")
+            dirty = git("status", "--porcelain", "--untracked-files=no")
+            if _COMMIT.fullmatch(head):
+                return head + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return installed_commit() or "unknown"
+
+
+def installed_commit() -> str | None:
+    """The commit in scpo's ``direct_url.json`` (PEP 610): pip writes it for a git install."""
+    try:
+        info = json.loads(distribution("scpo").read_text("direct_url.json") or "{}")
+    except (PackageNotFoundError, ValueError):
+        return None
+    commit = info.get("vcs_info", {}).get("commit_id", "") if isinstance(info, dict) else ""
+    return commit if isinstance(commit, str) and _COMMIT.fullmatch(commit) else None
+
+
 def run_record(cfg: Config, data: PairData, global_rm: RewardModel,
                countries: list[str]) -> dict[str, Any]:
-    """What is needed to trace and rerun any number: config, version, data fingerprint."""
-    import torch
-
+    """What is needed to trace and rerun any number: config, versions, data fingerprint."""
     return {
         "scpo_version": scpo.__version__, "config": cfg.to_dict(),
         "data": {"source": data.source, "fingerprint": data.fingerprint,
@@ -69,7 +118,7 @@ def run_record(cfg: Config, data: PairData, global_rm: RewardModel,
         # the hub commit the global RM's weights came from (None: a local directory)
         "global_rm_commit": getattr(global_rm, "commit", None),
         "countries": countries,
-        "python": platform.python_version(), "torch": torch.__version__,
+        "environment": environment(),
     }
 
 

@@ -20,8 +20,18 @@ from scpo.models.base import RewardModel
 from scpo.pairs import PairData, distinct_texts, text_key
 
 
+def _pool_hash(data: PairData) -> str:
+    """The global pool's pairs, in order: what the global RM trains on, whatever setting chose
+    them (GlobalOpinionQA's min_share_gap, a filter, a split)."""
+    pool = global_pool(data)
+    cols = [c for c in ("prompt", "chosen", "rejected", "messages") if c in pool.columns]
+    rows = pd.util.hash_pandas_object(pool[cols].astype(str), index=False).to_numpy()
+    return hashlib.sha256(rows.tobytes()).hexdigest()[:16]
+
+
 def _global_head_key(data: PairData, cfg: Config, encoder_fp: str) -> str:
     what = {
+        "pool": _pool_hash(data),
         "data": data.fingerprint, "source": data.source, "split": [cfg.data.test_frac,
         cfg.data.split_seed, "train-test-split-rows"], "prompt_context": cfg.data.prompt_context,
         "encoder": encoder_fp, "head": cfg.model.head,

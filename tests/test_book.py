@@ -71,6 +71,57 @@ def test_stamp_changes_with_each_input_and_only_then(tmp_path):
     assert build.stamp(reader, "pkg", {"page": "a"}) != build.stamp(reader, "pkg", {"page": "b"})
 
 
+def test_stamp_keys_on_the_presets_contents_and_the_lock(tmp_path, monkeypatch):
+    """``--preset my.toml`` edited in place, or another locked transformers: run again."""
+    src = notebook(tmp_path / "nb.md", "print(x)")
+    preset = tmp_path / "my.toml"
+    preset.write_text("[method]\ntau = 0.5\n")
+    lock = tmp_path / "lock.txt"
+    lock.write_text("transformers==5.25.0\n")
+    monkeypatch.setattr(build, "LOCK", lock)
+    job = build.Job("page", src, {"preset": str(preset)})
+    first = build.stamp(job, "pkg", {})
+    preset.write_text("[method]\ntau = 0.6\n")  # the same path, other contents
+    assert build.stamp(job, "pkg", {}) != first
+    preset.write_text("[method]\ntau = 0.5\n")
+    assert build.stamp(job, "pkg", {}) == first
+    lock.write_text("transformers==5.26.0\n")
+    assert build.stamp(job, "pkg", {}) != first
+
+
+def record(results: Path, country: str, **env) -> None:
+    d = results / build.slug(country)
+    d.mkdir(parents=True)
+    (d / "run.json").write_text(json.dumps({"environment": env}))
+
+
+def test_the_intro_states_the_versions_each_run_recorded(tmp_path):
+    jobs = [build.Job(f"countries/{c}", Path("country.md"),
+                      {"country": c, "results_dir": str(tmp_path)}) for c in ("Chile", "Mexico")]
+    for c in ("Chile", "Mexico"):
+        record(tmp_path, c, python="3.11.7", transformers="5.25.0", scpo_commit="abc")
+    intro = tmp_path / "intro.md"
+    intro.write_text(f"## Building this book\n\n{build.ENVIRONMENT_MARKER}\n\nmore\n")
+    build.write_environment(intro, jobs)
+    text = intro.read_text()
+    assert "| transformers | `5.25.0` |" in text and "| scpo commit | `abc` |" in text
+    assert "runs of Chile, Mexico" in text and build.ENVIRONMENT_MARKER not in text
+    assert "| TRL | `not recorded` |" in text  # a key the record lacks is said, not dropped
+    # two environments (a run from an older venv): both, each with its countries
+    (tmp_path / "Mexico" / "run.json").unlink()
+    record(tmp_path / "x", "Mexico", python="3.11.7", transformers="5.26.0", scpo_commit="abc")
+    jobs[1].params["results_dir"] = str(tmp_path / "x")
+    table = build.environment_section(jobs)
+    assert "| transformers | `5.25.0` | `5.26.0` |" in table
+    assert "runs of Chile | runs of Mexico" in table
+    (tmp_path / "x" / "Mexico" / "run.json").unlink()
+    with pytest.raises(build.BuildError, match=r"Mexico/run.json: no run record.*--force"):
+        build.environment_section(jobs)
+    intro.write_text("## Building this book\n")
+    with pytest.raises(build.BuildError, match="marker"):
+        build.write_environment(intro, jobs[:1])
+
+
 def test_missing_data_dir_is_a_clear_error(tmp_path):
     with pytest.raises(build.BuildError, match="does not exist"):
         build.data_hash(str(tmp_path / "nowhere"))
@@ -389,6 +440,14 @@ def test_tiny_book_builds_with_a_data_directory_then_rebuilds_from_the_stamps(tm
     assert "<h1>Chile" in chile and "pure-minority" in chile
     assert re.search(r"keeps\s*(<[^>]+>\s*)*\d+(<[^>]+>\s*)*\s*pairs", chile)  # glued numbers
     assert "reported in the paper" in pages["results/main"]
+    # "Building this book" states the versions the runs read from their kernels (this venv's)
+    from importlib.metadata import version
+
+    from scpo.results import scpo_commit
+    for name in ("transformers", "torch", "jupyter-book"):
+        label = build.ENVIRONMENT_LABELS[name]
+        assert re.search(rf"{label}\W.{{0,300}}?{re.escape(version(name))}", pages["intro"], re.S)
+    assert scpo_commit() in pages["intro"]
     # a standalone page opens its notebook in Colab/Binder and offers the executed .ipynb,
     # which installs scpo itself outside the repository; a page that reads others' results not
     url = build.repository_url().removeprefix("https://github.com/")

