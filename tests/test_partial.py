@@ -189,3 +189,44 @@ def test_scpo_run_backend_partial_from_the_command_line(tiny_bert, tmp_path, mon
     assert set(res["variant"]) == {"global", "scpo_fw"}
     assert (tmp_path / "cache" / "global_partial").is_dir()
     assert (tmp_path / "cache" / "hidden").is_dir()
+
+
+@pytest.fixture
+def bf16_gpu(monkeypatch):
+    """A bf16 GPU, emulated on the CPU: autocast on wherever model.bf16 and the mode allow it
+    (``autocast_enabled`` turns it on only on CUDA), in the split and in the whole model."""
+    from scpo.models import hf, partial
+    from scpo.models.modes import get_mode
+
+    def on(device, bf16, mode):
+        return bool(bf16) and get_mode(mode).autocast
+
+    for module in (hf, partial):
+        monkeypatch.setattr(module, "autocast_enabled", on)
+
+
+def test_under_bf16_autocast_split_whole_and_export_score_alike(bf16_gpu, tmp_path):
+    """MiniLM (6 layers, 384 wide) split at its top 2 layers under bf16 autocast: the check
+    passes, the split scores what the whole model scores, and so does the exported checkpoint
+    loaded back as a whole model (as ``trl_reward`` loads it)."""
+    from scpo.models.embedding import minilm_path
+
+    def load(bf16):
+        return PartialRM.from_pretrained(str(minilm_path()), train_layers=2, cache_root=tmp_path,
+                                         max_length=64, dropout=False, bf16=bf16)
+
+    rm, fp32 = load(True), load(False)
+    assert rm.bottom_fingerprint() != fp32.bottom_fingerprint()  # bf16 states cached apart
+    assert rm.check_split() <= 1e-4
+    whole, split = HFRewardModel.score(rm, PROMPTS, RESPONSES), rm.score(PROMPTS, RESPONSES)
+    np.testing.assert_allclose(split, whole, rtol=1e-6, atol=1e-7)
+    # bf16 moved the scores: the check above compared like with like, not fp32 with fp32
+    assert np.abs(whole - fp32.score(PROMPTS, RESPONSES)).max() > 1e-4
+    rm.fit(pairs_table(), np.ones(6), TrainConfig(lr=1e-3, max_steps=2, batch_size=2),
+           MethodConfig(), seed=0)
+    ours = rm.score(PROMPTS, RESPONSES)
+    card = {"tau": 0.7, "beta": 1.1, "pairs_kept": 6, "seeds": [0], "test_accuracy": {}}
+    out = rm.export(tmp_path / "export", card)
+    # to the last float32 bit or so: a reloaded tensor may take another CPU kernel path
+    for back in (HFRewardModel.load(out), PartialRM.load(out, cache_root=tmp_path)):
+        np.testing.assert_allclose(back.score(PROMPTS, RESPONSES), ours, rtol=1e-6, atol=1e-7)
