@@ -148,13 +148,16 @@ def paper_comparison(results: pd.DataFrame) -> pd.DataFrame:
 
 
 def controls(results: pd.DataFrame) -> pd.DataFrame:
-    """The like-for-like comparisons: each variant against its random control of the same size
+    """The like-for-like comparisons: each variant against its random controls of the same size
     (``variants.CONTROLS``: filtered vs random_subset, both unweighted; SCPO (F+W) vs
-    random_weighted, both with SCPO weights), per test set.
+    random_fw_weights, the same weights on random pairs, and vs random_own_weights, random
+    pairs with their own SCPO weights), per test set.
 
     Macro accuracies (%) and their difference, mean and sd over seeds of the per-seed
-    difference of macro averages, and the number of countries whose seed-mean favours the
-    variant. Pairs absent from ``results`` are left out.
+    difference of macro averages, the number of countries whose seed-mean favours the variant,
+    and (when ``weight_sum`` is recorded) the control's training weight over the variant's,
+    summed over countries and seeds: 1 when matched in weight. Pairs absent from ``results``
+    are left out.
     """
     from scpo.variants import CONTROLS
 
@@ -170,13 +173,17 @@ def controls(results: pd.DataFrame) -> pd.DataFrame:
             diff = m[variant] - m[control]
             per_c = r.pivot_table(index="country", columns="variant", values="accuracy",
                                   aggfunc="mean")
+            weight = (r.groupby("variant")["weight_sum"].sum()
+                      if "weight_sum" in r.columns else pd.Series(dtype=float))
             rows.append({"variant": variant, "control": control, "test_set": ts,
                          "variant (%)": m[variant].mean(), "control (%)": m[control].mean(),
                          "difference": diff.mean(),
                          "sd over seeds": diff.std(ddof=1) if len(diff) > 1 else np.nan,
                          "countries favouring variant": int((per_c[variant] > per_c[control])
                                                             .sum()),
-                         "countries": len(per_c)})
+                         "countries": len(per_c),
+                         "weight, control / variant": (weight.get(control, np.nan)
+                                                       / weight.get(variant, np.nan))})
     return pd.DataFrame(rows)
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import platform
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from scpo.config import Config, RunConfig
 from scpo.models.base import RewardModel
 from scpo.models.device import is_main_process
 from scpo.pairs import PairData
-from scpo.variants import KNOWN, resolve
+from scpo.variants import KNOWN, RENAMED, resolve
 
 
 @dataclass
@@ -127,7 +128,13 @@ def load_results(root: str | Path, countries: list[str] | None = None) -> pd.Dat
     if missing or not dirs:
         raise FileNotFoundError(f"no results under {missing or root}; run the country notebook "
                                 "(or `scpo run --out`) first")
-    return pd.concat([pd.read_parquet(d / "results.parquet") for d in dirs], ignore_index=True)
+    out = pd.concat([pd.read_parquet(d / "results.parquet") for d in dirs], ignore_index=True)
+    old = sorted(set(out["variant"]) & set(RENAMED))
+    if old:  # results of an earlier version: the variant is kept, under its name of today
+        warnings.warn(f"results under {root} name variant(s) {old}, renamed since: read as "
+                      f"{[RENAMED[v] for v in old]}", stacklevel=2)
+        out["variant"] = out["variant"].replace(RENAMED)
+    return out
 
 
 def load_model(root: str | Path, global_rm: RewardModel, country: str, variant: str,
