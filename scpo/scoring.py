@@ -19,6 +19,24 @@ from scpo.data import global_pool
 from scpo.models.base import RewardModel
 from scpo.pairs import PairData, distinct_texts, text_key
 
+# The code that trains a global RM on the global pool, per tier: a change to any of it trains
+# the cached global RM again (its filter, weights and pure-minority pairs follow), as the pair
+# table's cache keys on the loader's code (``scpo.data.LOADER_SOURCES``).
+TRAINER_SOURCES = {
+    "embedding": ("data.py", "method.py", "models/embedding.py"),
+    "partial": ("data.py", "method.py", "models/embedding.py", "models/hf.py",
+                "models/modes.py", "models/partial.py"),
+}
+PACKAGE = Path(__file__).parent
+
+
+def trainer_code(backend: str) -> str:
+    """sha256 of the source files that train ``backend``'s global RM (``TRAINER_SOURCES``)."""
+    h = hashlib.sha256()
+    for name in TRAINER_SOURCES.get(backend, ()):
+        h.update(name.encode() + b"\0" + (PACKAGE / name).read_bytes())
+    return h.hexdigest()[:16]
+
 
 def _global_head_key(data: PairData, cfg: Config, encoder_fp: str) -> str:
     what = {
@@ -27,6 +45,7 @@ def _global_head_key(data: PairData, cfg: Config, encoder_fp: str) -> str:
         "encoder": encoder_fp, "head": cfg.model.head,
         "lr": cfg.train.global_lr, "steps": cfg.train.global_steps,
         "batch": cfg.train.global_batch_size, "wd": cfg.train.weight_decay,
+        "code": trainer_code(cfg.model.backend),
     }
     return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
 

@@ -230,3 +230,23 @@ def test_under_bf16_autocast_split_whole_and_export_score_alike(bf16_gpu, tmp_pa
     # to the last float32 bit or so: a reloaded tensor may take another CPU kernel path
     for back in (HFRewardModel.load(out), PartialRM.load(out, cache_root=tmp_path)):
         np.testing.assert_allclose(back.score(PROMPTS, RESPONSES), ours, rtol=1e-6, atol=1e-7)
+
+
+def test_with_dropout_on_only_the_trained_top_layers_drop_out(tmp_path):
+    """model.dropout = true on the partial tier: the bottom layers' states are computed once, in
+    eval mode (no dropout), and only the trained top layers drop out while training."""
+    from conftest import write_tiny_bert
+
+    path = write_tiny_bert(tmp_path / "bert", dropout=0.5)
+    rm = PartialRM.from_pretrained(str(path), train_layers=1, cache_root=tmp_path,
+                                   max_length=64, dropout=True)
+    rm.model.train()
+    first, again = rm._run_bottom(PROMPTS, RESPONSES), rm._run_bottom(PROMPTS, RESPONSES)
+    for a, b in zip(first, again):
+        np.testing.assert_array_equal(a, b)
+    assert rm.model.training  # restored
+    rows = [torch.from_numpy(h) for h in first]
+    with torch.no_grad():
+        assert not torch.equal(rm._top(rows), rm._top(rows))  # the top drops out in training
+        rm.model.eval()
+        torch.testing.assert_close(rm._top(rows), rm._top(rows), rtol=0, atol=0)
