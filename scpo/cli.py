@@ -93,11 +93,15 @@ def cmd_conditioned(args: argparse.Namespace) -> None:
     run_.results.to_parquet(out / "results.parquet", index=False)
     run_.results.to_csv(out / "results.csv", index=False)
     run_.counts.to_csv(out / "counts.csv", index=False)
-    table = run_.results.pivot_table(index="country", columns="test_set", values="accuracy")
+    table = run_.results.pivot_table(index=["country", "variant"], columns="test_set",
+                                     values="accuracy")
     print((100 * table).round(1).to_string())
     print(f"\none model for {len(prep.countries)} countries: {run_.n_parameters} trained numbers "
           f"(the per-country models: {run_.per_country_parameters}); rows in {out}"
           + (f"; checkpoints under {args.export}" if args.export else ""))
+    if run_.pool_without:
+        print(f"left out of the global RM's training pool too: {run_.pool_without} (it started "
+              "from a global RM trained without them; its rows: variant 'global_loo')")
 
 
 def cmd_export(args: argparse.Namespace) -> None:

@@ -360,4 +360,7 @@ def test_cli_conditioned_writes_the_rows_scpo_run_writes(prep, tiny_bert, tmp_pa
     assert list(rows.columns) == list(run_country(prep, "Chile", progress=False).results.columns)
     counts = pd.read_csv(out / "counts.csv")
     assert counts.set_index("country")["left_out"].to_dict() == {"Chile": False, "Mexico": True}
-    assert "one model for 2 countries" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "one model for 2 countries" in printed
+    assert "conditioned_loo" in printed  # one row per country and variant, never averaged
+    assert "global RM's training pool too" not in printed  # the simulator's pool: no Mexico
