@@ -22,7 +22,9 @@ so the same weight sum and step sizes under ``normalize = "batch"``): only the p
 ``random_own_weights`` weighs its random pairs by their own SCPO weights; random pairs are
 mostly ones the global RM already agrees with (W = 1), so it carries more weight than
 ``scpo_fw`` and mixes which pairs with how much weight (it was called ``random_weighted``).
-Set against ``random_fw_weights`` (the same draw) it shows what that extra weight does.
+Set against ``random_fw_weights`` (the same draw, other weights) it shows what SCPO's
+weighting rule does on random pairs, against scpo_fw's weights placed at random: more weight
+in all, most of it on pairs the global RM agrees with.
 """
 
 from __future__ import annotations
