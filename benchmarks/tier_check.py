@@ -29,7 +29,9 @@ afford only a short fine-tuning (``steps`` optimizer steps of ``batch_size`` pai
 against the paper's 1024); run.json records every number.
 
 The committed data/tier_check/ was computed before the tune_val change: its run.json has a
-"val" entry (100 validation pairs that no variant trained on) where a new run has "tune_val".
+"val" entry (100 validation pairs that no variant trained on) where a new run has "tune_val",
+and before the weight-matched control: its ``random_weighted`` rows are what is now called
+``random_own_weights``, and it has no ``random_fw_weights`` rows.
 """
 
 from __future__ import annotations

@@ -187,13 +187,65 @@ def best_of_n(rm: RewardModel, items: pd.DataFrame, root: Path | None = None) ->
 
 def length_correlation(items: pd.DataFrame, chosen: Sequence[np.ndarray],
                        rejected: Sequence[np.ndarray]) -> float:
-    """Spearman's rho between reward and completion length (characters) over every completion:
-    the length preference the CARB authors warn about."""
+    """Spearman's rho between reward and completion length (characters) over every completion
+    of every item, pooled. Differences between items and languages (scripts differ hugely in
+    characters per completion) can dominate it: ``length_cue`` measures within items."""
     from scipy.stats import spearmanr
 
     texts = [t for c, r in zip(items["chosen"], items["rejected"]) for t in [*c, *r]]
     rewards = [s for c, r in zip(chosen, rejected) for s in [*c, *r]]
     return float(spearmanr([len(t) for t in texts], rewards).statistic)
+
+
+def _rank_rho(x: np.ndarray, y: np.ndarray) -> float:
+    """Spearman's rho of one item (average ranks for ties); NaN when x or y is constant."""
+    from scipy.stats import rankdata
+
+    if np.ptp(x) == 0 or np.ptp(y) == 0:
+        return np.nan
+    return float(np.corrcoef(rankdata(x), rankdata(y))[0, 1])
+
+
+def length_cue(items: pd.DataFrame, chosen: Sequence[np.ndarray],
+               rejected: Sequence[np.ndarray]) -> dict[str, float]:
+    """Does the reward follow completion length (characters) within an item?
+
+    ``longer_higher``: of the pairs of completions of one item that differ in length and in
+    reward, the share in which the longer one gets the higher reward (no cue: 0.5), over
+    ``pairs`` such pairs; ``length_ties`` (same length) and ``reward_ties`` (same reward) are
+    counted apart. ``rho_within``: the mean of each item's Spearman rho over ``items_rho``
+    items (``items_no_rho``: constant length or reward, no rho; no cue: 0). ``rho_pooled``:
+    ``length_correlation``, which mixes items and languages.
+    """
+    higher = lower = length_ties = reward_ties = 0
+    rhos = []
+    for c, r, ct, rt in zip(chosen, rejected, items["chosen"], items["rejected"]):
+        reward = np.concatenate([np.asarray(c, dtype=float), np.asarray(r, dtype=float)])
+        length = np.array([len(t) for t in [*ct, *rt]], dtype=float)
+        i, j = np.triu_indices(len(reward), k=1)
+        dl, dr = length[i] - length[j], reward[i] - reward[j]
+        length_ties += int((dl == 0).sum())
+        reward_ties += int(((dl != 0) & (dr == 0)).sum())
+        same = np.sign(dl) * np.sign(dr)
+        higher, lower = higher + int((same > 0).sum()), lower + int((same < 0).sum())
+        rhos.append(_rank_rho(length, reward))
+    rho = np.array(rhos, dtype=float)
+    defined = np.isfinite(rho)
+    return {"longer_higher": higher / (higher + lower) if higher + lower else np.nan,
+            "pairs": higher + lower, "length_ties": length_ties, "reward_ties": reward_ties,
+            "rho_within": float(rho[defined].mean()) if defined.any() else np.nan,
+            "items_rho": int(defined.sum()), "items_no_rho": int((~defined).sum()),
+            "rho_pooled": length_correlation(items, chosen, rejected)}
+
+
+def describe_cue(cue: dict[str, float]) -> str:
+    """``length_cue`` in one sentence, as ``scpo carb`` prints it."""
+    return (f"Length cue within items: the longer of two completions gets the higher reward in "
+            f"{100 * cue['longer_higher']:.1f} % of {cue['pairs']} pairs (no cue: 50 %; "
+            f"{cue['length_ties']} of equal length and {cue['reward_ties']} of equal reward "
+            f"left out); mean within-item Spearman rho {cue['rho_within']:.3f} over "
+            f"{cue['items_rho']} items (no cue: 0). Pooled over every item, rho = "
+            f"{cue['rho_pooled']:.3f}: it mixes differences between items and languages.")
 
 
 def carb_accuracy(items: pd.DataFrame, correct: np.ndarray, by: Sequence[str] = ("language",),
@@ -213,9 +265,10 @@ def carb_accuracy(items: pd.DataFrame, correct: np.ndarray, by: Sequence[str] = 
 
 def carb_report(rm: RewardModel, items: pd.DataFrame, country: str | None = None,
                 by: Sequence[str] = ("language", "domain"), n_boot: int = 1000, seed: int = 0,
-                root: Path | None = None) -> tuple[pd.DataFrame, float]:
-    """(accuracy table, length rho) of one model. With ``country`` (PRISM's spelling) the table
-    first splits the items into that culture's ("own", ``prism_countries``) and the rest."""
+                root: Path | None = None) -> tuple[pd.DataFrame, dict[str, float]]:
+    """(accuracy table, length cue: ``length_cue``) of one model. With ``country`` (PRISM's
+    spelling) the table first splits the items into that culture's ("own",
+    ``prism_countries``) and the rest."""
     chosen, rejected = item_scores(rm, items, root)
     correct = best_of_n_correct(chosen, rejected)
     if country is not None:
@@ -226,7 +279,7 @@ def carb_report(rm: RewardModel, items: pd.DataFrame, country: str | None = None
         items = items.assign(items_of=np.where(own, f"{country}'s", "the rest"))
         by = ["items_of", *by]
     return (carb_accuracy(items, correct, by=by, n_boot=n_boot, seed=seed),
-            length_correlation(items, chosen, rejected))
+            length_cue(items, chosen, rejected))
 
 
 def in_percent(table: pd.DataFrame) -> pd.DataFrame:

@@ -107,11 +107,15 @@ def cmd_conditioned(args: argparse.Namespace) -> None:
         "results.parquet": lambda p: res.to_parquet(p, index=False),
         "results.csv": lambda p: res.to_csv(p, index=False, float_format="%.10g"),
         "counts.csv": lambda p: counts.to_csv(p, index=False)}, record, args.overwrite)
-    table = run_.results.pivot_table(index="country", columns="test_set", values="accuracy")
+    table = run_.results.pivot_table(index=["country", "variant"], columns="test_set",
+                                     values="accuracy")
     print((100 * table).round(1).to_string())
     print(f"\none model for {len(prep.countries)} countries: {run_.n_parameters} trained numbers "
           f"(the per-country models: {run_.per_country_parameters}); rows in {out}"
           + (f"; checkpoints under {args.export}" if args.export else ""))
+    if run_.pool_without:
+        print(f"left out of the global RM's training pool too: {run_.pool_without} (it started "
+              "from a global RM trained without them; its rows: variant 'global_loo')")
 
 
 def cmd_export(args: argparse.Namespace) -> None:
@@ -131,17 +135,17 @@ def cmd_pairs(args: argparse.Namespace) -> None:
 
 
 def cmd_carb(args: argparse.Namespace) -> None:
-    from scpo.carb import carb_report, in_percent, load_carb, load_reward_model
+    from scpo.carb import carb_report, describe_cue, in_percent, load_carb, load_reward_model
 
     items = load_carb(args.data_dir, hub_id=args.hub_id, revision=args.revision)
     rm = load_reward_model(args.model, max_length=args.max_length)
-    table, rho = carb_report(rm, items, country=args.country, by=args.by, n_boot=args.n_boot)
+    table, cue = carb_report(rm, items, country=args.country, by=args.by, n_boot=args.n_boot)
     print(in_percent(table).to_string(index=False))
-    print(f"\n{len(items)} items; best-of-N accuracy and chance in %; Spearman rho of reward "
-          f"and completion length: {rho:.3f}")
+    print(f"\n{len(items)} items; best-of-N accuracy and chance in %.\n{describe_cue(cue)}")
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        table.assign(model=args.model, length_rho=rho).to_csv(args.out, index=False)
+        table.assign(model=args.model, **{f"length_{k}": v for k, v in cue.items()}).to_csv(
+            args.out, index=False)
         print(f"written to {args.out}")
 
 

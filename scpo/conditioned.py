@@ -44,7 +44,7 @@ from tqdm.auto import tqdm
 
 from scpo import evaluate
 from scpo.config import MethodConfig, TrainConfig
-from scpo.experiment import Prepared, country_splits, evaluate_variant
+from scpo.experiment import Prepared, country_splits, evaluate_variant, prepare_without
 from scpo.models.base import RewardModel, TrainHistory
 from scpo.models.embedding import (
     EmbeddingRM,
@@ -59,6 +59,7 @@ from scpo.variants import VARIANTS, training_weights
 
 DEFAULT_TEMPLATE = "Country: {country}\n\n{prompt}"
 VARIANT, VARIANT_LOO = "conditioned", "conditioned_loo"  # the results' variant names
+GLOBAL_LOO = "global_loo"  # a global RM trained without the left-out countries (if retrained)
 META_FILE = "scpo_conditioned.json"  # countries and template, beside the model's own files
 
 
@@ -487,6 +488,9 @@ class ConditionedRun:
     histories: dict[int, TrainHistory] = field(default_factory=dict)  # seed -> fit() log
     models: dict[int, CountryHeadRM | PromptConditionedRM] = field(default_factory=dict)
     exported: dict[int, str] = field(default_factory=dict)  # seed -> checkpoint directory
+    # left-out countries that the run's global pool held, so the model started from (and was
+    # filtered and weighted by) a global RM trained without them (experiment.prepare_without)
+    pool_without: list[str] = field(default_factory=list)
 
     def card(self, seed: int) -> dict[str, Any]:
         """The model card's record of one seed's model (``scpo.models.export`` fields)."""
@@ -516,6 +520,11 @@ def run_conditioned(prep: Prepared, countries: Sequence[str] | None = None,
 
     Rows have exactly ``run_country``'s columns (variant "conditioned", or "conditioned_loo"
     for a ``leave_out`` country, which the model never saw: n_kept 0), so the two concatenate.
+    A left-out country stays unseen by the global RM too: where the run's global pool holds it
+    (GlobalOpinionQA), the model starts from, and is filtered and weighted by, a global RM
+    trained without it (``experiment.prepare_without``; ``pool_without`` names them), whose own
+    rows are variant "global_loo". Every model is tested on the run's test pairs (its
+    pure-minority pairs are those of the run's global RM).
     Budget: ``train.max_steps`` x the number of training countries steps of ``train.batch_size``
     pairs at ``train.lr``: as many steps and pairs as the per-country models together (not
     epochs: per-country runs count steps too). ``export_dir`` (hf and partial tiers) writes each
@@ -534,20 +543,21 @@ def run_conditioned(prep: Prepared, countries: Sequence[str] | None = None,
         claim(export_dir, overwrite=overwrite, what="exported checkpoints")
     tau, beta, lr = cfg.method.tau, cfg.method.beta, cfg.train.lr
     tests = {c: country_splits(prep, c)["test"] for c in countries}  # fails before training
-    pairs, counts = conditioned_training_set(prep, countries, tau, beta, leave_out)
+    start, pool_without = prepare_without(prep, _left_out(leave_out, countries))
+    pairs, counts = conditioned_training_set(start, countries, tau, beta, leave_out)
     trained = counts.loc[~counts["left_out"], "country"].tolist()
     train = dataclasses.replace(cfg.train, max_steps=cfg.train.max_steps * len(trained))
     per_country = len(trained) * trainable_parameters(prep.global_rm)
     out: ConditionedRun | None = None
     rows: list[dict[str, Any]] = []
     for seed in tqdm(seeds, desc="conditioned", disable=not progress):
-        model = conditioned_model(prep, trained, template)
+        model = conditioned_model(start, trained, template)
         t0 = time.perf_counter()
         hist = model.fit(pairs, pairs["weight"].to_numpy(copy=True), train, cfg.method, seed)
         seconds = time.perf_counter() - t0
         if out is None:
             out = ConditionedRun(pd.DataFrame(), counts, train.max_steps, model.n_parameters(),
-                                 per_country)
+                                 per_country, pool_without=pool_without)
         out.train_seconds[seed], out.histories[seed] = seconds, hist
         new = []
         for c, n in zip(countries, counts.itertuples()):
@@ -559,6 +569,12 @@ def run_conditioned(prep: Prepared, countries: Sequence[str] | None = None,
                      "kept_ratio": n.kept_ratio, "n_train_users": n.n_train_users,
                      "n_users_trained": n.n_users_trained, "weight_sum": n.weight_sum,
                      "tau": tau, "beta": beta, "lr": lr} for r in evaluated]
+            if c in pool_without:  # the global RM it started from, on the same test pairs
+                new += [{"country": c, "variant": GLOBAL_LOO, "seed": seed, **r,
+                         "n_train": n.n_train, "n_kept": 0, "kept_ratio": 0.0,
+                         "n_train_users": n.n_train_users, "n_users_trained": 0,
+                         "weight_sum": 0.0, "tau": tau, "beta": beta, "lr": lr}
+                        for r in evaluate_variant(prep, start.global_rm, tests[c], seed, c)]
         rows += new
         out.results = pd.DataFrame(rows)
         if export_dir is not None:

@@ -6,7 +6,7 @@ import hashlib
 import json
 import shutil
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
@@ -74,21 +74,24 @@ def resolve_countries(names: list[str], data: PairData) -> list[str]:
     return wanted
 
 
-def global_pool(data: PairData) -> pd.DataFrame:
+def global_pool(data: PairData, without: Collection[str] = ()) -> pd.DataFrame:
     """Training pairs of the "global" population that trains a global RM from scratch.
 
     PRISM-format data (PRISM, the simulator): the majority countries (United States, United
-    Kingdom). GlobalOpinionQA: every national sample's training questions.
+    Kingdom). GlobalOpinionQA: every national sample's training questions. ``without``:
+    countries taken out of it (a global RM that never saw them, for a left-out country).
     """
     train = data.pairs[data.pairs["split"] == "train"]
     if data.source == "goqa":
         pool = train
     else:
         pool = train[train["country"].isin(MAJORITY_COUNTRIES)]
+    pool = pool[~pool["country"].isin(list(without))]
     if pool.empty:
         raise ValueError(
             f"the global pool of {data.source!r} data is empty (countries with training pairs: "
-            f"{sorted(train['country'].unique())}); a global RM needs majority-country "
+            f"{sorted(train['country'].unique())}, left out: {sorted(without)}); a global RM "
+            "needs majority-country "
             f"({MAJORITY_COUNTRIES}) training pairs, or give a trained global model.")
     return pool
 

@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from scpo import evaluate, method
 from scpo.config import Config
-from scpo.data import load_pairs, resolve_countries
+from scpo.data import global_pool, load_pairs, resolve_countries
 from scpo.models.base import RewardModel
 from scpo.models.device import is_main_process
 from scpo.outdir import check_writable
@@ -42,7 +42,7 @@ from scpo.results import (
     run_record,
     write_results,
 )
-from scpo.scoring import add_global_scores, get_global_rm
+from scpo.scoring import add_global_scores, get_global_rm, trains_global_rm
 from scpo.variants import Variant, resolve, training_weights
 
 TRUTH_COLUMNS = {"country_truth": "country_truth_margin", "global_truth": "global_truth_margin"}
@@ -88,6 +88,28 @@ def prepare(cfg: Config) -> Prepared:
         pairs.loc[test.index, ["rg_chosen", "rg_rejected"]] = test[["rg_chosen", "rg_rejected"]]
     global_rm.park()  # its scores are in the table; from now on it is only copied
     return Prepared(cfg, data, pairs, global_rm, countries)
+
+
+def prepare_without(prep: Prepared, countries: Collection[str]) -> tuple[Prepared, list[str]]:
+    """The run's data with a global RM that never saw ``countries``, and which of them it had
+    to be retrained without.
+
+    When the run trained its global RM on a pool holding some of them (GlobalOpinionQA's pool
+    is every country's training questions; PRISM's and the simulator's, the majority
+    countries), one trained the same way on the pool without them (cached as the run's is),
+    every pair rescored by it; else the run's own: the pool never held them, or the global RM
+    is a given model.
+    """
+    held = []
+    if trains_global_rm(prep.cfg):
+        pool = global_pool(prep.data)
+        held = sorted(set(countries) & set(pool["country"]))
+    if not held:
+        return prep, []
+    rm = get_global_rm(prep.data, prep.cfg, without=held)
+    pairs = add_global_scores(prep.pairs.drop(columns=["rg_chosen", "rg_rejected"]), rm)
+    rm.park()
+    return Prepared(prep.cfg, prep.data, pairs, rm, prep.countries), held
 
 
 def country_splits(prep: Prepared, country: str) -> dict[str, pd.DataFrame]:

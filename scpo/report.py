@@ -7,6 +7,7 @@ Numbers from the paper are kept apart in ``PAPER_REPORTED`` and always labelled 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -160,13 +161,16 @@ def paper_comparison(results: pd.DataFrame) -> pd.DataFrame:
 
 
 def controls(results: pd.DataFrame) -> pd.DataFrame:
-    """The like-for-like comparisons: each variant against its random control of the same size
+    """The like-for-like comparisons: each variant against its random controls of the same size
     (``variants.CONTROLS``: filtered vs random_subset, both unweighted; SCPO (F+W) vs
-    random_weighted, both with SCPO weights), per test set.
+    random_fw_weights, the same weights on random pairs, and vs random_own_weights, random
+    pairs with their own SCPO weights), per test set.
 
     Macro accuracies (%) and their difference, mean and sd over seeds of the per-seed
-    difference of macro averages, and the number of countries whose seed-mean favours the
-    variant. Pairs absent from ``results`` are left out.
+    difference of macro averages, the number of countries whose seed-mean favours the variant,
+    and (when ``weight_sum`` is recorded) the control's training weight over the variant's,
+    summed over countries and seeds: 1 when matched in weight. Pairs absent from ``results``
+    are left out.
     """
     from scpo.variants import CONTROLS
 
@@ -182,13 +186,17 @@ def controls(results: pd.DataFrame) -> pd.DataFrame:
             diff = m[variant] - m[control]
             per_c = r.pivot_table(index="country", columns="variant", values="accuracy",
                                   aggfunc="mean")
+            weight = (r.groupby("variant")["weight_sum"].sum()
+                      if "weight_sum" in r.columns else pd.Series(dtype=float))
             rows.append({"variant": variant, "control": control, "test_set": ts,
                          "variant (%)": m[variant].mean(), "control (%)": m[control].mean(),
                          "difference": diff.mean(),
                          "sd over seeds": diff.std(ddof=1) if len(diff) > 1 else np.nan,
                          "countries favouring variant": int((per_c[variant] > per_c[control])
                                                             .sum()),
-                         "countries": len(per_c)})
+                         "countries": len(per_c),
+                         "weight, control / variant": (weight.get(control, np.nan)
+                                                       / weight.get(variant, np.nan))})
     return pd.DataFrame(rows)
 
 
@@ -265,32 +273,75 @@ LADDER_CLAIMS = [
      "test pairs)", "country_truth", "scpo_fw", "filtered", 1),
 ]
 KEEP_POINTS = 1.0  # "keeps the accuracy": loses less than this many points
+LEVEL = 0.95  # of the seed-level interval of a mean difference
 
 
-def claim_verdict(diffs: np.ndarray, direction: int) -> tuple[str, int]:
-    """Whether "A - B" (points, one per country x seed run) supports a statement: "holds" when
-    the mean has the stated sign and at least 2/3 of the runs agree, "reversed" when both point
-    the other way, else "mixed"; and how many runs agree. direction 0: A loses less than
-    ``KEEP_POINTS`` to B."""
-    diffs = np.asarray(diffs, dtype=float)
-    mean = diffs.mean()
-    if direction == 0:
-        ok = diffs > -KEEP_POINTS
-        good, bad = mean > -KEEP_POINTS, mean <= -KEEP_POINTS
+@dataclass(frozen=True)
+class Verdict:
+    """What the runs say about one statement (``claim_verdict``)."""
+
+    verdict: str  # "holds", "reversed", "mixed", "within noise" or "not measured"
+    agreeing: int  # measured runs on the statement's side of its threshold
+    runs: int  # measured runs (a NaN difference is not measured, not a disagreement)
+    not_measured: int  # runs whose difference is NaN
+    mean: float  # the mean over seeds of each seed's mean difference (points)
+    low: float  # the seed-level 95 % interval of that mean (-inf..inf with one seed)
+    high: float
+
+
+def seed_interval(diffs: np.ndarray, seeds: np.ndarray) -> tuple[float, float]:
+    """(mean, half-width): each seed's mean difference, then the mean of those and the
+    half-width of its Student-t interval at ``LEVEL`` (t quantile with n_seeds - 1 degrees of
+    freedom x sd / sqrt(n_seeds)); inf with fewer than two seeds, where no interval exists."""
+    from scipy.stats import t
+
+    means = pd.Series(np.asarray(diffs, dtype=float)).groupby(np.asarray(seeds)).mean()
+    n = len(means)
+    if n < 2:
+        return float(means.mean()) if n else np.nan, np.inf
+    q = float(t.ppf((1 + LEVEL) / 2, n - 1))
+    return float(means.mean()), q * float(means.std(ddof=1)) / np.sqrt(n)
+
+
+def claim_verdict(diffs: np.ndarray, direction: int, seeds: np.ndarray) -> Verdict:
+    """Whether "A - B" (points, one per country x seed run, ``seeds`` naming each run's seed)
+    supports a statement. The threshold is 0 (direction +1: "A beats B", -1: "A is below B")
+    or -``KEEP_POINTS`` (direction 0: "A loses less than one point to B").
+
+    "not measured" when no run has a difference (NaN runs are counted apart, never against);
+    "within noise" when the seed-level interval of the mean difference (``seed_interval``)
+    covers the threshold, so the seeds cannot tell the difference from the threshold; else
+    "holds" when the mean is on the stated side and at least 2/3 of the runs agree, "reversed"
+    when it is on the other side and at least 2/3 of the runs are against, and "mixed"
+    otherwise."""
+    d = np.asarray(diffs, dtype=float)
+    s = np.asarray(seeds)
+    if d.shape != s.shape:
+        raise ValueError(f"one seed per difference: {d.shape} differences, {s.shape} seeds")
+    measured = np.isfinite(d)
+    d, s = d[measured], s[measured]
+    threshold = -KEEP_POINTS if direction == 0 else 0.0
+    side = -1 if direction < 0 else 1  # where the statement puts A - B, from the threshold
+    agree, against = side * (d - threshold) > 0, side * (d - threshold) < 0
+    n_out = int((~measured).sum())
+    if not d.size:
+        return Verdict("not measured", 0, 0, n_out, np.nan, np.nan, np.nan)
+    mean, half = seed_interval(d, s)
+    if mean - half <= threshold <= mean + half:
+        verdict = "within noise"
+    elif side * (mean - threshold) > 0:
+        verdict = "holds" if agree.mean() >= 2 / 3 else "mixed"
     else:
-        ok = np.sign(diffs) == direction
-        good, bad = np.sign(mean) == direction, np.sign(mean) == -direction
-    against = (np.sign(diffs) == -direction) if direction else ~ok
-    if good and ok.mean() >= 2 / 3:
-        return "holds", int(ok.sum())
-    if bad and against.mean() >= 2 / 3:
-        return "reversed", int(ok.sum())
-    return "mixed", int(ok.sum())
+        verdict = "reversed" if against.mean() >= 2 / 3 else "mixed"
+    return Verdict(verdict, int(agree.sum()), int(d.size), n_out, mean, mean - half,
+                   mean + half)
 
 
 def ladder_claims(results: pd.DataFrame, by: str = "rung") -> pd.DataFrame:
     """One row per (statement, rung): the mean difference A - B in points over the country x
-    seed runs, the seed sd of the country-mean difference, the runs that agree, the verdict."""
+    seed runs, the seed sd of the country-mean difference, its seed-level 95 % interval, the
+    runs that agree (of those measured), the runs not measured, and the verdict
+    (``claim_verdict``)."""
     rows = []
     for key, text, test_set, a, b, direction in LADDER_CLAIMS:
         truth = test_set == "country_truth"
@@ -298,11 +349,33 @@ def ladder_claims(results: pd.DataFrame, by: str = "rung") -> pd.DataFrame:
         col = "country_truth_accuracy" if truth else "accuracy"
         for rung in dict.fromkeys(d[by]):
             w = d[d[by] == rung].pivot_table(index=["country", "seed"], columns="variant",
-                                             values=col)
-            diffs = 100 * (w[a] - w[b])
-            verdict, n_ok = claim_verdict(diffs.to_numpy(), direction)
+                                             values=col, dropna=False)
+            diffs = 100 * (w[a] - w[b]) if {a, b} <= set(w.columns) else \
+                pd.Series(np.nan, index=w.index)
+            v = claim_verdict(diffs.to_numpy(), direction,
+                              diffs.index.get_level_values("seed").to_numpy())
             rows.append({"claim": key, "statement": text, by: rung,
                          "difference": float(diffs.mean()),
                          "seed_sd": float(diffs.groupby(level="seed").mean().std()),
-                         "runs_agreeing": n_ok, "runs": len(diffs), "verdict": verdict})
+                         "ci_low": v.low, "ci_high": v.high, "runs_agreeing": v.agreeing,
+                         "runs": v.runs, "not_measured": v.not_measured,
+                         "verdict": v.verdict})
     return pd.DataFrame(rows)
+
+
+def claim_cell(row: pd.Series) -> str:
+    """One row of ``ladder_claims`` as the ladder page shows it: the verdict, the difference,
+    its seed-level interval and the runs that agree."""
+    if row["verdict"] == "not measured":
+        return f"not measured ({row['not_measured']} runs)"
+    missing = f", {row['not_measured']} not measured" if row["not_measured"] else ""
+    return (f"{row['verdict']}: {row['difference']:+.1f} [{row['ci_low']:+.1f}, "
+            f"{row['ci_high']:+.1f}] ({row['runs_agreeing']}/{row['runs']} runs{missing})")
+
+
+def mean_ci_halfwidth(results: pd.DataFrame) -> pd.Series:
+    """Per test set: the mean half-width (points) of the rows' 95 % bootstrap intervals, the
+    scale of a difference one test set can resolve. The global RM's pure-minority rows are
+    left out: it is wrong on every such pair by construction, so their interval is [0, 0]."""
+    r = results[~((results["variant"] == "global") & (results["test_set"] == "pure_minority"))]
+    return (100 * (r["ci_high"] - r["ci_low"]) / 2).groupby(r["test_set"]).mean()

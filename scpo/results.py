@@ -15,6 +15,7 @@ import json
 import platform
 import re
 import subprocess
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, distribution, version
@@ -29,7 +30,7 @@ from scpo.models.base import RewardModel
 from scpo.models.device import is_main_process
 from scpo.outdir import check_writable, claim, safe_name, write_file_atomically
 from scpo.pairs import PairData
-from scpo.variants import KNOWN, resolve
+from scpo.variants import KNOWN, RENAMED, resolve
 
 
 @dataclass
@@ -235,7 +236,13 @@ def load_results(root: str | Path, countries: list[str] | None = None) -> pd.Dat
         raise FileNotFoundError(f"{unfinished}: results without {RECORD}, the record a run "
                                 "writes last: the run that wrote them did not finish. Run it "
                                 "again.")
-    return pd.concat([pd.read_parquet(d / "results.parquet") for d in dirs], ignore_index=True)
+    out = pd.concat([pd.read_parquet(d / "results.parquet") for d in dirs], ignore_index=True)
+    old = sorted(set(out["variant"]) & set(RENAMED))
+    if old:  # results of an earlier version: the variant is kept, under its name of today
+        warnings.warn(f"results under {root} name variant(s) {old}, renamed since: read as "
+                      f"{[RENAMED[v] for v in old]}", stacklevel=2)
+        out["variant"] = out["variant"].replace(RENAMED)
+    return out
 
 
 def load_model(root: str | Path, global_rm: RewardModel, country: str, variant: str,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Collection
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,24 @@ from scpo.config import Config, cache_dir
 from scpo.data import global_pool
 from scpo.models.base import RewardModel
 from scpo.pairs import PairData, distinct_texts, text_key
+
+# The code that trains a global RM on the global pool, per tier: a change to any of it trains
+# the cached global RM again (its filter, weights and pure-minority pairs follow), as the pair
+# table's cache keys on the loader's code (``scpo.data.LOADER_SOURCES``).
+TRAINER_SOURCES = {
+    "embedding": ("data.py", "method.py", "models/embedding.py"),
+    "partial": ("data.py", "method.py", "models/embedding.py", "models/hf.py",
+                "models/modes.py", "models/partial.py"),
+}
+PACKAGE = Path(__file__).parent
+
+
+def trainer_code(backend: str) -> str:
+    """sha256 of the source files that train ``backend``'s global RM (``TRAINER_SOURCES``)."""
+    h = hashlib.sha256()
+    for name in TRAINER_SOURCES.get(backend, ()):
+        h.update(name.encode() + b"\0" + (PACKAGE / name).read_bytes())
+    return h.hexdigest()[:16]
 
 
 def _pool_hash(data: PairData) -> str:
@@ -37,12 +56,28 @@ def _global_head_key(data: PairData, cfg: Config, encoder_fp: str) -> str:
         "encoder": encoder_fp, "head": cfg.model.head,
         "lr": cfg.train.global_lr, "steps": cfg.train.global_steps,
         "batch": cfg.train.global_batch_size, "wd": cfg.train.weight_decay,
+        "code": trainer_code(cfg.model.backend),
     }
     return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def get_global_rm(data: PairData, cfg: Config, root: Path | None = None) -> RewardModel:
-    """The global RM r_glo of the run.
+def trains_global_rm(cfg: Config) -> bool:
+    """Whether the run trains its global RM on the global pool (else it is a given model)."""
+    return cfg.model.backend == "embedding" or (cfg.model.backend == "partial"
+                                                and not cfg.model.global_model)
+
+
+def _without(key: str, without: Collection[str]) -> str:
+    """A cache key for the global RM trained on the pool without ``without`` (if any)."""
+    if not without:
+        return key
+    return hashlib.sha256(f"{key}|without|{sorted(without)}".encode()).hexdigest()[:16]
+
+
+def get_global_rm(data: PairData, cfg: Config, root: Path | None = None,
+                  without: Collection[str] = ()) -> RewardModel:
+    """The global RM r_glo of the run (``without``: trained on the pool without those
+    countries, see ``scpo.data.global_pool``; a given global RM is the same either way).
 
     ``hf`` backend: the given pretrained reward model (the paper's OpenAssistant or Tulu RM).
     ``embedding`` backend: a head trained on the global pool (``scpo.data.global_pool``), saved
@@ -52,7 +87,7 @@ def get_global_rm(data: PairData, cfg: Config, root: Path | None = None) -> Rewa
     """
     m = cfg.model
     if m.backend == "partial":
-        return _global_partial(data, cfg, root)
+        return _global_partial(data, cfg, root, without)
     if m.backend == "hf":
         from scpo.models.device import start_process_group
         from scpo.models.hf import HFRewardModel
@@ -67,17 +102,18 @@ def get_global_rm(data: PairData, cfg: Config, root: Path | None = None) -> Rewa
     from scpo.models.embedding import EmbeddingRM, Encoder, train_global_rm
 
     encoder = Encoder(m.encoder, max_length=m.encoder_max_length)
-    path = (root or cache_dir()) / "global_heads" / _global_head_key(data, cfg,
-                                                                     encoder.fingerprint())
+    path = (root or cache_dir()) / "global_heads" / _without(
+        _global_head_key(data, cfg, encoder.fingerprint()), without)
     if (path / "head.safetensors").exists():
         return EmbeddingRM.load(path, encoder=encoder)
-    rm = train_global_rm(encoder, global_pool(data), cfg.train, cfg.method, seed=0,
+    rm = train_global_rm(encoder, global_pool(data, without), cfg.train, cfg.method, seed=0,
                          head=m.head)
     rm.save(path)
     return rm
 
 
-def _global_partial(data: PairData, cfg: Config, root: Path | None) -> RewardModel:
+def _global_partial(data: PairData, cfg: Config, root: Path | None,
+                    without: Collection[str] = ()) -> RewardModel:
     from scpo.models.embedding import Encoder
     from scpo.models.export import META_FILE
     from scpo.models.partial import PartialRM, train_global_partial
@@ -94,10 +130,10 @@ def _global_partial(data: PairData, cfg: Config, root: Path | None) -> RewardMod
     what = {"head": _global_head_key(data, cfg, backbone.fingerprint()),
             **{k: v for k, v in opts.items() if k != "cache_root"}}
     key = hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
-    path = (root or cache_dir()) / "global_partial" / key
+    path = (root or cache_dir()) / "global_partial" / _without(key, without)
     if (path / META_FILE).exists():
         return PartialRM.load(path, cache_root=root)
-    rm = train_global_partial(str(backbone.path), global_pool(data), cfg.train, cfg.method,
+    rm = train_global_partial(str(backbone.path), global_pool(data, without), cfg.train, cfg.method,
                               seed=0, **opts)
     rm.save(path)
     return rm

@@ -49,6 +49,13 @@ def steered_reward(r_glo: Any, r_country: Any, alpha: float) -> np.ndarray:
     return g + a * d if a < 0.5 else c - (1.0 - a) * d
 
 
+def mixes_agree(rm: RewardModel) -> bool:
+    """Whether the two dials are one function for models like ``rm``: mixing the weights mixes
+    the rewards only where the reward is linear in the weights, a linear head on a frozen
+    encoder (``model.head = "linear"``). An MLP head or a transformer is not linear in them."""
+    return isinstance(rm, EmbeddingRM) and rm.head.kind == "linear"
+
+
 def _module(rm: RewardModel) -> torch.nn.Module:
     """The torch module holding a model's weights (the head of the embedding tier)."""
     if isinstance(rm, EmbeddingRM):

@@ -1,22 +1,30 @@
-"""The paper's variants as data (spec §6), plus a control for data efficiency.
+"""The paper's variants as data (spec §6), plus controls for data efficiency.
 
 A variant says which training pairs a minority RM sees and how each is weighted:
 
-| variant            | pairs              | weight                        |
-|--------------------|--------------------|-------------------------------|
-| global             | none (global RM)   | -                             |
-| baseline           | all                | 1                             |
-| filtered           | p_glo < tau        | 1                             |
-| inverse_weighted   | all                | max(exp(-delta), 1)           |
-| scpo_w             | all                | exp(min(delta / beta, 0))     |
-| scpo_fw            | p_glo < tau        | exp(min(delta / beta, 0))     |
-| scpo_fw_tuned      | p_glo < tau        | SCPO, tau/beta/lr tuned on val|
-| random_subset      | random, as many as filtered keeps | 1 (control of filtered)   |
-| random_weighted    | random, as many as filtered keeps | SCPO (control of scpo_fw) |
+| variant            | pairs                             | weight                         |
+|--------------------|-----------------------------------|--------------------------------|
+| global             | none (global RM)                  | -                              |
+| baseline           | all                               | 1                              |
+| filtered           | p_glo < tau                       | 1                              |
+| inverse_weighted   | all                               | max(exp(-delta), 1)            |
+| scpo_w             | all                               | exp(min(delta / beta, 0))      |
+| scpo_fw            | p_glo < tau                       | exp(min(delta / beta, 0))      |
+| scpo_fw_tuned      | p_glo < tau                       | SCPO, tau/beta/lr tuned on val |
+| random_subset      | random, as many as filtered keeps | 1 (control of filtered)        |
+| random_fw_weights  | the same random draw              | scpo_fw's weights, shuffled    |
+| random_own_weights | the same random draw              | each pair's own SCPO weight    |
 
-The two controls are like-for-like: ``filtered`` against ``random_subset`` asks whether the
+The controls are like-for-like: ``filtered`` against ``random_subset`` asks whether the
 filter's pairs beat as many random pairs (both unweighted); ``scpo_fw`` against
-``random_weighted`` asks the same with SCPO's weights on both sides.
+``random_fw_weights`` asks the same with the very same weights on both sides (the same values,
+so the same weight sum and step sizes under ``normalize = "batch"``): only the pairs differ.
+``random_own_weights`` weighs its random pairs by their own SCPO weights; random pairs are
+mostly ones the global RM already agrees with (W = 1), so it carries more weight than
+``scpo_fw`` and mixes which pairs with how much weight (it was called ``random_weighted``).
+Set against ``random_fw_weights`` (the same draw, other weights) it shows what SCPO's
+weighting rule does on random pairs, against scpo_fw's weights placed at random: more weight
+in all, most of it on pairs the global RM agrees with.
 """
 
 from __future__ import annotations
@@ -34,7 +42,9 @@ class Variant:
     label: str  # as in the paper's tables
     train: bool = True  # False: the global RM as it is
     filter: str = "none"  # "none", "tau" (p_glo < tau) or "random" (same count as "tau")
-    weighting: str = "none"  # "none", "scpo" or "inverse"
+    # "none", "scpo", "inverse", or "scpo_shuffled" (filter "random" only): scpo_fw's own
+    # weights (of the tau filter's pairs) shuffled onto the random draw
+    weighting: str = "none"
     tuned: bool = False  # tau / beta / lr chosen per country on the validation split
     given: bool = False  # a country RM given by model.minority_models, evaluated, never trained
     score_mode: str | None = None  # given RMs: score as this model.mode (None: the run's)
@@ -52,11 +62,16 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in [
     Variant("scpo_fw_tuned", "SCPO (F+W) tuned", filter="tau", weighting="scpo", tuned=True,
             colour="#009E73"),
     Variant("random_subset", "Random subset (control)", filter="random", colour="#F5CF80"),
-    Variant("random_weighted", "Random subset, SCPO weights (control)", filter="random",
-            weighting="scpo", colour="#EAAE80"),
+    Variant("random_fw_weights", "Random subset, SCPO (F+W)'s weights (control)",
+            filter="random", weighting="scpo_shuffled", colour="#EAAE80"),
+    Variant("random_own_weights", "Random subset, its own SCPO weights (control)",
+            filter="random", weighting="scpo", colour="#F4D3BA"),
 ]}
-CONTROLS = {"random_subset": "filtered", "random_weighted": "scpo_fw"}  # control -> its match
+# control -> the variant it is set against (``report.controls``)
+CONTROLS = {"random_subset": "filtered", "random_fw_weights": "scpo_fw",
+            "random_own_weights": "scpo_fw"}
 PAPER_VARIANTS = [n for n in VARIANTS if n not in CONTROLS]
+RENAMED = {"random_weighted": "random_own_weights"}  # earlier name -> today's (old results)
 # Evaluated, not trained: the authors' published country RMs (scpo.published), scored in eval
 # mode and, as the released code scored them, with dropout on (not part of "all")
 GIVEN = {v.name: v for v in [
@@ -89,17 +104,28 @@ def training_weights(
     """Per-pair training weight; 0 means the pair is not used (filtered out).
 
     The filter and the weights both read the global RM's scores of the training pairs.
-    ``random_subset`` keeps a seeded random subset of exactly as many pairs as the tau filter.
+    A "random" filter keeps a seeded random subset of exactly as many pairs as the tau filter
+    (the same draw for every random variant of a seed); "scpo_shuffled" puts the tau filter's
+    own SCPO weights on it in a seeded random order, so its weights are scpo_fw's, values and
+    sum alike, on other pairs.
     """
     delta = method.margin(rg_chosen, rg_rejected)
+    if variant.weighting == "scpo_shuffled" and variant.filter != "random":
+        raise ValueError(f"variant {variant.name!r}: weighting 'scpo_shuffled' moves the tau "
+                         "filter's weights onto a random draw; it needs filter 'random', got "
+                         f"{variant.filter!r}")
     keep = np.ones(delta.shape, dtype=bool)
-    if variant.filter == "tau":
+    if variant.filter != "none":
         keep = method.filter_mask(method.p_glo(rg_chosen, rg_rejected), tau)
-    elif variant.filter == "random":
-        n_keep = int(method.filter_mask(method.p_glo(rg_chosen, rg_rejected), tau).sum())
+    if variant.filter == "random":
+        by_tau, keep = keep, np.zeros(delta.shape, dtype=bool)
         rng = np.random.default_rng(seed)
-        keep = np.zeros(delta.shape, dtype=bool)
-        keep[rng.choice(delta.size, size=n_keep, replace=False)] = True
+        drawn = rng.choice(delta.size, size=int(by_tau.sum()), replace=False)
+        keep[drawn] = True
+        if variant.weighting == "scpo_shuffled":
+            w = np.zeros(delta.shape)
+            w[drawn] = rng.permutation(method.scpo_weights(delta, beta)[by_tau])
+            return w
     if variant.weighting == "scpo":
         w = method.scpo_weights(delta, beta)
     elif variant.weighting == "inverse":

@@ -77,6 +77,48 @@ def test_length_preference_is_measured():
                                    [-r for r in rejected]) == pytest.approx(-1.0)
 
 
+def test_length_cue_within_items_by_hand():
+    # item A: lengths 3, 1, 2 with rewards 3, 1, 2: 3 pairs, the longer higher in all; rho 1
+    # item B: lengths 1, 2, 2, 3 with rewards 5, 2, 2, 5: (1 vs 2) x 2 the longer lower,
+    #   (1 vs 3) a reward tie, (2 vs 2) a length tie, (2 vs 3) x 2 the longer higher; rho: ranks
+    #   [1, 2.5, 2.5, 4] and [3.5, 1.5, 1.5, 3.5], centred [-1.5, 0, 0, 1.5] . [1, -1, -1, 1] = 0
+    # item C: one length: a length tie and no rho
+    items = pd.DataFrame({"chosen": [["aaa"], ["b"], ["x"]],
+                          "rejected": [["a", "bb"], ["cc", "dd", "eee"], ["y"]]})
+    chosen = [np.array([3.0]), np.array([5.0]), np.array([1.0])]
+    rejected = [np.array([1.0, 2.0]), np.array([2.0, 2.0, 5.0]), np.array([0.0])]
+    cue = carb.length_cue(items, chosen, rejected)
+    assert cue["longer_higher"] == pytest.approx(5 / 7)
+    assert (cue["pairs"], cue["length_ties"], cue["reward_ties"]) == (7, 2, 1)
+    assert cue["rho_within"] == pytest.approx(0.5)
+    assert (cue["items_rho"], cue["items_no_rho"]) == (2, 1)
+    assert cue["rho_pooled"] == carb.length_correlation(items, chosen, rejected)
+
+
+def test_a_length_cue_between_items_is_not_one_within_them():
+    # 200 items of 4 completions: item i's texts are 50 (i + 1) + 0, 10, 20, 30 characters long
+    # and its rewards i + 0, 0.1, 0.2, 0.3, rising with length in the even items and falling in
+    # the odd ones. Across items, longer texts score higher; within an item, half the time.
+    items, chosen, rejected = [], [], []
+    for i in range(200):
+        texts = ["x" * (50 * (i + 1) + k) for k in (0, 10, 20, 30)]
+        rewards = i + np.array([0.0, 0.1, 0.2, 0.3])[:: 1 if i % 2 == 0 else -1]
+        items.append({"chosen": texts[:1], "rejected": texts[1:]})
+        chosen.append(rewards[:1])
+        rejected.append(rewards[1:])
+    items = pd.DataFrame(items)
+    cue = carb.length_cue(items, chosen, rejected)
+    assert cue["rho_pooled"] > 0.99  # the pooled rho sees a strong cue
+    assert cue["longer_higher"] == pytest.approx(0.5)  # 600 higher, 600 lower: none within
+    assert cue["pairs"] == 1200 and cue["length_ties"] == cue["reward_ties"] == 0
+    assert cue["rho_within"] == pytest.approx(0.0, abs=1e-12)  # +1 and -1, 100 items each
+    # rewards that follow length inside every item: the within measures see it
+    follows = carb.length_cue(items, [np.array([len(t[0])], dtype=float) for t in items["chosen"]],
+                              [np.array([len(x) for x in t], dtype=float)
+                               for t in items["rejected"]])
+    assert follows["longer_higher"] == 1.0 and follows["rho_within"] == pytest.approx(1.0)
+
+
 def test_countries_map_to_prisms():
     assert carb.prism_countries("American", "English") == ("United States",)
     assert carb.prism_countries("Chile", "Spanish") == ("Chile",)
@@ -159,7 +201,7 @@ def test_scpo_carb_on_a_tiny_hf_model_matches_the_package(carb_dir, tiny_bert, t
     cli.main(["carb", "--model", str(tiny_bert), "--data-dir", str(carb_dir), "--max-length",
               "64", "--country", "Chile", "--by", "language", "--n-boot", "50", "--out",
               str(out)])
-    assert "Spearman rho of reward and completion length" in capsys.readouterr().out
+    assert "Length cue within items: the longer of two completions" in capsys.readouterr().out
     got = pd.read_csv(out)
     items = carb.load_carb(carb_dir)
     correct = carb.best_of_n(HFRewardModel.from_pretrained(str(tiny_bert), max_length=64), items)
@@ -167,6 +209,10 @@ def test_scpo_carb_on_a_tiny_hf_model_matches_the_package(carb_dir, tiny_bert, t
     row = got.set_index(["items_of", "language"]).loc[("Chile's", "Spanish"), "accuracy"]
     assert row == pytest.approx(correct[spanish.to_numpy()].mean())
     assert set(got["items_of"]) == {"Chile's", "the rest"} and got["n_items"].sum() == 6
+    rm = HFRewardModel.from_pretrained(str(tiny_bert), max_length=64)
+    cue = carb.length_cue(items, *carb.item_scores(rm, items))
+    assert got["length_longer_higher"].iloc[0] == pytest.approx(cue["longer_higher"])
+    assert got["length_rho_pooled"].iloc[0] == pytest.approx(cue["rho_pooled"])
 
 
 def test_scpo_carb_without_data_is_a_one_line_error(tmp_path, capsys):

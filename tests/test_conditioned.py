@@ -209,6 +209,57 @@ def test_run_conditioned_rows_join_run_countrys_and_the_matrix_agrees(prep):
         cross_country(loo.models[0], prep, COUNTRIES)
 
 
+def test_a_left_out_country_is_left_out_of_the_global_pool_too(tiny_bert, tmp_path,
+                                                                monkeypatch):
+    """GlobalOpinionQA's global pool is every country's training questions: leaving Chile out
+    of the conditioned model trains a global RM without Chile's questions, and the model starts
+    from it and is filtered and weighted by it. On the simulator (pool: the majority
+    countries) the run's own global RM never saw Chile and is kept."""
+    from test_notebooks import goqa_fixture
+
+    from scpo.data import global_pool
+    from scpo.experiment import prepare_without
+    from scpo.models import embedding
+
+    monkeypatch.setenv("SCPO_CACHE_DIR", str(tmp_path / "cache"))
+    goqa_fixture(tmp_path / "global_opinions.csv")
+    cfg = load_preset("tiny").update({
+        "data": {"dataset": "goqa", "data_dir": str(tmp_path)},
+        "model": {"encoder": str(tiny_bert), "encoder_max_length": 64},
+        "train": {"max_steps": 20, "global_steps": 30},
+        "run": {"countries": ["Chile", "Mexico"], "variants": ["global", "scpo_fw"],
+                "n_boot": 20}})
+    goqa = prepare(cfg)
+    assert "Chile" in set(global_pool(goqa.data)["country"])
+    pools = []
+    train_global_rm = embedding.train_global_rm
+    monkeypatch.setattr(embedding, "train_global_rm", lambda enc, pool, *a, **k: (
+        pools.append(sorted(set(pool["country"]))), train_global_rm(enc, pool, *a, **k))[1])
+    start, without = prepare_without(goqa, ["Chile"])
+    assert without == ["Chile"] and pools == [["Mexico", "United Kingdom"]]  # Britain
+    assert start.global_rm.fingerprint() != goqa.global_rm.fingerprint()
+    assert not np.allclose(start.pairs["rg_chosen"], goqa.pairs["rg_chosen"])  # rescored
+    loo = run_conditioned(goqa, ["Chile", "Mexico"], [0], leave_out="Chile", keep_models=True)
+    assert loo.pool_without == ["Chile"] and len(pools) == 1  # the cached one, reused
+    # Mexico's pairs carry the weights of the global RM without Chile, not the run's
+    tr = country_splits(start, "Mexico")["train"]
+    w = training_weights(VARIANTS["scpo_fw"], tr["rg_chosen"].to_numpy(),
+                         tr["rg_rejected"].to_numpy(), goqa.cfg.method.tau, goqa.cfg.method.beta)
+    counts = loo.counts.set_index("country")
+    assert counts.loc["Mexico", "weight_sum"] == pytest.approx(w.sum())
+    chile = loo.results[loo.results["country"] == "Chile"].set_index(["variant", "test_set"])
+    assert set(chile.index.get_level_values("variant")) == {"conditioned_loo", "global_loo"}
+    # global_loo: the global RM without Chile on the run's test pairs of Chile
+    test = country_splits(goqa, "Chile")["test"]
+    correct = np.greater(*start.global_rm.score_pairs(test))
+    assert chile.loc[("global_loo", "overall"), "accuracy"] == pytest.approx(correct.mean())
+    # the simulator's pool never held Chile: the run's global RM, nothing retrained
+    sim = load_preset("tiny").update({"model": {"encoder": str(tiny_bert),
+                                                "encoder_max_length": 64}})
+    sim_prep = prepare(sim)
+    assert prepare_without(sim_prep, ["Chile"]) == (sim_prep, [])
+
+
 # ---- the hf tier: the country written into the prompt ----
 
 def test_with_country_names_the_country_in_the_prompt():
@@ -309,4 +360,7 @@ def test_cli_conditioned_writes_the_rows_scpo_run_writes(prep, tiny_bert, tmp_pa
     assert list(rows.columns) == list(run_country(prep, "Chile", progress=False).results.columns)
     counts = pd.read_csv(out / "counts.csv")
     assert counts.set_index("country")["left_out"].to_dict() == {"Chile": False, "Mexico": True}
-    assert "one model for 2 countries" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "one model for 2 countries" in printed
+    assert "conditioned_loo" in printed  # one row per country and variant, never averaged
+    assert "global RM's training pool too" not in printed  # the simulator's pool: no Mexico

@@ -28,6 +28,17 @@ def test_goqa_pools_every_national_samples_training_questions():
     assert pool["prompt"].tolist() == ["p1", "p2", "p4"]
 
 
+def test_a_pool_without_a_country_never_holds_its_pairs():
+    data = PairData(table(ROWS), source="goqa")
+    assert global_pool(data, without=["Chile"])["prompt"].tolist() == ["p1", "p2"]
+    assert global_pool(data, without=["Chile", "United States"])["prompt"].tolist() == ["p2"]
+    prism = PairData(table(ROWS), source="prism")  # Chile is not in it: nothing to take out
+    assert global_pool(prism, without=["Chile"])["prompt"].tolist() == ["p1", "p2"]
+    with pytest.raises(ValueError, match=r"empty .*left out: \['Chile', 'United Kingdom', "
+                                         r"'United States'\]"):
+        global_pool(data, without=["Chile", "United States", "United Kingdom"])
+
+
 def test_an_empty_pool_names_the_countries_it_had():
     only_chile = PairData(table([r for r in ROWS if r[0] == "Chile"]), source="sim")
     with pytest.raises(ValueError, match=r"global pool of 'sim' data is empty.*\['Chile'\]"):

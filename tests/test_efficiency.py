@@ -33,7 +33,7 @@ def test_efficiency_table_by_hand():
 
 
 def test_controls_pair_each_variant_with_its_random_control_by_hand():
-    # two countries, two seeds; filtered vs random_subset only (no random_weighted rows)
+    # two countries, two seeds; filtered vs random_subset only (no SCPO (F+W) rows)
     acc = {("filtered", "A", 0): 0.60, ("filtered", "A", 1): 0.62,
            ("filtered", "B", 0): 0.50, ("filtered", "B", 1): 0.54,
            ("random_subset", "A", 0): 0.58, ("random_subset", "A", 1): 0.58,
@@ -50,3 +50,24 @@ def test_controls_pair_each_variant_with_its_random_control_by_hand():
     assert row["sd over seeds"] == pytest.approx(0.7071067811865476)
     # country means: A 61 vs 58 (variant), B 52 vs 54 (control)
     assert row["countries favouring variant"] == 1 and row["countries"] == 2
+
+
+def test_scpo_fw_is_set_against_both_weighted_controls_with_their_weight_by_hand():
+    # one seed, two countries: (accuracy, weight sum) per variant and country
+    runs = {("scpo_fw", "A"): (0.60, 10.0), ("scpo_fw", "B"): (0.50, 20.0),
+            ("random_fw_weights", "A"): (0.55, 10.0), ("random_fw_weights", "B"): (0.52, 20.0),
+            ("random_own_weights", "A"): (0.57, 14.0), ("random_own_weights", "B"): (0.53, 25.0)}
+    res = pd.DataFrame([{"variant": v, "country": c, "seed": 0, "accuracy": a,
+                         "weight_sum": wsum, "test_set": ts} for (v, c), (a, wsum) in runs.items()
+                        for ts in ("overall", "pure_minority")])
+    t = report.controls(res)
+    t = t[t["test_set"] == "overall"].set_index("control")
+    assert list(t.index) == ["random_fw_weights", "random_own_weights"]
+    assert (t["variant"] == "scpo_fw").all()
+    # matched in weight: (10 + 20) / (10 + 20); its own weights: (14 + 25) / 30 = 1.3
+    assert t.loc["random_fw_weights", "weight, control / variant"] == 1.0
+    assert t.loc["random_own_weights", "weight, control / variant"] == pytest.approx(1.3)
+    # macro: scpo_fw 55.0, random_fw_weights 53.5, random_own_weights 55.0
+    assert t.loc["random_fw_weights", "difference"] == pytest.approx(1.5)
+    assert t.loc["random_own_weights", "difference"] == pytest.approx(0.0)
+    assert t.loc["random_fw_weights", "countries favouring variant"] == 1

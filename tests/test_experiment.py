@@ -104,6 +104,16 @@ def test_save_and_load_results(prep, tmp_path):
     assert rec["data"]["fingerprint"] and rec["config"]["method"]["tau"] == 0.7
 
 
+def test_results_of_a_renamed_variant_load_under_its_name_of_today(tmp_path):
+    old = pd.DataFrame({"country": "Chile", "variant": ["scpo_fw", "random_weighted"],
+                        "accuracy": [0.7, 0.6]})
+    (tmp_path / "Chile").mkdir()
+    old.to_parquet(tmp_path / "Chile" / "results.parquet")
+    with pytest.warns(UserWarning, match=r"'random_weighted'\].*'random_own_weights'"):
+        back = load_results(tmp_path)
+    assert back["variant"].tolist() == ["scpo_fw", "random_own_weights"]
+
+
 def test_models_saved_as_they_are_trained_not_kept(prep, tmp_path):
     """The country notebook's path: each model on disk once evaluated, none held in memory."""
     cr = run_country(prep, "Chile", progress=False, save_models=tmp_path,

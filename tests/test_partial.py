@@ -203,3 +203,64 @@ def test_the_global_rms_long_fit_shows_its_steps(tiny_bert, tmp_path, capsys, mo
     err = capsys.readouterr().err
     assert "training layers 2-2 (2 pairs a step)" in err and "3/3" in err
     assert not rm.progress  # a minority model copied from it trains quietly
+
+
+@pytest.fixture
+def bf16_gpu(monkeypatch):
+    """A bf16 GPU, emulated on the CPU: autocast on wherever model.bf16 and the mode allow it
+    (``autocast_enabled`` turns it on only on CUDA), in the split and in the whole model."""
+    from scpo.models import hf, partial
+    from scpo.models.modes import get_mode
+
+    def on(device, bf16, mode):
+        return bool(bf16) and get_mode(mode).autocast
+
+    for module in (hf, partial):
+        monkeypatch.setattr(module, "autocast_enabled", on)
+
+
+def test_under_bf16_autocast_split_whole_and_export_score_alike(bf16_gpu, tmp_path):
+    """MiniLM (6 layers, 384 wide) split at its top 2 layers under bf16 autocast: the check
+    passes, the split scores what the whole model scores, and so does the exported checkpoint
+    loaded back as a whole model (as ``trl_reward`` loads it)."""
+    from scpo.models.embedding import minilm_path
+
+    def load(bf16):
+        return PartialRM.from_pretrained(str(minilm_path()), train_layers=2, cache_root=tmp_path,
+                                         max_length=64, dropout=False, bf16=bf16)
+
+    rm, fp32 = load(True), load(False)
+    assert rm.bottom_fingerprint() != fp32.bottom_fingerprint()  # bf16 states cached apart
+    assert rm.check_split() <= 1e-4
+    whole, split = HFRewardModel.score(rm, PROMPTS, RESPONSES), rm.score(PROMPTS, RESPONSES)
+    np.testing.assert_allclose(split, whole, rtol=1e-6, atol=1e-7)
+    # bf16 moved the scores: the check above compared like with like, not fp32 with fp32
+    assert np.abs(whole - fp32.score(PROMPTS, RESPONSES)).max() > 1e-4
+    rm.fit(pairs_table(), np.ones(6), TrainConfig(lr=1e-3, max_steps=2, batch_size=2),
+           MethodConfig(), seed=0)
+    ours = rm.score(PROMPTS, RESPONSES)
+    card = {"tau": 0.7, "beta": 1.1, "pairs_kept": 6, "seeds": [0], "test_accuracy": {}}
+    out = rm.export(tmp_path / "export", card)
+    # to the last float32 bit or so: a reloaded tensor may take another CPU kernel path
+    for back in (HFRewardModel.load(out), PartialRM.load(out, cache_root=tmp_path)):
+        np.testing.assert_allclose(back.score(PROMPTS, RESPONSES), ours, rtol=1e-6, atol=1e-7)
+
+
+def test_with_dropout_on_only_the_trained_top_layers_drop_out(tmp_path):
+    """model.dropout = true on the partial tier: the bottom layers' states are computed once, in
+    eval mode (no dropout), and only the trained top layers drop out while training."""
+    from conftest import write_tiny_bert
+
+    path = write_tiny_bert(tmp_path / "bert", dropout=0.5)
+    rm = PartialRM.from_pretrained(str(path), train_layers=1, cache_root=tmp_path,
+                                   max_length=64, dropout=True)
+    rm.model.train()
+    first, again = rm._run_bottom(PROMPTS, RESPONSES), rm._run_bottom(PROMPTS, RESPONSES)
+    for a, b in zip(first, again):
+        np.testing.assert_array_equal(a, b)
+    assert rm.model.training  # restored
+    rows = [torch.from_numpy(h) for h in first]
+    with torch.no_grad():
+        assert not torch.equal(rm._top(rows), rm._top(rows))  # the top drops out in training
+        rm.model.eval()
+        torch.testing.assert_close(rm._top(rows), rm._top(rows), rtol=0, atol=0)

@@ -88,39 +88,86 @@ def test_paper_numbers_stay_labelled_as_the_papers(results):
 def test_claim_verdicts_by_hand():
     from scpo.report import claim_verdict
 
-    assert claim_verdict([2.0, 1.0, -0.5], 1) == ("holds", 2)  # mean +0.83, 2 of 3 agree
-    assert claim_verdict([2.0, -1.0, -0.5, -0.1], 1) == ("mixed", 1)  # mean +0.1, 1 of 4
-    assert claim_verdict([-2.0, -1.0, 0.5], 1) == ("reversed", 1)  # mean -0.83, 2 of 3 against
-    assert claim_verdict([-2.0, -1.0, 0.5], -1) == ("holds", 2)
-    # "keeps": loses less than one point
-    assert claim_verdict([-0.5, 0.3, -1.5], 0) == ("holds", 2)  # mean -0.57
-    assert claim_verdict([-2.0, -1.5, 0.2], 0) == ("reversed", 1)  # mean -1.1, 2 of 3 lose >= 1
-    assert claim_verdict([-2.0, 0.0, 0.0, -3.0], 0) == ("mixed", 2)  # mean -1.25, 2 of 4 lose
+    # Student's t quantiles at 97.5 %: 1 degree of freedom 12.7062, 2: 4.3027. Two seeds with
+    # means a, b: the interval is (a + b) / 2 +- 12.7062 * |a - b| / sqrt(2) / sqrt(2)
+    two = [0, 0, 0, 1, 1, 1]
+
+    def v(diffs, direction, seeds=two):
+        r = claim_verdict(diffs, direction, seeds)
+        return r.verdict, r.agreeing, r.runs
+
+    # seed means 2.0 and 2.2: 2.1 +- 1.2706 = [0.83, 3.37], above 0; 5 of 6 runs agree
+    assert v([3.0, 3.5, -0.5, 2.6, 2.0, 2.0], 1) == ("holds", 5, 6)
+    r = claim_verdict([3.0, 3.5, -0.5, 2.6, 2.0, 2.0], 1, two)
+    assert (r.mean, r.low, r.high) == pytest.approx((2.1, 2.1 - 1.27062, 2.1 + 1.27062),
+                                                    abs=1e-4)
+    # the same runs, the statement "A is below B": the interval lies on the other side
+    assert v([3.0, 3.5, -0.5, 2.6, 2.0, 2.0], -1) == ("reversed", 1, 6)
+    # seed means 1.0 and 2.0: 1.5 +- 6.353, which covers 0, though every run is positive
+    assert v([1.0, 1.0, 1.0, 2.0, 2.0, 2.0], 1) == ("within noise", 6, 6)
+    # seed means 1.0 and 1.0667: 1.0333 +- 0.4235 = [0.61, 1.46], above 0, but 2 of 6 agree
+    assert v([5.0, -1.0, -1.0, 5.2, -1.0, -1.0], 1) == ("mixed", 2, 6)
+    # one seed: no interval, nothing resolved
+    assert v([2.0, 3.0, 4.0], 1, [0, 0, 0]) == ("within noise", 3, 3)
+    # "keeps" (direction 0): the threshold is -1 point. Seed means -0.2, -0.25: -0.225 +- 0.318
+    # = [-0.54, 0.09], above -1, 6 of 6 lose less than a point
+    assert v([-0.2, -0.1, -0.3, -0.25, -0.25, -0.25], 0) == ("holds", 6, 6)
+    # seed means -0.5, -0.4: -0.45 +- 0.635 = [-1.09, 0.19] covers -1
+    assert v([-0.5, -0.5, -0.5, -0.4, -0.4, -0.4], 0) == ("within noise", 6, 6)
+    # seed means -2.0, -2.1: -2.05 +- 0.635, below -1; 6 of 6 lose more than a point
+    assert v([-2.0, -2.0, -2.0, -2.1, -2.1, -2.1], 0) == ("reversed", 0, 6)
+    # a NaN run is not measured: neither agreeing nor against, counted apart
+    r = claim_verdict([3.0, 3.5, -0.5, 2.6, 2.0, 2.0, np.nan], 1, two + [1])
+    assert (r.verdict, r.agreeing, r.runs, r.not_measured) == ("holds", 5, 6, 1)
+    r = claim_verdict([np.nan, np.nan], 1, [0, 1])
+    assert (r.verdict, r.runs, r.not_measured) == ("not measured", 0, 2)
+    with pytest.raises(ValueError, match="one seed per difference"):
+        claim_verdict([1.0, 2.0], 1, [0])
 
 
 def test_ladder_claims_by_hand():
     from scpo.report import ladder_claims
 
     rows = []
-    # one rung, 2 countries x 2 seeds; filtered - baseline on pure-minority pairs, in points:
-    # (A, 0) +10, (A, 1) +20, (B, 0) -10, (B, 1) +40 -> mean +15; seed means 0, +30 -> sd 21.2
-    diff = {("A", 0): 0.1, ("A", 1): 0.2, ("B", 0): -0.1, ("B", 1): 0.4}
+    # one rung, 2 countries x 3 seeds; filtered - baseline on pure-minority pairs, in points:
+    # A +10, +12, +14; B +12, +14, +10 -> seed means 11, 13, 12: mean 12, sd 1, interval
+    # 12 +- 4.3027 / sqrt(3) = [9.52, 14.48]
+    diff = {("A", 0): 0.10, ("A", 1): 0.12, ("A", 2): 0.14,
+            ("B", 0): 0.12, ("B", 1): 0.14, ("B", 2): 0.10}
     for (country, seed), d in diff.items():
         for variant, acc in (("baseline", 0.3), ("filtered", 0.3 + d), ("scpo_fw", 0.3),
-                             ("scpo_w", 0.2), ("random_subset", 0.3)):
+                             ("scpo_w", 0.2)):  # no random_subset: filter_vs_random unmeasured
             for test_set in ("overall", "pure_minority"):
                 rows.append({"rung": "top", "country": country, "seed": seed,
                              "variant": variant, "test_set": test_set, "accuracy": acc,
-                             "country_truth_accuracy": acc})
+                             "country_truth_accuracy": np.nan})
     out = ladder_claims(pd.DataFrame(rows)).set_index("claim")
     r = out.loc["filter_moves"]
-    assert r["difference"] == pytest.approx(15.0)
-    assert r["seed_sd"] == pytest.approx(np.std([0.0, 30.0], ddof=1))
-    assert (r["runs_agreeing"], r["runs"], r["verdict"]) == (3, 4, "holds")
-    assert out.loc["w_least", "verdict"] == "holds"  # 20 % < 30 % in every run
+    assert r["difference"] == pytest.approx(12.0)
+    assert r["seed_sd"] == pytest.approx(1.0)
+    assert (r["ci_low"], r["ci_high"]) == pytest.approx((12 - 2.48418, 12 + 2.48418), abs=1e-4)
+    assert (r["runs_agreeing"], r["runs"], r["verdict"]) == (6, 6, "holds")
+    assert out.loc["w_least", "verdict"] == "holds"  # 20 % < 30 % in every run, no spread
     assert out.loc["w_least", "difference"] == pytest.approx(-10.0)
-    # SCPO (F+W) = baseline everywhere: loses nothing
+    # SCPO (F+W) = baseline everywhere: loses nothing, and no seed says otherwise
     assert out.loc["fw_keeps", "difference"] == 0 and out.loc["fw_keeps", "verdict"] == "holds"
+    # absent variant, absent truth: not measured, not "disagree"
+    for claim in ("filter_vs_random", "truth"):
+        assert out.loc[claim, "verdict"] == "not measured", claim
+        assert (out.loc[claim, "runs"], out.loc[claim, "not_measured"]) == (0, 6), claim
+
+
+def test_mean_ci_halfwidth_leaves_out_the_global_rms_pure_minority_rows():
+    from scpo.report import mean_ci_halfwidth
+
+    rows = pd.DataFrame({
+        "variant": ["global", "global", "scpo_fw", "scpo_fw", "baseline"],
+        "test_set": ["overall", "pure_minority", "overall", "pure_minority", "pure_minority"],
+        "ci_low": [0.60, 0.0, 0.62, 0.20, 0.10], "ci_high": [0.70, 0.0, 0.68, 0.36, 0.20]})
+    h = mean_ci_halfwidth(rows)
+    # overall: (5 + 3) / 2 = 4 points; pure minority: (8 + 5) / 2 = 6.5, not (0 + 8 + 5) / 3
+    assert h["overall"] == pytest.approx(4.0)
+    assert h["pure_minority"] == pytest.approx(6.5)
 
 
 def test_country_sizes_from_the_result_rows():

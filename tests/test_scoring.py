@@ -74,3 +74,36 @@ def test_the_global_head_key_changes_with_the_pairs_it_trains_on(tmp_path):
         keys.append(_global_head_key(data, cfg, "encoder"))
     assert load_goqa(csv, min_share_gap=0.15).fingerprint == load_goqa(csv).fingerprint
     assert keys[0] != keys[1] and keys[0] == keys[2]
+
+
+def test_the_global_rms_cache_key_follows_the_code_that_trains_it(tmp_path, monkeypatch):
+    """A change to the training code trains the global RM again (the embedding tier's head and
+    the partial tier's, whose key holds this one); a change elsewhere does not."""
+    import shutil
+
+    from scpo import scoring
+
+    copy = tmp_path / "scpo"
+    shutil.copytree(scoring.PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(scoring, "PACKAGE", copy)
+    data = PairData(pairs=PAIRS, source="sim", fingerprint="x")
+    emb, part = load_preset("tiny"), load_preset("tiny")
+    part.model.backend = "partial"
+
+    def keys():
+        return [scoring._global_head_key(data, cfg, "encoder") for cfg in (emb, part)]
+
+    before = keys()
+    assert before[0] != before[1]
+    with open(copy / "report.py", "a") as f:  # not training code
+        f.write("\n# a comment\n")
+    assert keys() == before
+    with open(copy / "models" / "partial.py", "a") as f:  # the partial tier's trainer
+        f.write("\n# a comment\n")
+    assert keys()[0] == before[0] and keys()[1] != before[1]
+    with open(copy / "models" / "embedding.py", "a") as f:  # both tiers' (the backbone)
+        f.write("\n# a comment\n")
+    after = keys()
+    assert after[0] != before[0] and after[1] not in before
+    for backend, files in scoring.TRAINER_SOURCES.items():
+        assert all((scoring.PACKAGE / f).is_file() for f in files), backend

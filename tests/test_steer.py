@@ -86,6 +86,18 @@ def test_mlp_head_weights_do_not_mix_as_the_rewards_do(encoder):
     assert np.abs(mixed - steered_reward(rg, rc, 0.5)).max() > 1e-3  # GELU is not linear
 
 
+@pytest.mark.parametrize("kind", ["linear", "mlp"])
+def test_mixes_agree_says_when_the_weights_mix_as_the_rewards_do(encoder, kind, tiny_bert):
+    from scpo.steer import mixes_agree
+
+    glo, cty = heads(encoder, kind)
+    rg, rc = glo.score(PROMPTS, RESPONSES), cty.score(PROMPTS, RESPONSES)
+    mixed = interpolate_weights(glo, cty, 1.5).score(PROMPTS, RESPONSES)
+    same = np.allclose(mixed, steered_reward(rg, rc, 1.5), rtol=0, atol=1e-6)
+    assert mixes_agree(glo) is same is (kind == "linear")
+    assert not mixes_agree(HFRewardModel.from_pretrained(str(tiny_bert), max_length=64))
+
+
 def test_embedding_fingerprint_follows_alpha(encoder):
     glo, cty = heads(encoder, "mlp")
     prints = {interpolate_weights(glo, cty, a).fingerprint() for a in (0.25, 0.5, 0.75)}

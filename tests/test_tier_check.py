@@ -230,7 +230,8 @@ def test_kept_pairs_and_weights_follow_the_tiers_own_global_scores(run, tier):
         "scpo_w": (N_TRAIN, w_scpo.sum()), "scpo_fw": (keep.sum(), w_scpo[keep].sum()),
         "scpo_fw_tuned": (keep_tuned.sum(), w_scpo[keep_tuned].sum()),
         "random_subset": (keep.sum(), keep.sum()),
-        "random_weighted": (keep.sum(), w_scpo[random_keep].sum()),
+        "random_fw_weights": (keep.sum(), w_scpo[keep].sum()),  # scpo_fw's weights, moved
+        "random_own_weights": (keep.sum(), w_scpo[random_keep].sum()),
     }
     assert random_keep.sum() == keep.sum()
     for variant, (n_kept, w_sum) in expected.items():

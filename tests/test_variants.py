@@ -31,6 +31,38 @@ def test_inverse_weighted():
                                rtol=1e-15)
 
 
+def test_random_fw_weights_carries_scpo_fw_s_own_weights_on_the_random_draw():
+    # scpo_fw at tau 0.7, beta 1.1 keeps delta = 0, -1.1, -3 with W = exp(delta / 1.1):
+    # 1, exp(-1) = 0.3678794412, exp(-2.7272727) = 0.0653974032; sum 1.4332768444
+    by_hand = [0.0653974032, 0.3678794412, 1.0]
+    assert w("scpo_fw").sum() == pytest.approx(1.4332768444, abs=1e-10)
+    orders = set()
+    for seed in range(6):
+        ctl = w("random_fw_weights", seed=seed)
+        assert kept(ctl) == kept(w("random_subset", seed=seed))  # the random subset's draw
+        np.testing.assert_allclose(sorted(ctl[ctl > 0]), by_hand, atol=1e-10)
+        assert ctl.sum() == pytest.approx(1.4332768444, abs=1e-10)
+        np.testing.assert_array_equal(ctl, w("random_fw_weights", seed=seed))  # seeded
+        orders.add(tuple(ctl))
+    assert len(orders) > 1  # the pairs and the order of the weights follow the seed
+    # on 200 pairs: scpo_fw's weight sum 20 x (1 + e^-0.5 + e^-1 + e^-1.5 + e^-2) = 46.6575109
+    # (the filter keeps 20 pairs of each delta 0, -0.55, ..., -2.2); the random draw's own
+    # weights sum to more, as half its pairs are ones the global RM agrees with (W = 1)
+    for seed in range(3):
+        assert big("scpo_fw", seed).sum() == pytest.approx(46.6575108854, abs=1e-9)
+        assert big("random_fw_weights", seed).sum() == pytest.approx(46.6575108854, abs=1e-9)
+        assert big("random_own_weights", seed).sum() > 60
+        assert kept(big("random_fw_weights", seed)) == kept(big("random_own_weights", seed))
+
+
+def test_shuffled_weights_need_a_random_draw():
+    from scpo.variants import Variant
+
+    with pytest.raises(ValueError, match="needs filter 'random'"):
+        training_weights(Variant("x", "x", filter="tau", weighting="scpo_shuffled"), RC, RR,
+                         0.7, 1.1)
+
+
 def test_random_subset_keeps_as_many_as_the_filter_and_is_seeded():
     a, b = w("random_subset", seed=1), w("random_subset", seed=1)
     assert (a > 0).sum() == (w("filtered") > 0).sum() == 3
@@ -79,11 +111,11 @@ def test_random_subset_is_a_new_draw_of_the_filters_size_not_the_filters_pairs()
     assert len(kept(big("random_subset", 3, tau=0.5))) == 80
 
 
-def test_random_weighted_keeps_the_same_draw_with_scpo_weights():
+def test_random_own_weights_keeps_the_same_draw_with_its_own_scpo_weights():
     for seed in (0, 1, 2):
-        unweighted, weighted = big("random_subset", seed), big("random_weighted", seed)
+        unweighted, weighted = big("random_subset", seed), big("random_own_weights", seed)
         assert kept(weighted) == kept(unweighted)
-    w, draw = big("random_weighted", 0), sorted(kept(big("random_subset", 0)))
+    w, draw = big("random_own_weights", 0), sorted(kept(big("random_subset", 0)))
     # W = exp(min(delta / beta, 0)), beta = 1.1, by hand:
     #   delta = 0     -> exp(0)    = 1           delta = -0.55 -> exp(-0.5) = 0.6065306597
     #   delta = -1.1  -> exp(-1)   = 0.3678794412  delta = -1.65 -> exp(-1.5) = 0.2231301601

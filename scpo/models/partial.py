@@ -12,6 +12,12 @@ checkpoint that scores the same without scpo. Texts are encoded as the hf tier's
 does (a text pair, truncated to ``max_length``). Architectures whose encoder is
 ``base_model.embeddings`` + ``base_model.encoder.layer`` (BERT, RoBERTa, MiniLM, ELECTRA, ...) can
 be split; ``check_split`` compares the split model with a whole forward pass before any use.
+
+Both halves run in the precision the whole model runs in: under bf16 autocast where
+``model.bf16`` and the device allow it (``modes.autocast_enabled``), the bottom layers too, so
+the cached states, the scores and an exported checkpoint scored by scpo agree (bf16 and fp32
+states are cached apart). With ``model.dropout`` on, only the trained top layers drop out:
+the bottom states are computed once, in eval mode.
 """
 
 from __future__ import annotations
@@ -128,7 +134,9 @@ class PartialRM(HFRewardModel):
         state = {f"embeddings.{k}": v for k, v in base.embeddings.state_dict().items()}
         for i, layer in enumerate(list(layer_stack(self.model))[:self.start]):
             state.update({f"layer{i}.{k}": v for k, v in layer.state_dict().items()})
-        h = hashlib.sha256(f"{self.max_length}|{self.chat_template}|{self.start}".encode())
+        amp = autocast_enabled(self.device, self.bf16, self.mode)  # bf16 states differ
+        h = hashlib.sha256((f"{self.max_length}|{self.chat_template}|{self.start}"
+                            + ("|bf16" if amp else "")).encode())
         h.update(tokenizer_id(self.tokenizer).encode())
         h.update(weights_hash(state).encode())
         return h.hexdigest()[:16]
@@ -152,7 +160,8 @@ class PartialRM(HFRewardModel):
         was_training = self.model.training
         self.model.eval()
         try:
-            with torch.inference_mode(), only_layers(self.model, 0, self.start, False), tqdm(
+            with torch.inference_mode(), only_layers(self.model, 0, self.start, False), \
+                    self._autocast(), tqdm(
                     total=len(feats), desc=f"layers 1-{self.start}", unit="text",
                     disable=os.environ.get("TQDM_DISABLE") == "1" or len(feats) < 256) as bar:
                 for s in range(0, len(order), self.score_batch_size):
@@ -178,13 +187,18 @@ class PartialRM(HFRewardModel):
         return cached_compute(self.hidden_cache, keys, lambda idx: self._run_bottom(
             [prompts[i] for i in idx], [responses[i] for i in idx]))
 
+    def _autocast(self) -> torch.autocast:
+        """bf16 autocast where the whole model would run under it (``autocast_enabled``),
+        for the bottom layers as for the top ones: the split model then computes what the
+        whole model (and an exported checkpoint scored as scpo scores it) computes."""
+        amp = autocast_enabled(self.device, self.bf16, self.mode)
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=amp)
+
     def _top(self, rows: list[torch.Tensor]) -> torch.Tensor:
         """r for each cached row: the top layers, pooler and head on the padded batch."""
         hidden, mask = pad_hidden(rows)
         n = len(layer_stack(self.model))
-        amp = autocast_enabled(self.device, self.bf16, self.mode)
-        with only_layers(self.model, self.start, n, True), torch.autocast(
-                self.device.type, dtype=torch.bfloat16, enabled=amp):
+        with only_layers(self.model, self.start, n, True), self._autocast():
             out = self.model(inputs_embeds=hidden.to(self.device),
                              attention_mask=mask.to(self.device))
         return out.logits[:, 0].float()
