@@ -109,6 +109,7 @@ def test_results_of_a_renamed_variant_load_under_its_name_of_today(tmp_path):
                         "accuracy": [0.7, 0.6]})
     (tmp_path / "Chile").mkdir()
     old.to_parquet(tmp_path / "Chile" / "results.parquet")
+    (tmp_path / "Chile" / "run.json").write_text('{"scpo_version": "0.1.0"}')  # a finished run
     with pytest.warns(UserWarning, match=r"'random_weighted'\].*'random_own_weights'"):
         back = load_results(tmp_path)
     assert back["variant"].tolist() == ["scpo_fw", "random_own_weights"]

@@ -86,7 +86,8 @@ def test_the_global_rms_cache_key_follows_the_code_that_trains_it(tmp_path, monk
     copy = tmp_path / "scpo"
     shutil.copytree(scoring.PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__"))
     monkeypatch.setattr(scoring, "PACKAGE", copy)
-    data = PairData(pairs=PAIRS, source="sim", fingerprint="x")
+    pool = PAIRS.assign(split="train", country="United States")  # a global pool to key on
+    data = PairData(pairs=pool, source="sim", fingerprint="x")
     emb, part = load_preset("tiny"), load_preset("tiny")
     part.model.backend = "partial"
 
