@@ -647,12 +647,35 @@ def plan(preset: str, dataset: str | None, data_dir: str, countries: list[str] |
                     {**common, "work_dir": str(store / "work" / "steering"),
                      "sweeps_dir": str(store / "work" / "sweeps")},
                     inputs=pages + ["results/sweeps"]))
+    jobs.append(scorecard_job(jobs, store))
     carb = carb_dir(data_dir)
     if carb:
         jobs.append(Job("results/carb", NOTEBOOKS / "carb.md",
                         {**common, "work_dir": "", "carb_data_dir": carb}, inputs=pages,
                         data=[carb]))
     return jobs
+
+
+def scorecard_job(jobs: list[Job], store: Path) -> Job:
+    """"Does the paper hold up?": reads every source of evidence the plan has (the simulator's
+    country pages, PRISM's, the rescored authors' models, GlobalOpinionQA, the ladder's data),
+    so it runs after the pages that compute them."""
+    pages = {j.page: j for j in jobs}
+    country = [p for p in pages if p.startswith("countries/")]
+    prism = [p for p in pages if p.startswith(f"{PRISM_PART}/countries/")]
+    published, goqa = pages.get("results/published"), pages.get("results/goqa")
+    rescored = ""  # where the rescoring's results are: scored by the page, or given to it
+    if published is not None:
+        rescored = published.params.get("work_dir") or published.params["results_dir"]
+    params = {
+        "results_dir": str(store / "results"),
+        "prism_results_dir": str(store / PRISM_RESULTS) if prism else "",
+        "published_dir": rescored,
+        "goqa_dir": goqa.params["work_dir"] if goqa else "",
+        "ladder_dir": str(LADDER_DIR) if "results/ladder" in pages else ""}
+    inputs = country + prism + [p for p in ("results/published", "results/goqa") if p in pages]
+    return Job("scorecard", NOTEBOOKS / "scorecard.md", params, inputs=inputs,
+               data=[str(LADDER_DIR)] if params["ladder_dir"] else [])
 
 
 def warm_caches(preset: str, dataset: str, data_dir: str) -> None:

@@ -202,6 +202,10 @@ def test_a_data_directory_adds_prism_on_a_laptop_and_the_rescoring(tmp_path):
     pages = [j.page for j in jobs]
     assert {"prism/countries/Chile", "prism/countries/Mexico", "prism/main"} <= set(pages)
     assert "results/published" not in pages  # PRISM alone: no models to rescore
+    card = jobs[pages.index("scorecard")]  # reads every source the plan has, after them
+    assert {"prism/countries/Chile", "countries/Chile"} <= set(card.inputs)
+    assert card.params["prism_results_dir"] == str(tmp_path / "store" / "results-prism")
+    assert card.params["published_dir"] == "" and card.params["goqa_dir"] == ""
     chile = jobs[pages.index("prism/countries/Chile")]
     assert chile.params["dataset"] == "prism" and chile.warm == ("prism", chile.params["data_dir"])
     assert chile.params["results_dir"] == str(tmp_path / "store" / "results-prism")
@@ -433,6 +437,16 @@ def test_tiny_book_builds_with_a_data_directory_then_rebuilds_from_the_stamps(tm
     goqa = load_goqa(fetched / "globalopinionqa").pairs
     text = re.sub(r"<[^>]+>", "", pages["results/goqa"])
     assert re.search(rf"\b{len(goqa)}\b option pairs", text)
+    # the scorecard's PRISM column is PRISM on a laptop's own macro average
+    from scpo import report
+    from scpo.results import load_results
+
+    prism_results = load_results(tmp_path / "store" / "results-prism")
+    card = table_with(pages["scorecard"], "PRISM on a laptop")
+    column = card[0].index("PRISM on a laptop")
+    fw = next(r for r in card if r[0] == "SCPO (F+W), overall")
+    mean = report.macro_summary(prism_results, "overall").loc["scpo_fw", "mean"]
+    assert fw[column].startswith(f"{mean:.1f} ±"), fw
     for name, text in pages.items():
         for bad in ("Traceback", "output error", "output traceback", "output stderr"):
             assert bad not in text, f"{name}.html shows {bad!r}"
