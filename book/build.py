@@ -598,7 +598,11 @@ def plan(preset: str, dataset: str | None, data_dir: str, countries: list[str] |
     if goqa:
         jobs.append(Job("results/goqa", NOTEBOOKS / "goqa.md",
                         {"preset": preset, "goqa_data_dir": goqa,
-                         "work_dir": str(store / "work" / "goqa")}, warm=("goqa", goqa)))
+                         "work_dir": str(store / "work" / "goqa"),
+                         # its revision is recorded when it sits where scpo fetch puts it
+                         "data_root": str(Path(data_dir).resolve()) if Path(goqa) == (
+                             Path(data_dir) / "globalopinionqa").resolve() else ""},
+                        warm=("goqa", goqa)))
     ladder = (LADDER_DIR / "results.csv").is_file()
     if ladder:
         jobs.append(Job("results/ladder", NOTEBOOKS / "ladder.md",
