@@ -53,6 +53,7 @@ RESULT_PAGES = {  # the longest first: the dial (results/steering) waits for the
     "results/efficiency": "efficiency.md",
     "results/seeds": "seeds.md",
     "results/cross_country": "cross_country.md",
+    "results/behaviour": "behaviour.md",  # after the sweeps (their fronts), and PRISM's pages
 }
 GOQA_CSV = "global_opinions.csv"
 # PRISM on a laptop: with a data directory holding prism/, the country pages run again on PRISM
@@ -568,6 +569,7 @@ def plan(preset: str, dataset: str | None, data_dir: str, countries: list[str] |
                         outputs=[results / slug(c) / "results.parquet"],
                         warm=(dataset, base["data_dir"])))
     prism = prism_dir(data_dir)
+    prism_pages: list[str] = []
     if prism and dataset != "prism":  # PRISM on a laptop: the country pages again, on PRISM
         on_prism = {"preset": preset, "dataset": "prism", "data_dir": prism}
         prism_pages = [f"{PRISM_PART}/countries/{slug(c)}" for c in countries]
@@ -583,9 +585,16 @@ def plan(preset: str, dataset: str | None, data_dir: str, countries: list[str] |
     common = {**base, "countries": ",".join(countries), "results_dir": str(results)}
     for page, source in RESULT_PAGES.items():
         work = {"work_dir": str(store / "work" / Path(page).name)}
+        inputs = list(pages)
         if page == "results/main" and ladder:  # which of its statements hold deeper
             work["ladder_dir"] = str(LADDER_DIR)
-        jobs.append(Job(page, NOTEBOOKS / source, {**common, **work}, inputs=pages,
+        if page == "results/behaviour":  # the picks beside the sweeps' fronts; PRISM's too
+            work["sweeps_dir"] = str(store / "work" / "sweeps")
+            inputs.append("results/sweeps")
+            if prism_pages:
+                work.update(prism_results_dir=str(store / PRISM_RESULTS), prism_data_dir=prism)
+                inputs += prism_pages
+        jobs.append(Job(page, NOTEBOOKS / source, {**common, **work}, inputs=inputs,
                         data=[str(LADDER_DIR)] if "ladder_dir" in work else []))
     # the dial between the global and the country models, next to the sweeps' fronts
     jobs.append(Job("results/steering", NOTEBOOKS / "steering.md",

@@ -14,6 +14,7 @@ The package follows the method step by step; each module has one job:
 - ``experiment`` run countries x variants x seeds
 - ``published``  the authors' published country RMs (ids, model-card records) to rescore
 - ``evaluate``   accuracy, pure-minority subset, bootstrap CIs, 1 - JSD, data efficiency
+- ``bon``        best-of-N: the response a reward model picks, and what it is worth
 - ``fetch``      the real inputs at their pinned revisions (``pins.toml``) into a data directory
 - ``cli``        the ``scpo`` command
 """

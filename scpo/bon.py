@@ -108,8 +108,14 @@ def pick(item: Any, reward: Any) -> pd.DataFrame:
 
 def pick_worth(item: Any, value: Any, rows: Any) -> pd.DataFrame:
     """The worth of each item's pick (``rows``: positions of the picks, in the item order of
-    ``pick``) under the candidates' values v: one row per item with value, best, random,
-    regret, gain, top, top_chance, win and n_best, as the module's docstring defines them."""
+    ``pick``) under its N candidates' values v_j, one row per item:
+
+        value = v_pick      best = max_j v_j      random = (1/N) sum_j v_j
+        regret = best - value      gain = value - random
+        top = [value = best], its chance top_chance = n_best / N (n_best: the v_j = best)
+        win = (#{j: v_j < value} + #{j: v_j = value} / 2) / N, against a random candidate
+
+    and n_best. ``top`` counts a pick at any of several tied best values as the best."""
     v = _finite(value, "value")
     codes, labels = _codes(item)
     _same_length(item=codes, value=v)
