@@ -86,17 +86,20 @@ def test_summary_means_and_the_bootstrap_over_users():
 
 
 def test_the_summary_resamples_users_not_items():
-    # u1 has two items worth 1, u2 one worth 0: drawing (u1, u2) gives 2/3, not 1/2
-    boots = bootstrap_means([1.0, 1.0, 0.0], ["u1", "u1", "u2"], n_boot=2000, seed=0)
-    per = pd.DataFrame({"country": "C", "item": ["i1", "i2", "i3"], "user_id": ["u1", "u1", "u2"],
-                        "n_tied": 1, "score_top": [1.0, 1.0, 0.0]})
-    row = bon.summarize(per, by=("country",), n_boot=2000, seed=0).iloc[0]
-    assert (row["score_top_low"], row["score_top_high"]) == percentile_interval(boots)
+    # u1 has three items worth 1: resampling users moves them together, resampling items not
+    values, users = [1.0, 1.0, 1.0, 0.0, 0.5], ["u1", "u1", "u1", "u2", "u3"]
+    per = pd.DataFrame({"country": "C", "item": list("abcde"), "user_id": users, "n_tied": 1,
+                        "score_top": values})
+    row = bon.summarize(per, by=("country",), n_boot=2000, seed=0, level=0.5).iloc[0]
+    got = (row["score_top_low"], row["score_top_high"])
+    assert got == percentile_interval(bootstrap_means(values, users, 2000, 0), 0.5)
+    assert got != percentile_interval(bootstrap_means(values, list("abcde"), 2000, 0), 0.5)
     # several seeds of one item count once: their metrics are averaged first
-    seeds = pd.concat([per.assign(seed=0), per.assign(seed=1, score_top=[0.0, 1.0, 0.0],
-                                                      n_tied=[2, 1, 1])])
+    seeds = pd.concat([per.assign(seed=0), per.assign(seed=1, score_top=[0, 1, 1, 0, 0.5],
+                                                      n_tied=[2, 1, 1, 1, 1])])
     row = bon.summarize(seeds, by=("country",), n_boot=200).iloc[0]
-    assert row["n_items"] == 3 and row["score_top"] == pytest.approx((0.5 + 1 + 0) / 3)
+    # item a: (1 + 0) / 2; the others as before: (0.5 + 1 + 1 + 0 + 0.5) / 5
+    assert row["n_items"] == 5 and row["score_top"] == pytest.approx(0.6)
     assert row["n_tied_picks"] == 1
 
 
@@ -136,18 +139,24 @@ def write_prism(d, turns):
 
 
 def test_turn_items_keep_tied_scores_and_count_what_they_leave_out(tmp_path):
-    turns = [(f"u{k}", f"i{k}", [(f"x{k}a", 70), (f"x{k}b", 70), (f"x{k}c", 20)])
+    # even users give two responses the top score 70, odd users one
+    turns = [(f"u{k}", f"i{k}", [(f"x{k}a", 70), (f"x{k}b", 70 - 10 * (k % 2)), (f"x{k}c", 20)])
              for k in range(6)] + [("u0", "lone", [("solo", 50)])]
     users = write_prism(tmp_path, turns)
     test = {users[i] for i in paper_test_rows(len(users), 0.5, 0)}
+    even = {u for u in test if int(u[1:]) % 2 == 0}
+    assert even and even != test  # the split keeps both kinds
     items, report = bon.turn_items(tmp_path, test_frac=0.5)
     assert set(items["user_id"]) == test  # only the test users' turns
     assert len(items) == 3 * len(test)  # every response of a tied score stays
-    assert report["turns_with_tied_top_score"] == len(test)
+    assert report["turns_with_tied_top_score"] == len(even)
     assert report["single_response_turns"] == int("u0" in test)
-    per = bon.evaluate_picks(items, np.zeros(len(items)))  # a constant model: ties everywhere
-    assert (per["n_tied"] == 3).all() and (per["score_top"] == 1).all()
-    assert per["score_top_chance"].tolist() == pytest.approx([2 / 3] * len(test))
+    per = bon.evaluate_picks(items, np.zeros(len(items))).set_index("user_id")
+    assert (per["n_tied"] == 3).all()  # a constant model: a tie everywhere, a picks the first
+    assert (per["score_top"] == 1).all()  # x?a, at the top score of its turn
+    assert per.loc[sorted(even), "score_top_chance"].tolist() == pytest.approx([2 / 3] * len(even))
+    assert per.loc[sorted(test - even), "score_top_chance"].tolist() == pytest.approx(
+        [1 / 3] * len(test - even))
 
 
 def test_scpo_bon_scores_a_users_model_on_the_test_turns(tmp_path, tiny_bert, capsys):
