@@ -49,11 +49,11 @@ KERNEL_ENV = {"HF_HUB_OFFLINE": "1", "TQDM_DISABLE": "1", "HF_HUB_DISABLE_PROGRE
 RESULT_PAGES = {  # the longest first: the dial (results/steering) waits for the sweeps
     "results/sweeps": "sweeps.md",
     "results/conditioned": "conditioned.md",
+    "results/behaviour": "behaviour.md",  # after the sweeps (their fronts), and PRISM's pages
     "results/main": "main_results.md",
     "results/efficiency": "efficiency.md",
     "results/seeds": "seeds.md",
     "results/cross_country": "cross_country.md",
-    "results/behaviour": "behaviour.md",  # after the sweeps (their fronts), and PRISM's pages
 }
 GOQA_CSV = "global_opinions.csv"
 # PRISM on a laptop: with a data directory holding prism/, the country pages run again on PRISM

@@ -108,7 +108,7 @@ def pick(item: Any, reward: Any) -> pd.DataFrame:
 
 def pick_worth(item: Any, value: Any, rows: Any) -> pd.DataFrame:
     """The worth of each item's pick (``rows``: positions of the picks, in the item order of
-    ``pick``) under its N candidates' values v_j, one row per item:
+    ``pick``) under its N candidates' values v_j, one row per item::
 
         value = v_pick      best = max_j v_j      random = (1/N) sum_j v_j
         regret = best - value      gain = value - random
