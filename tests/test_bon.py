@@ -164,20 +164,26 @@ def test_scpo_bon_scores_a_users_model_on_the_test_turns(tmp_path, tiny_bert, ca
     chance, per country."""
     from scpo.models.hf import HFRewardModel
 
-    turns = [(f"u{k}", f"i{k}", [(f"x{k}a", 10 * k), (f"x{k}b", 90 - 10 * k), (f"x{k}c", 40)])
+    # even users give their third response their top score too
+    turns = [(f"u{k}", f"i{k}", [(f"x{k}a", 10 * k), (f"x{k}b", 90 - 10 * k),
+                                 (f"x{k}c", max(10 * k, 90 - 10 * k) if k % 2 == 0 else 40)])
              for k in range(8)]
-    write_prism(tmp_path / "data", turns)
+    users = write_prism(tmp_path / "data", turns)
+    shared = sum(int(users[i][1:]) % 2 == 0 for i in paper_test_rows(len(users), 0.5, 0))
     out = tmp_path / "bon.csv"
     cli.main(["bon", "--model", str(tiny_bert), "--data-dir", str(tmp_path / "data"),
               "--test-frac", "0.5", "--max-length", "64", "--n-boot", "50", "--out", str(out)])
-    assert "top-choice agreement" in capsys.readouterr().out
+    said = capsys.readouterr().out
+    assert "top-choice agreement" in said
+    assert f"turns whose top user score is shared: {shared}," in said and 0 < shared < 4
     got = pd.read_csv(out).set_index("country")
     items, _ = bon.turn_items(tmp_path / "data", test_frac=0.5)
     rm = HFRewardModel.from_pretrained(str(tiny_bert), max_length=64)
     per = bon.evaluate_picks(items, rm.score(items["prompt"].tolist(),
                                              items["response"].tolist()))
     assert got.loc["Chile", "score_top"] == pytest.approx(per["score_top"].mean())
-    assert got.loc["Chile", "score_top_chance"] == pytest.approx(1 / 3)
+    assert got.loc["Chile", "score_top_chance"] == pytest.approx(
+        ((4 - shared) / 3 + shared * 2 / 3) / 4)  # 1/3 a turn, 2/3 with a shared top
     assert got.loc["Chile", "n_items"] == 4
 
 
