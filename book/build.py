@@ -53,6 +53,7 @@ KERNEL_ENV = {"HF_HUB_OFFLINE": "1", "TQDM_DISABLE": "1", "HF_HUB_DISABLE_PROGRE
 RESULT_PAGES = {  # the longest first: the dial (results/steering) waits for the sweeps
     "results/sweeps": "sweeps.md",
     "results/conditioned": "conditioned.md",
+    "results/behaviour": "behaviour.md",  # after the sweeps (their fronts), and PRISM's pages
     "results/main": "main_results.md",
     "results/efficiency": "efficiency.md",
     "results/seeds": "seeds.md",
@@ -627,6 +628,7 @@ def plan(preset: str, dataset: str | None, data_dir: str, countries: list[str] |
                         outputs=[results / slug(c) / "results.parquet"],
                         warm=(dataset, base["data_dir"])))
     prism = prism_dir(data_dir)
+    prism_pages: list[str] = []
     if prism and dataset != "prism":  # PRISM on a laptop: the country pages again, on PRISM
         on_prism = {"preset": preset, "dataset": "prism", "data_dir": prism}
         prism_pages = [f"{PRISM_PART}/countries/{slug(c)}" for c in countries]
@@ -642,9 +644,16 @@ def plan(preset: str, dataset: str | None, data_dir: str, countries: list[str] |
     common = {**base, "countries": ",".join(countries), "results_dir": str(results)}
     for page, source in RESULT_PAGES.items():
         work = {"work_dir": str(store / "work" / Path(page).name)}
+        inputs = list(pages)
         if page == "results/main" and ladder:  # which of its statements hold deeper
             work["ladder_dir"] = str(LADDER_DIR)
-        jobs.append(Job(page, NOTEBOOKS / source, {**common, **work}, inputs=pages,
+        if page == "results/behaviour":  # the picks beside the sweeps' fronts; PRISM's too
+            work["sweeps_dir"] = str(store / "work" / "sweeps")
+            inputs.append("results/sweeps")
+            if prism_pages:
+                work.update(prism_results_dir=str(store / PRISM_RESULTS), prism_data_dir=prism)
+                inputs += prism_pages
+        jobs.append(Job(page, NOTEBOOKS / source, {**common, **work}, inputs=inputs,
                         data=[str(LADDER_DIR)] if "ladder_dir" in work else []))
     # the dial between the global and the country models, next to the sweeps' fronts
     jobs.append(Job("results/steering", NOTEBOOKS / "steering.md",

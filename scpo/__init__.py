@@ -15,6 +15,7 @@ The package follows the method step by step; each module has one job:
 - ``published``  the authors' published country RMs (ids, model-card records) to rescore
 - ``evaluate``   accuracy, pure-minority subset, bootstrap CIs, 1 - JSD, data efficiency
 - ``scorecard``  does the paper hold up: its numbers and claims against every source
+- ``bon``        best-of-N: the response a reward model picks, and what it is worth
 - ``fetch``      the real inputs at their pinned revisions (``pins.toml``) into a data directory
 - ``cli``        the ``scpo`` command
 """

@@ -4,6 +4,7 @@
         --variants all --seeds 0 1 2 --out results/
     scpo run --preset paper --data-dir /data/prism --out results/paper --export models/paper
     scpo export --results <country notebooks results_dir> --country Chile --out models/chile
+    scpo bon --model models/chile --data-dir /data/prism --country Chile   # best-of-N picks
     scpo pairs --dataset sim               # pair counts per country and split, and what was dropped
     scpo simulate --preset default --out data/sim
     scpo fetch DIR                         # PRISM, GlobalOpinionQA and the RMs, pinned, into DIR
@@ -149,6 +150,31 @@ def cmd_carb(args: argparse.Namespace) -> None:
         print(f"written to {args.out}")
 
 
+def cmd_bon(args: argparse.Namespace) -> None:
+    from scpo import bon
+    from scpo.carb import load_reward_model
+
+    items, report = bon.turn_items(args.data_dir, test_frac=args.test_frac,
+                                   split_seed=args.split_seed, prompt_context=args.prompt_context)
+    if args.country:
+        if args.country not in set(items["country"]):
+            raise ValueError(f"--country {args.country!r}: no test turn of that country in "
+                             f"{args.data_dir}; it has {sorted(items['country'].unique())}")
+        items = items[items["country"] == args.country].reset_index(drop=True)
+    rm = load_reward_model(args.model, max_length=args.max_length)
+    per = bon.evaluate_picks(items, bon.item_rewards(rm, items))
+    table = bon.summarize(per, by=("country",), n_boot=args.n_boot)
+    print(bon.cli_table(table).to_string())
+    print(f"\n{len(per)} test turns of {report['n_turns']} (ties at the model's top reward: "
+          f"{int((per['n_tied'] > 1).sum())}, broken by candidate id; turns whose top user score "
+          f"is shared: {report['turns_with_tied_top_score']}, a pick of any of them agrees); "
+          "top-choice agreement and its chance in %, 95% intervals over users")
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        table.assign(model=args.model).to_csv(args.out, index=False)
+        print(f"written to {args.out}")
+
+
 def cmd_fetch(args: argparse.Namespace) -> None:
     from scpo.fetch import MANIFEST, fetch
 
@@ -230,6 +256,27 @@ def main(argv: list[str] | None = None) -> None:
                    help="bootstrap resamples of items for the 95%% intervals")
     p.add_argument("--out", help="also write the table as csv")
     p.set_defaults(func=cmd_carb)
+    p = sub.add_parser("bon", help="best-of-N: how often a reward model picks the response "
+                       "a test user scored highest, among the turn's rated responses")
+    p.add_argument("--model", required=True, help="a model scpo saved or exported, or any HF "
+                   "reward model (directory or hub id)")
+    p.add_argument("--data-dir", dest="data_dir", required=True,
+                   help="PRISM-format data (utterances.jsonl, survey.jsonl): PRISM or a "
+                   "simulation (then also the noise-free truth of the pick)")
+    p.add_argument("--country", help="only this country's test turns (PRISM's spelling)")
+    p.add_argument("--test-frac", dest="test_frac", type=float, default=0.15,
+                   help="the test users' share of the survey rows (data.test_frac; default 0.15)")
+    p.add_argument("--split-seed", dest="split_seed", type=int, default=0,
+                   help="the split's seed (data.split_seed; default 0)")
+    p.add_argument("--prompt-context", dest="prompt_context", default="turn",
+                   choices=["turn", "history"], help="the prompt a response is scored with "
+                   "(data.prompt_context; default: the turn's prompt alone)")
+    p.add_argument("--max-length", dest="max_length", type=int, default=512,
+                   help="tokens per input for a Hugging Face model (default 512)")
+    p.add_argument("--n-boot", dest="n_boot", type=int, default=1000,
+                   help="bootstrap resamples of users for the 95%% intervals")
+    p.add_argument("--out", help="also write the table as csv")
+    p.set_defaults(func=cmd_bon)
     p = sub.add_parser("fetch", help="download the real inputs (PRISM, GlobalOpinionQA, the "
                        "paper's global RM, the authors' country RMs) at their pinned revisions "
                        "into a data directory, recorded in its MANIFEST.json")

@@ -69,43 +69,71 @@ def pure_minority_mask(rg_chosen: Any, rg_rejected: Any) -> np.ndarray:
     return gc < gr
 
 
-def bootstrap_accuracies(
-    correct: Any, clusters: Any, n_boot: int = 1000, seed: int = 0
+def bootstrap_means(
+    values: Any, clusters: Any, n_boot: int = 1000, seed: int = 0
 ) -> np.ndarray:
-    """The accuracy of each of ``n_boot`` cluster-bootstrap resamples.
+    """The mean of ``values`` in each of ``n_boot`` cluster-bootstrap resamples.
 
-    Draw G clusters (users) with replacement out of the G present; a resample's accuracy is
-    acc* = sum_g m_g k_g / sum_g m_g n_g, where m_g is how often cluster g was drawn, k_g its
-    correct pairs and n_g its pairs. Users, not pairs, are resampled because the pairs of one
-    user (one conversation turn) share responses and are not independent (spec §1).
-    Clusters are compared as strings. Same seed, same resamples.
+    Draw G clusters (users) with replacement out of the G present; a resample's mean is
+    m* = sum_g m_g s_g / sum_g m_g n_g, where m_g is how often cluster g was drawn, s_g the sum
+    of its values and n_g its number of values. Users, not pairs (or best-of-N items), are
+    resampled because the values of one user share responses and are not independent (spec §1).
+    Clusters are compared as strings. Same seed and clusters, same resamples, whatever the
+    values: two models scored on the same items are compared on the same draws. ``values`` of
+    shape (n, k), k statistics of each row, give (n_boot, k) means from the same draws.
     """
-    correct = np.asarray(correct, dtype=bool).ravel()
+    values = np.asarray(values, dtype=np.float64)
+    matrix = values.reshape(len(values), -1) if values.ndim == 2 else values.reshape(-1, 1)
+    bad = np.flatnonzero(~np.isfinite(matrix).all(axis=1))
+    if bad.size:
+        raise ValueError(f"bootstrap values: {bad.size} row(s) with NaN or infinite values "
+                         f"(first: row {bad[0]}); rescore them or drop them explicitly first.")
     clusters = np.asarray(clusters).astype(str).ravel()
-    _same_length(correct=correct, clusters=clusters)
-    if correct.size == 0:
-        raise ValueError("bootstrap of 0 pairs is undefined; check the test set is not empty.")
+    _same_length(values=matrix, clusters=clusters)
+    if len(matrix) == 0:
+        raise ValueError("bootstrap of 0 values is undefined; check the test set is not empty.")
     if int(n_boot) < 1:
         raise ValueError(f"n_boot must be >= 1, got {n_boot!r}")
     _, code = np.unique(clusters, return_inverse=True)
-    k = np.bincount(code, weights=correct).astype(np.float64)
-    n = np.bincount(code).astype(np.float64)
-    g = n.size
+    g = int(code.max()) + 1
+    s = np.zeros((g, matrix.shape[1]))
+    np.add.at(s, code, matrix)
+    n = np.bincount(code, minlength=g).astype(np.float64)
     rng = np.random.default_rng(seed)
     draws = rng.multinomial(g, np.full(g, 1.0 / g), size=int(n_boot))  # (n_boot, G) counts
-    return (draws @ k) / (draws @ n)
+    means = (draws @ s) / (draws @ n)[:, None]
+    return means if values.ndim == 2 else means[:, 0]
+
+
+def bootstrap_accuracies(
+    correct: Any, clusters: Any, n_boot: int = 1000, seed: int = 0
+) -> np.ndarray:
+    """The accuracy of each of ``n_boot`` cluster-bootstrap resamples: ``bootstrap_means`` of
+    the 0/1 ``correct``, acc* = sum_g m_g k_g / sum_g m_g n_g (k_g: cluster g's correct
+    pairs, n_g: its pairs)."""
+    correct = np.asarray(correct, dtype=bool).ravel()
+    if correct.size == 0:
+        raise ValueError("bootstrap of 0 pairs is undefined; check the test set is not empty.")
+    return bootstrap_means(correct, clusters, n_boot=n_boot, seed=seed)
+
+
+def percentile_interval(resamples: Any, level: float = 0.95) -> tuple[float, float]:
+    """The (1-level)/2 and (1+level)/2 quantiles of bootstrap resamples (numpy's default
+    linear interpolation)."""
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must be in (0, 1), got {level!r}; 0.95 gives a 95% interval.")
+    low, high = np.quantile(np.asarray(resamples, dtype=np.float64),
+                            [(1.0 - level) / 2.0, (1.0 + level) / 2.0])
+    return float(low), float(high)
 
 
 def bootstrap_ci(
     correct: Any, clusters: Any, n_boot: int = 1000, seed: int = 0, level: float = 0.95
 ) -> tuple[float, float]:
-    """Percentile interval of the cluster bootstrap: the (1-level)/2 and (1+level)/2 quantiles
-    of ``bootstrap_accuracies`` (numpy's default linear interpolation)."""
-    if not 0.0 < level < 1.0:
-        raise ValueError(f"level must be in (0, 1), got {level!r}; 0.95 gives a 95% interval.")
+    """Percentile interval (``percentile_interval``) of the cluster bootstrap's accuracies
+    (``bootstrap_accuracies``)."""
     acc = bootstrap_accuracies(correct, clusters, n_boot=n_boot, seed=seed)
-    low, high = np.quantile(acc, [(1.0 - level) / 2.0, (1.0 + level) / 2.0])
-    return float(low), float(high)
+    return percentile_interval(acc, level)
 
 
 def truth_counts(r_chosen: Any, r_rejected: Any, truth_margin: Any) -> tuple[int, int, int]:

@@ -193,6 +193,44 @@ def fronts(series: Mapping[str, pd.DataFrame],
     return _detach(fig)
 
 
+def pick_fronts(dial: pd.DataFrame, macro: pd.DataFrame,
+                fronts: Mapping[str, pd.DataFrame] | None = None,
+                points: Mapping[str, tuple[float, float]] | None = None) -> Figure:
+    """Best-of-N along the steering dial: the pick's worth under the country's truth (x)
+    against its worth under the consensus (y), both as gain over a random pick. ``dial`` has
+    one thin line per country (columns country, alpha, x, y), ``macro`` the countries' mean
+    (alpha, x, y), annotated with alpha; ``fronts`` more lines of the mean (value, x, y), e.g.
+    tau and beta retrained, and ``points`` the variants (name -> (x, y)). Up is the
+    consensus kept, right the country's own preference served."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.6))
+    for i, (country, d) in enumerate(dial.groupby("country", sort=True)):
+        d = d.sort_values("alpha")
+        ax.plot(d["x"], d["y"], color="0.75", lw=0.9, zorder=1,
+                label="each country (α)" if i == 0 else None)
+        end = d.iloc[-1]
+        ax.annotate(country, (end["x"], end["y"]), fontsize="xx-small", color="0.45",
+                    textcoords="offset points", xytext=(2, -2))
+    m = macro.sort_values("alpha")
+    ax.plot(m["x"], m["y"], marker="o", color="C0", lw=2, zorder=3, label="α, mean of countries")
+    for _, r in m.iterrows():
+        ax.annotate(f"{r['alpha']:g}", (r["x"], r["y"]), textcoords="offset points",
+                    xytext=(3, 3), fontsize="x-small", color="C0")
+    for i, (name, d) in enumerate((fronts or {}).items(), start=1):
+        d = d.sort_values("value")
+        ax.plot(d["x"], d["y"], marker="^", color=f"C{i}", zorder=2, label=name)
+        for _, r in d.iterrows():
+            ax.annotate(f"{r['value']:g}", (r["x"], r["y"]), textcoords="offset points",
+                        xytext=(3, -9), fontsize="x-small", color=f"C{i}")
+    for name, (x, y) in (points or {}).items():
+        ax.scatter(x, y, marker="s", color=colour(name), zorder=4)
+        ax.annotate(label(name), (x, y), textcoords="offset points", xytext=(4, 4),
+                    fontsize="small")
+    ax.set(xlabel="country's truth of the pick: gain over a random pick",
+           ylabel="consensus of the pick: gain over a random pick")
+    ax.legend(fontsize="small")
+    return _detach(fig)
+
+
 def cross_country_heatmap(matrix: pd.DataFrame, fmt: str = ".2f") -> Figure:
     """Accuracy of the RM trained on country A (rows) tested on country B (columns), every cell
     annotated: a steerable RM should be best on its own diagonal."""

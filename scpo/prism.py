@@ -255,27 +255,28 @@ def joined_prompt(history: str, prompt: str) -> str:
     return "\n\n".join([*turns, f"User: {prompt}"]) if turns else prompt
 
 
-def build_prism_pairs(
-    utterances: pd.DataFrame, survey: pd.DataFrame, test_frac: float = 0.15,
-    split_seed: int = 0, val_frac: float = 0.15, prompt_context: str = "turn",
-) -> PairData:
-    """Every within-interaction pair of differently scored responses, users split train/test.
+def _rated_utterances(
+    utterances: pd.DataFrame, survey: pd.DataFrame, test_frac: float, split_seed: int,
+    prompt_context: str, report: dict[str, Any],
+) -> tuple[pd.DataFrame, set[str], pd.Series | None]:
+    """(utterances kept, test users, histories): the cleaning every PRISM table shares.
 
-    The test users are those of ``train_test_split`` over the survey rows in their given order
-    (the hub's order, or the file's); the pairs themselves do not depend on the order of the
-    utterance rows.
+    The used fields, cleaned (``_clean_utterances``), with each user's ``country``; the
+    utterances of users absent from the survey or without a country are excluded and counted in
+    ``report``, as are the survey rows and test users of the split. ``histories`` is the
+    conversations' earlier turns with ``prompt_context="history"``, else None.
     """
     if prompt_context not in PROMPT_CONTEXTS:
         raise ValueError(f"data.prompt_context must be one of {PROMPT_CONTEXTS}, got "
                          f"{prompt_context!r}")
     country_of = _survey_countries(survey)
     u = _clean_utterances(utterances)
-    report: dict[str, Any] = {
+    report.update({
         "n_utterances": len(u), "n_users": len(country_of),
-        "test_frac": test_frac, "split_seed": split_seed, "val_frac": val_frac,
+        "test_frac": test_frac, "split_seed": split_seed,
         "split_method": "datasets train_test_split over the survey rows in loaded order",
         "prompt_context": prompt_context,
-    }
+    })
     test_users = set(country_of.index[paper_test_rows(len(country_of), test_frac, split_seed)])
     report["survey_rows"] = len(country_of)
     report["test_users_in_survey"] = len(test_users)
@@ -288,6 +289,7 @@ def build_prism_pairs(
                           "country_missing": int(no_country.sum())}
     report["excluded_users"] = {"user_not_in_survey": int(u.loc[~in_survey, "user_id"].nunique()),
                                 "country_missing": int(u.loc[no_country, "user_id"].nunique())}
+    history = None
     if prompt_context == "history":
         if "if_chosen" in utterances.columns:
             u["if_chosen"] = utterances["if_chosen"]
@@ -300,6 +302,34 @@ def build_prism_pairs(
         user, inter = n_prompts[n_prompts > 1].index[0]
         raise ValueError(f"utterances: interaction {inter!r} of user {user!r} has "
                          f"{int(n_prompts.max())} different user_prompt values; one is expected")
+    return u, test_users, history
+
+
+def _prompts(hist: np.ndarray, turn_prompts: np.ndarray, prompt_context: str
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """(prompt, messages) of each row: the turn's prompt (with ``"history"``, the earlier turns
+    joined before it) and the same conversation as a JSON chat list."""
+    prompts = (np.array([joined_prompt(h, p) for h, p in zip(hist, turn_prompts)], dtype=object)
+               if prompt_context == "history" else turn_prompts)
+    messages = np.array([json.dumps([*json.loads(h), {"role": "user", "content": p}],
+                                    ensure_ascii=False) for h, p in zip(hist, turn_prompts)],
+                        dtype=object)
+    return prompts, messages
+
+
+def build_prism_pairs(
+    utterances: pd.DataFrame, survey: pd.DataFrame, test_frac: float = 0.15,
+    split_seed: int = 0, val_frac: float = 0.15, prompt_context: str = "turn",
+) -> PairData:
+    """Every within-interaction pair of differently scored responses, users split train/test.
+
+    The test users are those of ``train_test_split`` over the survey rows in their given order
+    (the hub's order, or the file's); the pairs themselves do not depend on the order of the
+    utterance rows.
+    """
+    report: dict[str, Any] = {"val_frac": val_frac}
+    u, test_users, history = _rated_utterances(utterances, survey, test_frac, split_seed,
+                                               prompt_context, report)
 
     # every i < j inside a (user_id, interaction_id) group, in a fixed order; integer row
     # numbers are merged (not the text columns), which keeps this fast on the full data
@@ -335,14 +365,9 @@ def build_prism_pairs(
         return u[field].to_numpy()[at]
 
     keys = list(zip(col("user_id", ia), col("interaction_id", ia)))
-    hist = (history.loc[keys].to_numpy() if prompt_context == "history" and len(keys)
+    hist = (history.loc[keys].to_numpy() if history is not None and len(keys)
             else np.full(len(ia), "[]", dtype=object))
-    turn_prompts = col("user_prompt", ia)
-    prompts = (np.array([joined_prompt(h, p) for h, p in zip(hist, turn_prompts)], dtype=object)
-               if prompt_context == "history" else turn_prompts)
-    messages = np.array([json.dumps([*json.loads(h), {"role": "user", "content": p}],
-                                    ensure_ascii=False) for h, p in zip(hist, turn_prompts)],
-                        dtype=object)
+    prompts, messages = _prompts(hist, col("user_prompt", ia), prompt_context)
     pairs = pd.DataFrame({
         "country": col("country", ia),
         "split": np.where(u["user_id"].isin(test_users).to_numpy()[ia], "test", "train"),
@@ -366,6 +391,55 @@ def build_prism_pairs(
     pairs["tune_val"] = validation_mask(pairs, val_frac, split_seed)
     report.update(split_report(pairs))
     return PairData(pairs=pairs, source="prism", report=report)
+
+
+TURN_COLUMNS = ["country", "user_id", "interaction_id", "conversation_id", "turn",
+                "utterance_id", "prompt", "response", "score", "model_name", "messages"]
+
+
+def test_turns(
+    utterances: pd.DataFrame, survey: pd.DataFrame, test_frac: float = 0.15,
+    split_seed: int = 0, prompt_context: str = "turn",
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Every rated response of the test users' turns, for best-of-N (``scpo.bon``): one row per
+    utterance (``TURN_COLUMNS``), the turns with one response left out.
+
+    The same users, cleaning, exclusions and prompts as ``build_prism_pairs``, but nothing is
+    paired, so the responses of tied scores stay. The report counts the test turns kept
+    (``n_turns``, ``n_responses``) and left out (``single_response_turns``), with the
+    exclusions of the shared cleaning.
+    """
+    report: dict[str, Any] = {}
+    u, test_users, history = _rated_utterances(utterances, survey, test_frac, split_seed,
+                                               prompt_context, report)
+    u = u[u["user_id"].isin(test_users)]
+    size = u.groupby(["user_id", "interaction_id"])["utterance_id"].transform("size")
+    report["single_response_turns"] = int((size == 1).sum())
+    report["single_response_turns_by_country"] = {
+        str(c): int(n) for c, n in u.loc[size == 1, "country"].value_counts().sort_index().items()}
+    u = u[size > 1].sort_values(["user_id", "interaction_id", "utterance_id"], ignore_index=True)
+    keys = list(zip(u["user_id"], u["interaction_id"]))
+    hist = (history.loc[keys].to_numpy() if history is not None and len(keys)
+            else np.full(len(u), "[]", dtype=object))
+    prompts, messages = _prompts(hist, u["user_prompt"].to_numpy(), prompt_context)
+    turns = u.assign(prompt=prompts, messages=messages).rename(
+        columns={"model_response": "response"})[TURN_COLUMNS]
+    report["n_turns"] = int(turns["interaction_id"].nunique())
+    report["n_responses"] = len(turns)
+    report["turns_by_country"] = {str(c): int(n) for c, n in turns.groupby("country")
+                                  ["interaction_id"].nunique().items()}
+    return turns, report
+
+
+def load_test_turns(
+    data_dir: str | Path | None = None, revision: str | None = None, test_frac: float = 0.15,
+    split_seed: int = 0, prompt_context: str = "turn",
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """``test_turns`` of a local directory (utterances.jsonl, survey.jsonl) or the hub."""
+    utterances, survey, fingerprint = load_prism_tables(data_dir, revision)
+    turns, report = test_turns(utterances, survey, test_frac, split_seed, prompt_context)
+    report["fingerprint"] = fingerprint
+    return turns, report
 
 
 def load_prism(

@@ -474,6 +474,51 @@ def _margin(d: np.ndarray, u: np.ndarray) -> np.ndarray:
     return total
 
 
+def _utilities(world: dict[str, Any], countries: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(u_c per row, u_global) from world.json, in ``ATTRIBUTES`` order; a country the
+    simulation does not have is an error naming it."""
+    unknown = sorted(set(countries) - set(world["countries"]))
+    if unknown:
+        raise ValueError(f"countries {unknown} are not in this simulation (it has "
+                         f"{sorted(world['countries'])})")
+    u_country = np.array([[world["countries"][c]["utility"][a] for a in ATTRIBUTES]
+                          for c in countries]).reshape(-1, len(ATTRIBUTES))
+    return u_country, np.array([world["global_utility"][a] for a in ATTRIBUTES])
+
+
+def attach_response_truth(rows: pd.DataFrame, sim_dir: str | Path) -> pd.DataFrame:
+    """Add each response's noise-free utility: ``country_truth`` = u_c . a(y) (c = the row's
+    ``country``) and ``global_truth`` = u_global . a(y).
+
+    Rows name their text by ``text_id`` or, failing that, ``utterance_id``; an id the
+    simulation does not know is an error. Summed as the pairs' truth margins are
+    (``attach_truth``): equal attributes give bit-equal utilities, and a pair's margin is the
+    difference of its two responses' utilities (up to rounding).
+    """
+    truth = load_truth(sim_dir)
+    text_attrs = truth["texts"].set_index("text_id")[list(ATTRIBUTES)]
+    if "text_id" in rows.columns:
+        text = rows["text_id"].astype(str)
+    elif "utterance_id" in rows.columns:
+        ut_to_text = truth["responses"].set_index("utterance_id")["text_id"]
+        ids = rows["utterance_id"].astype(str)
+        missing = pd.unique(ids[~ids.isin(ut_to_text.index)])
+        if len(missing):
+            raise ValueError(f"{len(missing)} utterance id(s) not in the simulation at {sim_dir} "
+                             f"(e.g. {list(missing[:3])}); were these rows read from it?")
+        text = ut_to_text.loc[ids]
+    else:
+        raise ValueError("attach_response_truth: rows need a 'text_id' or 'utterance_id' column "
+                         f"naming their response; have {list(rows.columns)}")
+    missing = pd.unique(text[~text.isin(text_attrs.index)])
+    if len(missing):
+        raise ValueError(f"{len(missing)} text id(s) not in the simulation at {sim_dir} (e.g. "
+                         f"{list(missing[:3])})")
+    a = text_attrs.loc[text].to_numpy(float)
+    u_country, u_global = _utilities(truth["world"], rows["country"].astype(str).to_numpy())
+    return rows.assign(country_truth=_margin(a, u_country), global_truth=_margin(a, u_global))
+
+
 def attach_truth(pairs: pd.DataFrame, sim_dir: str | Path) -> pd.DataFrame:
     """Add the noise-free truth of every pair built from the simulation in ``sim_dir``.
 
@@ -508,9 +553,7 @@ def attach_truth(pairs: pd.DataFrame, sim_dir: str | Path) -> pd.DataFrame:
                              f"{pairs['country'].iat[i]!r}, simulation {country[i]!r})")
     d = (text_attrs.loc[ut_to_text.loc[cid]].to_numpy(float)
          - text_attrs.loc[ut_to_text.loc[rid]].to_numpy(float))
-    u_country = np.array([[world["countries"][c]["utility"][a] for a in ATTRIBUTES]
-                          for c in country]).reshape(-1, len(ATTRIBUTES))
-    u_global = np.array([world["global_utility"][a] for a in ATTRIBUTES])
+    u_country, u_global = _utilities(world, country)
     u_user = users.loc[uid, list(ATTRIBUTES)].to_numpy(float)
     out = pairs.copy()
     out["country_truth_margin"] = _margin(d, u_country)

@@ -166,6 +166,11 @@ def test_plan_has_one_page_per_country_and_the_results_chapters(tmp_path):
     steering, sweeps = (jobs[pages.index(p)] for p in ("results/steering", "results/sweeps"))
     assert "results/sweeps" in steering.inputs
     assert steering.params["sweeps_dir"] == sweeps.params["work_dir"]
+    # the picks of best-of-N beside the sweeps' fronts; no PRISM without a data directory
+    behaviour = jobs[pages.index("results/behaviour")]
+    assert set(behaviour.inputs) == {"countries/Chile", "countries/Mexico", "results/sweeps"}
+    assert behaviour.params["sweeps_dir"] == sweeps.params["work_dir"]
+    assert "prism_results_dir" not in behaviour.params
     # the one model for every country reads only the country pages: it runs beside the sweeps
     cond = jobs[pages.index("results/conditioned")]
     assert set(cond.inputs) == {"countries/Chile", "countries/Mexico"}
@@ -211,6 +216,10 @@ def test_a_data_directory_adds_prism_on_a_laptop_and_the_rescoring(tmp_path):
     assert chile.params["results_dir"] == str(tmp_path / "store" / "results-prism")
     assert set(jobs[pages.index("prism/main")].inputs) == {"prism/countries/Chile",
                                                           "prism/countries/Mexico"}
+    behaviour = jobs[pages.index("results/behaviour")]  # its PRISM section reads those pages
+    assert {"prism/countries/Chile", "prism/countries/Mexico"} <= set(behaviour.inputs)
+    assert behaviour.params["prism_results_dir"] == chile.params["results_dir"]
+    assert behaviour.params["prism_data_dir"] == chile.params["data_dir"]
     assert "prism/countries/Chile" not in build.launch_pages(jobs)  # needs this machine's data
     for name in ("reward-model-deberta-v3-base", "scpo-reward-model-mexico"):
         (data / "models" / name).mkdir(parents=True)
@@ -434,6 +443,19 @@ def test_tiny_book_builds_with_a_data_directory_then_rebuilds_from_the_stamps(tm
     assert int(pairs_row[chile]) == int(((prism["country"] == "Chile")
                                          & (prism["split"] == "test")).sum())
     assert "4ed92a8acef9f134280c274a47135472ba6e2379" in pages["results/published"]
+    # best-of-N on PRISM's test turns: the turns and the chance of a random pick are the data's
+    from scpo.prism import load_test_turns
+
+    turns, _ = load_test_turns(fetched / "prism")
+    turns = turns[turns["country"].isin(["Chile", "Mexico"])]
+    top = turns["score"] == turns.groupby("interaction_id")["score"].transform("max")
+    chance = turns.assign(top=top).groupby(["country", "interaction_id"])["top"].mean()
+    text = re.sub(r"<[^>]+>", "", pages["results/behaviour"])
+    said = re.search(r"own test users \((\d+) turns.*?against ([\d.]+) % for a random pick",
+                     text, re.S)
+    assert said, "the behaviour chapter's PRISM section is missing"
+    assert int(said[1]) == turns["interaction_id"].nunique()
+    assert said[2] == f"{100 * chance.groupby('country').mean().mean():.1f}"
     goqa = load_goqa(fetched / "globalopinionqa").pairs
     text = re.sub(r"<[^>]+>", "", pages["results/goqa"])
     assert re.search(rf"\b{len(goqa)}\b option pairs", text)

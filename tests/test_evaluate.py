@@ -71,6 +71,26 @@ def test_bootstrap_is_seeded_and_ignores_row_order():
     assert low < correct.mean() < high
 
 
+def test_bootstrap_means_resamples_clusters_of_any_values():
+    # u1 has two values 1, u2 one 0: a resample (u1, u2) has mean 2/3 (3 values), not 1/2;
+    # (u1, u1) -> 1 and (u2, u2) -> 0, each with probability 1/4
+    boots = ev.bootstrap_means([1.0, 1.0, 0.0], ["u1", "u1", "u2"], n_boot=4000, seed=0)
+    assert set(np.round(boots, 12)) == {0.0, round(2 / 3, 12), 1.0}
+    assert abs(np.mean(boots == 1.0) - 0.25) < 0.03 and abs(np.mean(boots == 0.0) - 0.25) < 0.03
+    # several statistics at once: each column from the same draws
+    both = ev.bootstrap_means(np.c_[[1.0, 1.0, 0.0], [2.0, 4.0, 6.0]], ["u1", "u1", "u2"],
+                              n_boot=4000, seed=0)
+    np.testing.assert_array_equal(both[:, 0], boots)
+    # (u1, u1) -> 3, (u2, u2) -> 6, (u1, u2) -> 12 / 3 = 4
+    np.testing.assert_allclose(both[:, 1], np.select([boots == 1, boots == 0], [3.0, 6.0], 4.0))
+    # 0/1 values: the accuracies' bootstrap is the same draws
+    correct = np.array([True, True, False])
+    np.testing.assert_array_equal(ev.bootstrap_accuracies(correct, ["u1", "u1", "u2"],
+                                                          n_boot=4000, seed=0), boots)
+    with pytest.raises(ValueError, match="row 1"):
+        ev.bootstrap_means([1.0, np.nan], ["a", "b"])
+
+
 def test_bootstrap_bad_arguments():
     with pytest.raises(ValueError, match="0 pairs"):
         ev.bootstrap_ci([], [])

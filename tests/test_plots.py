@@ -116,3 +116,24 @@ def test_fronts_one_line_per_knob_in_percent_with_reference_points():
     assert "Global RM" in [t.get_text() for t in ax.texts]
     with pytest.raises(KeyError, match="lacks column 'overall'"):
         plots.fronts({"x": tau.drop(columns="overall")})
+
+
+def test_pick_fronts_one_line_per_country_the_mean_and_the_knobs():
+    dial = pd.DataFrame({"country": ["Chile", "Chile", "Mexico", "Mexico"],
+                         "alpha": [1.0, 0.0, 0.0, 1.0], "x": [2.0, 1.0, 0.5, 0.7],
+                         "y": [0.5, 1.0, 0.9, 0.2]})
+    macro = pd.DataFrame({"alpha": [1.0, 0.0], "x": [1.35, 0.75], "y": [0.35, 0.95]})
+    tau = pd.DataFrame({"value": [0.9, 0.5], "x": [0.8, 0.6], "y": [0.9, 0.4]})
+    fig = plots.pick_fronts(dial, macro, {"τ (retrained)": tau}, {"global": (0.75, 0.95)})
+    ax = fig.axes[0]
+    lines = ax.get_lines()
+    labels = [ln.get_label() for ln in lines]
+    assert (labels[0], labels[2], labels[3]) == ("each country (α)", "α, mean of countries",
+                                                 "τ (retrained)")
+    assert len(lines) == 4 and labels[1].startswith("_")  # one legend entry for the countries
+    np.testing.assert_allclose(lines[0].get_xdata(), [1.0, 2.0])  # Chile, by alpha
+    np.testing.assert_allclose(lines[1].get_ydata(), [0.9, 0.2])  # Mexico
+    np.testing.assert_allclose(lines[2].get_xdata(), [0.75, 1.35])  # the mean, by alpha
+    np.testing.assert_allclose(lines[3].get_ydata(), [0.4, 0.9])  # tau, by value
+    texts = [t.get_text() for t in ax.texts]
+    assert {"Chile", "Mexico", "Global RM", "0.5", "0.9", "1"} <= set(texts)

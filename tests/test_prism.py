@@ -207,6 +207,29 @@ def test_prompt_history_option():
         prism.build_prism_pairs(no_flag, survey, test_frac=0.0, prompt_context="history")
 
 
+def test_test_turns_keep_every_rated_response_of_the_test_users(prism_dir):
+    """Best-of-N reads turns, not pairs: the tied b = d stay; the lone k is left out, counted."""
+    utterances, survey, _ = prism.load_prism_tables(prism_dir)
+    survey = survey.iloc[[1, 2, 0]]  # u2, u3, u1: rows 2 and 0 are the test rows of 0.6
+    assert set(survey["user_id"].iloc[paper_test_rows(3, 0.6, 0)]) == {"u1", "u2"}
+    turns, report = prism.test_turns(utterances, survey, test_frac=0.6)
+    assert list(turns.columns) == prism.TURN_COLUMNS
+    assert turns["utterance_id"].tolist() == list("abcdefgh")  # by user, turn, then id
+    assert turns.set_index("utterance_id").loc[["b", "d"], "score"].tolist() == [40, 40]
+    assert report["single_response_turns"] == 1 and report["n_turns"] == 3
+    assert report["excluded"] == {"user_not_in_survey": 2, "country_missing": 2}
+    assert report["turns_by_country"] == {"Chile": 2, "Mexico": 1}
+    # the prompts are the pairs' own, with the history too
+    for ctx in ("turn", "history"):
+        pairs = prism.build_prism_pairs(utterances, survey, test_frac=0.6,
+                                        prompt_context=ctx).pairs
+        turns, _ = prism.test_turns(utterances, survey, test_frac=0.6, prompt_context=ctx)
+        got = turns.set_index("utterance_id")
+        for r in pairs[pairs["split"] == "test"].itertuples():
+            assert got.loc[r.chosen_id, "prompt"] == r.prompt == got.loc[r.rejected_id, "prompt"]
+            assert got.loc[r.chosen_id, "messages"] == r.messages
+
+
 def test_malformed_line_names_file_and_line(prism_dir):
     path = prism_dir / "utterances.jsonl"
     lines = path.read_text().splitlines()

@@ -12,6 +12,7 @@ from scpo.prism import SURVEY_FIELDS, UTTERANCE_FIELDS, load_prism
 from scpo.simulate import (
     ATTRIBUTES,
     TRUTH_FILES,
+    attach_response_truth,
     attach_truth,
     config_hash,
     ensure_simulation,
@@ -213,6 +214,30 @@ def test_attach_truth_on_a_hand_made_world(tmp_path):
         attach_truth(pairs.assign(country=["Mexico", "Chile", "United Kingdom"]), tmp_path)
     with pytest.raises(FileNotFoundError, match="simulation directory"):
         attach_truth(pairs, tmp_path / "elsewhere")
+
+
+def test_response_truth_on_a_hand_made_world(tmp_path):
+    _write_world(tmp_path)
+    rows = pd.DataFrame({"country": ["Chile", "Chile", "United Kingdom"],
+                         "utterance_id": ["ut1", "ut2", "ut3"]})
+    out = attach_response_truth(rows, tmp_path)
+    # t1 = (family 1, humour -1), t2 = (family -1, religion 1); Chile u = (0.5, -1, 0.25):
+    # 0.5 - 0.25 = 0.25 and -0.5 - 1 = -1.5; global u = (0.5, 1, 0.25): 0.25 and 0.5
+    np.testing.assert_allclose(out["country_truth"], [0.25, -1.5, 0.25])
+    np.testing.assert_allclose(out["global_truth"], [0.25, 0.5, 0.25])
+    # a pair's margins are the differences (attach_truth's, from the same world)
+    pairs = attach_truth(pd.DataFrame({"country": ["Chile"], "user_id": ["u1"],
+                                       "chosen_id": ["ut1"], "rejected_id": ["ut2"]}), tmp_path)
+    assert pairs["country_truth_margin"].item() == pytest.approx(0.25 - -1.5)
+    by_text = attach_response_truth(pd.DataFrame({"country": ["Chile"], "text_id": ["t2"]}),
+                                    tmp_path)
+    assert by_text["country_truth"].item() == -1.5
+    with pytest.raises(ValueError, match="ut9"):
+        attach_response_truth(rows.assign(utterance_id=["ut9", "ut2", "ut3"]), tmp_path)
+    with pytest.raises(ValueError, match=r"countries \['Peru'\] are not in this simulation"):
+        attach_response_truth(rows.assign(country="Peru"), tmp_path)
+    with pytest.raises(ValueError, match="'text_id' or 'utterance_id'"):
+        attach_response_truth(rows.drop(columns="utterance_id"), tmp_path)
 
 
 def test_every_text_says_what_its_attributes_say(tiny):
