@@ -686,7 +686,10 @@ def scorecard_job(jobs: list[Job], store: Path) -> Job:
         "published_dir": rescored,
         "goqa_dir": goqa.params["work_dir"] if goqa else "",
         "ladder_dir": str(LADDER_DIR) if "results/ladder" in pages else ""}
-    inputs = country + prism + [p for p in ("results/published", "results/goqa") if p in pages]
+    behaviour = pages.get("results/behaviour")
+    params["behaviour_dir"] = behaviour.params["work_dir"] if behaviour else ""
+    inputs = country + prism + [p for p in ("results/published", "results/goqa",
+                                            "results/behaviour") if p in pages]
     return Job("scorecard", NOTEBOOKS / "scorecard.md", params, inputs=inputs,
                data=[str(LADDER_DIR)] if params["ladder_dir"] else [])
 

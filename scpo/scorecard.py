@@ -55,6 +55,18 @@ CLAIMS = [
     ("tuned_best", "The tuned variant is best overall (above SCPO (F+W), the paper's next best)",
      "overall", "scpo_fw_tuned", "scpo_fw", 1),
 ]
+# Rows this book adds (the paper reports pairwise accuracy only): what a country's RM changes in
+# the response best-of-N picks (scpo.bon; the chapter "From reward to behaviour"), per country x
+# seed in percentage points. (key, statement, items, metric, A, B, direction)
+BEHAVIOUR = [
+    ("bon_user_top", "Best-of-N: SCPO (F+W) picks the user's own top-rated response more often "
+     "than the global RM (test turns)", "turns", "score_top", "scpo_fw", "global", 1),
+    ("bon_country_top", "... and, among a prompt's pool, the country's best response (its "
+     "noise-free truth) more often", "pool", "country_truth_top", "scpo_fw", "global", 1),
+    ("bon_consensus_top", "... while picking the consensus's best as often (loses less than one "
+     "point)", "pool", "global_truth_top", "scpo_fw", "global", 0),
+]
+NOT_IN_PAPER = "not in the paper"
 PAPER_EFFICIENCY = (1.7, 2.8)  # reported in the paper: 170-280 %
 SHORT = {"baseline": "baseline", "global": "global RM"}  # a row's reference, in a cell
 
@@ -134,6 +146,45 @@ def evidence(sources: dict[str, pd.DataFrame | None]) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
+def judge_picks(picks: pd.DataFrame, items: str, metric: str, a: str, b: str,
+                direction: int) -> report.Verdict:
+    """``report.claim_verdict`` on A − B of a best-of-N metric (``scpo.bon``'s per-item picks),
+    each country x seed run's mean over its items, in percentage points."""
+    if "items" in picks.columns:
+        p = picks[picks["items"] == items]
+    else:  # PRISM's picks: its test turns only
+        p = picks if items == "turns" else picks.iloc[:0]
+    if metric not in p.columns:
+        p = p.iloc[:0].assign(**{metric: []})
+    w = 100 * p.pivot_table(index=["country", "seed"], columns="model", values=metric,
+                            aggfunc="mean")
+    if w.empty or not {a, b} <= set(w.columns):
+        return report.claim_verdict(np.full(len(w), np.nan), direction,
+                                    w.index.get_level_values("seed").to_numpy())
+    d = w[a] - w[b]
+    return report.claim_verdict(d.to_numpy(), direction,
+                                d.index.get_level_values("seed").to_numpy())
+
+
+def behaviour_evidence(picks: dict[str, pd.DataFrame | None],
+                       present: set[str]) -> pd.DataFrame:
+    """The rows ``BEHAVIOUR`` in ``evidence``'s long form, from the behaviour chapter's picks
+    per source (the simulator's, PRISM's). A source of this build (``present``) without picks
+    is "not measured"; one the build did not have, ``ABSENT``."""
+    out = []
+    for source in SOURCES:
+        p = picks.get(source)
+        for key, text, items, metric, a, b, direction in BEHAVIOUR:
+            row = {"key": key, "statement": text, "source": source, "paper": np.nan}
+            if p is None:
+                out.append({**row, "verdict": "not measured" if source in present else ABSENT})
+                continue
+            v = judge_picks(p, items, metric, a, b, direction)
+            out.append({**row, "value": v.mean, "low": v.low, "high": v.high,
+                        "verdict": v.verdict})
+    return pd.DataFrame(out)
+
+
 def _macro(results: pd.DataFrame, test_set: str, variant: str) -> tuple[float, float]:
     """The variant's macro accuracy (mean over seeds) and its 95 % CI half-width (points);
     NaN when the source lacks the variant."""
@@ -179,7 +230,8 @@ def table(long: pd.DataFrame) -> pd.DataFrame:
     wide = long.pivot(index="key", columns="source", values="cell")
     keys = list(dict.fromkeys(long["key"]))
     first = long.drop_duplicates("key").set_index("key")
-    paper = [f"{first.loc[k, 'paper']:.2f}" if ":" in k else f"{first.loc[k, 'paper']:+.2f}"
+    paper = [NOT_IN_PAPER if np.isnan(first.loc[k, "paper"]) else
+             f"{first.loc[k, 'paper']:.2f}" if ":" in k else f"{first.loc[k, 'paper']:+.2f}"
              for k in keys]
     if "efficiency" in keys:
         lo, hi = PAPER_EFFICIENCY

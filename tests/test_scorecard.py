@@ -111,3 +111,32 @@ def test_one_seed_has_no_seed_interval():
     assert scorecard.cell(sim.loc["filter_oversteers"].to_dict() | {"key": "x"}) == \
         "+30.0 (one seed): within noise"
     assert report.LEVEL == 0.95
+
+
+def test_best_of_n_rows_by_hand():
+    """The rows the book adds: per country x seed means of a pick metric, in points."""
+    rows = []
+    for c, seed in itertools.product(("Chile", "Mexico"), (0, 1, 2)):
+        for model, top, ctop, gtop in (("global", [1, 0, 0, 1], [1, 0], [1, 1]),
+                                       ("scpo_fw", [1, 1, 0, 1], [1, 1], [1, 1])):
+            rows += [{"country": c, "seed": seed, "model": model, "items": "turns",
+                      "score_top": t} for t in top]
+            rows += [{"country": c, "seed": seed, "model": model, "items": "pool",
+                      "country_truth_top": ct, "global_truth_top": gt}
+                     for ct, gt in zip(ctop, gtop)]
+    turns_only = pd.DataFrame([r for r in rows if r["items"] == "turns"]).drop(columns="items")
+    long = scorecard.behaviour_evidence({"simulator": pd.DataFrame(rows), "prism": turns_only},
+                                        {"simulator", "goqa", "prism"}
+                                        ).set_index(["source", "key"])
+    sim = long.loc["simulator"]
+    assert sim.loc["bon_user_top", "value"] == pytest.approx(25.0)  # 75 % - 50 %
+    assert sim.loc["bon_user_top", "verdict"] == "holds"
+    assert sim.loc["bon_country_top", "value"] == pytest.approx(50.0)
+    assert sim.loc["bon_consensus_top", "verdict"] == "holds"  # 0 > -1 point
+    assert long.loc[("goqa", "bon_user_top"), "verdict"] == "not measured"  # no picks there
+    # PRISM's picks are its test turns (no pool, no truth): measured, and not measured
+    assert long.loc[("prism", "bon_user_top"), "value"] == pytest.approx(25.0)
+    assert long.loc[("prism", "bon_country_top"), "verdict"] == "not measured"
+    assert long.loc[("published", "bon_user_top"), "verdict"] == scorecard.ABSENT
+    card = scorecard.table(long.reset_index())
+    assert (card["reported in the paper"] == scorecard.NOT_IN_PAPER).all()
