@@ -39,8 +39,11 @@ def chromium() -> str:
         return found
     if os.geteuid() == 0 and shutil.which("apt-get"):
         print("installing chromium from Debian's packages ...", file=sys.stderr)
-        subprocess.run(["apt-get", "install", "-y", "-q", "chromium"], check=True,
-                       stdout=subprocess.DEVNULL)
+        install = ["apt-get", "install", "-y", "-q", "chromium"]
+        if subprocess.run(install, stdout=subprocess.DEVNULL).returncode != 0:
+            # a fresh machine has no package lists yet: fetch them, then install
+            subprocess.run(["apt-get", "update", "-q"], check=True, stdout=subprocess.DEVNULL)
+            subprocess.run(install, check=True, stdout=subprocess.DEVNULL)
         return shutil.which("chromium") or "chromium"
     raise SystemExit("book-check: no chromium; install Debian's package (sudo apt-get install "
                      "chromium) and run again")
