@@ -59,6 +59,16 @@ def model_location(country: str, models: dict[str, str], local_dir: str | None) 
     return where
 
 
+def models_dest(pins: dict) -> Path:
+    """Where the pins put the authors' models under a data directory (``models/``): the one
+    folder ``model.minority_dir`` names, each model in its id's last part."""
+    dests = {Path(p.dest).parent for n, p in pins.items() if n.startswith("authors-")}
+    if len(dests) != 1:
+        raise ValueError(f"the pins put the authors' models in {sorted(map(str, dests))}; "
+                         "model.minority_dir needs them side by side in one folder")
+    return dests.pop()
+
+
 def rescoring_config(data_dir: str | Path, countries: list[str] | None = None) -> Config:
     """The preset "published" on the local copies ``scpo fetch`` puts in ``data_dir``
     (``scpo/pins.toml``'s layout): PRISM in ``<dir>/prism``, the paper's global RM and the
@@ -67,7 +77,7 @@ def rescoring_config(data_dir: str | Path, countries: list[str] | None = None) -
     from scpo.fetch import load_pins
 
     pins, root = load_pins(), Path(data_dir)
-    models = root / Path(pins["authors-chile"].dest).parent
+    models = root / models_dest(pins)
     cfg = load_preset("published")
     cfg.update({"data": {"data_dir": str(root / pins["prism"].dest)},
                 "model": {"global_model": str(root / pins["global_rm"].dest), "revision": None,
@@ -85,6 +95,6 @@ def rescorable(data_dir: str | Path, countries: list[str]) -> list[str]:
     if not ((root / pins["prism"].dest / "utterances.jsonl").is_file()
             and (root / pins["global_rm"].dest / "config.json").is_file()):
         return []
-    models = root / Path(pins["authors-chile"].dest).parent
+    models = root / models_dest(pins)
     return [c for c in countries if c in AUTHORS_MODELS
             and (models / AUTHORS_MODELS[c].split("/")[-1] / "config.json").is_file()]
