@@ -534,6 +534,22 @@ def prism_dir(data_dir: str) -> str:
     return str(d.resolve())
 
 
+def prism_coverage(preset: str, prism: str, countries: list[str]
+                   ) -> tuple[list[str], dict[str, str]]:
+    """The countries PRISM's files hold training and test pairs of, and why each other one is
+    left out (``scpo.data.covered_countries``): a book built on a PRISM-format sample runs the
+    countries it has. A file that cannot be read stops the build with the loader's error."""
+    from scpo.config import load_preset
+    from scpo.data import covered_countries, load_pairs
+
+    cfg = load_preset(preset)
+    cfg.update({"data": {"dataset": "prism", "data_dir": prism}})
+    try:
+        return covered_countries(load_pairs(cfg.data), countries)
+    except (OSError, ValueError, KeyError) as e:
+        raise BuildError(f"the PRISM files in {prism} cannot be read: {e}") from None
+
+
 def rescorable_countries(data_dir: str, countries: list[str]) -> list[str]:
     """The countries whose published RM the data directory holds, with PRISM and the global
     RM (``scpo.published.rescorable``); [] without a data directory."""
@@ -611,7 +627,10 @@ def plan(preset: str, dataset: str | None, data_dir: str, countries: list[str] |
     if (RELEASED_DIR / "results.csv").is_file():
         jobs.append(Job("results/released", NOTEBOOKS / "released.md",
                         {"released_dir": str(RELEASED_DIR)}, data=[str(RELEASED_DIR)]))
-    rescore = rescorable_countries(data_dir, countries)
+    prism = prism_dir(data_dir)
+    # the countries PRISM's files hold (a sample may lack some: their pages are left out, said)
+    covered, left_out = prism_coverage(preset, prism, countries) if prism else ([], {})
+    rescore = [c for c in rescorable_countries(data_dir, countries) if c in covered]
     if rescore:  # the authors' models and PRISM from the data directory (scpo fetch's layout)
         jobs.append(Job("results/published", NOTEBOOKS / "published.md",
                         {"results_dir": "", "data_root": str(Path(data_dir).resolve()),
@@ -627,20 +646,21 @@ def plan(preset: str, dataset: str | None, data_dir: str, countries: list[str] |
                         {**base, "country": c, "results_dir": str(results)}, title=c,
                         outputs=[results / slug(c) / "results.parquet"],
                         warm=(dataset, base["data_dir"])))
-    prism = prism_dir(data_dir)
     prism_pages: list[str] = []
     if prism and dataset != "prism":  # PRISM on a laptop: the country pages again, on PRISM
         on_prism = {"preset": preset, "dataset": "prism", "data_dir": prism}
-        prism_pages = [f"{PRISM_PART}/countries/{slug(c)}" for c in countries]
-        for c, page in zip(countries, prism_pages):
+        prism_pages = [f"{PRISM_PART}/countries/{slug(c)}" for c in covered]
+        for c, page in zip(covered, prism_pages):
             jobs.append(Job(page, NOTEBOOKS / "country.md",
                             {**on_prism, "country": c, "results_dir": str(store / PRISM_RESULTS)},
                             title=c, outputs=[store / PRISM_RESULTS / slug(c) / "results.parquet"],
                             warm=("prism", prism)))
         jobs.append(Job(f"{PRISM_PART}/main", NOTEBOOKS / "prism.md",
-                        {**on_prism, "countries": ",".join(countries),
+                        {**on_prism, "countries": ",".join(covered),
                          "results_dir": str(store / PRISM_RESULTS),
-                         "data_root": str(Path(data_dir).resolve())}, inputs=prism_pages))
+                         "data_root": str(Path(data_dir).resolve()),
+                         "left_out": "; ".join(f"{c}: {why}" for c, why in left_out.items())},
+                        inputs=prism_pages))
     common = {**base, "countries": ",".join(countries), "results_dir": str(results)}
     for page, source in RESULT_PAGES.items():
         work = {"work_dir": str(store / "work" / Path(page).name)}

@@ -74,6 +74,26 @@ def resolve_countries(names: list[str], data: PairData) -> list[str]:
     return wanted
 
 
+def covered_countries(data: PairData, names: list[str]) -> tuple[list[str], dict[str, str]]:
+    """The countries of ``names`` (["all"]: the paper's 7) a run can train and test on, and why
+    each other one cannot (no pairs; no training or no test pairs): a book built on someone's
+    PRISM-format data or GlobalOpinionQA copy runs the countries it has and says which it
+    left out, instead of failing on the first one missing."""
+    wanted = PAPER_COUNTRIES if list(names) == ["all"] else list(names)
+    splits = data.pairs.groupby("country")["split"].agg(lambda s: set(s))
+    ok, why = [], {}
+    for c in wanted:
+        have = splits.get(c, set())
+        missing = [s for s in ("train", "test") if s not in have]
+        if not have:
+            why[c] = "no pairs in this data"
+        elif missing:
+            why[c] = f"no {' and no '.join(missing)} pairs"
+        else:
+            ok.append(c)
+    return ok, why
+
+
 def global_pool(data: PairData, without: Collection[str] = ()) -> pd.DataFrame:
     """Training pairs of the "global" population that trains a global RM from scratch.
 

@@ -200,9 +200,13 @@ def test_a_data_directory_adds_prism_on_a_laptop_and_the_rescoring(tmp_path):
     """With prism/ and the models in the data directory (scpo fetch's layout), the book runs
     the country pages again on PRISM under prism/, a chapter that reads them, and rescores the
     authors' models of the countries whose model is there."""
+    from scpo.simulate import sim_config, simulate
+
     data = tmp_path / "data"
+    sim = simulate(sim_config("tiny"), tmp_path / "sim")
     (data / "prism").mkdir(parents=True)
-    (data / "prism" / "utterances.jsonl").write_text("")
+    (data / "prism" / "utterances.jsonl").write_bytes((sim / "utterances.jsonl").read_bytes())
+    (data / "prism" / "survey.jsonl").write_bytes((sim / "survey.jsonl").read_bytes())
     jobs = build.plan("tiny", None, str(data), None, tmp_path / "store")
     pages = [j.page for j in jobs]
     assert {"prism/countries/Chile", "prism/countries/Mexico", "prism/main"} <= set(pages)
@@ -229,6 +233,20 @@ def test_a_data_directory_adds_prism_on_a_laptop_and_the_rescoring(tmp_path):
     assert pub.params["countries"] == "Mexico"  # Chile's model is not there
     assert pub.params["data_root"] == str(data.resolve())
     assert str((data / "models" / "scpo-reward-model-mexico").resolve()) in pub.data
+    # a PRISM sample without Mexico's users: no page for it, the chapter says why, no rescoring
+    survey = [json.loads(line) for line in (sim / "survey.jsonl").read_text().splitlines()]
+    kept = [u for u in survey if u["location"]["reside_country"] != "Mexico"]
+    (data / "prism" / "survey.jsonl").write_text("".join(json.dumps(u) + "\n" for u in kept))
+    jobs = build.plan("tiny", None, str(data), None, tmp_path / "store")
+    pages = [j.page for j in jobs]
+    assert "prism/countries/Chile" in pages and "prism/countries/Mexico" not in pages
+    chapter = jobs[pages.index("prism/main")]
+    assert chapter.params["countries"] == "Chile"
+    assert chapter.params["left_out"] == "Mexico: no pairs in this data"
+    assert "results/published" not in pages  # Mexico's model, but no Mexican test users
+    (data / "prism" / "survey.jsonl").write_text("{not json\n")
+    with pytest.raises(build.BuildError, match="survey.jsonl, line 1: not valid JSON"):
+        build.plan("tiny", None, str(data), None, tmp_path / "store")
 
 
 def test_without_the_ladder_data_neither_page_reads_it(tmp_path, monkeypatch):

@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from scpo.config import DataConfig
-from scpo.data import cached_pairs, global_pool, load_pairs, resolve_countries
+from scpo.data import cached_pairs, covered_countries, global_pool, load_pairs, resolve_countries
 from scpo.pairs import MAJORITY_COUNTRIES, PAPER_COUNTRIES, PairData
 
 
@@ -124,3 +124,14 @@ def test_the_simulators_pairs_from_the_cache_equal_a_fresh_build(tmp_path, monke
     pd.testing.assert_frame_equal(fresh.pairs, cached.pairs, check_exact=True)
     assert (fresh.report, fresh.meta, fresh.fingerprint) == (
         cached.report, cached.meta, cached.fingerprint)
+
+
+def test_covered_countries_run_what_the_data_has_and_say_why_not_the_rest():
+    pairs = pd.DataFrame({"country": ["Chile", "Chile", "Mexico", "Israel", "Israel"],
+                          "split": ["train", "test", "train", "test", "test"]})
+    data = PairData(pairs=pairs, source="prism")
+    ok, why = covered_countries(data, ["Chile", "Mexico", "Israel", "Canada"])
+    assert ok == ["Chile"]
+    assert why == {"Mexico": "no test pairs", "Israel": "no train pairs",
+                   "Canada": "no pairs in this data"}
+    assert covered_countries(data, ["all"])[1]["South Africa"] == "no pairs in this data"
