@@ -278,7 +278,12 @@ def revisions(data_dir: str | Path, names: list[str] | None = None) -> list[dict
     the page read, default every recorded one): repository, revision pinned, commit got and
     how (hub, or by hand), files and MB. An input the manifest does not record (its files put
     there without ``scpo fetch``) is shown with its files' sha256, computed now."""
-    manifest, pins, root = read_manifest(data_dir), load_pins(), Path(data_dir)
+    pins, root = load_pins(), Path(data_dir)
+    try:
+        manifest = read_manifest(data_dir)
+        unread = ""
+    except ValueError as e:  # a page shows what it can: the files' own sha256, and why
+        manifest, unread = {"inputs": {}}, f" ({MANIFEST} unreadable: {str(e).split(';')[0]})"
     rows = []
     for name in names or sorted(manifest["inputs"]):
         rec = manifest["inputs"].get(name)
@@ -289,7 +294,8 @@ def revisions(data_dir: str | Path, names: list[str] | None = None) -> list[dict
             files = _file_records(dest, pins[name]) if dest.is_dir() else {}
             sha = ", ".join(f"{f} {r['sha256'][:12]}" for f, r in files.items())
             rows.append({"input": name, "repository": pins[name].repo,
-                         "pinned": "", "commit": f"not recorded (no scpo fetch): sha256 {sha}",
+                         "pinned": "",
+                         "commit": f"not recorded (no scpo fetch{unread}): sha256 {sha}",
                          "files": len(files),
                          "MB": round(sum(r["size"] for r in files.values()) / 1e6, 1)})
             continue

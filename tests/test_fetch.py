@@ -167,3 +167,15 @@ def test_the_presets_pinned_global_rm_loads_from_the_hub_cache_offline(hub):
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split() == [pin, "(1,)"]
+
+
+def test_a_broken_manifest_stops_a_fetch_but_not_a_page(tmp_path):
+    data = tmp_path / "data"
+    (data / "globalopinionqa").mkdir(parents=True)
+    goqa_csv(data / "globalopinionqa" / "global_opinions.csv")
+    (data / MANIFEST).write_text('{"format": "scpo-manifest-1", "inputs": {')  # cut short
+    with pytest.raises(ValueError, match="MANIFEST.json is not valid JSON .* delete it"):
+        fetch.fetch(data, only=["goqa"], log=lambda s: None)
+    [row] = fetch.revisions(data, ["goqa"])
+    assert row["commit"].startswith("not recorded (no scpo fetch (MANIFEST.json unreadable: ")
+    assert "global_opinions.csv" in row["commit"] and row["files"] == 1
