@@ -304,3 +304,31 @@ def revisions(data_dir: str | Path, names: list[str] | None = None) -> list[dict
                      "commit": rec["commit"] or f"({rec['source']})", "files": len(rec["files"]),
                      "MB": round(sum(f["size"] for f in rec["files"].values()) / 1e6, 1)})
     return rows
+
+
+def provenance(path: str | Path | None, source: str, fingerprint: str) -> str:
+    """One line on where a run's data came from, for its page: the simulator; an input of the
+    pins that ``scpo fetch`` recorded in the ``MANIFEST.json`` beside it (repository@commit); or
+    the files' fingerprint the run recorded when nothing was."""
+    if source == "sim":
+        return "the simulator (scpo.simulate)"
+    if not path:
+        return f"{fingerprint} (read from the Hugging Face hub)"
+    where = Path(path).resolve()
+    if where.is_file():  # GlobalOpinionQA's csv given itself
+        where = where.parent
+    for name, inp in load_pins().items():
+        depth = len(Path(inp.dest).parts)
+        if len(where.parents) < depth:
+            continue
+        root = where.parents[depth - 1]  # DIR, if where is DIR/<dest>
+        if (root / inp.dest).resolve() != where or not (root / MANIFEST).is_file():
+            continue
+        try:
+            rec = read_manifest(root)["inputs"].get(name)
+        except ValueError:
+            rec = None
+        if rec:
+            got = rec["commit"] or f"provided by hand, pinned {rec['pinned']}"
+            return f"{rec['repo']}@{got} (recorded by scpo fetch), files {fingerprint}"
+    return f"local files {fingerprint} (not recorded by scpo fetch)"

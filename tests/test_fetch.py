@@ -179,3 +179,18 @@ def test_a_broken_manifest_stops_a_fetch_but_not_a_page(tmp_path):
     [row] = fetch.revisions(data, ["goqa"])
     assert row["commit"].startswith("not recorded (no scpo fetch (MANIFEST.json unreadable: ")
     assert "global_opinions.csv" in row["commit"] and row["files"] == 1
+
+
+def test_a_run_names_where_its_data_came_from(offline_hub, tmp_path):
+    data = tmp_path / "data"
+    fetch.fetch(data, only=["prism"], pins=offline_hub, log=lambda s: None)
+    said = fetch.provenance(data / "prism", "prism", "abc123")
+    assert said == ("HannahRoseKirk/prism-alignment@18ab5cfb37456f4ec8cbc00212ce54cf7b1239f6 "
+                    "(recorded by scpo fetch), files abc123")
+    elsewhere = tmp_path / "mine"
+    elsewhere.mkdir()
+    assert fetch.provenance(elsewhere, "prism", "abc123") == \
+        "local files abc123 (not recorded by scpo fetch)"
+    assert fetch.provenance(None, "prism", "Org/x@c0ffee") == \
+        "Org/x@c0ffee (read from the Hugging Face hub)"
+    assert fetch.provenance(data / "prism", "sim", "x") == "the simulator (scpo.simulate)"
