@@ -1,9 +1,13 @@
 """The package's shape: no module imports one that imports it back (at any depth)."""
 
 import ast
+import re
 from pathlib import Path
 
+import pytest
+
 import scpo
+import scpo.models
 
 ROOT = Path(scpo.__file__).parent
 
@@ -64,3 +68,20 @@ def test_no_import_circle_in_the_package():
     graph = import_graph()
     assert "scpo.models.hf_train" in graph["scpo.models.hf"]  # the graph sees function imports
     assert cycles(graph) == []
+
+
+def listed_modules(package) -> list[str]:
+    """The names a package's docstring lists as its module map: lines "- ``name``  its job"."""
+    return re.findall(r"^- ``(\w+)``", package.__doc__, flags=re.M)
+
+
+def package_modules(root: Path) -> set[str]:
+    return ({p.stem for p in root.glob("*.py") if p.stem != "__init__"}
+            | {p.parent.name for p in root.glob("*/__init__.py")})
+
+
+@pytest.mark.parametrize("package", [scpo, scpo.models], ids=["scpo", "scpo.models"])
+def test_the_module_map_lists_every_module_once(package):
+    listed = listed_modules(package)
+    assert len(listed) == len(set(listed)), listed
+    assert set(listed) == package_modules(Path(package.__file__).parent)
