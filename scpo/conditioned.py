@@ -387,6 +387,10 @@ class PromptConditionedRM(RewardModel):
     def n_parameters(self) -> int:
         return trainable_parameters(self.model)
 
+    @property
+    def n_trainable(self) -> int:
+        return self.n_parameters()
+
     def copy(self) -> PromptConditionedRM:
         return PromptConditionedRM(self.model.copy(), self.countries, self.template)
 
@@ -462,9 +466,7 @@ class CountryView:
 
 def trainable_parameters(rm: RewardModel) -> int:
     """Numbers a training step changes: a head, or a model's parameters that need gradients."""
-    if isinstance(rm, EmbeddingRM):
-        return sum(p.numel() for p in rm.head.parameters())
-    return sum(p.numel() for p in rm.model.parameters() if p.requires_grad)
+    return rm.n_trainable
 
 
 def conditioned_model(prep: Prepared, countries: Sequence[str],

@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 from scpo import evaluate, method
 from scpo.config import Config
 from scpo.data import global_pool, load_pairs, resolve_countries
+from scpo.evaluate import TRUTH_COLUMNS
 from scpo.models.base import RewardModel
 from scpo.models.device import is_main_process
 from scpo.outdir import check_writable
@@ -44,8 +45,6 @@ from scpo.results import (
 )
 from scpo.scoring import add_global_scores, get_global_rm, trains_global_rm
 from scpo.variants import Variant, resolve, training_weights
-
-TRUTH_COLUMNS = {"country_truth": "country_truth_margin", "global_truth": "global_truth_margin"}
 
 
 class EmptyFilterError(ValueError):
@@ -86,7 +85,7 @@ def prepare(cfg: Config) -> Prepared:
         test = add_global_scores(mine[mine["split"] == "test"], global_rm)
         pairs = mine.assign(rg_chosen=np.nan, rg_rejected=np.nan)
         pairs.loc[test.index, ["rg_chosen", "rg_rejected"]] = test[["rg_chosen", "rg_rejected"]]
-    global_rm.park()  # its scores are in the table; from now on it is only copied
+    global_rm.offload()  # its scores are in the table; from now on it is only copied
     return Prepared(cfg, data, pairs, global_rm, countries)
 
 
@@ -108,7 +107,7 @@ def prepare_without(prep: Prepared, countries: Collection[str]) -> tuple[Prepare
         return prep, []
     rm = get_global_rm(prep.data, prep.cfg, without=held)
     pairs = add_global_scores(prep.pairs.drop(columns=["rg_chosen", "rg_rejected"]), rm)
-    rm.park()
+    rm.offload()
     return Prepared(prep.cfg, prep.data, pairs, rm, prep.countries), held
 
 
@@ -264,7 +263,7 @@ def _given_scores(model: RewardModel, test: pd.DataFrame, seed: int,
     dropout on, from a generator seeded with ``seed`` (same seed, same dropout masks)."""
     import torch
 
-    if not getattr(getattr(model, "mode", None), "dropout_at_scoring", False):
+    if not model.dropout_at_scoring:
         if name not in cache:
             cache[name] = model.score_pairs(test)
         return cache[name]

@@ -117,7 +117,7 @@ def run_record(cfg: Config, data: PairData, global_rm: RewardModel,
                  "report": data.report, "meta": data.meta},
         "global_rm": global_rm.fingerprint(),
         # the hub commit the global RM's weights came from (None: a local directory)
-        "global_rm_commit": getattr(global_rm, "commit", None),
+        "global_rm_commit": global_rm.commit,
         "countries": countries,
         "environment": environment(),
     }
@@ -274,7 +274,7 @@ def export_variants(run_cfg: RunConfig, global_rm: RewardModel,
     """
     if not run_cfg.export_dir:
         return set()
-    if not hasattr(global_rm, "export"):
+    if not global_rm.can_export:
         raise ValueError(f"run.export_dir={run_cfg.export_dir!r} needs model.backend = 'hf' "
                          "or 'partial': the embedding tier's RM (a head on frozen sentence "
                          "embeddings) is not a standard Hugging Face checkpoint. Unset "

@@ -79,6 +79,8 @@ SCORES = {(q, o): s for q, (opts, _, sc) in QUESTIONS.items() for o, s in zip(op
 class FixedScores(RewardModel):
     """Scores each (question, option) with the number in SCORES; trains nothing."""
 
+    n_trainable = 0
+
     def fingerprint(self):
         return "fixed-scores"
 
