@@ -136,10 +136,12 @@ def cmd_pairs(args: argparse.Namespace) -> None:
 
 
 def cmd_carb(args: argparse.Namespace) -> None:
-    from scpo.carb import carb_report, describe_cue, in_percent, load_carb, load_reward_model
+    from scpo import models
+    from scpo.carb import carb_report, describe_cue, in_percent, load_carb
 
     items = load_carb(args.data_dir, hub_id=args.hub_id, revision=args.revision)
-    rm = load_reward_model(args.model, max_length=args.max_length)
+    rm = models.for_country(models.load_any(args.model, max_length=args.max_length),
+                            args.country)
     table, cue = carb_report(rm, items, country=args.country, by=args.by, n_boot=args.n_boot)
     print(in_percent(table).to_string(index=False))
     print(f"\n{len(items)} items; best-of-N accuracy and chance in %.\n{describe_cue(cue)}")
@@ -151,8 +153,7 @@ def cmd_carb(args: argparse.Namespace) -> None:
 
 
 def cmd_bon(args: argparse.Namespace) -> None:
-    from scpo import bon
-    from scpo.carb import load_reward_model
+    from scpo import bon, models
 
     items, report = bon.turn_items(args.data_dir, test_frac=args.test_frac,
                                    split_seed=args.split_seed, prompt_context=args.prompt_context)
@@ -161,7 +162,8 @@ def cmd_bon(args: argparse.Namespace) -> None:
             raise ValueError(f"--country {args.country!r}: no test turn of that country in "
                              f"{args.data_dir}; it has {sorted(items['country'].unique())}")
         items = items[items["country"] == args.country].reset_index(drop=True)
-    rm = load_reward_model(args.model, max_length=args.max_length)
+    rm = models.for_country(models.load_any(args.model, max_length=args.max_length),
+                            args.country)
     per = bon.evaluate_picks(items, bon.item_rewards(rm, items))
     table = bon.summarize(per, by=("country",), n_boot=args.n_boot)
     print(bon.cli_table(table).to_string())

@@ -25,8 +25,9 @@ from typing import Any
 import pandas as pd
 
 import scpo
+from scpo import models
 from scpo.config import Config, RunConfig
-from scpo.models.base import RewardModel
+from scpo.models import RewardModel
 from scpo.models.device import is_main_process
 from scpo.outdir import check_writable, claim, safe_name, write_file_atomically
 from scpo.pairs import PairData
@@ -254,8 +255,7 @@ def load_model(root: str | Path, global_rm: RewardModel, country: str, variant: 
     if not path.exists():
         raise FileNotFoundError(f"no saved model at {path}; run the country notebook with "
                                 f"{variant!r} in its save_variants first")
-    enc = getattr(global_rm, "encoder", None)  # the embedding tier's models share its encoder
-    return type(global_rm).load(path, **({"encoder": enc} if enc is not None else {}))
+    return models.load(path, share_with=global_rm)  # the embedding tier's share its encoder
 
 
 # ---- export: standard Hugging Face checkpoints with a model card ----
@@ -337,10 +337,6 @@ def export_saved(results_dir: str | Path, country: str, variant: str, seed: int,
         raise FileNotFoundError(f"export: {missing} not found; run the country notebook (or "
                                 "save_country) into that results directory first")
     record = json.loads(files[1].read_text())
-    backend = record["config"]["model"]["backend"]
-    if backend not in ("hf", "partial"):
-        raise ValueError(f"export: {d} was run with model.backend = {backend!r}; only the hf "
-                         "and partial tiers' models are standard Hugging Face checkpoints")
     res = pd.read_parquet(files[0])
     rows = res[(res["variant"] == variant) & (res["seed"] == seed)].to_dict("records")
     if not rows:
@@ -350,9 +346,10 @@ def export_saved(results_dir: str | Path, country: str, variant: str, seed: int,
     if not path.exists():
         raise FileNotFoundError(f"export: no saved model at {path} (the global RM is not "
                                 "exported: it is the model you started from)")
-    from scpo.models.hf import HFRewardModel
-    from scpo.models.partial import PartialRM
-
+    model = models.load(path)
+    if not model.can_export:
+        raise ValueError(f"export: {d} was run with model.backend = "
+                         f"{record['config']['model']['backend']!r}; only the hf and partial "
+                         "tiers' models are standard Hugging Face checkpoints")
     card = card_record(rows, record["config"], record["data"])
-    model = (PartialRM if backend == "partial" else HFRewardModel).load(path)
     return model.export(Path(out), card, overwrite=overwrite)

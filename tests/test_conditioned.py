@@ -14,19 +14,18 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from scpo.conditioned import (
+from scpo import models
+from scpo.conditioned import conditioned_training_set, cross_country, run_conditioned
+from scpo.config import MethodConfig, TrainConfig, load_preset
+from scpo.experiment import country_splits, prepare, run_country
+from scpo.models import UnknownCountryWarning
+from scpo.models.conditioned import (
     DEFAULT_TEMPLATE,
     CountryHead,
     CountryHeadRM,
     PromptConditionedRM,
-    UnknownCountryWarning,
-    conditioned_training_set,
-    cross_country,
-    run_conditioned,
     with_country,
 )
-from scpo.config import MethodConfig, TrainConfig, load_preset
-from scpo.experiment import country_splits, prepare, run_country
 from scpo.models.embedding import EmbeddingRM, Head
 from scpo.models.modes import prompt_messages
 from scpo.variants import VARIANTS, training_weights
@@ -94,8 +93,8 @@ def test_score_formula_by_hand_on_a_2d_toy():
                                atol=1e-6)
     with pytest.warns(UnknownCountryWarning, match=r"1 text\(s\) of countries \['C'\]"):
         np.testing.assert_allclose(rm.score(["p"], ["y1"], ["C"]), [-0.5], atol=1e-6)
-    assert rm.n_parameters() == 2 + 2 * 2  # the shared linear head + two country vectors
-    with pytest.raises(TypeError, match="needs countries"):
+    assert rm.n_trainable == 2 + 2 * 2  # the shared linear head + two country vectors
+    with pytest.raises(TypeError, match="countries"):
         rm.score(["p"], ["y1"])
 
 
@@ -138,7 +137,8 @@ def test_same_seed_same_scores_and_save_load_round_trip(prep, training, tmp_path
     assert a.fingerprint() == b.fingerprint() != c.fingerprint()
     assert not np.array_equal(sa, np.stack(c.score_pairs(test)))
     a.save(tmp_path)
-    back = CountryHeadRM.load(tmp_path, encoder=prep.global_rm.encoder)
+    back = models.load(tmp_path, share_with=prep.global_rm)
+    assert isinstance(back, CountryHeadRM) and back.encoder is prep.global_rm.encoder
     assert back.countries == COUNTRIES and back.head.kind == "linear"
     np.testing.assert_array_equal(np.stack(back.score_pairs(test)), sa)
     assert back.fingerprint() == a.fingerprint()
@@ -336,7 +336,8 @@ def test_hf_tier_exports_a_plain_checkpoint_steered_by_the_prompt(tiny_bert, tmp
     card = (path / "README.md").read_text()
     assert "write the country into the prompt like this" in card
     assert 'TEMPLATE = "Country: {country}\\n\\n{prompt}"' in card  # as JSON escapes it
-    back = PromptConditionedRM.load(path)
+    back = models.load(path)
+    assert isinstance(back, PromptConditionedRM)
     assert back.template == DEFAULT_TEMPLATE and back.countries == COUNTRIES
     np.testing.assert_allclose(back.score(prompts, responses, ["Mexico"] * len(prompts)),
                                model.score(prompts, responses, ["Mexico"] * len(prompts)),

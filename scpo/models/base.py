@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -116,14 +117,104 @@ class RewardModel(abc.ABC):
         return np.asarray(s)[ic].astype(np.float64), np.asarray(s)[ir].astype(np.float64)
 
 
-def text_rows(pairs: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+class UnknownCountryWarning(UserWarning):
+    """A conditioned model was asked for a country it was not trained on."""
+
+
+def country_list(countries: Sequence[str]) -> list[str]:
+    """The countries a conditioned model is built for, as a list: distinct names, at least one."""
+    names = list(countries)
+    if not names or len(set(names)) != len(names) or not all(isinstance(c, str) for c in names):
+        raise ValueError(f"countries must be distinct names, at least one; got {names!r}")
+    return names
+
+
+class ConditionedRM(abc.ABC):
+    """r(x, y | c): one reward model for several countries, told which one it scores for.
+
+    It is not a ``RewardModel`` (its score needs a country for every text); ``for_country(c)``
+    is the ``RewardModel`` that scores for c, and scores like any per-country model. A country
+    it was not trained on is answered all the same, counted in ``unknown`` and warned
+    (``UnknownCountryWarning``).
+    """
+
+    countries: list[str]  # the countries it was built for
+    can_export = False  # see RewardModel
+
+    @abc.abstractmethod
+    def fingerprint(self) -> str:
+        """Identifies the weights and the countries (their order)."""
+
+    @abc.abstractmethod
+    def score(self, prompts: list[str], responses: list[str],
+              countries: Sequence[str]) -> np.ndarray:
+        """r(x, y | c) per text, float64; ``countries`` names the country of each text."""
+
+    @abc.abstractmethod
+    def score_pairs(self, pairs: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """(r(x, y+ | c), r(x, y- | c)) with c the pairs' ``country`` column, each text once."""
+
+    @abc.abstractmethod
+    def fit(self, pairs: pd.DataFrame, weights: np.ndarray, train: TrainConfig,
+            method: MethodConfig, seed: int,
+            eval_pairs: pd.DataFrame | None = None) -> TrainHistory:
+        """``RewardModel.fit`` on pairs of every country (their ``country`` column); a pair of
+        a country it has no place for is an error."""
+
+    @abc.abstractmethod
+    def for_country(self, country: str) -> RewardModel:
+        """The model asked for ``country``: a ``RewardModel``."""
+
+    @abc.abstractmethod
+    def copy(self) -> ConditionedRM:
+        """An independent copy."""
+
+    @abc.abstractmethod
+    def save(self, path: str | Path) -> None:
+        """Its weights and countries, read back by ``scpo.models.load``."""
+
+    @property
+    @abc.abstractmethod
+    def n_trainable(self) -> int:
+        """How many numbers a training step changes."""
+
+    def export(self, path: str | Path, card: dict[str, Any], overwrite: bool = False) -> Path:
+        """A standard checkpoint with a model card (``can_export``); other tiers refuse."""
+        raise ValueError(f"{type(self).__name__} is not a standard Hugging Face checkpoint (a "
+                         "head on frozen sentence embeddings); only the hf and partial tiers' "
+                         "models export")
+
+
+def for_country(model: RewardModel | ConditionedRM, country: str | None) -> RewardModel:
+    """The reward model that scores for ``country``: a conditioned model asked for it (it needs
+    one), any other model as it is (it scores alike for every country)."""
+    if not isinstance(model, ConditionedRM):
+        return model
+    if country is None:
+        raise ValueError(f"a conditioned model scores for a country: name one of "
+                         f"{model.countries} (--country)")
+    return model.for_country(country)
+
+
+def text_rows(pairs: pd.DataFrame, keys: Sequence[str] = ()
+              ) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
     """The distinct (prompt, response) texts of ``pairs`` (``scpo.pairs.distinct_texts``: each
-    is scored or embedded once) and, for every pair, the rows of its y+ and its y-."""
-    texts = distinct_texts(pairs)
-    row = {k: i for i, k in enumerate(zip(texts["prompt"], texts["response"]))}
-    ic = np.array([row[k] for k in zip(pairs["prompt"], pairs["chosen"])], dtype=np.int64)
-    ir = np.array([row[k] for k in zip(pairs["prompt"], pairs["rejected"])], dtype=np.int64)
-    return texts, ic, ir
+    is scored or embedded once) and, for every pair, the rows of its y+ and its y-. ``keys``:
+    columns that tell texts apart too (a conditioned model's ``country``)."""
+    if keys:
+        cols = ["prompt", "response", *keys]
+        texts = pd.concat([pairs[["prompt", "chosen", *keys]].set_axis(cols, axis=1),
+                           pairs[["prompt", "rejected", *keys]].set_axis(cols, axis=1)]
+                          ).drop_duplicates(ignore_index=True)
+    else:
+        texts = distinct_texts(pairs)
+    row = {k: i for i, k in enumerate(zip(*(texts[c] for c in texts.columns)))}
+
+    def rows(side: str) -> np.ndarray:
+        return np.array([row[k] for k in zip(pairs["prompt"], pairs[side],
+                                             *(pairs[c] for c in keys))], dtype=np.int64)
+
+    return texts, rows("chosen"), rows("rejected")
 
 
 def check_training_pairs(pairs: pd.DataFrame, weights: Any) -> np.ndarray:
