@@ -24,11 +24,11 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from scpo import evaluate, method
+from scpo import evaluate, method, models
 from scpo.config import Config
 from scpo.data import global_pool, load_pairs, resolve_countries
 from scpo.evaluate import TRUTH_COLUMNS
-from scpo.models.base import RewardModel
+from scpo.models import RewardModel
 from scpo.models.device import is_main_process
 from scpo.outdir import check_writable
 from scpo.pairs import PairData, require_test_pairs, select_country
@@ -43,7 +43,7 @@ from scpo.results import (
     run_record,
     write_results,
 )
-from scpo.scoring import add_global_scores, get_global_rm, trains_global_rm
+from scpo.scoring import add_global_scores
 from scpo.variants import Variant, resolve, training_weights
 
 
@@ -72,12 +72,11 @@ class Prepared:
 def prepare(cfg: Config) -> Prepared:
     """Load pairs, get the global RM and score every distinct text with it once."""
     data = load_pairs(cfg.data)
-    if (cfg.data.prompt_context == "history" and cfg.model.backend in ("hf", "partial")
-            and cfg.model.chat_template):
+    if cfg.data.prompt_context == "history" and models.reads_chat(cfg.model):
         # a chat-template model reads the conversation as a chat list, not as a joined text
         data.pairs = data.pairs.assign(prompt=data.pairs["messages"])
     countries = resolve_countries(cfg.run.countries, data)
-    global_rm = get_global_rm(data, cfg)
+    global_rm = models.build_global(cfg, data)
     if any(v.train for v in resolve(cfg.run.variants)):
         pairs = add_global_scores(data.pairs, global_rm)
     else:  # evaluation only (e.g. the published RMs): score just the countries' test pairs
@@ -100,12 +99,12 @@ def prepare_without(prep: Prepared, countries: Collection[str]) -> tuple[Prepare
     is a given model.
     """
     held = []
-    if trains_global_rm(prep.cfg):
+    if models.trains_global(prep.cfg.model):
         pool = global_pool(prep.data)
         held = sorted(set(countries) & set(pool["country"]))
     if not held:
         return prep, []
-    rm = get_global_rm(prep.data, prep.cfg, without=held)
+    rm = models.build_global(prep.cfg, prep.data, without=held)
     pairs = add_global_scores(prep.pairs.drop(columns=["rg_chosen", "rg_rejected"]), rm)
     rm.offload()
     return Prepared(prep.cfg, prep.data, pairs, rm, prep.countries), held
@@ -161,8 +160,8 @@ def check_countries(prep: Prepared, countries: Collection[str]) -> None:
                 why.append(f"no tau of the tuning grid {cfg.run.tune_grid['tau']} keeps a "
                            "fitting pair")
         given = [v.name for v in variants if v.given]
-        if given and cfg.model.backend != "hf":
-            why.append(f"variant(s) {given} need model.backend = 'hf'")
+        if given and cfg.model.backend != models.EXTERNAL_TIER:
+            why.append(f"variant(s) {given} need model.backend = {models.EXTERNAL_TIER!r}")
         elif given:
             try:
                 model_location(country, cfg.model.minority_models, cfg.model.minority_dir)
@@ -247,13 +246,9 @@ def tune(prep: Prepared, country: str, seed: int, splits: dict[str, pd.DataFrame
 def given_model(prep: Prepared, country: str, variant: Variant) -> RewardModel:
     """A country RM given by ``model.minority_models`` (the authors' published ones with the
     preset "published"), loaded to be scored as ``variant.score_mode``, never trained."""
-    from scpo.models.hf import HFRewardModel
-
     m = prep.cfg.model
     where = model_location(country, m.minority_models, m.minority_dir)
-    return HFRewardModel.from_pretrained(
-        where, max_length=m.max_length, mode=variant.score_mode or m.mode, bf16=m.bf16,
-        chat_template=m.chat_template, trust_remote_code=m.trust_remote_code)
+    return models.external_model(m, where, variant.score_mode)
 
 
 def _given_scores(model: RewardModel, test: pd.DataFrame, seed: int,

@@ -1,8 +1,9 @@
 """Reward models behind one door: built, loaded and asked the same way on every tier.
 
 Outside this package a reward model is a ``RewardModel`` (or a ``ConditionedRM``, one model for
-every country), made by ``build_conditioned``, read back by ``load`` or ``load_any``; no other
-module names a tier's class. The tiers (``model.backend``):
+every country), made by ``build_global`` (the run's global RM), ``build_conditioned`` or
+``external_model``, read back by ``load`` or ``load_any``; no other module names a tier's class.
+The tiers (``model.backend``) are ``TIERS``:
 
 - ``base``         the ``RewardModel`` and ``ConditionedRM`` interfaces; what training shares
 - ``embedding``    ``EmbeddingRM``: a frozen sentence encoder (cached embeddings) + a small
@@ -12,7 +13,7 @@ module names a tier's class. The tiers (``model.backend``):
 - ``partial``      ``PartialRM``: that model's top k layers trained on cached hidden states
 - ``conditioned``  one model for every country: a country vector per country (embedding tier)
                    or the country written into the prompt (hf and partial tiers)
-- ``build``        making them: a run's conditioned model
+- ``build``        making them: a run's global RM (cached), its conditioned model, given ones
 - ``saved``        reading any saved one back, by the metadata file its save wrote
 - ``modes``        how the hf tier's inputs are built, scored and trained: ``fixed``, ``released``
 - ``hf_train``     its training: the Hugging Face ``Trainer`` with the weighted Bradley-Terry loss
@@ -28,8 +29,17 @@ from scpo.models.base import (
     UnknownCountryWarning,
     for_country,
 )
-from scpo.models.build import build_conditioned
+from scpo.models.build import (
+    EXTERNAL_TIER,
+    TIERS,
+    build_conditioned,
+    build_global,
+    external_model,
+    reads_chat,
+    trains_global,
+)
 from scpo.models.saved import load, load_any
 
-__all__ = ["ConditionedRM", "RewardModel", "TrainHistory", "UnknownCountryWarning",
-           "build_conditioned", "for_country", "load", "load_any"]
+__all__ = ["EXTERNAL_TIER", "TIERS", "ConditionedRM", "RewardModel", "TrainHistory",
+           "UnknownCountryWarning", "build_conditioned", "build_global", "external_model",
+           "for_country", "load", "load_any", "reads_chat", "trains_global"]
