@@ -89,7 +89,7 @@ def cmd_conditioned(args: argparse.Namespace) -> None:
     from scpo import conditioned
     from scpo.experiment import prepare
     from scpo.outdir import check_writable
-    from scpo.results import write_run_files
+    from scpo.results import write_conditioned
 
     cfg = build_config(args)
     out = Path(args.out)
@@ -100,14 +100,7 @@ def cmd_conditioned(args: argparse.Namespace) -> None:
     run_ = conditioned.run_conditioned(prep, prep.countries, cfg.run.seeds,
                                        leave_out=args.leave_out, export_dir=args.export,
                                        progress=True, overwrite=args.overwrite)
-    res, counts = run_.results, run_.counts
-    record = {**prep.record(), "conditioned": {
-        "leave_out": args.leave_out or [], "n_parameters": run_.n_parameters,
-        "per_country_parameters": run_.per_country_parameters}}
-    write_run_files(out, {
-        "results.parquet": lambda p: res.to_parquet(p, index=False),
-        "results.csv": lambda p: res.to_csv(p, index=False, float_format="%.10g"),
-        "counts.csv": lambda p: counts.to_csv(p, index=False)}, record, args.overwrite)
+    write_conditioned(out, run_, prep.record(), args.leave_out or [], args.overwrite)
     table = run_.results.pivot_table(index=["country", "variant"], columns="test_set",
                                      values="accuracy")
     print((100 * table).round(1).to_string())

@@ -24,14 +24,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
 from scpo import evaluate
-from scpo.experiment import Prepared, country_splits, evaluate_variant, prepare_without
+from scpo.experiment import (
+    Prepared,
+    country_splits,
+    evaluate_variant,
+    prepare_without,
+    result_rows,
+    training_counts,
+)
 from scpo.models import ConditionedRM, TrainHistory, UnknownCountryWarning, build_conditioned
 from scpo.models.base import country_list
 from scpo.outdir import claim
+from scpo.results import conditioned_card
 from scpo.variants import VARIANTS, training_weights
 
 VARIANT, VARIANT_LOO = "conditioned", "conditioned_loo"  # the results' variant names
@@ -56,7 +65,8 @@ def conditioned_training_set(prep: Prepared, countries: Sequence[str], tau: floa
                              leave_out: str | Collection[str] | None = None
                              ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(pairs, counts): every training country's kept training pairs in one table, with its
-    ``country`` and SCPO weight ``weight``, and per country what was kept of what.
+    ``country`` and SCPO weight ``weight``, and per country what was kept of what
+    (``experiment.training_counts``) and whether it was left out.
 
     The weights are ``scpo_fw``'s (filter p_glo < tau, W = min(exp(delta / beta), 1)) from the
     SHARED global RM's scores ``rg_chosen`` / ``rg_rejected``, so each country's pairs carry
@@ -72,11 +82,7 @@ def conditioned_training_set(prep: Prepared, countries: Sequence[str], tau: floa
                              train["rg_rejected"].to_numpy(), tau, beta)
         keep = (w > 0) & (c not in out)
         parts.append(train[keep].assign(weight=w[keep]))
-        rows.append({"country": c, "n_train": len(train), "n_kept": int(keep.sum()),
-                     "kept_ratio": float(keep.mean()) if len(train) else float("nan"),
-                     "weight_sum": float(w[keep].sum()),
-                     "n_train_users": int(train["user_id"].nunique()),
-                     "n_users_trained": int(train.loc[keep, "user_id"].nunique()),
+        rows.append({"country": c, **training_counts(train, keep, float(w[keep].sum())),
                      "left_out": c in out})
     counts = pd.DataFrame(rows)
     pairs = pd.concat(parts, ignore_index=True)
@@ -111,22 +117,6 @@ class ConditionedRun:
     # left-out countries that the run's global pool held, so the model started from (and was
     # filtered and weighted by) a global RM trained without them (experiment.prepare_without)
     pool_without: list[str] = field(default_factory=list)
-
-    def card(self, seed: int) -> dict[str, Any]:
-        """The model card's record of one seed's model (``scpo.models.export`` fields)."""
-        res = self.results[self.results["seed"] == seed]
-        return {"tau": float(res["tau"].iloc[0]), "beta": float(res["beta"].iloc[0]),
-                "lr": float(res["lr"].iloc[0]), "max_steps": self.max_steps,
-                "pairs_kept": int(self.counts["n_kept"].sum()),
-                "pairs_kept_by_country": dict(zip(self.counts["country"],
-                                                  self.counts["n_kept"].astype(int).tolist())),
-                "left_out": self.counts.loc[self.counts["left_out"], "country"].tolist(),
-                "seeds": [int(seed)],
-                "test_accuracy": {c: {r.test_set: {"accuracy": float(r.accuracy),
-                                                   "ci95": [float(r.ci_low), float(r.ci_high)],
-                                                   "n_pairs": int(r.n_pairs)}
-                                      for r in g.itertuples()}
-                                  for c, g in res.groupby("country", sort=False)}}
 
 
 def run_conditioned(prep: Prepared, countries: Sequence[str] | None = None,
@@ -179,27 +169,25 @@ def run_conditioned(prep: Prepared, countries: Sequence[str] | None = None,
             out = ConditionedRun(pd.DataFrame(), counts, train.max_steps, model.n_trainable,
                                  per_country, pool_without=pool_without)
         out.train_seconds[seed], out.histories[seed] = seconds, hist
-        new = []
-        for c, n in zip(countries, counts.itertuples()):
+        for n in counts.to_dict("records"):
+            c, on = n.pop("country"), {k: v for k, v in n.items() if k != "left_out"}
             with warnings.catch_warnings():  # a left-out country: its variant name says so
                 warnings.simplefilter("ignore", UnknownCountryWarning)
                 evaluated = evaluate_variant(prep, model.for_country(c), tests[c], seed, c)
-            new += [{"country": c, "variant": VARIANT_LOO if n.left_out else VARIANT,
-                     "seed": seed, **r, "n_train": n.n_train, "n_kept": n.n_kept,
-                     "kept_ratio": n.kept_ratio, "n_train_users": n.n_train_users,
-                     "n_users_trained": n.n_users_trained, "weight_sum": n.weight_sum,
-                     "tau": tau, "beta": beta, "lr": lr} for r in evaluated]
+            rows += result_rows(evaluated, country=c, seed=seed, counts=on, tau=tau,
+                                beta=beta, lr=lr,
+                                variant=VARIANT_LOO if n["left_out"] else VARIANT)
             if c in pool_without:  # the global RM it started from, on the same test pairs
-                new += [{"country": c, "variant": GLOBAL_LOO, "seed": seed, **r,
-                         "n_train": n.n_train, "n_kept": 0, "kept_ratio": 0.0,
-                         "n_train_users": n.n_train_users, "n_users_trained": 0,
-                         "weight_sum": 0.0, "tau": tau, "beta": beta, "lr": lr}
-                        for r in evaluate_variant(prep, start.global_rm, tests[c], seed, c)]
-        rows += new
+                nothing = np.zeros(on["n_train"], dtype=bool)  # it trained on no pair
+                rows += result_rows(
+                    evaluate_variant(prep, start.global_rm, tests[c], seed, c), country=c,
+                    variant=GLOBAL_LOO, seed=seed, tau=tau, beta=beta, lr=lr,
+                    counts=training_counts(country_splits(start, c)["train"], nothing, 0.0))
         out.results = pd.DataFrame(rows)
         if export_dir is not None:
             path = Path(export_dir) / VARIANT / f"seed{seed}"
-            out.exported[seed] = str(model.export(path, out.card(seed), overwrite=overwrite))
+            card = conditioned_card(out.results, counts, train.max_steps, seed)
+            out.exported[seed] = str(model.export(path, card, overwrite=overwrite))
         if keep_models:
             out.models[seed] = model
         del model

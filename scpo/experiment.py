@@ -304,6 +304,27 @@ def evaluate_variant(prep: Prepared, model: RewardModel, test: pd.DataFrame, see
     return rows
 
 
+def training_counts(train: pd.DataFrame, kept: np.ndarray, weight_sum: float) -> dict[str, Any]:
+    """What a model trained on: the country's training pairs and users (``train``), those it
+    kept (``kept``, one bool per pair) and the sum of their weights."""
+    n_kept = int(kept.sum())
+    return {"n_train": len(train), "n_kept": n_kept,
+            "kept_ratio": n_kept / len(train) if len(train) else float("nan"),
+            "n_train_users": int(train["user_id"].nunique()),
+            "n_users_trained": int(train.loc[kept, "user_id"].nunique()),
+            "weight_sum": weight_sum}
+
+
+def result_rows(evaluated: list[dict[str, Any]], *, country: str, variant: str, seed: int,
+                counts: dict[str, Any], tau: float, beta: float, lr: float
+                ) -> list[dict[str, Any]]:
+    """The results table's rows of one model (one per test set): who and which seed,
+    ``evaluate_variant``'s numbers, ``training_counts``' and the settings it trained with. Every
+    run writes its rows through here, so their columns are one schema."""
+    return [{"country": country, "variant": variant, "seed": seed, **r, **counts,
+             "tau": tau, "beta": beta, "lr": lr} for r in evaluated]
+
+
 def run_country(prep: Prepared, country: str, *, keep_models: bool = False,
                 progress: bool = True, save_models: str | Path | None = None,
                 save_variants: Collection[str] | None = None,
@@ -348,7 +369,6 @@ def run_country(prep: Prepared, country: str, *, keep_models: bool = False,
                 tau, beta, lr = choice["tau"], choice["beta"], choice["lr"]
             w = kept_weights(variant, train, tau, beta, seed, country)
             model, hist = _train(prep, train, w, seed, lr, None)
-        n_kept, w_sum = int((w > 0).sum()), float(w.sum())
         key = f"{variant.name}/{seed}"
         out.histories[key] = hist
         if keep_models:
@@ -356,13 +376,10 @@ def run_country(prep: Prepared, country: str, *, keep_models: bool = False,
         if (save_models is not None and variant.train
                 and (save_variants is None or variant.name in save_variants)):
             model.save(model_dir(save_models, country, variant.name, seed))
-        new = [{"country": country, "variant": variant.name, "seed": seed, **r,
-                "n_train": len(train), "n_kept": n_kept,
-                "kept_ratio": n_kept / len(train) if len(train) else float("nan"),
-                "n_train_users": int(train["user_id"].nunique()),
-                "n_users_trained": int(train.loc[w > 0, "user_id"].nunique()),
-                "weight_sum": w_sum, "tau": tau, "beta": beta, "lr": lr}
-               for r in evaluate_variant(prep, model, test, seed, country, scores)]
+        new = result_rows(evaluate_variant(prep, model, test, seed, country, scores),
+                          country=country, variant=variant.name, seed=seed,
+                          counts=training_counts(train, w > 0, float(w.sum())),
+                          tau=tau, beta=beta, lr=lr)
         rows += new
         if variant.name in to_export:
             out.exported[key] = str(export_model(cfg.run.export_dir, model, new, cfg.to_dict(),

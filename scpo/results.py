@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, distribution, version
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -32,6 +32,9 @@ from scpo.models.device import is_main_process
 from scpo.outdir import check_writable, claim, safe_name, write_file_atomically
 from scpo.pairs import PairData
 from scpo.variants import KNOWN, RENAMED, resolve
+
+if TYPE_CHECKING:
+    from scpo.conditioned import ConditionedRun
 
 
 @dataclass
@@ -207,6 +210,21 @@ def write_results(out: Path, runs: dict[str, CountryRun], results: pd.DataFrame,
     write_run_files(Path(out), files, {**record, "trained_on": trained_on(results)}, overwrite)
 
 
+def write_conditioned(out: str | Path, run_: ConditionedRun, record: dict[str, Any],
+                      leave_out: list[str], overwrite: bool = False) -> None:
+    """What ``scpo conditioned`` writes, as one set (``write_run_files``): the rows (as
+    ``scpo run``'s), the per-country counts and the record, with the conditioned model's
+    left-out countries and size."""
+    res, counts = run_.results, run_.counts
+    record = {**record, "conditioned": {
+        "leave_out": leave_out, "n_parameters": run_.n_parameters,
+        "per_country_parameters": run_.per_country_parameters}}
+    write_run_files(Path(out), {
+        "results.parquet": lambda p: res.to_parquet(p, index=False),
+        "results.csv": lambda p: res.to_csv(p, index=False, float_format="%.10g"),
+        "counts.csv": lambda p: counts.to_csv(p, index=False)}, record, overwrite)
+
+
 def save_country(out: str | Path, run_: CountryRun, record: dict[str, Any]) -> Path:
     """Write one country's results (and its trained models, if kept) under ``out/<Country>/``.
 
@@ -306,12 +324,34 @@ def card_record(rows: list[dict[str, Any]], config: dict[str, Any],
         "weight_sum": float(first["weight_sum"]), "seeds": [int(first["seed"])],
         "max_steps": int(config["train"]["max_steps"]),
         "batch_size": int(config["train"]["batch_size"]),
-        "test_accuracy": {r["test_set"]: {"accuracy": float(r["accuracy"]),
-                                          "ci95": [float(r["ci_low"]), float(r["ci_high"])],
-                                          "n_pairs": int(r["n_pairs"])} for r in rows},
+        "test_accuracy": _test_accuracy(rows),
         "dataset": data["source"], "data_fingerprint": data["fingerprint"],
         "split_seed": int(config["data"]["split_seed"]),
     }
+
+
+def _test_accuracy(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """A card's record of one model's test sets: accuracy, its 95 % interval, pairs."""
+    return {r["test_set"]: {"accuracy": float(r["accuracy"]),
+                            "ci95": [float(r["ci_low"]), float(r["ci_high"])],
+                            "n_pairs": int(r["n_pairs"])} for r in rows}
+
+
+def conditioned_card(results: pd.DataFrame, counts: pd.DataFrame, max_steps: int,
+                     seed: int) -> dict[str, Any]:
+    """The model card's record of one seed's conditioned model (``scpo.conditioned``): its
+    settings, the pairs kept of each country (``counts``), the left-out countries and each
+    country's test accuracies (its ``results`` rows)."""
+    res = results[results["seed"] == seed]
+    return {"tau": float(res["tau"].iloc[0]), "beta": float(res["beta"].iloc[0]),
+            "lr": float(res["lr"].iloc[0]), "max_steps": max_steps,
+            "pairs_kept": int(counts["n_kept"].sum()),
+            "pairs_kept_by_country": dict(zip(counts["country"],
+                                              counts["n_kept"].astype(int).tolist())),
+            "left_out": counts.loc[counts["left_out"], "country"].tolist(),
+            "seeds": [int(seed)],
+            "test_accuracy": {c: _test_accuracy(g.to_dict("records"))
+                              for c, g in res.groupby("country", sort=False)}}
 
 
 def export_model(export_dir: str | Path, model: RewardModel, rows: list[dict[str, Any]],

@@ -326,3 +326,20 @@ def test_a_runs_files_are_one_set(tmp_path, monkeypatch):
     assert not [n for n in names if n.endswith(".part")]
     assert json.loads((out / "run.json").read_text())["scpo_version"] == "new"
     assert list(load_results(tmp_path)["variant"]) == ["scpo_fw"]
+
+
+def test_training_counts_and_the_one_row_schema_by_hand():
+    from scpo.experiment import result_rows, training_counts
+
+    train = pd.DataFrame({"user_id": ["a", "a", "b", "c", "c"]})
+    kept = np.array([True, False, False, True, True])
+    counts = training_counts(train, kept, 2.5)
+    assert counts == {"n_train": 5, "n_kept": 3, "kept_ratio": 0.6, "n_train_users": 3,
+                      "n_users_trained": 2, "weight_sum": 2.5}  # users a and c trained
+    assert np.isnan(training_counts(train.iloc[:0], kept[:0], 0.0)["kept_ratio"])
+    rows = result_rows([{"test_set": "overall", "accuracy": 0.7},
+                        {"test_set": "pure_minority", "accuracy": 0.2}], country="Chile",
+                       variant="scpo_fw", seed=1, counts=counts, tau=0.7, beta=1.1, lr=1e-3)
+    assert [list(r) for r in rows] == [["country", "variant", "seed", "test_set", "accuracy",
+                                        *counts, "tau", "beta", "lr"]] * 2
+    assert rows[1]["accuracy"] == 0.2 and rows[1]["n_users_trained"] == 2
