@@ -13,7 +13,7 @@ The book runs on the embedding tier (a linear head on frozen MiniLM sentence emb
 paper fine-tunes every weight of a reward model. This script runs both on one country of the
 simulator and compares them variant by variant:
 
-- embedding tier: the run's own global RM (``experiment.prepare``) and every variant, exactly
+- embedding tier: the run's own global RM (``scoring.prepare``) and every variant, exactly
   as ``experiment.run_country`` trains them, but on the subsampled pairs below;
 - hf tier: the shipped all-MiniLM-L6-v2 loaded as a one-output sequence classifier, fully
   fine-tuned on a few hundred majority-country pairs to become ITS global RM; that RM scores the
@@ -230,8 +230,8 @@ def run_tier_check(cfg: Any, s: Settings,
                    progress: bool = True) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Both tiers, every variant, one country: the tidy results (a ``tier`` column first, then
     ``experiment.run_country``'s columns) and the record that run.json holds."""
-    from scpo.experiment import Prepared, prepare, run_country
-    from scpo.scoring import add_global_scores
+    from scpo.experiment import run_country
+    from scpo.scoring import Prepared, add_global_scores, prepare
 
     def log(msg: str) -> None:
         if progress:

@@ -12,12 +12,12 @@ The package follows the method step by step; each module has one job:
 - ``cache``      on-disk cache for embeddings and global-RM scores
 - ``outdir``     where scpo may write: a user's folders are never replaced or deleted
 - ``method``     the equations: p_glo, the filter, the weights, the weighted Bradley-Terry loss
-- ``models``     reward models behind one interface (embedding head, Hugging Face)
-- ``scoring``    the global RM: obtained once, each distinct text scored once
+- ``models``     reward models behind one door: built, loaded and asked alike on every tier
+- ``scoring``    a run's shared inputs: its pairs, its global RM and that RM's scores, once
 - ``variants``   the paper's variants as data
 - ``experiment`` run countries x variants x seeds
-- ``results``    what a run writes and reads back: results, its record, models
-- ``conditioned`` one reward model for every country, steered by naming the country
+- ``results``    what a run writes and reads back, and the runs the chapters reopen
+- ``conditioned`` one reward model for every country: its training set, runs, timing
 - ``steer``      steering at inference: the reward's and the weights' mix, the dial
 - ``published``  the authors' published country RMs (ids, model-card records) to rescore
 - ``evaluate``   accuracy, pure-minority subset, bootstrap CIs, 1 - JSD, data efficiency

@@ -87,9 +87,9 @@ def cmd_run(args: argparse.Namespace) -> None:
 
 def cmd_conditioned(args: argparse.Namespace) -> None:
     from scpo import conditioned
-    from scpo.experiment import prepare
     from scpo.outdir import check_writable
-    from scpo.results import write_conditioned
+    from scpo.results import run_record, write_conditioned
+    from scpo.scoring import prepare
 
     cfg = build_config(args)
     out = Path(args.out)
@@ -100,7 +100,7 @@ def cmd_conditioned(args: argparse.Namespace) -> None:
     run_ = conditioned.run_conditioned(prep, prep.countries, cfg.run.seeds,
                                        leave_out=args.leave_out, export_dir=args.export,
                                        progress=True, overwrite=args.overwrite)
-    write_conditioned(out, run_, prep.record(), args.leave_out or [], args.overwrite)
+    write_conditioned(out, run_, run_record(prep), args.leave_out or [], args.overwrite)
     table = run_.results.pivot_table(index=["country", "variant"], columns="test_set",
                                      values="accuracy")
     print((100 * table).round(1).to_string())

@@ -9,6 +9,7 @@ country's SCPO-weighted pairs at once and told which country it scores for:
     out = run_conditioned(prep, countries, seeds)      # rows as run_country's, variant
                                                        # "conditioned" ("conditioned_loo")
     cross_country(model, prep, countries)              # asked-for country x test country
+    per_country_seconds(prep, countries, seed)         # the per-country models' training time
 
 ``model.for_country(c)`` is the ``RewardModel`` that scores for c, so
 ``scpo.experiment.evaluate_variant`` evaluates it as it does a per-country model.
@@ -28,19 +29,13 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from scpo import evaluate
-from scpo.experiment import (
-    Prepared,
-    country_splits,
-    evaluate_variant,
-    prepare_without,
-    result_rows,
-    training_counts,
-)
+from scpo import experiment
+from scpo.experiment import country_splits, evaluate_variant, result_rows, training_counts
 from scpo.models import ConditionedRM, TrainHistory, UnknownCountryWarning, build_conditioned
 from scpo.models.base import country_list
 from scpo.outdir import claim
 from scpo.results import conditioned_card
+from scpo.scoring import Prepared, prepare_without
 from scpo.variants import VARIANTS, training_weights
 
 VARIANT, VARIANT_LOO = "conditioned", "conditioned_loo"  # the results' variant names
@@ -115,7 +110,7 @@ class ConditionedRun:
     models: dict[int, ConditionedRM] = field(default_factory=dict)
     exported: dict[int, str] = field(default_factory=dict)  # seed -> checkpoint directory
     # left-out countries that the run's global pool held, so the model started from (and was
-    # filtered and weighted by) a global RM trained without them (experiment.prepare_without)
+    # filtered and weighted by) a global RM trained without them (scoring.prepare_without)
     pool_without: list[str] = field(default_factory=list)
 
 
@@ -132,7 +127,7 @@ def run_conditioned(prep: Prepared, countries: Sequence[str] | None = None,
     for a ``leave_out`` country, which the model never saw: n_kept 0), so the two concatenate.
     A left-out country stays unseen by the global RM too: where the run's global pool holds it
     (GlobalOpinionQA), the model starts from, and is filtered and weighted by, a global RM
-    trained without it (``experiment.prepare_without``; ``pool_without`` names them), whose own
+    trained without it (``scoring.prepare_without``; ``pool_without`` names them), whose own
     rows are variant "global_loo". Every model is tested on the run's test pairs (its
     pure-minority pairs are those of the run's global RM).
     Budget: ``train.max_steps`` x the number of training countries steps of ``train.batch_size``
@@ -198,16 +193,29 @@ def run_conditioned(prep: Prepared, countries: Sequence[str] | None = None,
 def cross_country(model: ConditionedRM, prep: Prepared,
                   countries: Sequence[str] | None = None) -> pd.DataFrame:
     """Overall accuracy of ``model`` asked for country A (rows, "asked_for") on the test pairs
-    of country B (columns, "tested_on"): the cross-country chapter's matrix for one model,
-    computed as that chapter does (``evaluate.pairwise_correct`` then ``evaluate.accuracy``
-    per test country). Steerable: each column best on its diagonal."""
+    of country B (columns, "tested_on"): ``experiment.cross_country`` of its views, as the
+    cross-country chapter tests the per-country models. Steerable: each column best on its
+    diagonal."""
     countries = country_list(countries if countries is not None else prep.countries)
     test = pd.concat([country_splits(prep, c)["test"] for c in countries], ignore_index=True)
-    tested_on = test["country"].to_numpy()
-    matrix = {}
-    for a in countries:
-        correct, _ = evaluate.pairwise_correct(*model.for_country(a).score_pairs(test))
-        matrix[a] = {b: evaluate.accuracy(correct[tested_on == b], "overall", b)
-                     for b in countries}
-    return (pd.DataFrame.from_dict(matrix, orient="index")
-            .rename_axis(index="asked_for", columns="tested_on"))
+    cross = experiment.cross_country({a: model.for_country(a) for a in countries}, test)
+    return (cross.pivot(index="trained_on", columns="tested_on", values="overall")
+            .loc[countries, countries].rename_axis(index="asked_for", columns="tested_on"))
+
+
+def per_country_seconds(prep: Prepared, countries: Sequence[str], seed: int,
+                        variant: str = "scpo_fw") -> float:
+    """The time the per-country models of ``variant`` take to train, together: each country's
+    ``fit`` alone, on its kept training pairs at the run's tau and beta, from a copy of the
+    global RM, with ``seed``: measured as ``run_conditioned`` measures its one model's (its
+    ``train_seconds``), on this machine."""
+    cfg, total = prep.cfg, 0.0
+    for c in countries:
+        train = country_splits(prep, c)["train"]
+        w = training_weights(VARIANTS[variant], train["rg_chosen"].to_numpy(),
+                             train["rg_rejected"].to_numpy(), cfg.method.tau, cfg.method.beta)
+        model = prep.global_rm.copy()
+        t0 = time.perf_counter()
+        model.fit(train[w > 0].reset_index(drop=True), w[w > 0], cfg.train, cfg.method, seed=seed)
+        total += time.perf_counter() - t0
+    return total

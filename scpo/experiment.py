@@ -1,11 +1,12 @@
 """Run the paper's variants for countries x seeds and collect tidy, traceable results.
 
-    prep = prepare(cfg)                  # pairs, the global RM, its scores (once, cached)
+    prep = prepare(cfg)                  # pairs, the global RM, its scores (scpo.scoring)
     run_country(prep, "Chile")           # every variant x seed for one country
     run(cfg, out_dir)                    # all countries; writes results + a JSON record
 
 prepare -> weights -> train (and tune) -> evaluate, for one country -> every country. What a
-run writes (results, record, saved and exported models) is ``scpo.results``.
+run writes (results, record, saved and exported models) and what the chapters reopen is
+``scpo.results``.
 
 One row per country x variant x seed x test set ("overall", "pure_minority").
 """
@@ -15,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import time
-from collections.abc import Collection
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,15 +27,15 @@ from tqdm.auto import tqdm
 
 from scpo import evaluate, method, models
 from scpo.config import Config
-from scpo.data import global_pool, load_pairs, resolve_countries
 from scpo.evaluate import TRUTH_COLUMNS
 from scpo.models import RewardModel
 from scpo.models.device import is_main_process
 from scpo.outdir import check_writable
-from scpo.pairs import PairData, require_test_pairs, select_country
+from scpo.pairs import require_test_pairs, select_country
 from scpo.published import model_location
 from scpo.results import (
     CountryRun,
+    Reopened,
     claim_results_dir,
     country_slug,
     export_model,
@@ -43,71 +44,12 @@ from scpo.results import (
     run_record,
     write_results,
 )
-from scpo.scoring import add_global_scores
+from scpo.scoring import Prepared, prepare
 from scpo.variants import Variant, resolve, training_weights
 
 
 class EmptyFilterError(ValueError):
     """A variant's filter kept no training pair."""
-
-
-@dataclass
-class Prepared:
-    """Everything shared by every country, variant and seed of a run."""
-
-    cfg: Config
-    data: PairData
-    pairs: pd.DataFrame  # data.pairs + rg_chosen, rg_rejected
-    global_rm: RewardModel
-    countries: list[str]
-
-    def record(self) -> dict[str, Any]:
-        """The run's record (``results.run_record``): config, versions, data, global RM."""
-        return run_record(self.cfg, self.data, self.global_rm, self.countries)
-
-    def data_description(self) -> dict[str, str]:
-        return {"source": self.data.source, "fingerprint": self.data.fingerprint}
-
-
-def prepare(cfg: Config) -> Prepared:
-    """Load pairs, get the global RM and score every distinct text with it once."""
-    data = load_pairs(cfg.data)
-    if cfg.data.prompt_context == "history" and models.reads_chat(cfg.model):
-        # a chat-template model reads the conversation as a chat list, not as a joined text
-        data.pairs = data.pairs.assign(prompt=data.pairs["messages"])
-    countries = resolve_countries(cfg.run.countries, data)
-    global_rm = models.build_global(cfg, data)
-    if any(v.train for v in resolve(cfg.run.variants)):
-        pairs = add_global_scores(data.pairs, global_rm)
-    else:  # evaluation only (e.g. the published RMs): score just the countries' test pairs
-        mine = data.pairs[data.pairs["country"].isin(countries)]
-        test = add_global_scores(mine[mine["split"] == "test"], global_rm)
-        pairs = mine.assign(rg_chosen=np.nan, rg_rejected=np.nan)
-        pairs.loc[test.index, ["rg_chosen", "rg_rejected"]] = test[["rg_chosen", "rg_rejected"]]
-    global_rm.offload()  # its scores are in the table; from now on it is only copied
-    return Prepared(cfg, data, pairs, global_rm, countries)
-
-
-def prepare_without(prep: Prepared, countries: Collection[str]) -> tuple[Prepared, list[str]]:
-    """The run's data with a global RM that never saw ``countries``, and which of them it had
-    to be retrained without.
-
-    When the run trained its global RM on a pool holding some of them (GlobalOpinionQA's pool
-    is every country's training questions; PRISM's and the simulator's, the majority
-    countries), one trained the same way on the pool without them (cached as the run's is),
-    every pair rescored by it; else the run's own: the pool never held them, or the global RM
-    is a given model.
-    """
-    held = []
-    if models.trains_global(prep.cfg.model):
-        pool = global_pool(prep.data)
-        held = sorted(set(countries) & set(pool["country"]))
-    if not held:
-        return prep, []
-    rm = models.build_global(prep.cfg, prep.data, without=held)
-    pairs = add_global_scores(prep.pairs.drop(columns=["rg_chosen", "rg_rejected"]), rm)
-    rm.offload()
-    return Prepared(prep.cfg, prep.data, pairs, rm, prep.countries), held
 
 
 def country_splits(prep: Prepared, country: str) -> dict[str, pd.DataFrame]:
@@ -409,7 +351,7 @@ def run(cfg: Config, out_dir: str | Path | None = None, *, progress: bool = True
                               overwrite=overwrite)
     results = pd.concat([r.results for r in runs.values()], ignore_index=True)
     if out_dir is not None:
-        write_results(Path(out_dir), runs, results, prep.record(),
+        write_results(Path(out_dir), runs, results, run_record(prep),
                       timing={"prepare_s": t_prep, "total_s": time.perf_counter() - t0},
                       overwrite=overwrite)
     return results, prep, runs
@@ -431,3 +373,75 @@ def run_simulation(cfg: Config, sim: Any, countries: list[str], variants: list[s
                                 seeds=list(seeds)))
     results, prep, _ = run(setting, progress=False)
     return results, prep.pairs
+
+
+# ---- what the aggregate chapters compute from the country pages' runs ----
+
+def cross_country(models: Mapping[str, RewardModel], test: pd.DataFrame) -> pd.DataFrame:
+    """Each country A's model (``models``: A -> the model for A) on the test pairs of every
+    country B of ``models`` (``test``'s ``country`` column): a row per (trained_on A,
+    tested_on B) with its ``overall`` accuracy and its ``pure_minority`` accuracy (nan where B
+    has no pure-minority pair). A model is scored once, on every test pair; the pure-minority
+    pairs are the global RM's wrong ones (``rg_chosen``, ``rg_rejected``). Steerable models
+    are best on the diagonal."""
+    pure = evaluate.pure_minority_mask(test["rg_chosen"], test["rg_rejected"])
+    tested_on = test["country"].to_numpy()
+    rows = []
+    for a, model in models.items():
+        correct, _ = evaluate.pairwise_correct(*model.score_pairs(test))
+        for b in models:
+            mine = tested_on == b
+            rows.append({"trained_on": a, "tested_on": b,
+                         "overall": evaluate.accuracy(correct[mine], "overall", b),
+                         "pure_minority": evaluate.accuracy(correct[mine & pure])
+                         if (mine & pure).any() else np.nan})
+    return pd.DataFrame(rows)
+
+
+@dataclass
+class SweepPoint:
+    """One value of one swept setting (``sweep``): every country's result rows and models."""
+
+    swept: str  # the setting swept: "tau" or "beta"
+    value: float
+    results: pd.DataFrame  # every country's rows of the swept variant and seed
+    models: dict[str, RewardModel]  # country -> its model (when ``sweep`` was asked for them)
+    trained: bool  # False: the runs' own setting, read back instead of trained again
+
+
+def sweep(run: Reopened, grid: Mapping[str, Sequence[float]], variant: str = "scpo_fw",
+          seed: int | None = None, keep_models: bool = False) -> Iterator[SweepPoint]:
+    """``variant`` trained again at each value of one setting at a time (``grid``: "tau" and/or
+    "beta" -> values), the other at the value the runs used, for every country of ``run`` on
+    ``seed`` (None: the runs' first). The point at the runs' own setting is their result, read
+    back (and their saved models), not trained again. One point at a time: each trained
+    point's models are let go before the next is trained. The runs' config is not changed."""
+    seed = run.seeds[0] if seed is None else seed
+    mine = run.results[(run.results["variant"] == variant) & (run.results["seed"] == seed)]
+    if mine.empty:
+        raise ValueError(f"the runs under {run.root} have no {variant!r} rows of seed {seed}; "
+                         f"they ran {sorted(set(run.results['variant']))}, seeds {run.seeds}")
+    own = {"tau": float(mine["tau"].iloc[0]), "beta": float(mine["beta"].iloc[0])}
+    unknown = sorted(set(grid) - set(own))
+    if unknown:
+        raise ValueError(f"sweep: {unknown} cannot be swept; sweep one of {sorted(own)}")
+    prep = run.prep
+    for swept, values in grid.items():
+        for value in values:
+            setting = {**own, swept: float(value)}
+            if setting == own:  # the runs trained this one already
+                models = ({c: run.model(c, variant, seed) for c in run.countries}
+                          if keep_models else {})
+                yield SweepPoint(swept, float(value), mine, models, False)
+                continue
+            cfg = dataclasses.replace(
+                prep.cfg, method=dataclasses.replace(prep.cfg.method, **setting),
+                run=dataclasses.replace(prep.cfg.run, seeds=[seed], variants=[variant]))
+            at = dataclasses.replace(prep, cfg=cfg)
+            runs = {c: run_country(at, c, progress=False, keep_models=keep_models)
+                    for c in run.countries}
+            models = ({c: r.models[f"{variant}/{seed}"] for c, r in runs.items()}
+                      if keep_models else {})
+            yield SweepPoint(swept, float(value), pd.concat([r.results for r in runs.values()]),
+                             models, True)
+

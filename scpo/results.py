@@ -2,15 +2,18 @@
 
     write_results(out, runs, results, record)  # results.parquet/.csv, run.json, histories.json
     save_country(out, run, record)             # one country's, under out/<Country>/
-    load_results(root) / load_model(...)       # read back by the aggregate notebooks
+    reopen(root)                               # the country pages' runs, as they ran: their
+                                               # config, results, inputs and saved models
     export_model(...) / export_saved(...)      # HF checkpoints with a model card
 
-Everything here takes plain values (a config, a data description, a model); the loop that
-produces them is ``scpo.experiment``. Under ``accelerate launch`` only rank 0 writes.
+Everything here takes plain values (a config, a data description, a model) or a run's shared
+inputs (``scpo.scoring.prepare``); the loop that produces them is ``scpo.experiment``. Under
+``accelerate launch`` only rank 0 writes.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import platform
 import re
@@ -30,7 +33,7 @@ from scpo.config import Config, RunConfig
 from scpo.models import RewardModel
 from scpo.models.device import is_main_process
 from scpo.outdir import check_writable, claim, safe_name, write_file_atomically
-from scpo.pairs import PairData
+from scpo.scoring import Prepared, prepare
 from scpo.variants import KNOWN, RENAMED, resolve
 
 if TYPE_CHECKING:
@@ -112,17 +115,18 @@ def installed_commit() -> str | None:
     return commit if isinstance(commit, str) and _COMMIT.fullmatch(commit) else None
 
 
-def run_record(cfg: Config, data: PairData, global_rm: RewardModel,
-               countries: list[str]) -> dict[str, Any]:
-    """What is needed to trace and rerun any number: config, versions, data fingerprint."""
+def run_record(prep: Prepared) -> dict[str, Any]:
+    """What is needed to trace and rerun any number of a run (``scpo.scoring.prepare``'s):
+    config, versions, data fingerprint, global RM."""
+    data = prep.data
     return {
-        "scpo_version": scpo.__version__, "config": cfg.to_dict(),
+        "scpo_version": scpo.__version__, "config": prep.cfg.to_dict(),
         "data": {"source": data.source, "fingerprint": data.fingerprint,
                  "report": data.report, "meta": data.meta},
-        "global_rm": global_rm.fingerprint(),
+        "global_rm": prep.global_rm.fingerprint(),
         # the hub commit the global RM's weights came from (None: a local directory)
-        "global_rm_commit": global_rm.commit,
-        "countries": countries,
+        "global_rm_commit": prep.global_rm.commit,
+        "countries": prep.countries,
         "environment": environment(),
     }
 
@@ -262,6 +266,69 @@ def load_results(root: str | Path, countries: list[str] | None = None) -> pd.Dat
                       f"{[RENAMED[v] for v in old]}", stacklevel=2)
         out["variant"] = out["variant"].replace(RENAMED)
     return out
+
+
+def _setting_differences(configs: dict[str, dict[str, Any]]) -> list[str]:
+    """The settings (section.key) on which the configs differ, but for run.countries, each with
+    its value per country: "method.tau: 0.5 (Chile), 0.7 (Mexico)"."""
+    keys = sorted({(s, k) for c in configs.values() for s, v in c.items() for k in v}
+                  - {("run", "countries")})
+    out = []
+    for s, k in keys:
+        values = {c: cfg.get(s, {}).get(k) for c, cfg in configs.items()}
+        if len({json.dumps(v, sort_keys=True, default=str) for v in values.values()}) > 1:
+            out.append(f"{s}.{k}: " + ", ".join(f"{v!r} ({c})" for c, v in values.items()))
+    return out
+
+
+@dataclass
+class Reopened:
+    """Runs read back as they ran (``reopen``): the config of their ``run.json``, their results,
+    the run's shared inputs (``prep``, prepared once when first asked) and their saved models."""
+
+    root: Path
+    cfg: Config  # as the runs ran, with run.countries: every country reopened
+    results: pd.DataFrame
+    records: dict[str, dict[str, Any]]  # country -> its run.json
+
+    @property
+    def countries(self) -> list[str]:
+        return list(pd.unique(self.results["country"]))
+
+    @property
+    def seeds(self) -> list[int]:
+        return sorted(int(s) for s in self.results["seed"].unique())
+
+    @functools.cached_property
+    def prep(self) -> Prepared:
+        """``scpo.scoring.prepare`` of the config they ran with: their pairs, global RM and its
+        scores (cached by the runs themselves)."""
+        return prepare(self.cfg)
+
+    def model(self, country: str, variant: str, seed: int) -> RewardModel:
+        """A model a run saved (``load_model``; the global RM for variant "global")."""
+        return load_model(self.root, self.prep.global_rm, country, variant, seed)
+
+
+def reopen(root: str | Path, countries: list[str] | None = None) -> Reopened:
+    """The country pages' runs under ``root`` (those of ``countries``; None: every one found),
+    as they were run: the aggregate chapters read their results and models back under the
+    settings they ran with (a page rerun with ``-p tau 0.5`` is read back at tau 0.5), never
+    under a preset's. The pages must have run alike but for their country: a setting that
+    differs is an error naming it."""
+    results = load_results(root, countries)
+    names = list(pd.unique(results["country"]))
+    records = {c: json.loads((Path(root) / country_slug(c) / RECORD).read_text()) for c in names}
+    configs = {c: r["config"] for c, r in records.items()}
+    differ = _setting_differences(configs)
+    if differ:
+        raise ValueError(f"the runs under {root} were run with other settings, so no one "
+                         "configuration describes them: " + "; ".join(differ)
+                         + ". Rerun them alike (or reopen them apart).")
+    first = dict(configs[names[0]])
+    cfg = Config().update({**first, "run": {**first["run"], "countries": names}},
+                          where=str(Path(root) / country_slug(names[0]) / RECORD))
+    return Reopened(Path(root), cfg, results, records)
 
 
 def load_model(root: str | Path, global_rm: RewardModel, country: str, variant: str,

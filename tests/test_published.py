@@ -14,7 +14,8 @@ import torch
 
 from scpo import cli, published
 from scpo.config import load_preset
-from scpo.experiment import country_splits, prepare, run
+from scpo.experiment import country_splits, run
+from scpo.scoring import prepare
 from scpo.simulate import ensure_simulation, sim_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest
