@@ -185,7 +185,7 @@ def scored(rm: Any, test: pd.DataFrame, seed: int) -> tuple[np.ndarray, np.ndarr
 
 def evaluate(test: pd.DataFrame, rc: np.ndarray, rr: np.ndarray, n_boot: int,
              seed: int) -> list[dict[str, Any]]:
-    """``scpo.evaluate.evaluate_model`` as ``experiment.evaluate_variant`` calls it; the
+    """``scpo.evaluate.evaluate_model`` as ``experiment.evaluate_on_test`` calls it; the
     bootstrap seed is shared by every run, so two runs' intervals differ only if their scores
     do."""
     from scpo import evaluate as ev

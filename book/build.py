@@ -704,7 +704,7 @@ def warm_caches(preset: str, dataset: str, data_dir: str) -> None:
     for key in ("HF_HUB_OFFLINE", "TOKENIZERS_PARALLELISM"):
         os.environ.setdefault(key, KERNEL_ENV[key])
     from scpo.config import load_preset
-    from scpo.experiment import country_splits, evaluate_variant
+    from scpo.experiment import country_splits, evaluate_on_test
     from scpo.scoring import prepare
 
     cfg = load_preset(preset)
@@ -712,7 +712,7 @@ def warm_caches(preset: str, dataset: str, data_dir: str) -> None:
     prep = prepare(cfg)
     for country in prep.countries:  # GlobalOpinionQA: also embeds every option of the test set
         test = country_splits(prep, country)["test"]
-        evaluate_variant(prep, prep.global_rm, test, seed=0, country=country)
+        evaluate_on_test(prep, prep.global_rm, test, seed=0, country=country)
 
 
 # ---------------------------------------------------------------------------- the book

@@ -12,7 +12,7 @@ country's SCPO-weighted pairs at once and told which country it scores for:
     per_country_seconds(prep, countries, seed)         # the per-country models' training time
 
 ``model.for_country(c)`` is the ``RewardModel`` that scores for c, so
-``scpo.experiment.evaluate_variant`` evaluates it as it does a per-country model.
+``scpo.experiment.evaluate_on_test`` evaluates it as it does a per-country model.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from scpo import experiment
-from scpo.experiment import country_splits, evaluate_variant, result_rows, training_counts
+from scpo.experiment import country_splits, evaluate_on_test, result_rows, training_counts
 from scpo.models import ConditionedRM, TrainHistory, UnknownCountryWarning, build_conditioned
 from scpo.models.base import country_list
 from scpo.outdir import claim
@@ -168,14 +168,14 @@ def run_conditioned(prep: Prepared, countries: Sequence[str] | None = None,
             c, on = n.pop("country"), {k: v for k, v in n.items() if k != "left_out"}
             with warnings.catch_warnings():  # a left-out country: its variant name says so
                 warnings.simplefilter("ignore", UnknownCountryWarning)
-                evaluated = evaluate_variant(prep, model.for_country(c), tests[c], seed, c)
+                evaluated = evaluate_on_test(prep, model.for_country(c), tests[c], seed, c)
             rows += result_rows(evaluated, country=c, seed=seed, counts=on, tau=tau,
                                 beta=beta, lr=lr,
                                 variant=VARIANT_LOO if n["left_out"] else VARIANT)
             if c in pool_without:  # the global RM it started from, on the same test pairs
                 nothing = np.zeros(on["n_train"], dtype=bool)  # it trained on no pair
                 rows += result_rows(
-                    evaluate_variant(prep, start.global_rm, tests[c], seed, c), country=c,
+                    evaluate_on_test(prep, start.global_rm, tests[c], seed, c), country=c,
                     variant=GLOBAL_LOO, seed=seed, tau=tau, beta=beta, lr=lr,
                     counts=training_counts(country_splits(start, c)["train"], nothing, 0.0))
         out.results = pd.DataFrame(rows)

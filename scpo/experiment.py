@@ -224,7 +224,7 @@ def _jsd_alignment(opts: pd.DataFrame, model: RewardModel, country: str) -> floa
     return float(np.mean(evaluate.jsd_alignment(scores, [np.asarray(x) for x in q["shares"]])))
 
 
-def evaluate_variant(prep: Prepared, model: RewardModel, test: pd.DataFrame, seed: int,
+def evaluate_on_test(prep: Prepared, model: RewardModel, test: pd.DataFrame, seed: int,
                      country: str, scores: tuple[np.ndarray, np.ndarray] | None = None
                      ) -> list[dict[str, Any]]:
     """The result rows of one model on a country's test pairs (``scores``: its (r+, r-), when
@@ -261,7 +261,7 @@ def result_rows(evaluated: list[dict[str, Any]], *, country: str, variant: str, 
                 counts: dict[str, Any], tau: float, beta: float, lr: float
                 ) -> list[dict[str, Any]]:
     """The results table's rows of one model (one per test set): who and which seed,
-    ``evaluate_variant``'s numbers, ``training_counts``' and the settings it trained with. Every
+    ``evaluate_on_test``'s numbers, ``training_counts``' and the settings it trained with. Every
     run writes its rows through here, so their columns are one schema."""
     return [{"country": country, "variant": variant, "seed": seed, **r, **counts,
              "tau": tau, "beta": beta, "lr": lr} for r in evaluated]
@@ -318,7 +318,7 @@ def run_country(prep: Prepared, country: str, *, keep_models: bool = False,
         if (save_models is not None and variant.train
                 and (save_variants is None or variant.name in save_variants)):
             model.save(model_dir(save_models, country, variant.name, seed))
-        new = result_rows(evaluate_variant(prep, model, test, seed, country, scores),
+        new = result_rows(evaluate_on_test(prep, model, test, seed, country, scores),
                           country=country, variant=variant.name, seed=seed,
                           counts=training_counts(train, w > 0, float(w.sum())),
                           tau=tau, beta=beta, lr=lr)

@@ -131,11 +131,11 @@ def test_the_experiment_averages_the_countrys_test_questions(data):
     got = experiment._jsd_alignment(prep.data.options, model, "Chile")
     assert got == pytest.approx(expected, abs=1e-9)
 
-    # and the row that evaluate_variant writes for a GOQA run carries the same number
+    # and the row that evaluate_on_test writes for a GOQA run carries the same number
     test = data.pairs[(data.pairs["country"] == "Chile") & (data.pairs["split"] == "test")]
     rc, rr = model.score_pairs(test)
     test = test.assign(rg_chosen=rc, rg_rejected=rr).reset_index(drop=True)
-    rows = experiment.evaluate_variant(prep, model, test, 0, "Chile")
+    rows = experiment.evaluate_on_test(prep, model, test, 0, "Chile")
     assert rows[0]["test_set"] == "overall"
     assert rows[0]["jsd_alignment"] == pytest.approx(expected, abs=1e-9)
 
