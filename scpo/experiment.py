@@ -64,7 +64,7 @@ def country_splits(prep: Prepared, country: str) -> dict[str, pd.DataFrame]:
             "val": train[train["tune_val"]].reset_index(drop=True)}
 
 
-def check_countries(prep: Prepared, countries: Collection[str]) -> None:
+def check_runnable(prep: Prepared, countries: Collection[str]) -> None:
     """Fail before any training if a requested country cannot be run as configured.
 
     Each country needs test pairs; each filtering variant must keep a training pair at tau; the
@@ -280,7 +280,7 @@ def run_country(prep: Prepared, country: str, *, keep_models: bool = False,
     """
     cfg = prep.cfg
     to_export = export_variants(cfg.run, prep.global_rm, overwrite)
-    check_countries(prep, [country])
+    check_runnable(prep, [country])
     if save_models is not None:  # refused before training if the folder is not scpo's
         claim_results_dir(Path(save_models) / country_slug(country))
     splits = country_splits(prep, country)
@@ -342,7 +342,7 @@ def run(cfg: Config, out_dir: str | Path | None = None, *, progress: bool = True
     if out_dir is not None and is_main_process():
         check_writable(out_dir, overwrite=overwrite, what="run's results")
     prep = prepare(cfg)
-    check_countries(prep, prep.countries)  # every country, before the first training step
+    check_runnable(prep, prep.countries)  # every country, before the first training step
     export_variants(cfg.run, prep.global_rm, overwrite)
     t_prep = time.perf_counter() - t0
     runs = {}

@@ -154,16 +154,16 @@ def test_a_missing_model_is_named_before_anything_runs(world):
     cfg.model.minority_models = {"Chile": published.AUTHORS_MODELS["Chile"]}
     prep = prepare(config(world, variants=["global"]))  # scoring needs no given model
     prep.cfg = cfg
-    from scpo.experiment import check_countries
+    from scpo.experiment import check_runnable
 
     with pytest.raises(ValueError, match=r"Mexico: model.minority_models has no reward model "
                                          r"for 'Mexico'"):
-        check_countries(prep, COUNTRIES)
+        check_runnable(prep, COUNTRIES)
     cfg.model.minority_models = dict(published.AUTHORS_MODELS)
     cfg.model.minority_dir = str(world["root"] / "nowhere")
     with pytest.raises(ValueError, match=r"Chile: model.minority_dir=.*no directory .*"
                                          r"scpo-reward-model-chile"):
-        check_countries(prep, COUNTRIES)
+        check_runnable(prep, COUNTRIES)
 
 
 def test_hub_out_of_reach_is_one_line_naming_the_local_option(world, tmp_path, capsys):
