@@ -139,7 +139,7 @@ def run_ladder(cfg: Any, s: Settings, progress: bool = True
                ) -> tuple[pd.DataFrame, dict[str, Any], dict[str, float]]:
     """Every rung x country x variant x seed: tidy results, the record, the timings."""
     from scpo.experiment import run_country
-    from scpo.scoring import Prepared, add_global_scores, prepare
+    from scpo.scoring import RunInputs, add_global_scores, prepare
 
     unknown = sorted(set(s.rungs) - set(RUNGS))
     if unknown or not s.rungs:
@@ -172,7 +172,7 @@ def run_ladder(cfg: Any, s: Settings, progress: bool = True
             scored = add_global_scores(pairs.drop(columns=["rg_chosen", "rg_rejected"]), glob)
             timings[f"{rung}_global_s"] = time.perf_counter() - t
             log(f"{rung}: global RM trained and scored the pairs")
-        rprep = Prepared(rcfg, prep.data, scored, glob, list(s.countries))
+        rprep = RunInputs(rcfg, prep.data, scored, glob, list(s.countries))
         for c in s.countries:
             r = run_country(rprep, c, progress=progress)
             results.append(r.results.assign(rung=rung))

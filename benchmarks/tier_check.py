@@ -231,7 +231,7 @@ def run_tier_check(cfg: Any, s: Settings,
     """Both tiers, every variant, one country: the tidy results (a ``tier`` column first, then
     ``experiment.run_country``'s columns) and the record that run.json holds."""
     from scpo.experiment import run_country
-    from scpo.scoring import Prepared, add_global_scores, prepare
+    from scpo.scoring import RunInputs, add_global_scores, prepare
 
     def log(msg: str) -> None:
         if progress:
@@ -254,7 +254,7 @@ def run_tier_check(cfg: Any, s: Settings,
     t = time.perf_counter()
     emb_cfg = tier_config(cfg, s, "embedding")
     scored["embedding"] = pairs
-    runs["embedding"] = run_country(Prepared(emb_cfg, prep.data, pairs, prep.global_rm,
+    runs["embedding"] = run_country(RunInputs(emb_cfg, prep.data, pairs, prep.global_rm,
                                              [s.country]), s.country, progress=progress)
     timings["embedding_tier_s"] = time.perf_counter() - t
     log("embedding tier done")
@@ -269,7 +269,7 @@ def run_tier_check(cfg: Any, s: Settings,
     log("hf global RM scored the country's pairs")
     t = time.perf_counter()
     hf_cfg = tier_config(cfg, s, "hf")
-    runs["hf"] = run_country(Prepared(hf_cfg, prep.data, scored["hf"], hf_global, [s.country]),
+    runs["hf"] = run_country(RunInputs(hf_cfg, prep.data, scored["hf"], hf_global, [s.country]),
                              s.country, progress=progress)
     timings["hf_variants_s"] = time.perf_counter() - t
     timings["total_s"] = time.perf_counter() - t0

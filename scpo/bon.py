@@ -291,7 +291,7 @@ def picks_by_country(items: pd.DataFrame, models: Mapping[str, RewardModel],
 
 
 def turns_of(prep: Any) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """``turn_items`` of a run's data (``scpo.scoring.Prepared``: its simulation, PRISM's
+    """``turn_items`` of a run's data (``scpo.scoring.RunInputs``: its simulation, PRISM's
     directory or the hub), with its split and prompts, for the run's countries; the report's
     counts (``n_turns``, ``single_response_turns``, ``turns_with_tied_top_score``) are those
     countries'."""

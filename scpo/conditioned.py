@@ -35,7 +35,7 @@ from scpo.models import ConditionedRM, TrainHistory, UnknownCountryWarning, buil
 from scpo.models.base import country_list
 from scpo.outdir import claim
 from scpo.results import conditioned_card
-from scpo.scoring import Prepared, prepare_without
+from scpo.scoring import RunInputs, prepare_without
 from scpo.variants import VARIANTS, training_weights
 
 VARIANT, VARIANT_LOO = "conditioned", "conditioned_loo"  # the results' variant names
@@ -56,7 +56,7 @@ def _left_out(leave_out: str | Collection[str] | None, countries: list[str]) -> 
     return out
 
 
-def conditioned_training_set(prep: Prepared, countries: Sequence[str], tau: float, beta: float,
+def conditioned_training_set(prep: RunInputs, countries: Sequence[str], tau: float, beta: float,
                              leave_out: str | Collection[str] | None = None
                              ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(pairs, counts): every training country's kept training pairs in one table, with its
@@ -114,7 +114,7 @@ class ConditionedRun:
     pool_without: list[str] = field(default_factory=list)
 
 
-def run_conditioned(prep: Prepared, countries: Sequence[str] | None = None,
+def run_conditioned(prep: RunInputs, countries: Sequence[str] | None = None,
                     seeds: Sequence[int] | None = None, *,
                     leave_out: str | Collection[str] | None = None,
                     template: str | None = None, keep_models: bool = False,
@@ -190,7 +190,7 @@ def run_conditioned(prep: Prepared, countries: Sequence[str] | None = None,
     return out
 
 
-def cross_country(model: ConditionedRM, prep: Prepared,
+def cross_country(model: ConditionedRM, prep: RunInputs,
                   countries: Sequence[str] | None = None) -> pd.DataFrame:
     """Overall accuracy of ``model`` asked for country A (rows, "asked_for") on the test pairs
     of country B (columns, "tested_on"): ``experiment.cross_country`` of its views, as the
@@ -203,7 +203,7 @@ def cross_country(model: ConditionedRM, prep: Prepared,
             .loc[countries, countries].rename_axis(index="asked_for", columns="tested_on"))
 
 
-def per_country_seconds(prep: Prepared, countries: Sequence[str], seed: int,
+def per_country_seconds(prep: RunInputs, countries: Sequence[str], seed: int,
                         variant: str = "scpo_fw") -> float:
     """The time the per-country models of ``variant`` take to train, together: each country's
     ``fit`` alone, on its kept training pairs at the run's tau and beta, from a copy of the

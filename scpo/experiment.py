@@ -44,7 +44,7 @@ from scpo.results import (
     run_record,
     write_results,
 )
-from scpo.scoring import Prepared, prepare
+from scpo.scoring import RunInputs, prepare
 from scpo.variants import Variant, resolve, training_weights
 
 
@@ -52,7 +52,7 @@ class EmptyFilterError(ValueError):
     """A variant's filter kept no training pair."""
 
 
-def country_splits(prep: Prepared, country: str) -> dict[str, pd.DataFrame]:
+def country_splits(prep: RunInputs, country: str) -> dict[str, pd.DataFrame]:
     """A country's pairs: "train" (every training pair: what each variant trains on), "test",
     and the tuned variant's inner split of the training users, "fit" and "val"."""
     sub = select_country(prep.pairs, country)
@@ -64,7 +64,7 @@ def country_splits(prep: Prepared, country: str) -> dict[str, pd.DataFrame]:
             "val": train[train["tune_val"]].reset_index(drop=True)}
 
 
-def check_runnable(prep: Prepared, countries: Collection[str]) -> None:
+def check_runnable(prep: RunInputs, countries: Collection[str]) -> None:
     """Fail before any training if a requested country cannot be run as configured.
 
     Each country needs test pairs; each filtering variant must keep a training pair at tau; the
@@ -131,7 +131,7 @@ def kept_weights(variant: Variant, train: pd.DataFrame, tau: float, beta: float,
     return w
 
 
-def _train(prep: Prepared, train: pd.DataFrame, w: np.ndarray, seed: int, lr: float,
+def _train(prep: RunInputs, train: pd.DataFrame, w: np.ndarray, seed: int, lr: float,
            val: pd.DataFrame | None) -> tuple[RewardModel, list[dict[str, Any]]]:
     model = prep.global_rm.copy()
     tcfg = dataclasses.replace(prep.cfg.train, lr=lr)
@@ -146,7 +146,7 @@ def _val_accuracy(model: RewardModel, val: pd.DataFrame) -> float:
     return float(np.mean(rc > rr))
 
 
-def tune(prep: Prepared, country: str, seed: int, splits: dict[str, pd.DataFrame],
+def tune(prep: RunInputs, country: str, seed: int, splits: dict[str, pd.DataFrame],
          variant: Variant) -> dict[str, Any]:
     """Choose tau / beta / lr for one country by overall accuracy on held-out training users.
 
@@ -185,7 +185,7 @@ def tune(prep: Prepared, country: str, seed: int, splits: dict[str, pd.DataFrame
             "n_val_users": int(val["user_id"].nunique())}
 
 
-def given_model(prep: Prepared, country: str, variant: Variant) -> RewardModel:
+def given_model(prep: RunInputs, country: str, variant: Variant) -> RewardModel:
     """A country RM given by ``model.minority_models`` (the authors' published ones with the
     preset "published"), loaded to be scored as ``variant.score_mode``, never trained."""
     m = prep.cfg.model
@@ -224,7 +224,7 @@ def _jsd_alignment(opts: pd.DataFrame, model: RewardModel, country: str) -> floa
     return float(np.mean(evaluate.jsd_alignment(scores, [np.asarray(x) for x in q["shares"]])))
 
 
-def evaluate_on_test(prep: Prepared, model: RewardModel, test: pd.DataFrame, seed: int,
+def evaluate_on_test(prep: RunInputs, model: RewardModel, test: pd.DataFrame, seed: int,
                      country: str, scores: tuple[np.ndarray, np.ndarray] | None = None
                      ) -> list[dict[str, Any]]:
     """The result rows of one model on a country's test pairs (``scores``: its (r+, r-), when
@@ -267,7 +267,7 @@ def result_rows(evaluated: list[dict[str, Any]], *, country: str, variant: str, 
              "tau": tau, "beta": beta, "lr": lr} for r in evaluated]
 
 
-def run_country(prep: Prepared, country: str, *, keep_models: bool = False,
+def run_country(prep: RunInputs, country: str, *, keep_models: bool = False,
                 progress: bool = True, save_models: str | Path | None = None,
                 save_variants: Collection[str] | None = None,
                 overwrite: bool = False) -> CountryRun:
@@ -333,7 +333,7 @@ def run_country(prep: Prepared, country: str, *, keep_models: bool = False,
 
 def run(cfg: Config, out_dir: str | Path | None = None, *, progress: bool = True,
         keep_models: bool = False,
-        overwrite: bool = False) -> tuple[pd.DataFrame, Prepared, dict[str, CountryRun]]:
+        overwrite: bool = False) -> tuple[pd.DataFrame, RunInputs, dict[str, CountryRun]]:
     """All countries; with ``out_dir``, write results.parquet/.csv, histories.json, run.json
     (``out_dir`` new, empty or an earlier run's; a folder of the user's only with
     ``overwrite``: checked before any work)."""

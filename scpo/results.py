@@ -33,7 +33,7 @@ from scpo.config import Config, RunConfig
 from scpo.models import RewardModel
 from scpo.models.device import is_main_process
 from scpo.outdir import check_writable, claim, safe_name, write_file_atomically
-from scpo.scoring import Prepared, prepare
+from scpo.scoring import RunInputs, prepare
 from scpo.variants import KNOWN, RENAMED, resolve
 
 if TYPE_CHECKING:
@@ -115,7 +115,7 @@ def installed_commit() -> str | None:
     return commit if isinstance(commit, str) and _COMMIT.fullmatch(commit) else None
 
 
-def run_record(prep: Prepared) -> dict[str, Any]:
+def run_record(prep: RunInputs) -> dict[str, Any]:
     """What is needed to trace and rerun any number of a run (``scpo.scoring.prepare``'s):
     config, versions, data fingerprint, global RM."""
     data = prep.data
@@ -300,7 +300,7 @@ class Reopened:
         return sorted(int(s) for s in self.results["seed"].unique())
 
     @functools.cached_property
-    def prep(self) -> Prepared:
+    def prep(self) -> RunInputs:
         """``scpo.scoring.prepare`` of the config they ran with: their pairs, global RM and its
         scores (cached by the runs themselves)."""
         return prepare(self.cfg)

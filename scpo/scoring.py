@@ -47,9 +47,10 @@ def add_global_scores(pairs: pd.DataFrame, rm: RewardModel,
 
 
 @dataclass
-class Prepared:
-    """Everything shared by every country, variant and seed of a run (its record is
-    ``scpo.results.run_record``)."""
+class RunInputs:
+    """A run's inputs, shared by every country, variant and seed (``prepare``'s): its config,
+    its data, the pairs with the global RM's scores, that RM and the countries. Its record is
+    ``scpo.results.run_record``."""
 
     cfg: Config
     data: PairData
@@ -61,7 +62,7 @@ class Prepared:
         return {"source": self.data.source, "fingerprint": self.data.fingerprint}
 
 
-def prepare(cfg: Config) -> Prepared:
+def prepare(cfg: Config) -> RunInputs:
     """Load pairs, get the global RM and score every distinct text with it once."""
     data = load_pairs(cfg.data)
     if cfg.data.prompt_context == "history" and models.reads_chat(cfg.model):
@@ -77,10 +78,10 @@ def prepare(cfg: Config) -> Prepared:
         pairs = mine.assign(rg_chosen=np.nan, rg_rejected=np.nan)
         pairs.loc[test.index, ["rg_chosen", "rg_rejected"]] = test[["rg_chosen", "rg_rejected"]]
     global_rm.offload()  # its scores are in the table; from now on it is only copied
-    return Prepared(cfg, data, pairs, global_rm, countries)
+    return RunInputs(cfg, data, pairs, global_rm, countries)
 
 
-def prepare_without(prep: Prepared, countries: Collection[str]) -> tuple[Prepared, list[str]]:
+def prepare_without(prep: RunInputs, countries: Collection[str]) -> tuple[RunInputs, list[str]]:
     """The run's data with a global RM that never saw ``countries``, and which of them it had
     to be retrained without.
 
@@ -99,4 +100,4 @@ def prepare_without(prep: Prepared, countries: Collection[str]) -> tuple[Prepare
     rm = models.build_global(prep.cfg, prep.data, without=held)
     pairs = add_global_scores(prep.pairs.drop(columns=["rg_chosen", "rg_rejected"]), rm)
     rm.offload()
-    return Prepared(prep.cfg, prep.data, pairs, rm, prep.countries), held
+    return RunInputs(prep.cfg, prep.data, pairs, rm, prep.countries), held

@@ -127,7 +127,7 @@ def test_the_experiment_averages_the_countrys_test_questions(data):
     everything = float(np.mean(list(BY_HAND.values())))
     assert abs(expected - everything) > 0.01  # the training question would move the mean
     model = FixedScores()
-    prep = scoring.Prepared(Config(), data, data.pairs, FixedScores(), ["Chile"])
+    prep = scoring.RunInputs(Config(), data, data.pairs, FixedScores(), ["Chile"])
     got = experiment._jsd_alignment(prep.data.options, model, "Chile")
     assert got == pytest.approx(expected, abs=1e-9)
 
@@ -141,7 +141,7 @@ def test_the_experiment_averages_the_countrys_test_questions(data):
 
 
 def test_mexico_matched_exactly_scores_one(data):
-    prep = scoring.Prepared(Config(), data, data.pairs, FixedScores(), ["Mexico"])
+    prep = scoring.RunInputs(Config(), data, data.pairs, FixedScores(), ["Mexico"])
     opts = data.options
     if not ((opts["country"] == "Mexico") & (opts["split"] == "test")).any():
         pytest.fail("the fixture should put Mexico's only question (A) in the test split")
