@@ -101,10 +101,10 @@ def check_runnable(prep: RunInputs, countries: Collection[str]) -> None:
                          for t, b in grid):
                 why.append(f"no tau of the tuning grid {cfg.run.tune_grid['tau']} keeps a "
                            "fitting pair")
-        given = [v.name for v in variants if v.given]
-        if given and cfg.model.backend != models.EXTERNAL_TIER:
-            why.append(f"variant(s) {given} need model.backend = {models.EXTERNAL_TIER!r}")
-        elif given:
+        external = [v.name for v in variants if v.external]
+        if external and cfg.model.backend != models.EXTERNAL_TIER:
+            why.append(f"variant(s) {external} need model.backend = {models.EXTERNAL_TIER!r}")
+        elif external:
             try:
                 model_location(country, cfg.model.minority_models, cfg.model.minority_dir)
             except (KeyError, FileNotFoundError) as e:
@@ -185,18 +185,19 @@ def tune(prep: RunInputs, country: str, seed: int, splits: dict[str, pd.DataFram
             "n_val_users": int(val["user_id"].nunique())}
 
 
-def given_model(prep: RunInputs, country: str, variant: Variant) -> RewardModel:
-    """A country RM given by ``model.minority_models`` (the authors' published ones with the
-    preset "published"), loaded to be scored as ``variant.score_mode``, never trained."""
+def external_country_model(prep: RunInputs, country: str, variant: Variant) -> RewardModel:
+    """An external variant's country RM, given by ``model.minority_models`` (the authors'
+    published ones with the preset "published"), loaded to be scored as
+    ``variant.score_mode``, never trained."""
     m = prep.cfg.model
     where = model_location(country, m.minority_models, m.minority_dir)
     return models.external_model(m, where, variant.score_mode)
 
 
-def _given_scores(model: RewardModel, test: pd.DataFrame, seed: int,
-                  cache: dict[str, tuple[np.ndarray, np.ndarray]], name: str
-                  ) -> tuple[np.ndarray, np.ndarray]:
-    """A given RM's test scores: computed once in eval mode (they repeat), or per seed with
+def _external_scores(model: RewardModel, test: pd.DataFrame, seed: int,
+                     cache: dict[str, tuple[np.ndarray, np.ndarray]], name: str
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """An external RM's test scores: computed once in eval mode (they repeat), or per seed with
     dropout on, from a generator seeded with ``seed`` (same seed, same dropout masks)."""
     import torch
 
@@ -287,18 +288,18 @@ def run_country(prep: RunInputs, country: str, *, keep_models: bool = False,
     train, test = splits["train"], splits["test"]
     out = CountryRun(country, pd.DataFrame())
     rows: list[dict[str, Any]] = []
-    given: dict[str, RewardModel] = {}  # a given RM is loaded once per country
+    external: dict[str, RewardModel] = {}  # an external RM is loaded once per country
     fixed_scores: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # eval-mode scores repeat
     jobs = list(itertools.product(cfg.run.seeds, resolve(cfg.run.variants)))
     for seed, variant in tqdm(jobs, desc=country, disable=not progress, leave=False):
         tau, beta, lr = cfg.method.tau, cfg.method.beta, cfg.train.lr
         w = np.zeros(len(train))  # the global RM trains on nothing
         scores = None
-        if variant.given:
-            if variant.name not in given:
-                given[variant.name] = given_model(prep, country, variant)
-            model, hist = given[variant.name], []
-            scores = _given_scores(model, test, seed, fixed_scores, variant.name)
+        if variant.external:
+            if variant.name not in external:
+                external[variant.name] = external_country_model(prep, country, variant)
+            model, hist = external[variant.name], []
+            scores = _external_scores(model, test, seed, fixed_scores, variant.name)
         elif not variant.train:
             model, hist = prep.global_rm, []
         else:

@@ -237,7 +237,7 @@ def save_country(out: str | Path, run_: CountryRun, record: dict[str, Any]) -> P
     d = Path(out) / country_slug(run_.country)
     for key, model in run_.models.items():
         variant, seed = key.split("/")
-        if KNOWN[variant].train:  # the global RM and given RMs are not this run's to save
+        if KNOWN[variant].train:  # the global RM and external RMs are not this run's to save
             claim_results_dir(d)
             model.save(model_dir(out, run_.country, variant, seed))
     write_results(d, {run_.country: run_}, run_.results, record)

@@ -79,7 +79,7 @@ def results(world, tmp_path_factory):
     return res, prep, out
 
 
-def test_given_models_are_loaded_scored_and_never_trained(results, world, monkeypatch):
+def test_external_models_are_loaded_scored_and_never_trained(results, world, monkeypatch):
     res, prep, out = results
     assert set(res["variant"]) == {"global", "published", "published_dropout"}
     assert set(res["country"]) == set(COUNTRIES)
