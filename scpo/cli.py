@@ -21,7 +21,7 @@ from pathlib import Path
 
 from scpo.config import Config, describe, help_text, list_presets, load_preset
 
-# the command line's shortcuts for config fields; their help is the field's own (config.knob)
+# the command line's shortcuts for config fields; their help is the field's own (config.setting)
 FLAGS: list[tuple[str, str, str, dict]] = [
     ("--dataset", "data", "dataset", {"choices": ["sim", "prism", "goqa"]}),
     ("--data-dir", "data", "data_dir", {}),
