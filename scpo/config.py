@@ -113,9 +113,10 @@ class TrainConfig:
 class ModelConfig:
     """The reward models: the tier (embedding, partial or Hugging Face) and its options."""
 
-    backend: str = setting("embedding", '"embedding" (frozen encoder + head), "partial" (the top '
-                           'model.train_layers layers of a HF encoder trained, the rest frozen and '
-                           'cached) or "hf" (a Hugging Face RM, fine-tuned in full or with LoRA)')
+    backend: str = setting("embedding", 'the tier: "embedding" (frozen encoder + head), "partial" '
+                           '(the top model.train_layers layers of a HF encoder trained, the rest '
+                           'frozen and cached) or "hf" (a Hugging Face RM, fine-tuned in full or '
+                           'with LoRA)')
     encoder: str = setting("minilm", 'embedding tier, and the partial tier without global_model: '
                            '"minilm" (shipped) or a HF model id / directory')
     train_layers: int = setting(2, "partial tier: how many top transformer layers train (with the "

@@ -4,10 +4,10 @@
     build_conditioned(global_rm, countries)  # one untrained model for every country
     external_model(cfg.model, where, mode)   # a country RM given by model.minority_models
 
-The tiers (``model.backend``): ``embedding`` trains a head on frozen sentence embeddings,
-``partial`` a transformer's top layers, ``hf`` the whole transformer (or LoRA adapters). On the
-first two the global RM is trained on the global pool (``scpo.data.global_pool``) unless one
-is given; on ``hf`` it is always given.
+The tiers (a run's ``model.backend``, the ladder chapter's "rungs"): ``embedding`` trains a head
+on frozen sentence embeddings, ``partial`` a transformer's top layers, ``hf`` the whole
+transformer (or LoRA adapters). On the first two the global RM is trained on the global pool
+(``scpo.data.global_pool``) unless one is given; on ``hf`` it is always given.
 """
 
 from __future__ import annotations
@@ -38,10 +38,10 @@ TRAINER_SOURCES = {
 PACKAGE = Path(__file__).parents[1]
 
 
-def trainer_code(backend: str) -> str:
-    """sha256 of the source files that train ``backend``'s global RM (``TRAINER_SOURCES``)."""
+def trainer_code(tier: str) -> str:
+    """sha256 of the source files that train ``tier``'s global RM (``TRAINER_SOURCES``)."""
     h = hashlib.sha256()
-    for name in TRAINER_SOURCES.get(backend, ()):
+    for name in TRAINER_SOURCES.get(tier, ()):
         h.update(name.encode() + b"\0" + (PACKAGE / name).read_bytes())
     return h.hexdigest()[:16]
 
