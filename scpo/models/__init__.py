@@ -2,7 +2,8 @@
 
 Outside this package a reward model is a ``RewardModel`` (or a ``ConditionedRM``, one model for
 every country), made by ``build_global`` (the run's global RM), ``build_conditioned`` or
-``external_model``, read back by ``load`` or ``load_any``; no other module names a tier's class.
+``external_model``, read back by ``load`` or ``load_any`` and asked for a country by
+``for_country``; no module outside this package names a tier's class.
 The tiers (``model.backend``) are ``TIERS``:
 
 - ``base``         the ``RewardModel`` and ``ConditionedRM`` interfaces; what training shares
