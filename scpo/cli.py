@@ -100,7 +100,10 @@ def cmd_conditioned(args: argparse.Namespace) -> None:
     run_ = conditioned.run_conditioned(prep, prep.countries, cfg.run.seeds,
                                        leave_out=args.leave_out, export_dir=args.export,
                                        progress=True, overwrite=args.overwrite)
-    write_conditioned(out, run_, run_record(prep), args.leave_out or [], args.overwrite)
+    record = {**run_record(prep), "conditioned": {
+        "leave_out": args.leave_out or [], "n_parameters": run_.n_parameters,
+        "per_country_parameters": run_.per_country_parameters}}
+    write_conditioned(out, run_.results, run_.counts, record, args.overwrite)
     table = run_.results.pivot_table(index=["country", "variant"], columns="test_set",
                                      values="accuracy")
     print((100 * table).round(1).to_string())

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, distribution, version
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 
@@ -35,9 +35,6 @@ from scpo.models.device import is_main_process
 from scpo.outdir import check_writable, claim, safe_name, write_file_atomically
 from scpo.scoring import RunInputs, prepare
 from scpo.variants import KNOWN, RENAMED, resolve
-
-if TYPE_CHECKING:
-    from scpo.conditioned import ConditionedRun
 
 
 @dataclass
@@ -214,15 +211,10 @@ def write_results(out: Path, runs: dict[str, CountryRun], results: pd.DataFrame,
     write_run_files(Path(out), files, {**record, "trained_on": trained_on(results)}, overwrite)
 
 
-def write_conditioned(out: str | Path, run_: ConditionedRun, record: dict[str, Any],
-                      leave_out: list[str], overwrite: bool = False) -> None:
-    """What ``scpo conditioned`` writes, as one set (``write_run_files``): the rows (as
-    ``scpo run``'s), the per-country counts and the record, with the conditioned model's
-    left-out countries and size."""
-    res, counts = run_.results, run_.counts
-    record = {**record, "conditioned": {
-        "leave_out": leave_out, "n_parameters": run_.n_parameters,
-        "per_country_parameters": run_.per_country_parameters}}
+def write_conditioned(out: str | Path, res: pd.DataFrame, counts: pd.DataFrame,
+                      record: dict[str, Any], overwrite: bool = False) -> None:
+    """What ``scpo conditioned`` writes (``scpo.conditioned.run_conditioned``'s), as one set
+    (``write_run_files``): the rows (as ``scpo run``'s), the per-country counts and the record."""
     write_run_files(Path(out), {
         "results.parquet": lambda p: res.to_parquet(p, index=False),
         "results.csv": lambda p: res.to_csv(p, index=False, float_format="%.10g"),
