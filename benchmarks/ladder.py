@@ -7,7 +7,7 @@
 Three rungs of fine-tuning depth, on the same pairs of the same simulation:
 
 - ``head``: the book's embedding tier, a linear head on frozen all-MiniLM-L6-v2 sentence
-  embeddings, with its own global RM (``experiment.prepare``) and the preset's recipe;
+  embeddings, with its own global RM (``scoring.prepare``) and the preset's recipe;
 - ``top``: the partial tier, MiniLM as a one-output classifier whose top ``train_layers``
   layers, pooler and score head train on cached hidden states (``scpo.models.partial``);
 - ``full``: the hf tier, every weight of the same MiniLM classifier fine-tuned.
@@ -138,8 +138,8 @@ def global_rm(data: Any, rcfg: Any, s: Settings, rung: str) -> tuple[Any, list[d
 def run_ladder(cfg: Any, s: Settings, progress: bool = True
                ) -> tuple[pd.DataFrame, dict[str, Any], dict[str, float]]:
     """Every rung x country x variant x seed: tidy results, the record, the timings."""
-    from scpo.experiment import Prepared, prepare, run_country
-    from scpo.scoring import add_global_scores
+    from scpo.experiment import run_country
+    from scpo.scoring import RunInputs, add_global_scores, prepare
 
     unknown = sorted(set(s.rungs) - set(RUNGS))
     if unknown or not s.rungs:
@@ -172,7 +172,7 @@ def run_ladder(cfg: Any, s: Settings, progress: bool = True
             scored = add_global_scores(pairs.drop(columns=["rg_chosen", "rg_rejected"]), glob)
             timings[f"{rung}_global_s"] = time.perf_counter() - t
             log(f"{rung}: global RM trained and scored the pairs")
-        rprep = Prepared(rcfg, prep.data, scored, glob, list(s.countries))
+        rprep = RunInputs(rcfg, prep.data, scored, glob, list(s.countries))
         for c in s.countries:
             r = run_country(rprep, c, progress=progress)
             results.append(r.results.assign(rung=rung))

@@ -84,7 +84,8 @@ def head_distances(models: dict[tuple[str, str, int], Any], theta_glo: np.ndarra
 def run_check(preset: str, countries: list[str] | None, seeds: list[int],
               progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
     from scpo.config import load_preset
-    from scpo.experiment import prepare, run_country
+    from scpo.experiment import run_country
+    from scpo.scoring import prepare
 
     t0 = time.perf_counter()
     cfg = load_preset(preset)

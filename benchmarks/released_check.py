@@ -185,11 +185,11 @@ def scored(rm: Any, test: pd.DataFrame, seed: int) -> tuple[np.ndarray, np.ndarr
 
 def evaluate(test: pd.DataFrame, rc: np.ndarray, rr: np.ndarray, n_boot: int,
              seed: int) -> list[dict[str, Any]]:
-    """``scpo.evaluate.evaluate_model`` as ``experiment.evaluate_variant`` calls it; the
+    """``scpo.evaluate.evaluate_model`` as ``experiment.evaluate_on_test`` calls it; the
     bootstrap seed is shared by every run, so two runs' intervals differ only if their scores
     do."""
     from scpo import evaluate as ev
-    from scpo.experiment import TRUTH_COLUMNS
+    from scpo.evaluate import TRUTH_COLUMNS
 
     truth = {k: test[c].to_numpy() for k, c in TRUTH_COLUMNS.items() if c in test.columns}
     return ev.evaluate_model(rc, rr, test["rg_chosen"].to_numpy(), test["rg_rejected"].to_numpy(),

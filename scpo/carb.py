@@ -286,19 +286,3 @@ def in_percent(table: pd.DataFrame) -> pd.DataFrame:
     """``carb_accuracy``'s table with accuracy, interval and chance in percent, 1 decimal."""
     cols = ("accuracy", "ci_low", "ci_high", "chance")
     return table.assign(**{c: (100 * table[c]).round(1) for c in cols})
-
-
-def load_reward_model(where: str, max_length: int = 512, mode: str = "fixed") -> RewardModel:
-    """Any reward model scpo can score with: a model scpo saved (either tier), an exported or
-    any Hugging Face checkpoint (directory or hub id)."""
-    path = Path(where)
-    if (path / "embedding_rm.json").is_file():
-        from scpo.models.embedding import EmbeddingRM
-
-        return EmbeddingRM.load(path)
-    from scpo.models.export import META_FILE
-    from scpo.models.hf import HFRewardModel
-
-    if (path / META_FILE).is_file():
-        return HFRewardModel.load(path)
-    return HFRewardModel.from_pretrained(where, max_length=max_length, mode=mode)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from scpo.config import Config, describe, help_text, list_presets, load_preset
 
-# the command line's shortcuts for config fields; their help is the field's own (config.knob)
+# the command line's shortcuts for config fields; their help is the field's own (config.setting)
 FLAGS: list[tuple[str, str, str, dict]] = [
     ("--dataset", "data", "dataset", {"choices": ["sim", "prism", "goqa"]}),
     ("--data-dir", "data", "data_dir", {}),
@@ -87,9 +87,9 @@ def cmd_run(args: argparse.Namespace) -> None:
 
 def cmd_conditioned(args: argparse.Namespace) -> None:
     from scpo import conditioned
-    from scpo.experiment import prepare
     from scpo.outdir import check_writable
-    from scpo.results import write_run_files
+    from scpo.results import run_record, write_conditioned
+    from scpo.scoring import prepare
 
     cfg = build_config(args)
     out = Path(args.out)
@@ -100,14 +100,10 @@ def cmd_conditioned(args: argparse.Namespace) -> None:
     run_ = conditioned.run_conditioned(prep, prep.countries, cfg.run.seeds,
                                        leave_out=args.leave_out, export_dir=args.export,
                                        progress=True, overwrite=args.overwrite)
-    res, counts = run_.results, run_.counts
-    record = {**prep.record(), "conditioned": {
+    record = {**run_record(prep), "conditioned": {
         "leave_out": args.leave_out or [], "n_parameters": run_.n_parameters,
         "per_country_parameters": run_.per_country_parameters}}
-    write_run_files(out, {
-        "results.parquet": lambda p: res.to_parquet(p, index=False),
-        "results.csv": lambda p: res.to_csv(p, index=False, float_format="%.10g"),
-        "counts.csv": lambda p: counts.to_csv(p, index=False)}, record, args.overwrite)
+    write_conditioned(out, run_.results, run_.counts, record, args.overwrite)
     table = run_.results.pivot_table(index=["country", "variant"], columns="test_set",
                                      values="accuracy")
     print((100 * table).round(1).to_string())
@@ -136,10 +132,12 @@ def cmd_pairs(args: argparse.Namespace) -> None:
 
 
 def cmd_carb(args: argparse.Namespace) -> None:
-    from scpo.carb import carb_report, describe_cue, in_percent, load_carb, load_reward_model
+    from scpo import models
+    from scpo.carb import carb_report, describe_cue, in_percent, load_carb
 
     items = load_carb(args.data_dir, hub_id=args.hub_id, revision=args.revision)
-    rm = load_reward_model(args.model, max_length=args.max_length)
+    rm = models.for_country(models.load_any(args.model, max_length=args.max_length),
+                            args.country)
     table, cue = carb_report(rm, items, country=args.country, by=args.by, n_boot=args.n_boot)
     print(in_percent(table).to_string(index=False))
     print(f"\n{len(items)} items; best-of-N accuracy and chance in %.\n{describe_cue(cue)}")
@@ -151,8 +149,7 @@ def cmd_carb(args: argparse.Namespace) -> None:
 
 
 def cmd_bon(args: argparse.Namespace) -> None:
-    from scpo import bon
-    from scpo.carb import load_reward_model
+    from scpo import bon, models
 
     items, report = bon.turn_items(args.data_dir, test_frac=args.test_frac,
                                    split_seed=args.split_seed, prompt_context=args.prompt_context)
@@ -161,7 +158,8 @@ def cmd_bon(args: argparse.Namespace) -> None:
             raise ValueError(f"--country {args.country!r}: no test turn of that country in "
                              f"{args.data_dir}; it has {sorted(items['country'].unique())}")
         items = items[items["country"] == args.country].reset_index(drop=True)
-    rm = load_reward_model(args.model, max_length=args.max_length)
+    rm = models.for_country(models.load_any(args.model, max_length=args.max_length),
+                            args.country)
     per = bon.evaluate_picks(items, bon.item_rewards(rm, items))
     table = bon.summarize(per, by=("country",), n_boot=args.n_boot)
     print(bon.cli_table(table).to_string())

@@ -33,8 +33,8 @@ def cache_dir() -> Path:
     return Path.home() / ".cache" / "scpo"
 
 
-def knob(default: Any = dataclasses.MISSING, doc: str = "", *,
-         factory: Any = dataclasses.MISSING) -> Any:
+def setting(default: Any = dataclasses.MISSING, doc: str = "", *,
+            factory: Any = dataclasses.MISSING) -> Any:
     """A config field with its one description (``help_text`` reads it: the CLI, ``scpo
     config`` and the notebooks point here instead of repeating it)."""
     return field(default=default, default_factory=factory, metadata={"help": doc})
@@ -44,37 +44,37 @@ def knob(default: Any = dataclasses.MISSING, doc: str = "", *,
 class DataConfig:
     """Which preference pairs: the dataset, its split into training and test users."""
 
-    dataset: str = knob("sim", '"sim" (the simulator), "prism" or "goqa"')
-    data_dir: str | None = knob(None, "local files; None = the hub (prism/goqa) or a fresh "
-                                "simulation")
-    revision: str | None = knob(None, "hub revision (commit or tag) of the prism/goqa dataset")
-    test_frac: float = knob(0.15, "PRISM/sim: share of survey rows (users) held out as test "
-                            "users, by the released code's datasets train_test_split; GOQA: "
-                            "share of the questions")
-    split_seed: int = knob(0, "the seed of that split (the paper's: 0)")
-    val_frac: float = knob(0.15, "share of the training users/questions held out only while "
-                           "the tuned variant chooses tau/beta/lr (a seeded hash of each id); "
-                           "every variant, the tuned one included, trains on all of them")
-    prompt_context: str = knob("turn", 'PRISM/sim: "turn" (the prompt alone, as the released '
-                               'code) or "history" (the earlier turns and the responses chosen '
-                               'in them, then the prompt)')
-    min_share_gap: float = knob(0.0, "GOQA: option i is preferred to option j only if "
-                                "share_i - share_j > gap")
-    sim: dict[str, Any] = knob(doc='dataset = "sim": the simulator\'s knobs that differ from '
-                               'the defaults of scpo.simulate.SimConfig (a [data.sim] table; '
-                               '--set data.sim={...} replaces the whole table)',
-                               factory=dict)
+    dataset: str = setting("sim", '"sim" (the simulator), "prism" or "goqa"')
+    data_dir: str | None = setting(None, "local files; None = the hub (prism/goqa) or a fresh "
+                                   "simulation")
+    revision: str | None = setting(None, "hub revision (commit or tag) of the prism/goqa dataset")
+    test_frac: float = setting(0.15, "PRISM/sim: share of survey rows (users) held out as test "
+                               "users, by the released code's datasets train_test_split; GOQA: "
+                               "share of the questions")
+    split_seed: int = setting(0, "the seed of that split (the paper's: 0)")
+    val_frac: float = setting(0.15, "share of the training users/questions held out only while "
+                              "the tuned variant chooses tau/beta/lr (a seeded hash of each id); "
+                              "every variant, the tuned one included, trains on all of them")
+    prompt_context: str = setting("turn", 'PRISM/sim: "turn" (the prompt alone, as the released '
+                                  'code) or "history" (the earlier turns and the responses chosen '
+                                  'in them, then the prompt)')
+    min_share_gap: float = setting(0.0, "GOQA: option i is preferred to option j only if "
+                                   "share_i - share_j > gap")
+    sim: dict[str, Any] = setting(doc='dataset = "sim": the simulator\'s knobs that differ from '
+                                  'the defaults of scpo.simulate.SimConfig (a [data.sim] table; '
+                                  '--set data.sim={...} replaces the whole table)',
+                                  factory=dict)
 
 
 @dataclass
 class MethodConfig:
     """SCPO's two knobs (spec §3) and how the loss is normalised."""
 
-    tau: float = knob(0.7, "filter: keep training pairs with p_glo < tau (the paper: 0.7)")
-    beta: float = knob(1.10, "weight temperature: W = min(exp(delta_glo / beta), 1) (the "
-                       "paper: 1.10)")
-    normalize: str = knob("batch", 'the loss divides by the batch size ("batch", as the paper) '
-                          'or by sum W ("weights")')
+    tau: float = setting(0.7, "filter: keep training pairs with p_glo < tau (the paper: 0.7)")
+    beta: float = setting(1.10, "weight temperature: W = min(exp(delta_glo / beta), 1) (the "
+                          "paper: 1.10)")
+    normalize: str = setting("batch", 'the loss divides by the batch size ("batch", as the paper) '
+                             'or by sum W ("weights")')
 
 
 # The training knobs whose sense depends on the tier: a head on frozen embeddings learns at a
@@ -97,76 +97,78 @@ class TrainConfig:
     """Fine-tuning each minority RM (and, on the embedding and partial tiers, the global RM).
     Defaults: the embedding tier's; other tiers: ``TIER_TRAIN``."""
 
-    lr: float = knob(1e-3, "minority fine-tuning learning rate (AdamW, linear decay, no warm-up)")
-    max_steps: int = knob(1024, "optimizer steps per country, as the paper (not epochs)")
-    batch_size: int = knob(8, "pairs per step")
-    weight_decay: float = knob(0.0, "AdamW weight decay")
-    global_lr: float = knob(1e-2, "embedding and partial tiers: learning rate of the global RM "
-                            "trained on the global pool")
-    global_steps: int = knob(2000, "embedding and partial tiers: steps of that global RM")
-    global_batch_size: int = knob(64, "embedding and partial tiers: pairs per step of that "
-                                  "global RM")
+    lr: float = setting(1e-3, "minority fine-tuning learning rate (AdamW, linear decay, no "
+                              "warm-up)")
+    max_steps: int = setting(1024, "optimizer steps per country, as the paper (not epochs)")
+    batch_size: int = setting(8, "pairs per step")
+    weight_decay: float = setting(0.0, "AdamW weight decay")
+    global_lr: float = setting(1e-2, "embedding and partial tiers: learning rate of the global RM "
+                               "trained on the global pool")
+    global_steps: int = setting(2000, "embedding and partial tiers: steps of that global RM")
+    global_batch_size: int = setting(64, "embedding and partial tiers: pairs per step of that "
+                                     "global RM")
 
 
 @dataclass
 class ModelConfig:
     """The reward models: the tier (embedding, partial or Hugging Face) and its options."""
 
-    backend: str = knob("embedding", '"embedding" (frozen encoder + head), "partial" (the top '
-                        'model.train_layers layers of a HF encoder trained, the rest frozen and '
-                        'cached) or "hf" (a Hugging Face RM, fine-tuned in full or with LoRA)')
-    encoder: str = knob("minilm", 'embedding tier, and the partial tier without global_model: '
-                        '"minilm" (shipped) or a HF model id / directory')
-    train_layers: int = knob(2, "partial tier: how many top transformer layers train (with the "
-                             "pooler and the score head)")
-    head: str = knob("linear", 'embedding tier head: "linear" or "mlp"')
-    encoder_max_length: int = knob(256, "embedding tier: tokens per text pair (MiniLM trained "
-                                   "at 256)")
-    global_model: str | None = knob(None, "hf tier: the global RM (hub id or directory); "
-                                    "partial tier: a given global RM instead of one trained "
-                                    "from model.encoder on the global pool")
-    revision: str | None = knob(None, "hf tier: hub revision (commit or tag) of the global RM")
-    chat_template: bool = knob(False, "hf tier: wrap (prompt, response) in the tokenizer's "
-                               "chat template")
-    max_length: int = knob(512, "hf and partial tiers: tokens per (prompt, response) input")
-    mode: str = knob("fixed", 'hf tier: "fixed" or "released" (the released code\'s '
-                     'behaviour, spec §8)')
-    lora_r: int = knob(0, "hf tier: LoRA rank (0 = full fine-tuning)")
-    bf16: bool = knob(True, "hf tier: bf16 autocast when CUDA (with bf16) is available")
-    gradient_checkpointing: bool = knob(False, "hf tier: recompute activations in the "
-                                        "backward pass (less memory, ~1/3 more time)")
-    dropout: bool = knob(True, "hf and partial tiers: the checkpoint's dropout (the released "
-                         "code's); false = off, as TRL's disable_dropout: faster and leaner (on "
-                         "a CPU it unlocks the fused attention kernel)")
-    trust_remote_code: bool = knob(False, "run a hub model's own code (off unless you ask)")
-    minority_models: dict[str, str] = knob(
+    backend: str = setting("embedding", 'the tier: "embedding" (frozen encoder + head), "partial" '
+                           '(the top model.train_layers layers of a HF encoder trained, the rest '
+                           'frozen and cached) or "hf" (a Hugging Face RM, fine-tuned in full or '
+                           'with LoRA)')
+    encoder: str = setting("minilm", 'embedding tier, and the partial tier without global_model: '
+                           '"minilm" (shipped) or a HF model id / directory')
+    train_layers: int = setting(2, "partial tier: how many top transformer layers train (with the "
+                                "pooler and the score head)")
+    head: str = setting("linear", 'embedding tier head: "linear" or "mlp"')
+    encoder_max_length: int = setting(256, "embedding tier: tokens per text pair (MiniLM trained "
+                                      "at 256)")
+    global_model: str | None = setting(None, "hf tier: the global RM (hub id or directory); "
+                                       "partial tier: a given global RM instead of one trained "
+                                       "from model.encoder on the global pool")
+    revision: str | None = setting(None, "hf tier: hub revision (commit or tag) of the global RM")
+    chat_template: bool = setting(False, "hf tier: wrap (prompt, response) in the tokenizer's "
+                                  "chat template")
+    max_length: int = setting(512, "hf and partial tiers: tokens per (prompt, response) input")
+    mode: str = setting("fixed", 'hf tier: "fixed" or "released" (the released code\'s '
+                        'behaviour, spec §8)')
+    lora_r: int = setting(0, "hf tier: LoRA rank (0 = full fine-tuning)")
+    bf16: bool = setting(True, "hf tier: bf16 autocast when CUDA (with bf16) is available")
+    gradient_checkpointing: bool = setting(False, "hf tier: recompute activations in the "
+                                           "backward pass (less memory, ~1/3 more time)")
+    dropout: bool = setting(True, "hf and partial tiers: the checkpoint's dropout (the released "
+                            "code's); false = off, as TRL's disable_dropout: faster and leaner (on "
+                            "a CPU it unlocks the fused attention kernel)")
+    trust_remote_code: bool = setting(False, "run a hub model's own code (off unless you ask)")
+    minority_models: dict[str, str] = setting(
         doc='given country RMs, evaluated by the variants "published" / "published_dropout" '
             '(preset "published"): country -> hub id or directory', factory=dict)
-    minority_dir: str | None = knob(None, "a directory holding a local copy of each "
-                                    "minority_models id under the id's last part (e.g. "
-                                    "<dir>/scpo-reward-model-chile)")
+    minority_dir: str | None = setting(None, "a directory holding a local copy of each "
+                                       "minority_models id under the id's last part (e.g. "
+                                       "<dir>/scpo-reward-model-chile)")
 
 
 @dataclass
 class RunConfig:
     """What one run covers: countries x variants x seeds, and what it writes."""
 
-    countries: list[str] = knob(doc='country names, or "all" = the paper\'s 7',
-                                factory=lambda: ["all"])
-    variants: list[str] = knob(doc='names from scpo.variants.VARIANTS, or "all"',
-                               factory=lambda: ["all"])
-    seeds: list[int] = knob(doc="training seeds", factory=lambda: [0, 1, 2])
-    n_boot: int = knob(1000, "bootstrap resamples (of users) for 95% CIs")
-    tune_grid: dict[str, list[float]] = knob(
+    countries: list[str] = setting(doc='country names, or "all" = the paper\'s 7',
+                                   factory=lambda: ["all"])
+    variants: list[str] = setting(doc='names from scpo.variants.VARIANTS, or "all"',
+                                  factory=lambda: ["all"])
+    seeds: list[int] = setting(doc="training seeds", factory=lambda: [0, 1, 2])
+    n_boot: int = setting(1000, "bootstrap resamples (of users) for 95% CIs")
+    tune_grid: dict[str, list[float]] = setting(
         doc="the tuned variant's grid: tau, beta and lr_scale (x train.lr)",
         factory=lambda: {"tau": [0.5, 0.7, 0.9], "beta": [0.55, 1.1, 2.2],
                          "lr_scale": [0.5, 1.0]})
-    export_dir: str | None = knob(None, "hf tier: write each trained minority RM of "
-                                  "export_variants as a standard HF checkpoint with a model "
-                                  "card, under <export_dir>/<Country>/<variant>/seed<k>/ "
-                                  "(None = no export)")
-    export_variants: list[str] = knob(doc="the variants run.export_dir exports",
-                                      factory=lambda: ["scpo_fw", "scpo_fw_tuned"])
+    export_dir: str | None = setting(None, "hf tier: write each trained minority RM of "
+                                     "export_variants as a standard HF checkpoint with a model "
+                                     "card, under <export_dir>/<Country>/<variant>/seed<k>/ "
+                                     "(None = no export)")
+    export_variants: list[str] = setting(doc="the variants run.export_dir exports",
+                                         factory=lambda: ["scpo_fw", "scpo_fw_tuned"])
 
 
 @dataclass

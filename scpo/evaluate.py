@@ -17,6 +17,8 @@ from scipy.spatial.distance import jensenshannon
 from scipy.special import softmax
 
 TEST_SETS = ("overall", "pure_minority")
+# the simulator's noise-free truth: the accuracy it names -> the pair table's margin column
+TRUTH_COLUMNS = {"country_truth": "country_truth_margin", "global_truth": "global_truth_margin"}
 
 
 def _finite(a: Any, name: str) -> np.ndarray:

@@ -1,11 +1,12 @@
 """Run the paper's variants for countries x seeds and collect tidy, traceable results.
 
-    prep = prepare(cfg)                  # pairs, the global RM, its scores (once, cached)
+    prep = prepare(cfg)                  # pairs, the global RM, its scores (scpo.scoring)
     run_country(prep, "Chile")           # every variant x seed for one country
     run(cfg, out_dir)                    # all countries; writes results + a JSON record
 
 prepare -> weights -> train (and tune) -> evaluate, for one country -> every country. What a
-run writes (results, record, saved and exported models) is ``scpo.results``.
+run writes (results, record, saved and exported models) and what the chapters reopen is
+``scpo.results``.
 
 One row per country x variant x seed x test set ("overall", "pure_minority").
 """
@@ -15,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import time
-from collections.abc import Collection
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,16 +25,17 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from scpo import evaluate, method
+from scpo import evaluate, method, models
 from scpo.config import Config
-from scpo.data import global_pool, load_pairs, resolve_countries
-from scpo.models.base import RewardModel
+from scpo.evaluate import TRUTH_COLUMNS
+from scpo.models import RewardModel
 from scpo.models.device import is_main_process
 from scpo.outdir import check_writable
-from scpo.pairs import PairData, require_test_pairs, select_country
+from scpo.pairs import require_test_pairs, select_country
 from scpo.published import model_location
 from scpo.results import (
     CountryRun,
+    Reopened,
     claim_results_dir,
     country_slug,
     export_model,
@@ -42,77 +44,15 @@ from scpo.results import (
     run_record,
     write_results,
 )
-from scpo.scoring import add_global_scores, get_global_rm, trains_global_rm
+from scpo.scoring import RunInputs, prepare
 from scpo.variants import Variant, resolve, training_weights
-
-TRUTH_COLUMNS = {"country_truth": "country_truth_margin", "global_truth": "global_truth_margin"}
 
 
 class EmptyFilterError(ValueError):
     """A variant's filter kept no training pair."""
 
 
-@dataclass
-class Prepared:
-    """Everything shared by every country, variant and seed of a run."""
-
-    cfg: Config
-    data: PairData
-    pairs: pd.DataFrame  # data.pairs + rg_chosen, rg_rejected
-    global_rm: RewardModel
-    countries: list[str]
-
-    def record(self) -> dict[str, Any]:
-        """The run's record (``results.run_record``): config, versions, data, global RM."""
-        return run_record(self.cfg, self.data, self.global_rm, self.countries)
-
-    def data_description(self) -> dict[str, str]:
-        return {"source": self.data.source, "fingerprint": self.data.fingerprint}
-
-
-def prepare(cfg: Config) -> Prepared:
-    """Load pairs, get the global RM and score every distinct text with it once."""
-    data = load_pairs(cfg.data)
-    if (cfg.data.prompt_context == "history" and cfg.model.backend in ("hf", "partial")
-            and cfg.model.chat_template):
-        # a chat-template model reads the conversation as a chat list, not as a joined text
-        data.pairs = data.pairs.assign(prompt=data.pairs["messages"])
-    countries = resolve_countries(cfg.run.countries, data)
-    global_rm = get_global_rm(data, cfg)
-    if any(v.train for v in resolve(cfg.run.variants)):
-        pairs = add_global_scores(data.pairs, global_rm)
-    else:  # evaluation only (e.g. the published RMs): score just the countries' test pairs
-        mine = data.pairs[data.pairs["country"].isin(countries)]
-        test = add_global_scores(mine[mine["split"] == "test"], global_rm)
-        pairs = mine.assign(rg_chosen=np.nan, rg_rejected=np.nan)
-        pairs.loc[test.index, ["rg_chosen", "rg_rejected"]] = test[["rg_chosen", "rg_rejected"]]
-    global_rm.park()  # its scores are in the table; from now on it is only copied
-    return Prepared(cfg, data, pairs, global_rm, countries)
-
-
-def prepare_without(prep: Prepared, countries: Collection[str]) -> tuple[Prepared, list[str]]:
-    """The run's data with a global RM that never saw ``countries``, and which of them it had
-    to be retrained without.
-
-    When the run trained its global RM on a pool holding some of them (GlobalOpinionQA's pool
-    is every country's training questions; PRISM's and the simulator's, the majority
-    countries), one trained the same way on the pool without them (cached as the run's is),
-    every pair rescored by it; else the run's own: the pool never held them, or the global RM
-    is a given model.
-    """
-    held = []
-    if trains_global_rm(prep.cfg):
-        pool = global_pool(prep.data)
-        held = sorted(set(countries) & set(pool["country"]))
-    if not held:
-        return prep, []
-    rm = get_global_rm(prep.data, prep.cfg, without=held)
-    pairs = add_global_scores(prep.pairs.drop(columns=["rg_chosen", "rg_rejected"]), rm)
-    rm.park()
-    return Prepared(prep.cfg, prep.data, pairs, rm, prep.countries), held
-
-
-def country_splits(prep: Prepared, country: str) -> dict[str, pd.DataFrame]:
+def country_splits(prep: RunInputs, country: str) -> dict[str, pd.DataFrame]:
     """A country's pairs: "train" (every training pair: what each variant trains on), "test",
     and the tuned variant's inner split of the training users, "fit" and "val"."""
     sub = select_country(prep.pairs, country)
@@ -124,7 +64,7 @@ def country_splits(prep: Prepared, country: str) -> dict[str, pd.DataFrame]:
             "val": train[train["tune_val"]].reset_index(drop=True)}
 
 
-def check_countries(prep: Prepared, countries: Collection[str]) -> None:
+def check_runnable(prep: RunInputs, countries: Collection[str]) -> None:
     """Fail before any training if a requested country cannot be run as configured.
 
     Each country needs test pairs; each filtering variant must keep a training pair at tau; the
@@ -161,10 +101,10 @@ def check_countries(prep: Prepared, countries: Collection[str]) -> None:
                          for t, b in grid):
                 why.append(f"no tau of the tuning grid {cfg.run.tune_grid['tau']} keeps a "
                            "fitting pair")
-        given = [v.name for v in variants if v.given]
-        if given and cfg.model.backend != "hf":
-            why.append(f"variant(s) {given} need model.backend = 'hf'")
-        elif given:
+        external = [v.name for v in variants if v.external]
+        if external and cfg.model.backend != models.EXTERNAL_TIER:
+            why.append(f"variant(s) {external} need model.backend = {models.EXTERNAL_TIER!r}")
+        elif external:
             try:
                 model_location(country, cfg.model.minority_models, cfg.model.minority_dir)
             except (KeyError, FileNotFoundError) as e:
@@ -191,7 +131,7 @@ def kept_weights(variant: Variant, train: pd.DataFrame, tau: float, beta: float,
     return w
 
 
-def _train(prep: Prepared, train: pd.DataFrame, w: np.ndarray, seed: int, lr: float,
+def _train(prep: RunInputs, train: pd.DataFrame, w: np.ndarray, seed: int, lr: float,
            val: pd.DataFrame | None) -> tuple[RewardModel, list[dict[str, Any]]]:
     model = prep.global_rm.copy()
     tcfg = dataclasses.replace(prep.cfg.train, lr=lr)
@@ -206,7 +146,7 @@ def _val_accuracy(model: RewardModel, val: pd.DataFrame) -> float:
     return float(np.mean(rc > rr))
 
 
-def tune(prep: Prepared, country: str, seed: int, splits: dict[str, pd.DataFrame],
+def tune(prep: RunInputs, country: str, seed: int, splits: dict[str, pd.DataFrame],
          variant: Variant) -> dict[str, Any]:
     """Choose tau / beta / lr for one country by overall accuracy on held-out training users.
 
@@ -245,26 +185,23 @@ def tune(prep: Prepared, country: str, seed: int, splits: dict[str, pd.DataFrame
             "n_val_users": int(val["user_id"].nunique())}
 
 
-def given_model(prep: Prepared, country: str, variant: Variant) -> RewardModel:
-    """A country RM given by ``model.minority_models`` (the authors' published ones with the
-    preset "published"), loaded to be scored as ``variant.score_mode``, never trained."""
-    from scpo.models.hf import HFRewardModel
-
+def external_country_model(prep: RunInputs, country: str, variant: Variant) -> RewardModel:
+    """An external variant's country RM, given by ``model.minority_models`` (the authors'
+    published ones with the preset "published"), loaded to be scored as
+    ``variant.score_mode``, never trained."""
     m = prep.cfg.model
     where = model_location(country, m.minority_models, m.minority_dir)
-    return HFRewardModel.from_pretrained(
-        where, max_length=m.max_length, mode=variant.score_mode or m.mode, bf16=m.bf16,
-        chat_template=m.chat_template, trust_remote_code=m.trust_remote_code)
+    return models.external_model(m, where, variant.score_mode)
 
 
-def _given_scores(model: RewardModel, test: pd.DataFrame, seed: int,
-                  cache: dict[str, tuple[np.ndarray, np.ndarray]], name: str
-                  ) -> tuple[np.ndarray, np.ndarray]:
-    """A given RM's test scores: computed once in eval mode (they repeat), or per seed with
+def _external_scores(model: RewardModel, test: pd.DataFrame, seed: int,
+                     cache: dict[str, tuple[np.ndarray, np.ndarray]], name: str
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """An external RM's test scores: computed once in eval mode (they repeat), or per seed with
     dropout on, from a generator seeded with ``seed`` (same seed, same dropout masks)."""
     import torch
 
-    if not getattr(getattr(model, "mode", None), "dropout_at_scoring", False):
+    if not model.dropout_at_scoring:
         if name not in cache:
             cache[name] = model.score_pairs(test)
         return cache[name]
@@ -288,7 +225,7 @@ def _jsd_alignment(opts: pd.DataFrame, model: RewardModel, country: str) -> floa
     return float(np.mean(evaluate.jsd_alignment(scores, [np.asarray(x) for x in q["shares"]])))
 
 
-def evaluate_variant(prep: Prepared, model: RewardModel, test: pd.DataFrame, seed: int,
+def evaluate_on_test(prep: RunInputs, model: RewardModel, test: pd.DataFrame, seed: int,
                      country: str, scores: tuple[np.ndarray, np.ndarray] | None = None
                      ) -> list[dict[str, Any]]:
     """The result rows of one model on a country's test pairs (``scores``: its (r+, r-), when
@@ -310,7 +247,28 @@ def evaluate_variant(prep: Prepared, model: RewardModel, test: pd.DataFrame, see
     return rows
 
 
-def run_country(prep: Prepared, country: str, *, keep_models: bool = False,
+def training_counts(train: pd.DataFrame, kept: np.ndarray, weight_sum: float) -> dict[str, Any]:
+    """What a model trained on: the country's training pairs and users (``train``), those it
+    kept (``kept``, one bool per pair) and the sum of their weights."""
+    n_kept = int(kept.sum())
+    return {"n_train": len(train), "n_kept": n_kept,
+            "kept_ratio": n_kept / len(train) if len(train) else float("nan"),
+            "n_train_users": int(train["user_id"].nunique()),
+            "n_users_trained": int(train.loc[kept, "user_id"].nunique()),
+            "weight_sum": weight_sum}
+
+
+def result_rows(evaluated: list[dict[str, Any]], *, country: str, variant: str, seed: int,
+                counts: dict[str, Any], tau: float, beta: float, lr: float
+                ) -> list[dict[str, Any]]:
+    """The results table's rows of one model (one per test set): who and which seed,
+    ``evaluate_on_test``'s numbers, ``training_counts``' and the settings it trained with. Every
+    run writes its rows through here, so their columns are one schema."""
+    return [{"country": country, "variant": variant, "seed": seed, **r, **counts,
+             "tau": tau, "beta": beta, "lr": lr} for r in evaluated]
+
+
+def run_country(prep: RunInputs, country: str, *, keep_models: bool = False,
                 progress: bool = True, save_models: str | Path | None = None,
                 save_variants: Collection[str] | None = None,
                 overwrite: bool = False) -> CountryRun:
@@ -323,25 +281,25 @@ def run_country(prep: Prepared, country: str, *, keep_models: bool = False,
     """
     cfg = prep.cfg
     to_export = export_variants(cfg.run, prep.global_rm, overwrite)
-    check_countries(prep, [country])
+    check_runnable(prep, [country])
     if save_models is not None:  # refused before training if the folder is not scpo's
         claim_results_dir(Path(save_models) / country_slug(country))
     splits = country_splits(prep, country)
     train, test = splits["train"], splits["test"]
     out = CountryRun(country, pd.DataFrame())
     rows: list[dict[str, Any]] = []
-    given: dict[str, RewardModel] = {}  # a given RM is loaded once per country
+    external: dict[str, RewardModel] = {}  # an external RM is loaded once per country
     fixed_scores: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # eval-mode scores repeat
     jobs = list(itertools.product(cfg.run.seeds, resolve(cfg.run.variants)))
     for seed, variant in tqdm(jobs, desc=country, disable=not progress, leave=False):
         tau, beta, lr = cfg.method.tau, cfg.method.beta, cfg.train.lr
         w = np.zeros(len(train))  # the global RM trains on nothing
         scores = None
-        if variant.given:
-            if variant.name not in given:
-                given[variant.name] = given_model(prep, country, variant)
-            model, hist = given[variant.name], []
-            scores = _given_scores(model, test, seed, fixed_scores, variant.name)
+        if variant.external:
+            if variant.name not in external:
+                external[variant.name] = external_country_model(prep, country, variant)
+            model, hist = external[variant.name], []
+            scores = _external_scores(model, test, seed, fixed_scores, variant.name)
         elif not variant.train:
             model, hist = prep.global_rm, []
         else:
@@ -354,7 +312,6 @@ def run_country(prep: Prepared, country: str, *, keep_models: bool = False,
                 tau, beta, lr = choice["tau"], choice["beta"], choice["lr"]
             w = kept_weights(variant, train, tau, beta, seed, country)
             model, hist = _train(prep, train, w, seed, lr, None)
-        n_kept, w_sum = int((w > 0).sum()), float(w.sum())
         key = f"{variant.name}/{seed}"
         out.histories[key] = hist
         if keep_models:
@@ -362,13 +319,10 @@ def run_country(prep: Prepared, country: str, *, keep_models: bool = False,
         if (save_models is not None and variant.train
                 and (save_variants is None or variant.name in save_variants)):
             model.save(model_dir(save_models, country, variant.name, seed))
-        new = [{"country": country, "variant": variant.name, "seed": seed, **r,
-                "n_train": len(train), "n_kept": n_kept,
-                "kept_ratio": n_kept / len(train) if len(train) else float("nan"),
-                "n_train_users": int(train["user_id"].nunique()),
-                "n_users_trained": int(train.loc[w > 0, "user_id"].nunique()),
-                "weight_sum": w_sum, "tau": tau, "beta": beta, "lr": lr}
-               for r in evaluate_variant(prep, model, test, seed, country, scores)]
+        new = result_rows(evaluate_on_test(prep, model, test, seed, country, scores),
+                          country=country, variant=variant.name, seed=seed,
+                          counts=training_counts(train, w > 0, float(w.sum())),
+                          tau=tau, beta=beta, lr=lr)
         rows += new
         if variant.name in to_export:
             out.exported[key] = str(export_model(cfg.run.export_dir, model, new, cfg.to_dict(),
@@ -380,7 +334,7 @@ def run_country(prep: Prepared, country: str, *, keep_models: bool = False,
 
 def run(cfg: Config, out_dir: str | Path | None = None, *, progress: bool = True,
         keep_models: bool = False,
-        overwrite: bool = False) -> tuple[pd.DataFrame, Prepared, dict[str, CountryRun]]:
+        overwrite: bool = False) -> tuple[pd.DataFrame, RunInputs, dict[str, CountryRun]]:
     """All countries; with ``out_dir``, write results.parquet/.csv, histories.json, run.json
     (``out_dir`` new, empty or an earlier run's; a folder of the user's only with
     ``overwrite``: checked before any work)."""
@@ -389,7 +343,7 @@ def run(cfg: Config, out_dir: str | Path | None = None, *, progress: bool = True
     if out_dir is not None and is_main_process():
         check_writable(out_dir, overwrite=overwrite, what="run's results")
     prep = prepare(cfg)
-    check_countries(prep, prep.countries)  # every country, before the first training step
+    check_runnable(prep, prep.countries)  # every country, before the first training step
     export_variants(cfg.run, prep.global_rm, overwrite)
     t_prep = time.perf_counter() - t0
     runs = {}
@@ -398,7 +352,7 @@ def run(cfg: Config, out_dir: str | Path | None = None, *, progress: bool = True
                               overwrite=overwrite)
     results = pd.concat([r.results for r in runs.values()], ignore_index=True)
     if out_dir is not None:
-        write_results(Path(out_dir), runs, results, prep.record(),
+        write_results(Path(out_dir), runs, results, run_record(prep),
                       timing={"prepare_s": t_prep, "total_s": time.perf_counter() - t0},
                       overwrite=overwrite)
     return results, prep, runs
@@ -420,3 +374,75 @@ def run_simulation(cfg: Config, sim: Any, countries: list[str], variants: list[s
                                 seeds=list(seeds)))
     results, prep, _ = run(setting, progress=False)
     return results, prep.pairs
+
+
+# ---- what the aggregate chapters compute from the country pages' runs ----
+
+def cross_country(models: Mapping[str, RewardModel], test: pd.DataFrame) -> pd.DataFrame:
+    """Each country A's model (``models``: A -> the model for A) on the test pairs of every
+    country B of ``models`` (``test``'s ``country`` column): a row per (trained_on A,
+    tested_on B) with its ``overall`` accuracy and its ``pure_minority`` accuracy (nan where B
+    has no pure-minority pair). A model is scored once, on every test pair; the pure-minority
+    pairs are the global RM's wrong ones (``rg_chosen``, ``rg_rejected``). Steerable models
+    are best on the diagonal."""
+    pure = evaluate.pure_minority_mask(test["rg_chosen"], test["rg_rejected"])
+    tested_on = test["country"].to_numpy()
+    rows = []
+    for a, model in models.items():
+        correct, _ = evaluate.pairwise_correct(*model.score_pairs(test))
+        for b in models:
+            mine = tested_on == b
+            rows.append({"trained_on": a, "tested_on": b,
+                         "overall": evaluate.accuracy(correct[mine], "overall", b),
+                         "pure_minority": evaluate.accuracy(correct[mine & pure])
+                         if (mine & pure).any() else np.nan})
+    return pd.DataFrame(rows)
+
+
+@dataclass
+class SweepPoint:
+    """One value of one swept setting (``sweep``): every country's result rows and models."""
+
+    swept: str  # the setting swept: "tau" or "beta"
+    value: float
+    results: pd.DataFrame  # every country's rows of the swept variant and seed
+    models: dict[str, RewardModel]  # country -> its model (when ``sweep`` was asked for them)
+    trained: bool  # False: the runs' own setting, read back instead of trained again
+
+
+def sweep(run: Reopened, grid: Mapping[str, Sequence[float]], variant: str = "scpo_fw",
+          seed: int | None = None, keep_models: bool = False) -> Iterator[SweepPoint]:
+    """``variant`` trained again at each value of one setting at a time (``grid``: "tau" and/or
+    "beta" -> values), the other at the value the runs used, for every country of ``run`` on
+    ``seed`` (None: the runs' first). The point at the runs' own setting is their result, read
+    back (and their saved models), not trained again. One point at a time: each trained
+    point's models are let go before the next is trained. The runs' config is not changed."""
+    seed = run.seeds[0] if seed is None else seed
+    mine = run.results[(run.results["variant"] == variant) & (run.results["seed"] == seed)]
+    if mine.empty:
+        raise ValueError(f"the runs under {run.root} have no {variant!r} rows of seed {seed}; "
+                         f"they ran {sorted(set(run.results['variant']))}, seeds {run.seeds}")
+    own = {"tau": float(mine["tau"].iloc[0]), "beta": float(mine["beta"].iloc[0])}
+    unknown = sorted(set(grid) - set(own))
+    if unknown:
+        raise ValueError(f"sweep: {unknown} cannot be swept; sweep one of {sorted(own)}")
+    prep = run.prep
+    for swept, values in grid.items():
+        for value in values:
+            setting = {**own, swept: float(value)}
+            if setting == own:  # the runs trained this one already
+                models = ({c: run.model(c, variant, seed) for c in run.countries}
+                          if keep_models else {})
+                yield SweepPoint(swept, float(value), mine, models, False)
+                continue
+            cfg = dataclasses.replace(
+                prep.cfg, method=dataclasses.replace(prep.cfg.method, **setting),
+                run=dataclasses.replace(prep.cfg.run, seeds=[seed], variants=[variant]))
+            at = dataclasses.replace(prep, cfg=cfg)
+            runs = {c: run_country(at, c, progress=False, keep_models=keep_models)
+                    for c in run.countries}
+            models = ({c: r.models[f"{variant}/{seed}"] for c, r in runs.items()}
+                      if keep_models else {})
+            yield SweepPoint(swept, float(value), pd.concat([r.results for r in runs.values()]),
+                             models, True)
+

@@ -2,15 +2,18 @@
 
     write_results(out, runs, results, record)  # results.parquet/.csv, run.json, histories.json
     save_country(out, run, record)             # one country's, under out/<Country>/
-    load_results(root) / load_model(...)       # read back by the aggregate notebooks
+    reopen(root)                               # the country pages' runs, as they ran: their
+                                               # config, results, inputs and saved models
     export_model(...) / export_saved(...)      # HF checkpoints with a model card
 
-Everything here takes plain values (a config, a data description, a model); the loop that
-produces them is ``scpo.experiment``. Under ``accelerate launch`` only rank 0 writes.
+Everything here takes plain values (a config, a data description, a model) or a run's shared
+inputs (``scpo.scoring.prepare``); the loop that produces them is ``scpo.experiment``. Under
+``accelerate launch`` only rank 0 writes.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import platform
 import re
@@ -25,11 +28,12 @@ from typing import Any
 import pandas as pd
 
 import scpo
+from scpo import models
 from scpo.config import Config, RunConfig
-from scpo.models.base import RewardModel
+from scpo.models import RewardModel
 from scpo.models.device import is_main_process
 from scpo.outdir import check_writable, claim, safe_name, write_file_atomically
-from scpo.pairs import PairData
+from scpo.scoring import RunInputs, prepare
 from scpo.variants import KNOWN, RENAMED, resolve
 
 
@@ -108,17 +112,18 @@ def installed_commit() -> str | None:
     return commit if isinstance(commit, str) and _COMMIT.fullmatch(commit) else None
 
 
-def run_record(cfg: Config, data: PairData, global_rm: RewardModel,
-               countries: list[str]) -> dict[str, Any]:
-    """What is needed to trace and rerun any number: config, versions, data fingerprint."""
+def run_record(prep: RunInputs) -> dict[str, Any]:
+    """What is needed to trace and rerun any number of a run (``scpo.scoring.prepare``'s):
+    config, versions, data fingerprint, global RM."""
+    data = prep.data
     return {
-        "scpo_version": scpo.__version__, "config": cfg.to_dict(),
+        "scpo_version": scpo.__version__, "config": prep.cfg.to_dict(),
         "data": {"source": data.source, "fingerprint": data.fingerprint,
                  "report": data.report, "meta": data.meta},
-        "global_rm": global_rm.fingerprint(),
+        "global_rm": prep.global_rm.fingerprint(),
         # the hub commit the global RM's weights came from (None: a local directory)
-        "global_rm_commit": getattr(global_rm, "commit", None),
-        "countries": countries,
+        "global_rm_commit": prep.global_rm.commit,
+        "countries": prep.countries,
         "environment": environment(),
     }
 
@@ -206,6 +211,16 @@ def write_results(out: Path, runs: dict[str, CountryRun], results: pd.DataFrame,
     write_run_files(Path(out), files, {**record, "trained_on": trained_on(results)}, overwrite)
 
 
+def write_conditioned(out: str | Path, res: pd.DataFrame, counts: pd.DataFrame,
+                      record: dict[str, Any], overwrite: bool = False) -> None:
+    """What ``scpo conditioned`` writes (``scpo.conditioned.run_conditioned``'s), as one set
+    (``write_run_files``): the rows (as ``scpo run``'s), the per-country counts and the record."""
+    write_run_files(Path(out), {
+        "results.parquet": lambda p: res.to_parquet(p, index=False),
+        "results.csv": lambda p: res.to_csv(p, index=False, float_format="%.10g"),
+        "counts.csv": lambda p: counts.to_csv(p, index=False)}, record, overwrite)
+
+
 def save_country(out: str | Path, run_: CountryRun, record: dict[str, Any]) -> Path:
     """Write one country's results (and its trained models, if kept) under ``out/<Country>/``.
 
@@ -214,7 +229,7 @@ def save_country(out: str | Path, run_: CountryRun, record: dict[str, Any]) -> P
     d = Path(out) / country_slug(run_.country)
     for key, model in run_.models.items():
         variant, seed = key.split("/")
-        if KNOWN[variant].train:  # the global RM and given RMs are not this run's to save
+        if KNOWN[variant].train:  # the global RM and external RMs are not this run's to save
             claim_results_dir(d)
             model.save(model_dir(out, run_.country, variant, seed))
     write_results(d, {run_.country: run_}, run_.results, record)
@@ -245,6 +260,69 @@ def load_results(root: str | Path, countries: list[str] | None = None) -> pd.Dat
     return out
 
 
+def _setting_differences(configs: dict[str, dict[str, Any]]) -> list[str]:
+    """The settings (section.key) on which the configs differ, but for run.countries, each with
+    its value per country: "method.tau: 0.5 (Chile), 0.7 (Mexico)"."""
+    keys = sorted({(s, k) for c in configs.values() for s, v in c.items() for k in v}
+                  - {("run", "countries")})
+    out = []
+    for s, k in keys:
+        values = {c: cfg.get(s, {}).get(k) for c, cfg in configs.items()}
+        if len({json.dumps(v, sort_keys=True, default=str) for v in values.values()}) > 1:
+            out.append(f"{s}.{k}: " + ", ".join(f"{v!r} ({c})" for c, v in values.items()))
+    return out
+
+
+@dataclass
+class Reopened:
+    """Runs read back as they ran (``reopen``): the config of their ``run.json``, their results,
+    the run's shared inputs (``prep``, prepared once when first asked) and their saved models."""
+
+    root: Path
+    cfg: Config  # as the runs ran, with run.countries: every country reopened
+    results: pd.DataFrame
+    records: dict[str, dict[str, Any]]  # country -> its run.json
+
+    @property
+    def countries(self) -> list[str]:
+        return list(pd.unique(self.results["country"]))
+
+    @property
+    def seeds(self) -> list[int]:
+        return sorted(int(s) for s in self.results["seed"].unique())
+
+    @functools.cached_property
+    def prep(self) -> RunInputs:
+        """``scpo.scoring.prepare`` of the config they ran with: their pairs, global RM and its
+        scores (cached by the runs themselves)."""
+        return prepare(self.cfg)
+
+    def model(self, country: str, variant: str, seed: int) -> RewardModel:
+        """A model a run saved (``load_model``; the global RM for variant "global")."""
+        return load_model(self.root, self.prep.global_rm, country, variant, seed)
+
+
+def reopen(root: str | Path, countries: list[str] | None = None) -> Reopened:
+    """The country pages' runs under ``root`` (those of ``countries``; None: every one found),
+    as they were run: the aggregate chapters read their results and models back under the
+    settings they ran with (a page rerun with ``-p tau 0.5`` is read back at tau 0.5), never
+    under a preset's. The pages must have run alike but for their country: a setting that
+    differs is an error naming it."""
+    results = load_results(root, countries)
+    names = list(pd.unique(results["country"]))
+    records = {c: json.loads((Path(root) / country_slug(c) / RECORD).read_text()) for c in names}
+    configs = {c: r["config"] for c, r in records.items()}
+    differ = _setting_differences(configs)
+    if differ:
+        raise ValueError(f"the runs under {root} were run with other settings, so no one "
+                         "configuration describes them: " + "; ".join(differ)
+                         + ". Rerun them alike (or reopen them apart).")
+    first = dict(configs[names[0]])
+    cfg = Config().update({**first, "run": {**first["run"], "countries": names}},
+                          where=str(Path(root) / country_slug(names[0]) / RECORD))
+    return Reopened(Path(root), cfg, results, records)
+
+
 def load_model(root: str | Path, global_rm: RewardModel, country: str, variant: str,
                seed: int) -> RewardModel:
     """A minority RM saved by ``save_country`` (``global_rm`` itself for variant "global")."""
@@ -254,8 +332,7 @@ def load_model(root: str | Path, global_rm: RewardModel, country: str, variant: 
     if not path.exists():
         raise FileNotFoundError(f"no saved model at {path}; run the country notebook with "
                                 f"{variant!r} in its save_variants first")
-    enc = getattr(global_rm, "encoder", None)  # the embedding tier's models share its encoder
-    return type(global_rm).load(path, **({"encoder": enc} if enc is not None else {}))
+    return models.load(path, share_with=global_rm)  # the embedding tier's share its encoder
 
 
 # ---- export: standard Hugging Face checkpoints with a model card ----
@@ -274,7 +351,7 @@ def export_variants(run_cfg: RunConfig, global_rm: RewardModel,
     """
     if not run_cfg.export_dir:
         return set()
-    if not hasattr(global_rm, "export"):
+    if not global_rm.can_export:
         raise ValueError(f"run.export_dir={run_cfg.export_dir!r} needs model.backend = 'hf' "
                          "or 'partial': the embedding tier's RM (a head on frozen sentence "
                          "embeddings) is not a standard Hugging Face checkpoint. Unset "
@@ -306,12 +383,34 @@ def card_record(rows: list[dict[str, Any]], config: dict[str, Any],
         "weight_sum": float(first["weight_sum"]), "seeds": [int(first["seed"])],
         "max_steps": int(config["train"]["max_steps"]),
         "batch_size": int(config["train"]["batch_size"]),
-        "test_accuracy": {r["test_set"]: {"accuracy": float(r["accuracy"]),
-                                          "ci95": [float(r["ci_low"]), float(r["ci_high"])],
-                                          "n_pairs": int(r["n_pairs"])} for r in rows},
+        "test_accuracy": _test_accuracy(rows),
         "dataset": data["source"], "data_fingerprint": data["fingerprint"],
         "split_seed": int(config["data"]["split_seed"]),
     }
+
+
+def _test_accuracy(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """A card's record of one model's test sets: accuracy, its 95 % interval, pairs."""
+    return {r["test_set"]: {"accuracy": float(r["accuracy"]),
+                            "ci95": [float(r["ci_low"]), float(r["ci_high"])],
+                            "n_pairs": int(r["n_pairs"])} for r in rows}
+
+
+def conditioned_card(results: pd.DataFrame, counts: pd.DataFrame, max_steps: int,
+                     seed: int) -> dict[str, Any]:
+    """The model card's record of one seed's conditioned model (``scpo.conditioned``): its
+    settings, the pairs kept of each country (``counts``), the left-out countries and each
+    country's test accuracies (its ``results`` rows)."""
+    res = results[results["seed"] == seed]
+    return {"tau": float(res["tau"].iloc[0]), "beta": float(res["beta"].iloc[0]),
+            "lr": float(res["lr"].iloc[0]), "max_steps": max_steps,
+            "pairs_kept": int(counts["n_kept"].sum()),
+            "pairs_kept_by_country": dict(zip(counts["country"],
+                                              counts["n_kept"].astype(int).tolist())),
+            "left_out": counts.loc[counts["left_out"], "country"].tolist(),
+            "seeds": [int(seed)],
+            "test_accuracy": {c: _test_accuracy(g.to_dict("records"))
+                              for c, g in res.groupby("country", sort=False)}}
 
 
 def export_model(export_dir: str | Path, model: RewardModel, rows: list[dict[str, Any]],
@@ -337,10 +436,6 @@ def export_saved(results_dir: str | Path, country: str, variant: str, seed: int,
         raise FileNotFoundError(f"export: {missing} not found; run the country notebook (or "
                                 "save_country) into that results directory first")
     record = json.loads(files[1].read_text())
-    backend = record["config"]["model"]["backend"]
-    if backend not in ("hf", "partial"):
-        raise ValueError(f"export: {d} was run with model.backend = {backend!r}; only the hf "
-                         "and partial tiers' models are standard Hugging Face checkpoints")
     res = pd.read_parquet(files[0])
     rows = res[(res["variant"] == variant) & (res["seed"] == seed)].to_dict("records")
     if not rows:
@@ -350,9 +445,10 @@ def export_saved(results_dir: str | Path, country: str, variant: str, seed: int,
     if not path.exists():
         raise FileNotFoundError(f"export: no saved model at {path} (the global RM is not "
                                 "exported: it is the model you started from)")
-    from scpo.models.hf import HFRewardModel
-    from scpo.models.partial import PartialRM
-
+    model = models.load(path)
+    if not model.can_export:
+        raise ValueError(f"export: {d} was run with model.backend = "
+                         f"{record['config']['model']['backend']!r}; only the hf and partial "
+                         "tiers' models are standard Hugging Face checkpoints")
     card = card_record(rows, record["config"], record["data"])
-    model = (PartialRM if backend == "partial" else HFRewardModel).load(path)
     return model.export(Path(out), card, overwrite=overwrite)

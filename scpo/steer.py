@@ -13,7 +13,6 @@ anything deeper they differ, and only the weights' mix is one model that can be 
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -22,10 +21,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from scpo.evaluate import _finite, _same_length, evaluate_model
+from scpo.evaluate import TRUTH_COLUMNS, _finite, _same_length, evaluate_model
 from scpo.models.base import RewardModel
-from scpo.models.embedding import EmbeddingRM
-from scpo.models.hf import HFRewardModel
 
 
 def _alpha(alpha: float) -> float:
@@ -53,61 +50,7 @@ def mixes_agree(rm: RewardModel) -> bool:
     """Whether the two dials are one function for models like ``rm``: mixing the weights mixes
     the rewards only where the reward is linear in the weights, a linear head on a frozen
     encoder (``model.head = "linear"``). An MLP head or a transformer is not linear in them."""
-    return isinstance(rm, EmbeddingRM) and rm.head.kind == "linear"
-
-
-def _module(rm: RewardModel) -> torch.nn.Module:
-    """The torch module holding a model's weights (the head of the embedding tier)."""
-    if isinstance(rm, EmbeddingRM):
-        return rm.head
-    if isinstance(rm, HFRewardModel):
-        return rm.model
-    raise TypeError(f"interpolate_weights supports EmbeddingRM, HFRewardModel and PartialRM, not "
-                    f"{type(rm).__name__}; mix its scores with steered_reward instead")
-
-
-def _tokenizer(tok: Any) -> dict[str, Any]:
-    """What turns text into token ids. Not ``hf.tokenizer_id``: that also hashes the truncation
-    and padding state, which the first ``score`` call changes (a used and a fresh copy of one
-    tokenizer hash differently)."""
-    backend = getattr(tok, "backend_tokenizer", None)
-    state = json.loads(backend.to_str()) if backend is not None else {"class": type(tok).__name__}
-    return {**{k: v for k, v in state.items() if k not in ("truncation", "padding")},
-            "chat_template": getattr(tok, "chat_template", None)}
-
-
-def _check_same_inputs(glo: RewardModel, cty: RewardModel) -> None:
-    """Weights mean something only on the inputs they were trained on: same encoder (embedding
-    tier), same tokenizer and options (hf and partial tiers), and no LoRA factors."""
-    if isinstance(glo, EmbeddingRM):
-        assert isinstance(cty, EmbeddingRM)
-        if glo.head.kind != cty.head.kind:
-            raise ValueError(f"heads differ: {glo.head.kind!r} vs {cty.head.kind!r}; interpolate "
-                             "a country head with the global head it was trained from")
-        if glo.encoder.fingerprint() != cty.encoder.fingerprint():
-            raise ValueError(f"encoders differ ({glo.encoder.name_or_path!r}, fingerprint "
-                             f"{glo.encoder.fingerprint()} vs {cty.encoder.name_or_path!r}, "
-                             f"{cty.encoder.fingerprint()}): a head is meaningless on another "
-                             "encoder's embeddings; load both heads on the same encoder")
-        return
-    assert isinstance(glo, HFRewardModel) and isinstance(cty, HFRewardModel)
-    for rm in (glo, cty):
-        if rm.lora_r or hasattr(rm.model, "peft_config"):
-            raise ValueError(f"{rm.name!r} is a LoRA (peft) model: mixing the factors A and B "
-                             "does not mix their product B A, so this would not be the model "
-                             "soup. Merge the adapters into full weights first (export, then "
-                             "HFRewardModel.from_pretrained), or mix the scores (steered_reward)")
-    skip = ("name", "revision")  # where the weights came from, not what they compute
-    a = {k: v for k, v in glo.options().items() if k not in skip}
-    b = {k: v for k, v in cty.options().items() if k not in skip}
-    if a != b:
-        diff = {k: (a.get(k), b.get(k)) for k in sorted(a.keys() | b.keys())
-                if a.get(k) != b.get(k)}
-        raise ValueError(f"the models score differently built inputs, options (global, country) "
-                         f"{diff}; load the country model with the global RM's options")
-    if _tokenizer(glo.tokenizer) != _tokenizer(cty.tokenizer):
-        raise ValueError("the models' tokenizers differ (the same weights would read other token "
-                         "ids); load the country model with the global RM's tokenizer")
+    return rm.linear_in_weights
 
 
 def interpolate_weights(global_model: RewardModel, country_model: RewardModel,
@@ -126,8 +69,8 @@ def interpolate_weights(global_model: RewardModel, country_model: RewardModel,
     if type(global_model) is not type(country_model):
         raise TypeError(f"cannot mix {type(global_model).__name__} and "
                         f"{type(country_model).__name__}: both must be of one tier (class)")
-    glo, cty = _module(global_model), _module(country_model)
-    _check_same_inputs(global_model, country_model)
+    glo, cty = global_model.torch_module(), country_model.torch_module()
+    global_model.check_mixable(country_model)
     sg, sc = glo.state_dict(), cty.state_dict()
     if sg.keys() != sc.keys():
         only_g, only_c = sorted(sg.keys() - sc.keys()), sorted(sc.keys() - sg.keys())
@@ -136,7 +79,7 @@ def interpolate_weights(global_model: RewardModel, country_model: RewardModel,
                          f"{only_c[:1]}); both must be the same architecture")
     frozen = {k for k, p in glo.named_parameters() if not p.requires_grad}
     out = global_model.copy()
-    target = _module(out).state_dict()  # views of the copy's own tensors
+    target = out.torch_module().state_dict()  # views of the copy's own tensors
     with torch.no_grad():
         for k, x in sg.items():
             y = sc[k]
@@ -156,8 +99,7 @@ def interpolate_weights(global_model: RewardModel, country_model: RewardModel,
                                  "models that share their frozen weights")
             t = target[k]
             t.copy_(torch.lerp(x.to(t.device), y.to(t.device), a))
-    if hasattr(out, "_fingerprint"):
-        out._fingerprint = None  # copy() carries the global model's cached hash over
+    out.weights_changed()  # copy() carries the global model's cached fingerprint over
     return out
 
 
@@ -174,8 +116,6 @@ def dial(test: pd.DataFrame, global_scores: tuple[Any, Any], country_scores: tup
     pure-minority set is the GLOBAL RM's wrong pairs at every alpha, as elsewhere, and every
     alpha uses the same bootstrap resamples (``seed``), so neighbouring alphas compare fairly.
     """
-    from scpo.experiment import TRUTH_COLUMNS  # lazily: experiment pulls in the whole pipeline
-
     if len(alphas) == 0:
         raise ValueError("alphas is empty; pass the grid to evaluate, e.g. [0, 0.5, 1]")
     if users not in test.columns:

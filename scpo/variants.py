@@ -46,8 +46,9 @@ class Variant:
     # weights (of the tau filter's pairs) shuffled onto the random draw
     weighting: str = "none"
     tuned: bool = False  # tau / beta / lr chosen per country on the validation split
-    given: bool = False  # a country RM given by model.minority_models, evaluated, never trained
-    score_mode: str | None = None  # given RMs: score as this model.mode (None: the run's)
+    # the country RM is not this run's: given by model.minority_models, evaluated, never trained
+    external: bool = False
+    score_mode: str | None = None  # external RMs: score as this model.mode (None: the run's)
     colour: str = "0.5"  # in every figure (Okabe-Ito; a control is its match, lighter)
 
 
@@ -74,13 +75,13 @@ PAPER_VARIANTS = [n for n in VARIANTS if n not in CONTROLS]
 RENAMED = {"random_weighted": "random_own_weights"}  # earlier name -> today's (old results)
 # Evaluated, not trained: the authors' published country RMs (scpo.published), scored in eval
 # mode and, as the released code scored them, with dropout on (not part of "all")
-GIVEN = {v.name: v for v in [
-    Variant("published", "Published country RM (eval)", train=False, given=True,
+EXTERNAL = {v.name: v for v in [
+    Variant("published", "Published country RM (eval)", train=False, external=True,
             score_mode="fixed", colour="#882255"),
     Variant("published_dropout", "Published country RM (dropout on, as recorded)", train=False,
-            given=True, score_mode="released", colour="#C77CA8"),
+            external=True, score_mode="released", colour="#C77CA8"),
 ]}
-KNOWN = {**VARIANTS, **GIVEN}  # every name a run accepts, in table order
+KNOWN = {**VARIANTS, **EXTERNAL}  # every name a run accepts, in table order
 
 
 def resolve(names: list[str]) -> list[Variant]:

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scpo import evaluate, experiment, goqa
+from scpo import evaluate, experiment, goqa, scoring
 from scpo.config import Config
 from scpo.models.base import RewardModel
 
@@ -79,6 +79,8 @@ SCORES = {(q, o): s for q, (opts, _, sc) in QUESTIONS.items() for o, s in zip(op
 class FixedScores(RewardModel):
     """Scores each (question, option) with the number in SCORES; trains nothing."""
 
+    n_trainable = 0
+
     def fingerprint(self):
         return "fixed-scores"
 
@@ -125,21 +127,21 @@ def test_the_experiment_averages_the_countrys_test_questions(data):
     everything = float(np.mean(list(BY_HAND.values())))
     assert abs(expected - everything) > 0.01  # the training question would move the mean
     model = FixedScores()
-    prep = experiment.Prepared(Config(), data, data.pairs, FixedScores(), ["Chile"])
+    prep = scoring.RunInputs(Config(), data, data.pairs, FixedScores(), ["Chile"])
     got = experiment._jsd_alignment(prep.data.options, model, "Chile")
     assert got == pytest.approx(expected, abs=1e-9)
 
-    # and the row that evaluate_variant writes for a GOQA run carries the same number
+    # and the row that evaluate_on_test writes for a GOQA run carries the same number
     test = data.pairs[(data.pairs["country"] == "Chile") & (data.pairs["split"] == "test")]
     rc, rr = model.score_pairs(test)
     test = test.assign(rg_chosen=rc, rg_rejected=rr).reset_index(drop=True)
-    rows = experiment.evaluate_variant(prep, model, test, 0, "Chile")
+    rows = experiment.evaluate_on_test(prep, model, test, 0, "Chile")
     assert rows[0]["test_set"] == "overall"
     assert rows[0]["jsd_alignment"] == pytest.approx(expected, abs=1e-9)
 
 
 def test_mexico_matched_exactly_scores_one(data):
-    prep = experiment.Prepared(Config(), data, data.pairs, FixedScores(), ["Mexico"])
+    prep = scoring.RunInputs(Config(), data, data.pairs, FixedScores(), ["Mexico"])
     opts = data.options
     if not ((opts["country"] == "Mexico") & (opts["split"] == "test")).any():
         pytest.fail("the fixture should put Mexico's only question (A) in the test split")

@@ -196,6 +196,31 @@ def test_plan_has_one_page_per_country_and_the_results_chapters(tmp_path):
     assert job.params == {"results_dir": str((tmp_path / "pub").resolve())}
 
 
+def test_every_page_is_given_only_parameters_its_notebook_declares(tmp_path):
+    """A parameter the notebook does not declare would be injected and ignored: the aggregate
+    pages take no preset or data any more (they reopen the country pages' runs)."""
+    import nbformat
+    import papermill
+
+    data = tmp_path / "data"
+    for d in ("prism", "carb", "globalopinionqa"):
+        (data / d).mkdir(parents=True)
+    (data / "prism" / "utterances.jsonl").write_text("")
+    (data / "carb" / "es.json").write_text("[]")
+    (data / "globalopinionqa" / "global_opinions.csv").write_text("")
+    jobs = build.plan("tiny", None, str(data), None, tmp_path / "store")
+    assert {"prism/main", "results/carb", "results/goqa"} <= {j.page for j in jobs}
+    declared = {}
+    for job in jobs:
+        if job.source not in declared:
+            ipynb = tmp_path / f"{job.source.stem}.ipynb"
+            nbformat.write(build.read_notebook(job.source), ipynb)
+            declared[job.source] = set(papermill.inspect_notebook(str(ipynb)))
+        assert set(job.params) <= declared[job.source], job.page
+    for page in ("results/steering", "results/cross_country", "prism/main", "results/carb"):
+        assert "preset" not in next(j for j in jobs if j.page == page).params
+
+
 def test_a_data_directory_adds_prism_on_a_laptop_and_the_rescoring(tmp_path):
     """With prism/ and the models in the data directory (scpo fetch's layout), the book runs
     the country pages again on PRISM under prism/, a chapter that reads them, and rescores the
@@ -223,7 +248,7 @@ def test_a_data_directory_adds_prism_on_a_laptop_and_the_rescoring(tmp_path):
     behaviour = jobs[pages.index("results/behaviour")]  # its PRISM section reads those pages
     assert {"prism/countries/Chile", "prism/countries/Mexico"} <= set(behaviour.inputs)
     assert behaviour.params["prism_results_dir"] == chile.params["results_dir"]
-    assert behaviour.params["prism_data_dir"] == chile.params["data_dir"]
+    assert "prism_data_dir" not in behaviour.params  # it reopens the pages' runs, as they ran
     assert "prism/countries/Chile" not in build.launch_pages(jobs)  # needs this machine's data
     for name in ("reward-model-deberta-v3-base", "scpo-reward-model-mexico"):
         (data / "models" / name).mkdir(parents=True)

@@ -14,21 +14,21 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from scpo.conditioned import (
+from scpo import models
+from scpo.conditioned import conditioned_training_set, cross_country, run_conditioned
+from scpo.config import MethodConfig, TrainConfig, load_preset
+from scpo.experiment import country_splits, run_country
+from scpo.models import UnknownCountryWarning
+from scpo.models.conditioned import (
     DEFAULT_TEMPLATE,
     CountryHead,
     CountryHeadRM,
     PromptConditionedRM,
-    UnknownCountryWarning,
-    conditioned_training_set,
-    cross_country,
-    run_conditioned,
     with_country,
 )
-from scpo.config import MethodConfig, TrainConfig, load_preset
-from scpo.experiment import country_splits, prepare, run_country
 from scpo.models.embedding import EmbeddingRM, Head
 from scpo.models.modes import prompt_messages
+from scpo.scoring import prepare
 from scpo.variants import VARIANTS, training_weights
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest
@@ -94,8 +94,8 @@ def test_score_formula_by_hand_on_a_2d_toy():
                                atol=1e-6)
     with pytest.warns(UnknownCountryWarning, match=r"1 text\(s\) of countries \['C'\]"):
         np.testing.assert_allclose(rm.score(["p"], ["y1"], ["C"]), [-0.5], atol=1e-6)
-    assert rm.n_parameters() == 2 + 2 * 2  # the shared linear head + two country vectors
-    with pytest.raises(TypeError, match="needs countries"):
+    assert rm.n_trainable == 2 + 2 * 2  # the shared linear head + two country vectors
+    with pytest.raises(TypeError, match="countries"):
         rm.score(["p"], ["y1"])
 
 
@@ -138,7 +138,8 @@ def test_same_seed_same_scores_and_save_load_round_trip(prep, training, tmp_path
     assert a.fingerprint() == b.fingerprint() != c.fingerprint()
     assert not np.array_equal(sa, np.stack(c.score_pairs(test)))
     a.save(tmp_path)
-    back = CountryHeadRM.load(tmp_path, encoder=prep.global_rm.encoder)
+    back = models.load(tmp_path, share_with=prep.global_rm)
+    assert isinstance(back, CountryHeadRM) and back.encoder is prep.global_rm.encoder
     assert back.countries == COUNTRIES and back.head.kind == "linear"
     np.testing.assert_array_equal(np.stack(back.score_pairs(test)), sa)
     assert back.fingerprint() == a.fingerprint()
@@ -218,8 +219,8 @@ def test_a_left_out_country_is_left_out_of_the_global_pool_too(tiny_bert, tmp_pa
     from test_notebooks import goqa_fixture
 
     from scpo.data import global_pool
-    from scpo.experiment import prepare_without
     from scpo.models import embedding
+    from scpo.scoring import prepare_without
 
     monkeypatch.setenv("SCPO_CACHE_DIR", str(tmp_path / "cache"))
     goqa_fixture(tmp_path / "global_opinions.csv")
@@ -336,7 +337,8 @@ def test_hf_tier_exports_a_plain_checkpoint_steered_by_the_prompt(tiny_bert, tmp
     card = (path / "README.md").read_text()
     assert "write the country into the prompt like this" in card
     assert 'TEMPLATE = "Country: {country}\\n\\n{prompt}"' in card  # as JSON escapes it
-    back = PromptConditionedRM.load(path)
+    back = models.load(path)
+    assert isinstance(back, PromptConditionedRM)
     assert back.template == DEFAULT_TEMPLATE and back.countries == COUNTRIES
     np.testing.assert_allclose(back.score(prompts, responses, ["Mexico"] * len(prompts)),
                                model.score(prompts, responses, ["Mexico"] * len(prompts)),
@@ -364,3 +366,31 @@ def test_cli_conditioned_writes_the_rows_scpo_run_writes(prep, tiny_bert, tmp_pa
     assert "one model for 2 countries" in printed
     assert "conditioned_loo" in printed  # one row per country and variant, never averaged
     assert "global RM's training pool too" not in printed  # the simulator's pool: no Mexico
+
+
+def test_per_country_seconds_times_each_countrys_fit_of_its_kept_pairs(prep, monkeypatch):
+    import dataclasses
+    import itertools
+
+    from scpo import conditioned
+
+    fits = []
+
+    class Spy:
+        def copy(self):
+            return self
+
+        def fit(self, pairs, weights, train, method, seed):
+            fits.append((len(pairs), float(weights.sum()), seed))
+
+    ticks = itertools.count(0.0, 1.5)  # each fit "takes" 1.5 s
+    monkeypatch.setattr(conditioned.time, "perf_counter", lambda: next(ticks))
+    total = conditioned.per_country_seconds(dataclasses.replace(prep, global_rm=Spy()),
+                                            COUNTRIES, seed=3)
+    assert total == 1.5 * len(COUNTRIES)
+    for c, (n, w_sum, seed) in zip(COUNTRIES, fits, strict=True):
+        train = country_splits(prep, c)["train"]
+        w = training_weights(VARIANTS["scpo_fw"], train["rg_chosen"].to_numpy(),
+                             train["rg_rejected"].to_numpy(), prep.cfg.method.tau,
+                             prep.cfg.method.beta)
+        assert (n, w_sum, seed) == ((w > 0).sum(), pytest.approx(w.sum()), 3)

@@ -1,4 +1,3 @@
-import copy
 import os
 import sys
 
@@ -177,31 +176,24 @@ def test_smoke_training_lowers_the_loss_and_moves_every_parameter(enc, pool_emb,
     assert torch.equal(rm.head.mean, buffers)  # standardisation is fixed, not trained
 
 
-def test_history_logs_linear_decay_and_val_accuracy(enc, pool_emb):
+def test_history_logs_linear_decay_and_the_trained_models_val_accuracy(enc, pool_emb):
     rm = _new(enc, pool_emb)
     train = TrainConfig(lr=0.02, max_steps=50, batch_size=4)
     # 10 easy eval pairs (helpful vs dismissive) and 10 that training says nothing about (two
-    # helpful answers, the second written for another topic): their accuracy wanders
+    # helpful answers, the second written for another topic): neither all right nor all wrong
     hard = pd.DataFrame([{"prompt": f"How do I {TOPICS[i]}?",
                           "chosen": GOOD[1].format(t=TOPICS[i]),
                           "rejected": GOOD[0].format(t=TOPICS[(i + 3) % 20])} for i in range(10)])
     evals = pd.concat([PAIRS.iloc[:10], hard], ignore_index=True)
-    heads = []  # the head as it was at each logged accuracy
-    accuracy = rm._accuracy
-    rm._accuracy = lambda *a: heads.append(copy.deepcopy(rm.head.state_dict())) or accuracy(*a)
     hist = rm.fit(PAIRS, np.ones(len(PAIRS)), train, METHOD, seed=0, eval_pairs=evals)
     assert [h["step"] for h in hist] == list(range(1, 51))  # ~max_steps/50 -> every step
     # lr at step s (1-based) = lr * (1 - (s - 1) / max_steps): no warm-up, reaches 0 after
     np.testing.assert_allclose([h["lr"] for h in hist], 0.02 * (1 - np.arange(50) / 50))
-    # each logged accuracy, recomputed from the scores of the head as it was at that step
-    assert len(heads) == len(hist)
-    probe = rm.copy()
-    for h, state in zip(hist, heads, strict=True):
-        probe.head.load_state_dict(state)
-        rc, rr = probe.score_pairs(evals)
-        # (float32 there: 20 pairs, so 1e-6 still tells one pair apart)
-        assert h["val_accuracy"] == pytest.approx(np.mean(rc > rr), abs=1e-6), h["step"]
-    assert len({h["val_accuracy"] for h in hist}) > 1  # it moved, so the check tells steps apart
+    # the trained model's accuracy on the eval pairs, in the last entry only, as on every tier
+    rc, rr = rm.score_pairs(evals)
+    assert 0 < np.mean(rc > rr) < 1  # so a wrong count would show
+    assert hist[-1]["val_accuracy"] == pytest.approx(np.mean(rc > rr), abs=1e-6)
+    assert all("val_accuracy" not in h for h in hist[:-1])
     rc, rr = rm.score_pairs(PAIRS.iloc[:10])
     assert (rc > rr).all()  # the easy pairs end right
 

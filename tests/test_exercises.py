@@ -15,7 +15,8 @@ from conftest import book_build
 
 from scpo import method
 from scpo.config import load_preset
-from scpo.experiment import country_splits, prepare, run_country
+from scpo.experiment import country_splits, run_country
+from scpo.scoring import prepare
 from scpo.variants import VARIANTS, training_weights
 
 ROOT = Path(__file__).resolve().parents[1]

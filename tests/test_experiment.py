@@ -8,8 +8,9 @@ import pytest
 
 from scpo import cli
 from scpo.config import load_preset
-from scpo.experiment import country_splits, prepare, run, run_country
-from scpo.results import load_model, load_results, save_country
+from scpo.experiment import country_splits, run, run_country
+from scpo.results import load_model, load_results, run_record, save_country
+from scpo.scoring import prepare
 
 
 def tiny(**over):
@@ -96,7 +97,7 @@ def test_country_without_test_pairs_is_an_error(prep):
 
 def test_save_and_load_results(prep, tmp_path):
     cr = run_country(prep, "Chile", keep_models=True, progress=False)
-    save_country(tmp_path, cr, prep.record())
+    save_country(tmp_path, cr, run_record(prep))
     back = load_results(tmp_path)
     pd.testing.assert_frame_equal(back, cr.results)
     assert (tmp_path / "Chile" / "models" / "scpo_fw" / "seed0").exists()
@@ -170,7 +171,7 @@ def test_every_variant_trains_on_every_training_pair(prep, tmp_path):
     kept = method.filter_mask(method.p_glo(chile["rg_chosen"], chile["rg_rejected"]), tau)
     assert r.loc["scpo_fw_tuned", "n_kept"] == kept.sum() and r.loc["scpo_fw_tuned", "tau"] == tau
     assert cr.tuned[0]["n_fit_pairs"] + cr.tuned[0]["n_val_pairs"] == len(chile)
-    save_country(tmp_path, cr, prep.record())
+    save_country(tmp_path, cr, run_record(prep))
     rec = json.loads((tmp_path / "Chile" / "run.json").read_text())["trained_on"]["Chile"]
     n_users = chile["user_id"].nunique()
     assert rec["baseline"] == {"train_users": n_users, "train_pairs": len(chile),
@@ -326,3 +327,48 @@ def test_a_runs_files_are_one_set(tmp_path, monkeypatch):
     assert not [n for n in names if n.endswith(".part")]
     assert json.loads((out / "run.json").read_text())["scpo_version"] == "new"
     assert list(load_results(tmp_path)["variant"]) == ["scpo_fw"]
+
+
+def test_training_counts_and_the_one_row_schema_by_hand():
+    from scpo.experiment import result_rows, training_counts
+
+    train = pd.DataFrame({"user_id": ["a", "a", "b", "c", "c"]})
+    kept = np.array([True, False, False, True, True])
+    counts = training_counts(train, kept, 2.5)
+    assert counts == {"n_train": 5, "n_kept": 3, "kept_ratio": 0.6, "n_train_users": 3,
+                      "n_users_trained": 2, "weight_sum": 2.5}  # users a and c trained
+    assert np.isnan(training_counts(train.iloc[:0], kept[:0], 0.0)["kept_ratio"])
+    rows = result_rows([{"test_set": "overall", "accuracy": 0.7},
+                        {"test_set": "pure_minority", "accuracy": 0.2}], country="Chile",
+                       variant="scpo_fw", seed=1, counts=counts, tau=0.7, beta=1.1, lr=1e-3)
+    assert [list(r) for r in rows] == [["country", "variant", "seed", "test_set", "accuracy",
+                                        *counts, "tau", "beta", "lr"]] * 2
+    assert rows[1]["accuracy"] == 0.2 and rows[1]["n_users_trained"] == 2
+
+
+class FixedPairScores:
+    """A model whose score of the test table's pairs is given: (r+, r-) per row."""
+
+    def __init__(self, rc, rr):
+        self.rc, self.rr = np.asarray(rc, float), np.asarray(rr, float)
+
+    def score_pairs(self, pairs):
+        return self.rc, self.rr
+
+
+def test_cross_country_by_hand():
+    from scpo.experiment import cross_country
+
+    # A's pairs 0-2, B's 3-4; the global RM gets pairs 0 and 3 wrong (pure minority of A, B)
+    test = pd.DataFrame({"country": ["A", "A", "A", "B", "B"],
+                         "rg_chosen": [0, 1, 1, 0, 1], "rg_rejected": [1, 0, 0, 1, 0]})
+    models = {"A": FixedPairScores([1, 1, 0, 0, 1], [0, 0, 1, 1, 0]),  # right: 0, 1, 4
+              "B": FixedPairScores([0, 1, 1, 1, 1], [1, 0, 0, 0, 1])}  # right: 1, 2, 3 (4 ties)
+    got = cross_country(models, test).set_index(["trained_on", "tested_on"])
+    assert got.loc[("A", "A"), "overall"] == pytest.approx(2 / 3)
+    assert got.loc[("A", "B"), "overall"] == 0.5
+    assert got.loc[("B", "A"), "overall"] == pytest.approx(2 / 3)
+    assert got.loc[("B", "B"), "overall"] == 0.5  # a tie counts as wrong
+    assert got["pure_minority"].tolist() == [1.0, 0.0, 0.0, 1.0]  # pairs 0 and 3 alone
+    no_pure = test.assign(rg_chosen=1, rg_rejected=0)
+    assert cross_country(models, no_pure)["pure_minority"].isna().all()

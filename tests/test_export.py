@@ -17,8 +17,9 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from scpo import cli
 from scpo.config import load_preset
-from scpo.experiment import country_splits, prepare, run, run_country
-from scpo.results import card_record, export_saved, save_country
+from scpo.experiment import country_splits, run, run_country
+from scpo.results import card_record, export_saved, run_record, save_country
+from scpo.scoring import prepare
 
 
 def hf_tiny(tiny_bert: Path, **run):
@@ -97,7 +98,7 @@ def test_card_record_from_rows_by_hand():
 def test_scpo_export_from_a_country_notebooks_saved_models(tiny_bert, tmp_path, capsys):
     prep = prepare(hf_tiny(tiny_bert, variants=["scpo_fw"]))
     save_country(tmp_path / "res", run_country(prep, "Chile", keep_models=True, progress=False),
-                 prep.record())
+                 run_record(prep))
     cli.main(["export", "--results", str(tmp_path / "res"), "--country", "Chile",
               "--out", str(tmp_path / "m")])
     assert "exported to" in capsys.readouterr().out

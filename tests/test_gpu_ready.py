@@ -211,7 +211,7 @@ def test_lora_saved_as_adapters_loads_back_bit_for_bit(tmp_path):
         HFRewardModel.load(tmp_path / "saved")
 
 
-def test_a_parked_global_rm_waits_on_the_host_and_copies_go_to_the_gpu(tmp_path, monkeypatch):
+def test_an_offloaded_global_rm_waits_on_the_host_and_copies_go_to_the_gpu(tmp_path, monkeypatch):
     """Full fine-tuning: after scoring, the global RM moves to host memory and each copy is
     sent to the training device ("meta" stands in for a GPU). LoRA: the base stays put."""
     path = str(write_tiny_bert(tmp_path / "bert"))
@@ -224,7 +224,7 @@ def test_a_parked_global_rm_waits_on_the_host_and_copies_go_to_the_gpu(tmp_path,
             return _to(*a, **k)
 
         monkeypatch.setattr(rm.model, "to", recording_to)
-        rm.park()
+        rm.offload()
         monkeypatch.undo()
         if lora_r == 0:
             c = rm.copy()

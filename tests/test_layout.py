@@ -1,9 +1,13 @@
 """The package's shape: no module imports one that imports it back (at any depth)."""
 
 import ast
+import re
 from pathlib import Path
 
+import pytest
+
 import scpo
+import scpo.models
 
 ROOT = Path(scpo.__file__).parent
 
@@ -64,3 +68,74 @@ def test_no_import_circle_in_the_package():
     graph = import_graph()
     assert "scpo.models.hf_train" in graph["scpo.models.hf"]  # the graph sees function imports
     assert cycles(graph) == []
+
+
+def listed_modules(package) -> list[str]:
+    """The names a package's docstring lists as its module map: lines "- ``name``  its job"."""
+    return re.findall(r"^- ``(\w+)``", package.__doc__, flags=re.M)
+
+
+def package_modules(root: Path) -> set[str]:
+    return ({p.stem for p in root.glob("*.py") if p.stem != "__init__"}
+            | {p.parent.name for p in root.glob("*/__init__.py")})
+
+
+@pytest.mark.parametrize("package", [scpo, scpo.models], ids=["scpo", "scpo.models"])
+def test_the_module_map_lists_every_module_once(package):
+    listed = listed_modules(package)
+    assert len(listed) == len(set(listed)), listed
+    assert set(listed) == package_modules(Path(package.__file__).parent)
+
+
+def concrete_model_classes() -> dict[str, set[str]]:
+    """module -> the reward model classes it defines that can be built (every subclass of
+    RewardModel or ConditionedRM that is not abstract)."""
+    import importlib
+    import inspect
+
+    from scpo.models import ConditionedRM, RewardModel
+
+    found: dict[str, set[str]] = {}
+    for path in sorted((ROOT / "models").glob("*.py")):
+        module = importlib.import_module(module_name(path))
+        for name, obj in vars(module).items():
+            if (inspect.isclass(obj) and obj.__module__ == module.__name__
+                    and issubclass(obj, RewardModel | ConditionedRM)
+                    and not inspect.isabstract(obj)):
+                found.setdefault(module.__name__, set()).add(name)
+    return found
+
+
+def notebook_imports(path: Path) -> set[str]:
+    """scpo modules and names a notebook's code cells import (as ``runtime_imports``)."""
+    cells = re.findall(r"```\{code-cell\}[^\n]*\n(.*?)```", path.read_text(), flags=re.S)
+    tree = ast.parse("\n".join(ln for c in cells for ln in c.splitlines()
+                               if not ln.startswith((":", "%", "!"))))
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+            found.update(f"{node.module}.{a.name}" for a in node.names)
+        elif isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+    return found
+
+
+def test_no_module_outside_the_models_package_names_a_tiers_class():
+    """Reward models are made, loaded and asked through scpo.models: a module (or notebook)
+    that imported a tier's class, or its module, would switch on the tier again."""
+    concrete = concrete_model_classes()
+    assert {"scpo.models.embedding", "scpo.models.hf", "scpo.models.partial",
+            "scpo.models.conditioned"} <= set(concrete)  # the finder finds them
+    forbidden = set(concrete) | {f"{m}.{c}" for m, cs in concrete.items() for c in cs} | {
+        f"scpo.models.{c}" for cs in concrete.values() for c in cs}
+    outside = {module_name(p): runtime_imports(p) for p in ROOT.rglob("*.py")
+               if "models" not in p.relative_to(ROOT).parts}
+    outside |= {f"notebooks/{p.name}": notebook_imports(p)
+                for p in sorted((ROOT.parent / "notebooks").glob("*.md"))}
+    assert "scpo.scoring" in outside and "notebooks/country.md" in outside
+    named = {m: sorted(found & forbidden) for m, found in outside.items() if found & forbidden}
+    assert named == {}
+    import scpo.models
+
+    assert not set(scpo.models.__all__) & {c for cs in concrete.values() for c in cs}

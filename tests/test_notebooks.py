@@ -15,7 +15,7 @@ import papermill
 import pytest
 from conftest import book_build
 
-from scpo import experiment
+from scpo import experiment, scoring
 from scpo.config import load_preset
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -93,7 +93,7 @@ def test_missing_parameters_cell_is_a_clear_error(tmp_path):
 
 
 @pytest.mark.slow
-def test_documented_papermill_command_reruns_one_country(tmp_path, env):
+def test_documented_papermill_command_reruns_one_country(tmp_path, env, monkeypatch):
     """`build.py convert` then `papermill notebooks/country.ipynb out/Chile.ipynb -p country
     Chile -p tau 0.6`, on the tiny preset and three variants to stay fast."""
     subprocess.run([sys.executable, str(ROOT / "book" / "build.py"), "convert", "--out",
@@ -116,6 +116,16 @@ def test_documented_papermill_command_reruns_one_country(tmp_path, env):
     assert (results / "Chile" / "models" / "scpo_fw" / "seed0").is_dir()
     injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
     assert "tau = 0.6" in injected[0].source and 'country = "Chile"' in injected[0].source
+    # the aggregate chapters read the page back as it ran: at tau 0.6, not the preset's 0.7
+    from scpo.conditioned import run_conditioned
+    from scpo.results import reopen
+
+    monkeypatch.setenv("SCPO_CACHE_DIR", env["SCPO_CACHE_DIR"])  # what the page computed
+    run = reopen(results)
+    assert run.cfg.method.tau == 0.6 != load_preset("tiny").method.tau
+    assert run.cfg.run.variants == ["global", "baseline", "filtered", "scpo_fw"]
+    cond = run_conditioned(run.prep, run.countries, seeds=[0])  # the conditioned chapter's
+    assert set(cond.results["tau"]) == {0.6}
 
 
 HF_PRESET = """[data.sim]
@@ -216,7 +226,7 @@ def test_goqa_notebook_on_a_small_csv(tmp_path, env, monkeypatch):
     cfg.update({"data": {"dataset": "goqa", "data_dir": str(tmp_path)},
                 "run": {"seeds": [0], "variants": ["global", "baseline", "scpo_fw"],
                         "countries": ["Chile"]}})
-    prep = experiment.prepare(cfg)
+    prep = scoring.prepare(cfg)
     models = experiment.run_country(prep, "Chile", keep_models=True, progress=False).models
     opts = prep.data.options
     test_q = opts[(opts["country"] == "Chile") & (opts["split"] == "test")]
@@ -245,7 +255,7 @@ def test_carb_notebook_on_fixture_items(tmp_path, env, monkeypatch):
     from test_carb import ENGLISH, SPANISH
 
     from scpo import carb
-    from scpo.results import load_model, save_country
+    from scpo.results import load_model, run_record, save_country
 
     (tmp_path / "carb").mkdir()
     (tmp_path / "carb" / "items.json").write_text(json.dumps(SPANISH + ENGLISH))
@@ -253,10 +263,10 @@ def test_carb_notebook_on_fixture_items(tmp_path, env, monkeypatch):
         monkeypatch.setenv(key, env[key])
     cfg = load_preset("tiny")
     cfg.update({"run": {"countries": ["Chile"], "variants": ["global", "scpo_fw"]}})
-    prep = experiment.prepare(cfg)
+    prep = scoring.prepare(cfg)
     results = tmp_path / "results"
     save_country(results, experiment.run_country(prep, "Chile", progress=False,
-                                                 save_models=results), prep.record())
+                                                 save_models=results), run_record(prep))
     out = tmp_path / "carb.ipynb"
     papermill.execute_notebook(
         str(convert_one(ROOT / "notebooks" / "carb.md", tmp_path)), str(out),

@@ -14,7 +14,8 @@ import torch
 
 from scpo import cli, published
 from scpo.config import load_preset
-from scpo.experiment import country_splits, prepare, run
+from scpo.experiment import country_splits, run
+from scpo.scoring import prepare
 from scpo.simulate import ensure_simulation, sim_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest
@@ -78,7 +79,7 @@ def results(world, tmp_path_factory):
     return res, prep, out
 
 
-def test_given_models_are_loaded_scored_and_never_trained(results, world, monkeypatch):
+def test_external_models_are_loaded_scored_and_never_trained(results, world, monkeypatch):
     res, prep, out = results
     assert set(res["variant"]) == {"global", "published", "published_dropout"}
     assert set(res["country"]) == set(COUNTRIES)
@@ -153,16 +154,16 @@ def test_a_missing_model_is_named_before_anything_runs(world):
     cfg.model.minority_models = {"Chile": published.AUTHORS_MODELS["Chile"]}
     prep = prepare(config(world, variants=["global"]))  # scoring needs no given model
     prep.cfg = cfg
-    from scpo.experiment import check_countries
+    from scpo.experiment import check_runnable
 
     with pytest.raises(ValueError, match=r"Mexico: model.minority_models has no reward model "
                                          r"for 'Mexico'"):
-        check_countries(prep, COUNTRIES)
+        check_runnable(prep, COUNTRIES)
     cfg.model.minority_models = dict(published.AUTHORS_MODELS)
     cfg.model.minority_dir = str(world["root"] / "nowhere")
     with pytest.raises(ValueError, match=r"Chile: model.minority_dir=.*no directory .*"
                                          r"scpo-reward-model-chile"):
-        check_countries(prep, COUNTRIES)
+        check_runnable(prep, COUNTRIES)
 
 
 def test_hub_out_of_reach_is_one_line_naming_the_local_option(world, tmp_path, capsys):

@@ -5,6 +5,10 @@ import subprocess
 from importlib.metadata import version
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
+import pytest
+
 import scpo
 from scpo import results
 
@@ -62,3 +66,43 @@ def test_a_git_install_records_the_commit_pip_wrote(monkeypatch):
     monkeypatch.setattr(results, "distribution", lambda name: Dist(
         {"url": "file:///x", "dir_info": {"editable": True}}))
     assert results.installed_commit() is None
+
+
+def test_reopen_reads_the_runs_back_as_they_ran_and_refuses_a_mix(tmp_path):
+    """A country page run at tau 0.5 (not the preset's 0.7) is reopened at tau 0.5: its config,
+    its inputs, its saved models and a sweep's own point; pages run otherwise are refused."""
+    from scpo.config import load_preset
+    from scpo.experiment import run_country, sweep
+    from scpo.results import reopen, run_record, save_country
+    from scpo.scoring import prepare
+
+    def page(country, tau):
+        cfg = load_preset("tiny").update({
+            "method": {"tau": tau}, "train": {"max_steps": 20},
+            "run": {"countries": [country], "variants": ["global", "scpo_fw"], "seeds": [0]}})
+        prep = prepare(cfg)
+        done = run_country(prep, country, progress=False, save_models=tmp_path / "results")
+        save_country(tmp_path / "results", done, run_record(prep))
+        return cfg, prep, done
+
+    assert load_preset("tiny").method.tau != 0.5
+    cfg, prep, done = page("Chile", 0.5)
+    run = reopen(tmp_path / "results")
+    assert run.cfg.method.tau == 0.5 and run.cfg.to_dict() == cfg.to_dict()
+    assert run.countries == ["Chile"] and run.seeds == [0]
+    pd.testing.assert_frame_equal(run.results, done.results)
+    assert run.prep.global_rm.fingerprint() == prep.global_rm.fingerprint()
+    pd.testing.assert_frame_equal(run.prep.pairs, prep.pairs)
+    test = prep.pairs[(prep.pairs["country"] == "Chile") & (prep.pairs["split"] == "test")]
+    saved = run.model("Chile", "scpo_fw", 0)
+    fw = done.results.query("variant == 'scpo_fw' and test_set == 'overall'")["accuracy"].item()
+    assert np.mean(np.greater(*saved.score_pairs(test))) == pytest.approx(fw)
+    points = list(sweep(run, {"tau": [0.5, 0.6]}))
+    assert [(p.value, p.trained) for p in points] == [(0.5, False), (0.6, True)]
+    assert set(points[0].results["tau"]) == {0.5} and set(points[1].results["tau"]) == {0.6}
+    assert set(points[1].results["beta"]) == {cfg.method.beta}
+    assert run.cfg.method.tau == 0.5  # the sweep trained at 0.6 without changing the runs' config
+    page("Mexico", 0.7)
+    with pytest.raises(ValueError, match=r"method\.tau: 0\.5 \(Chile\), 0\.7 \(Mexico\)"):
+        reopen(tmp_path / "results")
+    assert reopen(tmp_path / "results", ["Mexico"]).cfg.method.tau == 0.7

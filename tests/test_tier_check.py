@@ -13,7 +13,7 @@ import pytest
 from conftest import ROOT, load_script  # conftest sets HF_HUB_OFFLINE=1 and has tiny_bert
 from scipy.stats import spearmanr
 
-from scpo import evaluate, experiment
+from scpo import evaluate, experiment, scoring
 from scpo.variants import VARIANTS, training_weights
 
 tc = load_script("benchmarks/tier_check.py", "tier_check")
@@ -98,7 +98,7 @@ def run(tiny_bert, tmp_path_factory):
     for each tier the pairs it scored with its global RM and every model it trained."""
     out = tmp_path_factory.mktemp("tier_check")
     seen = {"prepare": [], "tiers": []}
-    prepare, run_country = experiment.prepare, experiment.run_country
+    prepare, run_country = scoring.prepare, experiment.run_country
 
     def capture_prepare(cfg):
         seen["prepare"].append(prepare(cfg))
@@ -110,7 +110,7 @@ def run(tiny_bert, tmp_path_factory):
         return done
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(experiment, "prepare", capture_prepare)
+        mp.setattr(scoring, "prepare", capture_prepare)
         mp.setattr(experiment, "run_country", capture_run_country)
         tc.main(["--preset", "tiny", "--country", "Chile", "--n-train", str(N_TRAIN),
                  "--n-val", str(N_VAL), "--n-test", str(N_TEST), "--n-global", "8",

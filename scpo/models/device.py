@@ -21,7 +21,7 @@ def is_main_process() -> bool:
 
 
 def model_device(model: torch.nn.Module) -> torch.device:
-    """Where the weights are (a parked global RM's are on the CPU)."""
+    """Where the weights are (an offloaded global RM's are on the CPU)."""
     return next(model.parameters()).device
 
 

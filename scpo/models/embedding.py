@@ -29,9 +29,10 @@ from tqdm.auto import tqdm
 from scpo.cache import ArrayCache, cached_compute
 from scpo.config import MethodConfig, TrainConfig, cache_dir
 from scpo.method import weighted_bt_loss
-from scpo.models.base import RewardModel, TrainHistory
+from scpo.models.base import RewardModel, TrainHistory, check_training_pairs, text_rows
 from scpo.pairs import distinct_texts, text_key
 
+META_FILE, WEIGHTS_FILE = "embedding_rm.json", "head.safetensors"  # what ``save`` writes
 POOLING = "mean+l2"
 HEADS = ("linear", "mlp")
 MLP_HIDDEN = 128
@@ -288,6 +289,70 @@ def _epoch_batches(n: int, batch_size: int, gen: torch.Generator):
             yield perm[start:start + size]
 
 
+def train_head(head: nn.Module, x: torch.Tensor, ic: torch.Tensor, ir: torch.Tensor,
+               w: np.ndarray, *, lr: float, max_steps: int, batch_size: int,
+               weight_decay: float, normalize: str, seed: int) -> TrainHistory:
+    """AdamW with linear decay to 0 (no warm-up) on the weighted Bradley-Terry loss of the
+    pairs whose texts are rows ``ic`` (y+) and ``ir`` (y-) of the inputs ``x``, in place.
+
+    ``head`` has ``features`` (computed once for every text: they hold no trained weight) and
+    ``reward``. Logs {"step", "loss" (mean since the last log), "lr"} about 50 times.
+    """
+    if max_steps < 1 or batch_size < 1 or not lr >= 0:
+        raise ValueError(f"need max_steps >= 1, batch_size >= 1, lr >= 0; got {max_steps}, "
+                         f"{batch_size}, {lr}")
+    w_t = torch.from_numpy(w).float()
+    with torch.no_grad():
+        feats = head.features(x)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny matmuls: a second thread only adds contention
+    try:
+        gen = torch.Generator().manual_seed(seed)
+        opt = AdamWUpdate(list(head.parameters()), weight_decay)
+        every = max(1, max_steps // 50)
+        batches = _epoch_batches(len(w), batch_size, gen)
+        history: TrainHistory = []
+        window: list[float] = []
+        head.train()
+        for step in range(1, max_steps + 1):
+            b = next(batches)
+            # y+ and y- in one forward; index_select gathers rows several times faster
+            # than indexing with a tensor, and gives the same values
+            rows = torch.cat([ic.index_select(0, b), ir.index_select(0, b)])
+            r = head.reward(feats.index_select(0, rows))
+            loss = weighted_bt_loss(r[:len(b)], r[len(b):], w_t.index_select(0, b),
+                                    normalize=normalize)
+            opt.zero_grad()
+            loss.backward()
+            step_lr = lr * (1.0 - (step - 1) / max_steps)  # linear decay to 0
+            opt.step(step_lr)
+            window.append(loss.item())
+            if step % every == 0 or step == max_steps:
+                history.append({"step": step, "loss": float(np.mean(window)), "lr": step_lr})
+                window = []
+    finally:
+        torch.set_num_threads(threads)
+        head.eval()
+    return history
+
+
+def head_accuracy(head: nn.Module, x: torch.Tensor, ic: torch.Tensor, ir: torch.Tensor) -> float:
+    """Fraction of pairs with r+ > r- (a tie counts as wrong), in eval mode."""
+    head.eval()
+    with torch.no_grad():
+        r = head(x)
+    return float((r[ic] > r[ir]).float().mean())
+
+
+def head_hash(head: nn.Module) -> str:
+    """sha256 of a head's kind and every tensor of its state (name, dtype, shape, bytes)."""
+    h = hashlib.sha256(head.kind.encode())
+    for name, t in sorted(head.state_dict().items()):
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}".encode())
+        h.update(t.detach().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
 class EmbeddingRM(RewardModel):
     """A frozen ``Encoder`` + a trainable ``Head``."""
 
@@ -311,11 +376,7 @@ class EmbeddingRM(RewardModel):
             return cls(encoder, Head(head, mean, std))
 
     def fingerprint(self) -> str:
-        h = hashlib.sha256(self.head.kind.encode())
-        for name, t in sorted(self.head.state_dict().items()):
-            h.update(f"{name}|{t.dtype}|{tuple(t.shape)}".encode())
-            h.update(t.detach().contiguous().numpy().tobytes())
-        return f"{self.encoder.fingerprint()}-{h.hexdigest()[:16]}"
+        return f"{self.encoder.fingerprint()}-{head_hash(self.head)}"
 
     def score(self, prompts: list[str], responses: list[str]) -> np.ndarray:
         emb = torch.from_numpy(self.encoder.encode(prompts, responses))
@@ -323,88 +384,37 @@ class EmbeddingRM(RewardModel):
         with torch.inference_mode():
             return self.head(emb).double().numpy()
 
+    @property
+    def n_trainable(self) -> int:
+        return sum(p.numel() for p in self.head.parameters())
+
     def _pair_tensors(self, pairs: pd.DataFrame) -> tuple[torch.Tensor, torch.Tensor,
                                                            torch.Tensor]:
         """Embeddings of the distinct texts [n_texts, d] and row indices of y+ and y-."""
-        missing = [c for c in ("prompt", "chosen", "rejected") if c not in pairs.columns]
-        if missing:
-            raise KeyError(f"pairs lack column(s) {missing}; need prompt, chosen, rejected")
-        texts = distinct_texts(pairs)
+        texts, ic, ir = text_rows(pairs)
         emb = torch.from_numpy(self.encoder.encode(texts["prompt"].tolist(),
                                                    texts["response"].tolist()))
-        row = {k: i for i, k in enumerate(zip(texts["prompt"], texts["response"]))}
-        ic = torch.tensor([row[k] for k in zip(pairs["prompt"], pairs["chosen"])])
-        ir = torch.tensor([row[k] for k in zip(pairs["prompt"], pairs["rejected"])])
-        return emb, ic, ir
-
-    def _accuracy(self, emb: torch.Tensor, ic: torch.Tensor, ir: torch.Tensor) -> float:
-        """Fraction of pairs with r+ > r- (a tie counts as wrong)."""
-        self.head.eval()
-        with torch.no_grad():
-            r = self.head(emb)
-        self.head.train()
-        return float((r[ic] > r[ir]).float().mean())
+        return emb, torch.from_numpy(ic), torch.from_numpy(ir)
 
     def fit(self, pairs: pd.DataFrame, weights: np.ndarray, train: TrainConfig,
             method: MethodConfig, seed: int, eval_pairs: pd.DataFrame | None = None, *,
             lr: float | None = None, max_steps: int | None = None,
             batch_size: int | None = None) -> TrainHistory:
-        """AdamW with linear decay to 0 (no warm-up) on the weighted Bradley-Terry loss.
+        """``train_head`` on the pairs' embeddings; with ``eval_pairs``, the trained model's
+        accuracy on them in the last entry ("val_accuracy").
 
         ``lr``, ``max_steps``, ``batch_size`` default to ``train``'s fields (the global head
-        passes its own). Logs {"step", "loss" (mean since the last log), "lr"} and
-        "val_accuracy" about 50 times.
+        passes its own).
         """
-        lr = train.lr if lr is None else lr
-        max_steps = train.max_steps if max_steps is None else max_steps
-        batch_size = train.batch_size if batch_size is None else batch_size
-        if max_steps < 1 or batch_size < 1 or not lr >= 0:
-            raise ValueError(f"need max_steps >= 1, batch_size >= 1, lr >= 0; got {max_steps}, "
-                             f"{batch_size}, {lr}")
-        if len(pairs) == 0:
-            raise ValueError("no training pairs: nothing to fit (did the filter keep none?)")
-        w = np.asarray(weights, dtype=np.float64)
-        if w.shape != (len(pairs),) or not np.isfinite(w).all() or (w < 0).any():
-            raise ValueError(f"weights must be {len(pairs)} finite values >= 0 (one per pair), "
-                             f"got shape {w.shape}, min {np.nanmin(w) if w.size else None}")
+        w = check_training_pairs(pairs, weights)
         emb, ic, ir = self._pair_tensors(pairs)
-        val = self._pair_tensors(eval_pairs) if eval_pairs is not None else None
-        w_t = torch.from_numpy(w).float()
-        with torch.no_grad():
-            feats = self.head.features(emb)
-
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)  # tiny matmuls: a second thread only adds contention
-        try:
-            gen = torch.Generator().manual_seed(seed)
-            opt = AdamWUpdate(list(self.head.parameters()), train.weight_decay)
-            every = max(1, max_steps // 50)
-            batches = _epoch_batches(len(pairs), batch_size, gen)
-            history: TrainHistory = []
-            window: list[float] = []
-            self.head.train()
-            for step in range(1, max_steps + 1):
-                b = next(batches)
-                # y+ and y- in one forward; index_select gathers rows several times faster
-                # than indexing with a tensor, and gives the same values
-                rows = torch.cat([ic.index_select(0, b), ir.index_select(0, b)])
-                r = self.head.reward(feats.index_select(0, rows))
-                loss = weighted_bt_loss(r[:len(b)], r[len(b):], w_t.index_select(0, b),
-                                        normalize=method.normalize)
-                opt.zero_grad()
-                loss.backward()
-                step_lr = lr * (1.0 - (step - 1) / max_steps)  # linear decay to 0
-                opt.step(step_lr)
-                window.append(loss.item())
-                if step % every == 0 or step == max_steps:
-                    rec = {"step": step, "loss": float(np.mean(window)), "lr": step_lr}
-                    if val is not None:
-                        rec["val_accuracy"] = self._accuracy(*val)
-                    history.append(rec)
-                    window = []
-        finally:
-            torch.set_num_threads(threads)
-            self.head.eval()
+        history = train_head(
+            self.head, emb, ic, ir, w, lr=train.lr if lr is None else lr,
+            max_steps=train.max_steps if max_steps is None else max_steps,
+            batch_size=train.batch_size if batch_size is None else batch_size,
+            weight_decay=train.weight_decay, normalize=method.normalize, seed=seed)
+        if eval_pairs is not None and len(eval_pairs):
+            history[-1]["val_accuracy"] = head_accuracy(self.head, *self._pair_tensors(eval_pairs))
         self.history = history
         return history
 
@@ -412,20 +422,44 @@ class EmbeddingRM(RewardModel):
         """Shares the frozen encoder (and its cache); the head is deep-copied."""
         return EmbeddingRM(self.encoder, copy.deepcopy(self.head))
 
+    # ---- the weights' mix (scpo.steer) ----
+
+    def torch_module(self) -> nn.Module:
+        return self.head
+
+    @property
+    def linear_in_weights(self) -> bool:
+        return self.head.kind == "linear"
+
+    def check_mixable(self, other: RewardModel) -> None:
+        """The same head kind on the same encoder: a head is meaningless on another encoder's
+        embeddings."""
+        assert isinstance(other, EmbeddingRM)
+        if self.head.kind != other.head.kind:
+            raise ValueError(f"heads differ: {self.head.kind!r} vs {other.head.kind!r}; "
+                             "interpolate a country head with the global head it was trained "
+                             "from")
+        if self.encoder.fingerprint() != other.encoder.fingerprint():
+            raise ValueError(f"encoders differ ({self.encoder.name_or_path!r}, fingerprint "
+                             f"{self.encoder.fingerprint()} vs {other.encoder.name_or_path!r}, "
+                             f"{other.encoder.fingerprint()}): a head is meaningless on another "
+                             "encoder's embeddings; load both heads on the same encoder")
+
+    # ---- saving ----
+
     def save(self, path: str | Path) -> None:
         """``path/embedding_rm.json`` then ``path/head.safetensors`` (atomically, last: its
         presence means the save completed)."""
-        write_head_files(Path(path), "embedding_rm.json", "head.safetensors", self.encoder,
-                         self.head, {"head": self.head.kind, "dim": int(self.head.mean.shape[0])})
+        write_head_files(Path(path), META_FILE, WEIGHTS_FILE, self.encoder, self.head,
+                         {"head": self.head.kind, "dim": int(self.head.mean.shape[0])})
 
     @classmethod
     def load(cls, path: str | Path, encoder: Encoder | None = None,
              cache_root: str | Path | None = None) -> EmbeddingRM:
         """Read ``save``'s files; ``encoder`` reuses a live one, which must match the saved
         fingerprint (a head is meaningless on another encoder's embeddings)."""
-        meta, encoder, state = read_head_files(Path(path), "embedding_rm.json",
-                                               "head.safetensors", "EmbeddingRM", encoder,
-                                               cache_root)
+        meta, encoder, state = read_head_files(Path(path), META_FILE, WEIGHTS_FILE,
+                                               "EmbeddingRM", encoder, cache_root)
         head = Head(meta["head"], torch.zeros(meta["dim"]), torch.ones(meta["dim"]))
         head.load_state_dict(state, strict=True)
         return cls(encoder, head)

@@ -137,11 +137,7 @@ def model_card(rm: HFRewardModel, path: Path, card: dict[str, Any]) -> str:
                          "(plus optional country, variant, global_model, ...)")
     base = portable_name(rm.name)
     record = {"global_model": base, "global_revision": rm.revision or "main", **card,
-              "scpo_version": scpo.__version__, "mode": rm.mode.name,
-              "max_length": rm.max_length, "lora_r": rm.lora_r,
-              "chat_template": rm.chat_template}
-    if "train_layers" in rm.options():  # the partial tier: how deep the fine-tuning went
-        record["train_layers"] = rm.options()["train_layers"]
+              "scpo_version": scpo.__version__, **rm.card_options()}
     rows = "\n".join(f"| {k} | {json.dumps(v, default=str)} |" for k, v in record.items())
     title = " ".join(str(card[k]) for k in ("country", "variant") if k in card) or "minority"
     note = ("" if rm.mode.name == "fixed" else

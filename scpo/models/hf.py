@@ -210,10 +210,21 @@ def seeded_init(seed: int = 0) -> Iterator[None]:
         yield
 
 
+def tokenizer_pipeline(tok: Any) -> dict[str, Any]:
+    """What turns text into token ids, to compare two tokenizers. Not ``tokenizer_id``: that
+    also hashes the truncation and padding state, which the first ``score`` call changes (a
+    used and a fresh copy of one tokenizer hash differently)."""
+    backend = getattr(tok, "backend_tokenizer", None)
+    state = json.loads(backend.to_str()) if backend is not None else {"class": type(tok).__name__}
+    return {**{k: v for k, v in state.items() if k not in ("truncation", "padding")},
+            "chat_template": getattr(tok, "chat_template", None)}
+
+
 class HFRewardModel(RewardModel):
     """r_theta(x, y) = the scalar logit of an ``AutoModelForSequenceClassification``."""
 
     score_batch_size = 16  # texts per scoring forward pass
+    can_export = True
 
     def __init__(self, model: torch.nn.Module, tokenizer: Any, *, name: str,
                  revision: str | None = None, max_length: int = 512, mode: str = "fixed",
@@ -323,6 +334,11 @@ class HFRewardModel(RewardModel):
                 "gradient_checkpointing": self.gradient_checkpointing,
                 "chat_template": self.chat_template, "dropout": self.dropout}
 
+    def card_options(self) -> dict[str, Any]:
+        """The options a model card records: how the model reads its inputs."""
+        return {"mode": self.mode.name, "max_length": self.max_length, "lora_r": self.lora_r,
+                "chat_template": self.chat_template}
+
     # ---- the RewardModel interface ----
 
     def fingerprint(self) -> str:
@@ -378,9 +394,8 @@ class HFRewardModel(RewardModel):
         from scpo.evaluate import accuracy, pairwise_correct
         from scpo.models.hf_train import train_pairs
 
-        history = train_pairs(self, pairs, np.asarray(weights, dtype=np.float64), train, method,
-                              seed)
-        self._fingerprint = None
+        history = train_pairs(self, pairs, weights, train, method, seed)
+        self.weights_changed()
         if eval_pairs is not None and len(eval_pairs) and history:
             correct, _ = pairwise_correct(*self.score_pairs(eval_pairs))
             history[-1]["val_accuracy"] = accuracy(correct, "val")
@@ -395,10 +410,49 @@ class HFRewardModel(RewardModel):
         new.model = copy.deepcopy(self.model, memo=frozen).to(self.device)
         return new
 
-    def park(self) -> None:
+    @property
+    def n_trainable(self) -> int:
+        return sum(p.numel() for p in self.model.parameters() if p.requires_grad)
+
+    @property
+    def dropout_at_scoring(self) -> bool:
+        return self.mode.dropout_at_scoring
+
+    def weights_changed(self) -> None:
+        self._fingerprint = None
+
+    def torch_module(self) -> torch.nn.Module:
+        return self.model
+
+    def check_mixable(self, other: RewardModel) -> None:
+        """Full weights (no LoRA factors), the same options (but where the weights came from)
+        and the same tokenizer: the same weights fed other inputs compute something else."""
+        assert isinstance(other, HFRewardModel)
+        for rm in (self, other):
+            if rm.lora_r or hasattr(rm.model, "peft_config"):
+                raise ValueError(f"{rm.name!r} is a LoRA (peft) model: mixing the factors A and B "
+                                 "does not mix their product B A, so this would not be the model "
+                                 "soup. Merge the adapters into full weights first (export, then "
+                                 "HFRewardModel.from_pretrained), or mix the scores "
+                                 "(steered_reward)")
+        skip = ("name", "revision")  # where the weights came from, not what they compute
+        a = {k: v for k, v in self.options().items() if k not in skip}
+        b = {k: v for k, v in other.options().items() if k not in skip}
+        if a != b:
+            diff = {k: (a.get(k), b.get(k)) for k in sorted(a.keys() | b.keys())
+                    if a.get(k) != b.get(k)}
+            raise ValueError(f"the models score differently built inputs, options (global, "
+                             f"country) {diff}; load the country model with the global RM's "
+                             "options")
+        if tokenizer_pipeline(self.tokenizer) != tokenizer_pipeline(other.tokenizer):
+            raise ValueError("the models' tokenizers differ (the same weights would read other "
+                             "token ids); load the country model with the global RM's tokenizer")
+
+    def offload(self) -> None:
         """Full fine-tuning on a GPU: the global RM's weights wait in host memory, so the GPU
         holds only the model in training (each copy goes to the GPU as it is made). A LoRA
-        base stays: every copy shares it. Scoring a parked model runs where its weights are."""
+        base stays: every copy shares it. Scoring an offloaded model runs where its weights
+        are."""
         if self.device.type != "cpu" and not any(not p.requires_grad
                                                  for p in self.model.parameters()):
             self.model.to("cpu")

@@ -24,26 +24,11 @@ from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArgu
 
 from scpo.config import MethodConfig, TrainConfig
 from scpo.method import weighted_bt_loss
-from scpo.models.base import TrainHistory
+from scpo.models.base import TrainHistory, check_training_pairs
 from scpo.models.modes import autocast_enabled, effective_seed, encode_for_training
 
 if TYPE_CHECKING:
     from scpo.models.hf import HFRewardModel
-
-
-def check_pairs(pairs: pd.DataFrame, weights: np.ndarray) -> None:
-    """Columns present, one finite non-negative weight per pair, at least one pair."""
-    missing = [c for c in ("prompt", "chosen", "rejected") if c not in pairs.columns]
-    if missing:
-        raise ValueError(f"fit: pairs lack column(s) {missing}; need prompt, chosen, rejected")
-    if len(pairs) == 0:
-        raise ValueError("fit: no training pairs (did the filter keep none? raise tau)")
-    if weights.shape != (len(pairs),):
-        raise ValueError(f"fit: {weights.shape} weights for {len(pairs)} pairs; need one each")
-    bad = np.flatnonzero(~np.isfinite(weights) | (weights < 0))
-    if bad.size:
-        raise ValueError(f"fit: weight {float(weights[bad[0]])!r} at row {bad[0]} "
-                         f"({bad.size} bad); weights must be finite and >= 0")
 
 
 def pair_features(rm: HFRewardModel, pairs: pd.DataFrame, weights: np.ndarray) -> Any:
@@ -205,7 +190,7 @@ def training_arguments(rm: HFRewardModel, train: TrainConfig, seed: int,
 def train_pairs(rm: HFRewardModel, pairs: pd.DataFrame, weights: np.ndarray,
                 train: TrainConfig, method: MethodConfig, seed: int) -> TrainHistory:
     """Fine-tune ``rm.model`` in place on weighted pairs; return the logged history."""
-    check_pairs(pairs, weights)
+    weights = check_training_pairs(pairs, weights)
     if rm.mode.name == "released" and method.normalize != "batch":
         raise ValueError("released mode divides the loss by the batch size (spec §5); set "
                          "method.normalize = 'batch' or use mode 'fixed'.")

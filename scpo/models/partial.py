@@ -39,11 +39,11 @@ from tqdm.auto import tqdm
 from scpo.cache import ArrayCache, cached_compute
 from scpo.config import MethodConfig, TrainConfig, cache_dir
 from scpo.method import weighted_bt_loss
-from scpo.models.base import TrainHistory
+from scpo.models.base import TrainHistory, check_training_pairs, text_rows
 from scpo.models.embedding import _epoch_batches
 from scpo.models.hf import HFRewardModel, tokenizer_id, weights_hash
 from scpo.models.modes import autocast_enabled, encode_for_scoring
-from scpo.pairs import distinct_texts, text_key
+from scpo.pairs import text_key
 
 MAX_GRAD_NORM = 1.0  # as the hf tier's Trainer (its default), so the rungs clip alike
 
@@ -124,6 +124,10 @@ class PartialRM(HFRewardModel):
 
     def options(self) -> dict[str, Any]:
         return {**super().options(), "backend": "partial", "train_layers": self.train_layers}
+
+    def card_options(self) -> dict[str, Any]:
+        """The hf tier's, and how deep the fine-tuning went."""
+        return {**super().card_options(), "train_layers": self.train_layers}
 
     # ---- the frozen bottom, once per text ----
 
@@ -249,22 +253,14 @@ class PartialRM(HFRewardModel):
         Seeded: the batch order and the dropout masks follow ``seed``. Logs about 50 times."""
         from scpo.evaluate import accuracy, pairwise_correct
 
-        w = np.asarray(weights, dtype=np.float64)
-        if len(pairs) == 0:
-            raise ValueError("no training pairs: nothing to fit (did the filter keep none?)")
-        if w.shape != (len(pairs),) or not np.isfinite(w).all() or (w < 0).any():
-            raise ValueError(f"weights must be {len(pairs)} finite values >= 0 (one per pair), "
-                             f"got shape {w.shape}, min {np.nanmin(w) if w.size else None}")
+        w = check_training_pairs(pairs, weights)
         steps, size = int(train.max_steps), int(train.batch_size)
         if steps < 1 or size < 1 or not train.lr >= 0:
             raise ValueError(f"need max_steps >= 1, batch_size >= 1, lr >= 0; got {steps}, "
                              f"{size}, {train.lr}")
-        texts = distinct_texts(pairs)
+        texts, ic, ir = text_rows(pairs)
         rows = [torch.from_numpy(h) for h in self.hidden(texts["prompt"].tolist(),
                                                          texts["response"].tolist())]
-        where = {k: i for i, k in enumerate(zip(texts["prompt"], texts["response"]))}
-        ic = [where[k] for k in zip(pairs["prompt"], pairs["chosen"])]
-        ir = [where[k] for k in zip(pairs["prompt"], pairs["rejected"])]
         w_t = torch.from_numpy(w).float().to(self.device)
         params = [p for p in self.model.parameters() if p.requires_grad]
         history: TrainHistory = []
@@ -302,7 +298,7 @@ class PartialRM(HFRewardModel):
             finally:
                 bar.close()
                 self.model.eval()
-        self._fingerprint = None
+        self.weights_changed()
         if eval_pairs is not None and len(eval_pairs):
             correct, _ = pairwise_correct(*self.score_pairs(eval_pairs))
             history[-1]["val_accuracy"] = accuracy(correct, "val")
