@@ -202,10 +202,14 @@ def test_every_page_is_given_only_parameters_its_notebook_declares(tmp_path):
     import nbformat
     import papermill
 
+    from scpo.simulate import sim_config, simulate
+
     data = tmp_path / "data"
     for d in ("prism", "carb", "globalopinionqa"):
         (data / d).mkdir(parents=True)
-    (data / "prism" / "utterances.jsonl").write_text("")
+    sim = simulate(sim_config("tiny"), tmp_path / "sim")  # the plan reads which countries it has
+    for name in ("utterances.jsonl", "survey.jsonl"):
+        (data / "prism" / name).write_bytes((sim / name).read_bytes())
     (data / "carb" / "es.json").write_text("[]")
     (data / "globalopinionqa" / "global_opinions.csv").write_text("")
     jobs = build.plan("tiny", None, str(data), None, tmp_path / "store")
