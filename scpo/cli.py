@@ -58,6 +58,17 @@ def build_config(args: argparse.Namespace) -> Config:
     return cfg.update(texts, where="--set", text=True)
 
 
+def _add_model_args(p: argparse.ArgumentParser, resampled: str) -> None:
+    """The flags of the commands that score a model a user brings (carb, bon)."""
+    p.add_argument("--model", required=True, help="a model scpo saved or exported, or any HF "
+                   "reward model (directory or hub id)")
+    p.add_argument("--max-length", dest="max_length", type=int, default=512,
+                   help="tokens per input for a Hugging Face model (default 512)")
+    p.add_argument("--n-boot", dest="n_boot", type=int, default=1000,
+                   help=f"bootstrap resamples of {resampled} for the 95%% intervals")
+    p.add_argument("--out", help="also write the table as csv")
+
+
 def _add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", help=f"a preset name ({', '.join(list_presets())}) or a .toml path")
     for flag, section, key, kw in FLAGS:
@@ -240,24 +251,17 @@ def main(argv: list[str] | None = None) -> None:
     p.set_defaults(func=lambda a: print(describe(build_config(a))))
     p = sub.add_parser("carb", help="best-of-N accuracy of a reward model on CARB-format "
                        "items (a cultural reward benchmark), per language and domain")
-    p.add_argument("--model", required=True, help="a model scpo saved or exported, or any HF "
-                   "reward model (directory or hub id)")
+    _add_model_args(p, resampled="items")
     p.add_argument("--data-dir", dest="data_dir", help="a directory of CARB-format .json/.jsonl")
     p.add_argument("--hub-id", dest="hub_id", help="or a hub dataset id in that format")
     p.add_argument("--revision", help="hub revision of --hub-id")
     p.add_argument("--country", help="split the items into this PRISM country's and the rest")
     p.add_argument("--by", nargs="*", default=["language", "domain"],
                    help="columns to group by (default: language domain)")
-    p.add_argument("--max-length", dest="max_length", type=int, default=512,
-                   help="tokens per input for a Hugging Face model (default 512)")
-    p.add_argument("--n-boot", dest="n_boot", type=int, default=1000,
-                   help="bootstrap resamples of items for the 95%% intervals")
-    p.add_argument("--out", help="also write the table as csv")
     p.set_defaults(func=cmd_carb)
     p = sub.add_parser("bon", help="best-of-N: how often a reward model picks the response "
                        "a test user scored highest, among the turn's rated responses")
-    p.add_argument("--model", required=True, help="a model scpo saved or exported, or any HF "
-                   "reward model (directory or hub id)")
+    _add_model_args(p, resampled="users")
     p.add_argument("--data-dir", dest="data_dir", required=True,
                    help="PRISM-format data (utterances.jsonl, survey.jsonl): PRISM or a "
                    "simulation (then also the noise-free truth of the pick)")
@@ -269,11 +273,6 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--prompt-context", dest="prompt_context", default="turn",
                    choices=["turn", "history"], help="the prompt a response is scored with "
                    "(data.prompt_context; default: the turn's prompt alone)")
-    p.add_argument("--max-length", dest="max_length", type=int, default=512,
-                   help="tokens per input for a Hugging Face model (default 512)")
-    p.add_argument("--n-boot", dest="n_boot", type=int, default=1000,
-                   help="bootstrap resamples of users for the 95%% intervals")
-    p.add_argument("--out", help="also write the table as csv")
     p.set_defaults(func=cmd_bon)
     p = sub.add_parser("fetch", help="download the real inputs (PRISM, GlobalOpinionQA, the "
                        "paper's global RM, the authors' country RMs) at their pinned revisions "
