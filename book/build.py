@@ -757,8 +757,10 @@ def assemble(jobs: list[Job], store: Path, src: Path) -> None:
     saying how to add each optional chapter this build could not run."""
     if src.exists():
         shutil.rmtree(src)
+    # book/ holds no hidden file of the book's; a build's own staging and swap directories
+    # (".<build dir>-staging-*", beside the default book/_build) must not copy into themselves
     shutil.copytree(BOOK, src, ignore=shutil.ignore_patterns(
-        "_build", "generated", "build.py", "__pycache__", "*.pyc", ".ipynb_checkpoints"))
+        "_build", "generated", "build.py", "__pycache__", "*.pyc", ".*"))
     for job in jobs:
         dest = src / f"{job.page}.ipynb"
         dest.parent.mkdir(parents=True, exist_ok=True)

@@ -3,6 +3,7 @@
 import json
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -628,3 +629,18 @@ def test_a_country_that_is_not_a_name_is_refused_before_anything_is_written(tmp_
                        "--build-dir", str(tmp_path / "book")])
     assert code == 1 and "cannot name a file or folder" in capsys.readouterr().err
     assert not list(tmp_path.rglob("x.ipynb")) and not store.exists()
+
+
+def test_the_default_build_stages_beside_the_book_without_copying_itself(tmp_path, monkeypatch):
+    """The default book/_build puts its staging directory in book/, the directory the book's
+    sources are copied from: the copy must leave it out (it copied itself without end)."""
+    book = tmp_path / "book"
+    shutil.copytree(build.BOOK, book, ignore=shutil.ignore_patterns("_build", "generated"))
+    monkeypatch.setattr(build, "BOOK", book)
+    staging = book / "._build-staging-x"
+    staging.mkdir()
+    (book / "._build-old-y").mkdir()
+    monkeypatch.setattr(build, "configure", lambda *a: None)
+    build.assemble([], tmp_path / "store", staging / "src")
+    assert (staging / "src" / "intro.md").is_file()
+    assert not [p.name for p in (staging / "src").iterdir() if p.name.startswith(".")]
