@@ -322,5 +322,18 @@ def load_goqa(
     path = goqa_path(data_dir, revision)
     data = build_goqa_pairs(read_goqa_csv(path), test_frac, split_seed, val_frac, min_share_gap)
     data.fingerprint = file_fingerprint(path)
-    data.report["data"] = str(path) if data_dir is not None else f"{HUB_ID}@{revision}"
+    data.report["data"] = (str(path) if data_dir is not None
+                           else f"{HUB_ID}@{snapshot_commit(path, HUB_FILE) or revision}")
     return data
+
+
+def snapshot_commit(path: Path, filename: str) -> str | None:
+    """The commit a hub download came from: ``huggingface_hub`` puts ``filename`` under
+    ``.../snapshots/<commit>/``, so the record names what was read even when the revision asked
+    for was ``None`` or a branch; ``None`` for a file laid out otherwise."""
+    snapshot = Path(path)
+    for _ in Path(filename).parts:
+        snapshot = snapshot.parent
+    if snapshot.parent.name == "snapshots" and re.fullmatch(r"[0-9a-f]{40}", snapshot.name):
+        return snapshot.name
+    return None

@@ -227,3 +227,22 @@ def test_hub_download(tmp_path, monkeypatch):
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", offline)
     with pytest.raises(RuntimeError, match="could not get data/global_opinions.csv.*data_dir"):
         goqa.load_goqa(None)
+
+
+def test_a_hub_load_records_the_commit_it_read(tmp_path, monkeypatch):
+    """Asked for no revision (or a branch), the record names the snapshot's commit, not None."""
+    from hubcache import put_repo
+
+    csv = write_csv(tmp_path / "global_opinions.csv", ROWS)
+    commit = "c" * 40
+    put_repo(tmp_path / "hub", goqa.HUB_ID, "dataset", commit,
+             {"data/global_opinions.csv": csv}, refs=("main",))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    import huggingface_hub.constants as constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    for revision in (None, "main"):
+        data = goqa.load_goqa(None, revision=revision)
+        assert data.report["data"] == f"{goqa.HUB_ID}@{commit}", revision
