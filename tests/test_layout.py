@@ -139,3 +139,34 @@ def test_no_module_outside_the_models_package_names_a_tiers_class():
     import scpo.models
 
     assert not set(scpo.models.__all__) & {c for cs in concrete.values() for c in cs}
+
+
+def resolves(dotted: str) -> bool:
+    """``scpo.a.b.c`` names a module or an attribute of one."""
+    import importlib
+
+    parts = dotted.split(".")
+    for i in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:i]))
+        except ImportError:
+            continue
+        for name in parts[i:]:
+            if not hasattr(obj, name):
+                return False
+            obj = getattr(obj, name)
+        return True
+    return False
+
+
+def test_every_name_the_book_and_readme_give_is_in_the_package():
+    """A rename (issue 30 renamed a dozen) must reach the prose: the book and the README send
+    readers to `scpo.x.f`, and Sphinx renders a stale name as plain code, without a warning."""
+    docs = [*sorted((ROOT.parent / "book").glob("*.md")),
+            *sorted((ROOT.parent / "notebooks").glob("*.md")),
+            ROOT.parent / "README.md", ROOT.parent / "DEVELOPERS.md"]
+    named = {(m.group(1), p.name) for p in docs
+             for m in re.finditer(r"`(scpo(?:\.[A-Za-z_]\w*)+)(?:\(\))?`", p.read_text())}
+    assert len(named) > 40  # the pattern finds them
+    assert resolves("scpo.method.p_glo") and not resolves("scpo.method.p_global")
+    assert sorted(n for n in named if not resolves(n[0])) == []
