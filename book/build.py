@@ -325,7 +325,9 @@ def with_install_cell(nb: Any) -> Any:
     cells = [c for c in nb["cells"] if INSTALL_TAG not in c.get("metadata", {}).get("tags", [])]
     cell = nbformat.v4.new_code_cell(install_cell_source())
     cell["metadata"]["tags"] = [INSTALL_TAG]
-    cell.pop("id", None)  # nbformat 4.5 ids are random: keep converted notebooks identical
+    # nbformat 4.5 wants an id on every cell (the book's pages and their .ipynb downloads are
+    # 4.5) and makes random ones: a fixed id keeps converted notebooks identical
+    cell["id"] = INSTALL_TAG
     nb["cells"] = [cell] + cells
     return nb
 

@@ -302,3 +302,21 @@ def test_standalone_pages_get_launch_buttons_and_the_config_names_the_repository
     assert cfg["repository"]["url"] == build.repository_url()
     assert cfg["sphinx"]["config"]["scpo_launch_pages"] == pages
     assert "sphinx-mathjax-offline" in cfg["sphinx"]["extra_extensions"]  # the rest is kept
+
+
+def test_pages_and_converted_notebooks_are_valid_notebooks(tmp_path):
+    """nbformat 4.5 wants an id on every cell: the book's pages (executed notebooks with the
+    install cell added) carried one without, so every read warned (MissingIDFieldWarning, a
+    hard error in a future nbformat) and a failed build's log drowned in the warnings."""
+    import warnings
+
+    import nbformat
+
+    pages = [build.for_readers(build.with_install_cell(build.read_notebook(p)))
+             for p in sorted((ROOT / "notebooks").glob("*.md"))]
+    converted = [nbformat.read(p, as_version=4) for p in build.convert(tmp_path)]
+    assert pages and all(nb["nbformat_minor"] == 5 for nb in pages)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for nb in pages + converted:
+            nbformat.validate(nbformat.reads(json.dumps(nb), as_version=4))
