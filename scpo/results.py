@@ -167,18 +167,24 @@ def write_run_files(out: Path, files: dict[str, Callable[[Path], None]],
                     record: dict[str, Any], overwrite: bool = False) -> None:
     """Write a run's files as one set: the old record goes first, each file is written to a
     temporary name and renamed into place, files of ``RUN_FILES`` this run does not write are
-    removed, and the record (``RECORD``) comes last. A crash part-way leaves no record, so no
-    reader takes new results for old ones or the reverse (``load_results`` refuses them)."""
+    removed (in scpo's own directory; in a user's folder, written with ``overwrite``, they are
+    kept and named), and the record (``RECORD``) comes last. A crash part-way leaves no record,
+    so no reader takes new results for old ones or the reverse (``load_results`` refuses
+    them)."""
     if not is_main_process():
         return
     unknown = set(files) - set(RUN_FILES)
     if unknown:
         raise ValueError(f"write_run_files: {sorted(unknown)} are not run files {RUN_FILES}")
-    claim_results_dir(out, overwrite)
-    (out / RECORD).unlink(missing_ok=True)
-    for name in RUN_FILES:
-        if name not in files:
-            (out / name).unlink(missing_ok=True)
+    own = claim(out, overwrite=overwrite, what="run's results", ours=_has_our_record)
+    (out / RECORD).unlink(missing_ok=True)  # replaced below, last
+    stale = [name for name in RUN_FILES if name not in files and (out / name).exists()]
+    if own:
+        for name in stale:
+            (out / name).unlink()
+    elif stale:  # a folder of the user's (--overwrite): its other files are never deleted
+        warnings.warn(f"{out} is your folder, so {stale} (not written by this run) are kept; "
+                      "delete them if they belong to an earlier run", stacklevel=2)
     for name, write in files.items():
         write_file_atomically(out / name, write)
     text = json.dumps(record, indent=1, sort_keys=True, default=str)

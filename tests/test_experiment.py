@@ -329,6 +329,26 @@ def test_a_runs_files_are_one_set(tmp_path, monkeypatch):
     assert list(load_results(tmp_path)["variant"]) == ["scpo_fw"]
 
 
+def test_overwrite_into_a_users_folder_deletes_none_of_its_files(tmp_path):
+    """With --overwrite into a folder scpo did not make, the run replaces its own files only:
+    a file of the user's named as an optional run file (here counts.csv, timing.json) is kept,
+    and named in a warning, never deleted."""
+    from scpo.results import write_results
+
+    out = tmp_path / "mine"
+    out.mkdir()
+    for name in ("counts.csv", "timing.json", "notes.txt"):
+        (out / name).write_text(f"the user's {name}")
+    run = _country_run()
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        write_results(out, {"Chile": run}, run.results, {"scpo_version": "x"})
+    with pytest.warns(UserWarning, match=r"\['timing.json', 'counts.csv'\].*kept"):
+        write_results(out, {"Chile": run}, run.results, {"scpo_version": "x"}, overwrite=True)
+    for name in ("counts.csv", "timing.json", "notes.txt"):
+        assert (out / name).read_text() == f"the user's {name}"
+    assert (out / "run.json").is_file() and not (out / ".scpo").exists()  # still the user's
+
+
 def test_training_counts_and_the_one_row_schema_by_hand():
     from scpo.experiment import result_rows, training_counts
 
