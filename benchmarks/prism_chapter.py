@@ -66,6 +66,10 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--keep", help="work here and keep it (default: a temporary directory)")
     args = p.parse_args()
+    if args.keep:  # the data, store and caches go in there: a folder of yours is refused
+        from scpo.outdir import claim
+
+        claim(args.keep, what="benchmark's work directory")
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="prism-chapter-"))
     data = work / "data"
     t0 = time.perf_counter()

@@ -886,6 +886,18 @@ def check_build_dir(build_dir: Path) -> None:
                          "Give a new or empty directory, or delete it yourself.")
 
 
+def claim_store(store: Path) -> None:
+    """The store (``--store``) holds this build's executed notebooks and results: new, empty or
+    a store of the book's (marked, or an older one with its ``executed/``); a folder of the
+    user's is refused before anything is written into it."""
+    from scpo.outdir import claim
+
+    try:
+        claim(store, what="book store", ours=lambda p: (p / "executed").is_dir())
+    except FileExistsError as e:
+        raise BuildError(f"--store {e}") from None
+
+
 def render(src: Path, staging: Path, build_dir: Path, strict: bool) -> Path:
     """Sphinx (Jupyter Book, execution off) into ``staging``; swapped into ``build_dir`` only
     when it succeeded (``scpo.outdir.swap_in``; the old book is deleted once the new one is in
@@ -917,6 +929,7 @@ def build(args: argparse.Namespace) -> Path:
     store = Path(args.store) if args.store else cache_dir() / "book" / name
     jobs = plan(args.preset, args.dataset, data_dir, args.countries, store,
                 args.published or "")
+    claim_store(store)
     print(f"book: {len(jobs)} notebooks, executed copies in {store}")
     pkg = package_hash()
     for dataset_, dir_ in sorted({j.warm for j in jobs if j.warm and (

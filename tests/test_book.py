@@ -617,7 +617,9 @@ def test_the_book_is_staged_in_a_directory_of_its_own_and_replaces_only_its_own(
     assert (book / "html" / "index.html").read_text() == "v2"
     for mine in (tmp_path / "book.old", tmp_path / "generated" / "staging"):
         assert (mine / "keep.txt").read_text() == "mine"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["book", "book.old", "generated"]
+    # nothing of the build's beside them but the store this test named (claimed, marked)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["book", "book.old", "generated",
+                                                          "store"]
 
 
 def test_a_country_that_is_not_a_name_is_refused_before_anything_is_written(tmp_path,
@@ -629,6 +631,24 @@ def test_a_country_that_is_not_a_name_is_refused_before_anything_is_written(tmp_
                        "--build-dir", str(tmp_path / "book")])
     assert code == 1 and "cannot name a file or folder" in capsys.readouterr().err
     assert not list(tmp_path.rglob("x.ipynb")) and not store.exists()
+
+
+def test_a_store_of_the_users_is_refused_before_anything_is_written(tmp_path, monkeypatch,
+                                                                   capsys):
+    """--store names where executed notebooks and results go: a folder of the user's is
+    refused, untouched; the book's own store (an older one: its executed/) is taken."""
+    monkeypatch.setattr(build, "warm_caches", lambda *a: pytest.fail("the build started"))
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine")
+    code = build.main(["--preset", "tiny", "--store", str(mine),
+                       "--build-dir", str(tmp_path / "book")])
+    assert code == 1 and "--store" in capsys.readouterr().err
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"]
+    older = tmp_path / "older"
+    (older / "executed").mkdir(parents=True)
+    build.claim_store(older)
+    assert (older / ".scpo").is_file()
 
 
 def test_the_default_build_stages_beside_the_book_without_copying_itself(tmp_path, monkeypatch):
