@@ -156,11 +156,11 @@ def _has_our_record(path: Path) -> bool:
         return False
 
 
-def claim_results_dir(out: str | Path, overwrite: bool = False) -> Path:
+def claim_results_dir(out: str | Path, overwrite: bool = False) -> bool:
     """``out`` as a directory this run may write its results into (``scpo.outdir.claim``):
-    new, empty or scpo's own; a user's non-empty folder only with ``overwrite``."""
-    claim(out, overwrite=overwrite, what="run's results", ours=_has_our_record)
-    return Path(out)
+    new, empty or scpo's own (True); a user's non-empty folder only with ``overwrite``
+    (False: none of its other files may be deleted)."""
+    return claim(out, overwrite=overwrite, what="run's results", ours=_has_our_record)
 
 
 def write_run_files(out: Path, files: dict[str, Callable[[Path], None]],
@@ -176,7 +176,7 @@ def write_run_files(out: Path, files: dict[str, Callable[[Path], None]],
     unknown = set(files) - set(RUN_FILES)
     if unknown:
         raise ValueError(f"write_run_files: {sorted(unknown)} are not run files {RUN_FILES}")
-    own = claim(out, overwrite=overwrite, what="run's results", ours=_has_our_record)
+    own = claim_results_dir(out, overwrite)
     (out / RECORD).unlink(missing_ok=True)  # replaced below, last
     stale = [name for name in RUN_FILES if name not in files and (out / name).exists()]
     if own:
