@@ -35,7 +35,10 @@ import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from scpo.outdir import Target
 
 ROOT = Path(__file__).resolve().parents[1]
 BOOK = ROOT / "book"
@@ -412,6 +415,7 @@ def execute(job: Job, store: Path, env: dict[str, str]) -> float:
     out = store / "executed" / f"{job.page}.ipynb"
     todo = store / "inputs" / f"{job.page}.ipynb"
     running = out.with_name(out.stem + ".running.ipynb")
+    store_files(store, job.page)
     for d in (out.parent, todo.parent):
         d.mkdir(parents=True, exist_ok=True)
     nbformat.write(read_notebook(job.source), todo)
@@ -867,42 +871,75 @@ def configure(config: Path, launch: dict[str, str]) -> None:
     config.write_text(yaml.safe_dump(cfg, sort_keys=False))
 
 
-def book_is_ours(build_dir: Path) -> bool:
-    """The build may replace ``build_dir``: it made it (``scpo.outdir``'s marker), or it is
-    the default ``book/_build`` (inside the checkout, ignored by git, written only here)."""
-    from scpo.outdir import made_by_scpo
+BOOK_KIND = "book"  # the kind of output (scpo.outdir's marker) of a built book
+# an older book's files (its marker listed none): Sphinx's folders, book-check's screenshots
+BOOK_FILES = ("html/*", "jupyter_execute/*", ".doctrees/*", "screenshots/*.png")
+STORE_KIND = "book store"
+STORE_LAYOUT = ("executed", "inputs", "failed", "results", PRISM_RESULTS, "work")
+STORE_FILES = ("executed/*", "inputs/*", "failed/*")  # what the build itself writes in a store
 
-    return build_dir == (BOOK / "_build").resolve() or made_by_scpo(build_dir)
+
+def book_is_ours(build_dir: Path) -> bool:
+    """An older book (before its marker listed files, or before the marker): the default
+    ``book/_build`` (inside the checkout, ignored by git, written only here)."""
+    return build_dir == (BOOK / "_build").resolve()
 
 
 def check_build_dir(build_dir: Path) -> None:
     """Before any notebook runs: ``--build-dir`` must be new, empty or a book this build made
     (``docs`` or ``.`` holding your files is refused, not replaced)."""
+    if build_dir.is_symlink() and not build_dir.exists():
+        raise BuildError(f"--build-dir {build_dir} is a symlink to {os.readlink(build_dir)}, "
+                         "which does not exist; create it or give another directory")
     if build_dir.exists() and not build_dir.is_dir():
         raise BuildError(f"--build-dir {build_dir} is a file; give a directory")
-    if build_dir.is_dir() and any(build_dir.iterdir()) and not book_is_ours(build_dir):
+    from scpo.outdir import owned_files
+
+    if (build_dir.is_dir() and any(build_dir.iterdir()) and owned_files(
+            build_dir, BOOK_KIND, ours=book_is_ours, legacy=BOOK_FILES) is None):
         raise BuildError(f"--build-dir {build_dir} is not empty and holds no book this build "
-                         "made (no .scpo marker in it): building there would replace its files. "
-                         "Give a new or empty directory, or delete it yourself.")
+                         "made (no .scpo marker of a book in it): building there would replace "
+                         "its files. Give a new or empty directory, or delete it yourself.")
 
 
-def claim_store(store: Path) -> None:
+def _older_store(store: Path) -> bool:
+    """A store of an older build (before the marker): only the store's own folders, its
+    ``executed/`` among them (a folder of the user's that holds an executed/ is not one)."""
+    names = {p.name for p in store.iterdir()}
+    return "executed" in names and names <= set(STORE_LAYOUT)
+
+
+def claim_store(store: Path) -> Target:
     """The store (``--store``) holds this build's executed notebooks and results: new, empty or
-    a store of the book's (marked, or an older one with its ``executed/``); a folder of the
-    user's is refused before anything is written into it."""
+    a store of the book's (marked, or an older one: ``_older_store``); a folder of the user's
+    is refused before anything is written into it. The build lists each file it writes there
+    in the store's marker (``store_files``) and never replaces another."""
     from scpo.outdir import claim
 
     try:
-        claim(store, what="book store", ours=lambda p: (p / "executed").is_dir())
+        return claim(store, what=STORE_KIND, ours=_older_store, legacy=STORE_FILES)
+    except (FileExistsError, FileNotFoundError) as e:
+        raise BuildError(f"--store {e}") from None
+
+
+def store_files(store: Path, page: str) -> None:
+    """List the files the build writes for ``page`` in the store's marker before writing them
+    (``scpo.outdir.Target.add``); a file of the user's under one of their names is refused."""
+    target = claim_store(store)
+    try:
+        target.add([f"executed/{page}.ipynb", f"executed/{page}.stamp",
+                    f"executed/{page}.running.ipynb", f"inputs/{page}.ipynb",
+                    f"failed/{page}.ipynb"])
     except FileExistsError as e:
         raise BuildError(f"--store {e}") from None
 
 
 def render(src: Path, staging: Path, build_dir: Path, strict: bool) -> Path:
-    """Sphinx (Jupyter Book, execution off) into ``staging``; swapped into ``build_dir`` only
-    when it succeeded (``scpo.outdir.swap_in``; the old book is deleted once the new one is in
-    place)."""
-    from scpo.outdir import mark, swap_in
+    """Sphinx (Jupyter Book, execution off) into ``staging``; put in place of ``build_dir``
+    only when it succeeded (``scpo.outdir.install``: swapped whole when ``build_dir`` holds
+    only the old book's files, the old book deleted once the new one is in place; any other
+    file in it is kept)."""
+    from scpo.outdir import install
 
     jb = Path(sys.executable).parent / "jupyter-book"
     cmd = [str(jb) if jb.exists() else "jupyter-book", "build", str(src), "--path-output",
@@ -912,8 +949,11 @@ def render(src: Path, staging: Path, build_dir: Path, strict: bool) -> Path:
         raise BuildError(f"the Sphinx step failed (exit {proc.returncode}); {build_dir} was left "
                          f"as it was. Output:\n{(proc.stdout + proc.stderr)[-8000:]}")
     check_build_dir(build_dir)  # still true now that the notebooks ran
-    mark(staging / "_build", "book")
-    swap_in(staging / "_build", build_dir)
+    try:
+        install(staging / "_build", build_dir, what=BOOK_KIND, ours=book_is_ours,
+                legacy=BOOK_FILES)
+    except (FileExistsError, FileNotFoundError) as e:
+        raise BuildError(f"--build-dir {e}") from None
     return build_dir / "html"
 
 

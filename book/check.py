@@ -144,6 +144,17 @@ def check_page(html_dir: Path, page: Path) -> list[str]:
 
 
 def screenshots(html_dir: Path, out: Path) -> list[Path]:
+    """A screenshot of the first page of each of ``SHOTS`` into ``out``, each listed first in
+    the marker (``scpo.outdir``) of the book it sits in (``<book>/screenshots``: the next build
+    replaces them with the book) or of ``out`` itself; a file of the user's is never replaced."""
+    from scpo.outdir import claim, read_marker
+
+    book = read_marker(out.parent)
+    if out.parent == html_dir.parent and book is not None and book.what == "book" \
+            and book.files is not None:
+        target, prefix = claim(out.parent, what="book"), f"{out.name}/"
+    else:
+        target, prefix = claim(out, what="book screenshots"), ""
     out.mkdir(parents=True, exist_ok=True)
     saved = []
     for pattern in SHOTS:
@@ -151,6 +162,7 @@ def screenshots(html_dir: Path, out: Path) -> list[Path]:
         if not pages:
             continue
         shot = out / (pages[0].stem + ".png")
+        target.add([prefix + shot.name])
         browse(pages[0], f"--screenshot={shot}", "--window-size=1280,1600",
                "--hide-scrollbars")
         if shot.exists():
@@ -175,8 +187,11 @@ def main(argv: list[str] | None = None) -> int:
     with ThreadPoolExecutor(args.jobs) as pool:
         problems = [m for found in pool.map(lambda p: check_page(html_dir, p), pages)
                     for m in found]
-    shots = screenshots(html_dir, Path(args.screenshots) if args.screenshots
-                        else html_dir.parent / "screenshots")
+    try:
+        shots = screenshots(html_dir, Path(args.screenshots) if args.screenshots
+                            else html_dir.parent / "screenshots")
+    except (FileExistsError, FileNotFoundError) as e:  # a folder of the user's: refused
+        raise SystemExit(f"book-check: --screenshots {e}") from None
     for m in problems:
         print(m)
     names = [str(s.relative_to(ROOT)) if s.is_relative_to(ROOT) else str(s) for s in shots]

@@ -99,12 +99,13 @@ def cmd_run(args: argparse.Namespace) -> None:
 def cmd_conditioned(args: argparse.Namespace) -> None:
     from scpo import conditioned
     from scpo.outdir import check_writable
-    from scpo.results import run_record, write_conditioned
+    from scpo.results import check_results_dir, run_record, write_conditioned
     from scpo.scoring import prepare
 
     cfg = build_config(args)
     out = Path(args.out)
-    check_writable(out, overwrite=args.overwrite, what="run's results")  # before any work
+    check_results_dir(out, args.overwrite,  # before any work: write_conditioned's files
+                      names=("results.parquet", "results.csv", "counts.csv", "run.json"))
     if args.export:
         check_writable(args.export, overwrite=args.overwrite, what="exported checkpoints")
     prep = prepare(cfg)
@@ -193,12 +194,12 @@ def cmd_fetch(args: argparse.Namespace) -> None:
 
 def cmd_simulate(args: argparse.Namespace) -> None:
     from scpo.outdir import replace_dir
-    from scpo.simulate import sim_config, simulate
+    from scpo.simulate import FILES, sim_config, simulate
 
     # test users get their own responses: the simulator must split users as the loader will
     config = sim_config(args.preset, test_frac=args.test_frac, split_seed=args.split_seed)
     path = replace_dir(args.out, lambda tmp: simulate(config, tmp), overwrite=args.overwrite,
-                       what="simulation")
+                       what="simulation", legacy=FILES)
     print(f"simulated PRISM-format data written to {path}")
 
 

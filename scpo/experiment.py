@@ -30,18 +30,19 @@ from scpo.config import Config
 from scpo.evaluate import TRUTH_COLUMNS
 from scpo.models import RewardModel
 from scpo.models.device import is_main_process
-from scpo.outdir import check_writable
 from scpo.pairs import require_test_pairs, select_country
 from scpo.published import model_location
 from scpo.results import (
     CountryRun,
     Reopened,
+    check_results_dir,
     claim_results_dir,
     country_slug,
     export_model,
     export_variants,
     model_dir,
     run_record,
+    save_model,
     write_results,
 )
 from scpo.scoring import RunInputs, prepare
@@ -318,7 +319,7 @@ def run_country(prep: RunInputs, country: str, *, keep_models: bool = False,
             out.models[key] = model
         if (save_models is not None and variant.train
                 and (save_variants is None or variant.name in save_variants)):
-            model.save(model_dir(save_models, country, variant.name, seed))
+            save_model(model, model_dir(save_models, country, variant.name, seed))
         new = result_rows(evaluate_on_test(prep, model, test, seed, country, scores),
                           country=country, variant=variant.name, seed=seed,
                           counts=training_counts(train, w > 0, float(w.sum())),
@@ -341,7 +342,7 @@ def run(cfg: Config, out_dir: str | Path | None = None, *, progress: bool = True
     t0 = time.perf_counter()
     progress = progress and is_main_process()  # one set of bars per launch
     if out_dir is not None and is_main_process():
-        check_writable(out_dir, overwrite=overwrite, what="run's results")
+        check_results_dir(out_dir, overwrite)
     prep = prepare(cfg)
     check_runnable(prep, prep.countries)  # every country, before the first training step
     export_variants(cfg.run, prep.global_rm, overwrite)

@@ -1,28 +1,45 @@
 """Where scpo may write: a user's files are theirs.
 
 As ``git clone`` refuses a non-empty folder, every command that takes an output directory
-writes into a new directory, or into one scpo made itself (it leaves a marker file, ``.scpo``,
-in each one it creates), and refuses a non-empty directory it did not make unless told
-``overwrite``; even then it replaces only the files of its own output and keeps the rest.
+writes into a new or empty directory, or into one that holds an earlier output of the same
+kind. In each output directory scpo leaves a marker, ``.scpo``, that names the kind of output
+(``what``: "simulation", "run's results", ...) and lists every file scpo wrote there. The
+marker owns those files, not the folder: a later command replaces or removes only files it
+lists and keeps every other file (a user's notes, figures, a folder copied in). A marker of
+another kind of output is refused unless told ``overwrite``; a ``.scpo`` that is a symlink,
+not a regular file or not scpo's JSON is no marker at all. A non-empty directory without a
+marker is the user's: refused, or with ``overwrite`` only the files of the output's own names
+are replaced there, none removed, and no marker is left (it stays the user's).
+
+Outputs of an older scpo have a marker without a file list (or none at all, recognised by
+their content: ``ours``). For those, scpo owns only the files that kind of output consisted of
+(``legacy``: the patterns of the names it wrote, e.g. ``results.csv``, ``html/*``), never any
+other file; the next write lists what it wrote, so the question does not come up again.
+
 A set of files that belong together is written together (``replace_dir``: a temporary
-directory beside the target, then a rename), and scpo deletes only what it can show it made.
-Names that come from data (a country) are checked before they become part of a path
-(``safe_name``).
+directory beside the target, then a rename), and scpo deletes only files it listed. Names that
+come from data (a country) are checked before they become part of a path (``safe_name``).
 """
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
 import re
 import shutil
-import tempfile
+import stat
+import threading
 import uuid
-from collections.abc import Callable
-from pathlib import Path
+import warnings
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
 
-MARKER = ".scpo"  # in every output directory scpo creates: the proof that it may replace it
+MARKER = ".scpo"  # in every output directory scpo writes: what it is and the files scpo wrote
+MARKER_FORMAT = 2  # 1 (older): {"made_by", "what"}, no file list
 _UNSAFE = re.compile(r"[/\\\x00-\x1f\x7f]")
+_MARKING = threading.RLock()  # one marker update at a time in this process
 
 
 def safe_name(name: str, what: str = "name") -> str:
@@ -37,57 +54,264 @@ def safe_name(name: str, what: str = "name") -> str:
     return text
 
 
-def made_by_scpo(path: Path) -> bool:
-    return (Path(path) / MARKER).is_file()
+# ---- the marker ----
+
+@dataclass(frozen=True)
+class Marker:
+    """What a ``.scpo`` file says: the kind of output, and the files scpo wrote (None: an older
+    scpo's marker, which listed none)."""
+
+    what: str
+    files: frozenset[str] | None
+
+
+def _is_relative(rel: str) -> bool:
+    """A path inside a directory, spelled one way: no '..', '.', empty part or leading '/'."""
+    parts = PurePosixPath(rel).parts
+    return (bool(parts) and "\x00" not in rel and not rel.startswith("/")
+            and "/".join(parts) == rel and not {"..", "."} & set(parts))
+
+
+def read_marker(path: str | Path) -> Marker | None:
+    """The marker of the directory ``path``; None when it has none: no ``.scpo``, or one that is
+    a symlink (a link to another folder's marker proves nothing about this one), not a regular
+    file, not scpo's JSON, or listing a path outside the directory."""
+    try:
+        fd = os.open(Path(path) / MARKER, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        with os.fdopen(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                return None
+            data = json.loads(f.read(1 << 24).decode("utf-8"))
+    except (OSError, ValueError):
+        return None
+    if (not isinstance(data, dict) or data.get("made_by") != "scpo"
+            or not isinstance(data.get("what"), str)):
+        return None
+    files = data.get("files")
+    if files is None:
+        return Marker(data["what"], None)
+    if not isinstance(files, list) or not all(isinstance(f, str) and _is_relative(f)
+                                              for f in files):
+        return None
+    return Marker(data["what"], frozenset(files))
+
+
+def made_by_scpo(path: str | Path, what: str | None = None) -> bool:
+    """``path`` holds scpo's marker (of the kind ``what``, when given)."""
+    marker = read_marker(path)
+    return marker is not None and (what is None or marker.what == what)
+
+
+def mark(path: str | Path, what: str, files: Iterable[str] = ()) -> None:
+    """Write the marker of ``path``: scpo wrote ``files`` (paths relative to it) as ``what``.
+    A ``.scpo`` that is not a marker (a symlink, a folder) is not replaced."""
+    marker = Path(path) / MARKER
+    if os.path.lexists(marker) and not stat.S_ISREG(os.lstat(marker).st_mode):
+        raise FileExistsError(f"{marker} is not scpo's marker (a symlink or not a regular "
+                              "file); move it away and run again")
+    text = json.dumps({"made_by": "scpo", "format": MARKER_FORMAT, "what": what,
+                       "files": sorted(set(files))}, indent=1) + "\n"
+    write_file_atomically(marker, lambda p: p.write_text(text, encoding="utf-8"))
+
+
+def _files(root: Path) -> list[str]:
+    """Every file under ``root`` (and symlink: never followed), relative, but its marker."""
+    out: list[str] = []
+
+    def walk(d: Path, prefix: str) -> None:
+        with os.scandir(d) as entries:
+            for e in entries:
+                rel = f"{prefix}{e.name}"
+                if e.is_dir(follow_symlinks=False):
+                    walk(Path(e.path), rel + "/")
+                elif rel != MARKER:
+                    out.append(rel)
+
+    if root.is_dir():
+        walk(root, "")
+    return sorted(out)
 
 
 def _is_empty_dir(path: Path) -> bool:
     return path.is_dir() and not any(path.iterdir())
 
 
-def mark(path: Path, what: str) -> None:
-    """Leave the marker that says scpo made ``path`` (for ``what``)."""
-    (Path(path) / MARKER).write_text(json.dumps({"made_by": "scpo", "what": what}) + "\n")
+def _real_dirs(root: Path, rel: str) -> bool:
+    """Every folder on the way from ``root`` to ``rel`` is a real folder or absent: never a
+    symlink, through which a write or a delete would reach a folder elsewhere."""
+    here = root
+    for part in PurePosixPath(rel).parts[:-1]:
+        here = here / part
+        try:
+            mode = os.lstat(here).st_mode
+        except FileNotFoundError:
+            return True
+        if not stat.S_ISDIR(mode):
+            return False
+    return True
+
+
+# ---- who owns what ----
+
+@dataclass
+class Target:
+    """An output directory as ``check_writable`` found it, and what scpo may do there.
+
+    ``owned``: the files scpo may replace or remove (listed by its marker; empty for a new or
+    empty directory); None for a folder of the user's (or of another kind of output), written
+    into with ``overwrite``: same-named files are replaced there, none removed, none listed.
+    """
+
+    path: Path
+    what: str
+    owned: frozenset[str] | None
+    overwrite: bool = False
+
+    @property
+    def own(self) -> bool:
+        return self.owned is not None
+
+    def clashes(self, names: Iterable[str]) -> list[str]:
+        """``names`` that exist in the directory and are not scpo's to replace."""
+        if self.owned is None:
+            return []
+        return sorted(n for n in names if n not in self.owned
+                      and (os.path.lexists(self.path / n) or not _real_dirs(self.path, n)))
+
+    def add(self, names: Iterable[str]) -> None:
+        """List ``names`` in the marker before they are written (a crash part-way leaves no
+        file of scpo's unlisted). A name that is there and not scpo's is refused unless
+        ``overwrite``. In a folder of the user's (``overwrite``) nothing is listed."""
+        names = set(names)
+        for n in names:
+            if not _is_relative(n):
+                raise ValueError(f"{n!r} is not a path inside {self.path}")
+        if self.owned is None:
+            return
+        with _MARKING:
+            self._reread()
+            clash = self.clashes(names)
+            if clash and not self.overwrite:
+                raise FileExistsError(_not_listed(self.path, clash, self.what))
+            if not names <= self.owned:
+                self.owned = self.owned | names
+                mark(self.path, self.what, self.owned)
+
+    def remove(self, names: Iterable[str]) -> list[str]:
+        """Delete those of ``names`` that scpo listed (and unlist them); every other file is
+        kept. Returns the names deleted."""
+        if self.owned is None:
+            return []
+        with _MARKING:
+            self._reread()
+            listed = set(names) & self.owned
+            gone = _remove_listed(self.path, listed)
+            if listed:
+                self.owned = self.owned - listed
+                mark(self.path, self.what, self.owned)
+        return sorted(gone)
+
+    def _reread(self) -> None:
+        """The marker as it is now: another writer of this output may have listed files."""
+        marker = read_marker(self.path)
+        if marker is not None and marker.what == self.what and marker.files is not None:
+            self.owned = marker.files
+
+
+def _not_listed(path: Path, names: list[str], what: str) -> str:
+    shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+    return (f"{path}: {shown} {'is' if len(names) == 1 else 'are'} not among the files scpo "
+            f"wrote there (its {MARKER} marker does not list them): writing the {what} would "
+            "replace them. Move them away, or pass --overwrite to replace them.")
+
+
+def owned_files(path: str | Path, what: str, *, ours: Callable[[Path], bool] | None = None,
+                legacy: Iterable[str] = ()) -> frozenset[str] | None:
+    """The files of the directory ``path`` that scpo may replace or remove when writing
+    ``what`` there; None when ``path`` holds no output of scpo's of that kind.
+
+    Its marker of kind ``what`` lists them. An older scpo's output (a marker of that kind with
+    no list, or none at all and recognised by ``ours``) owns only the files present that match
+    ``legacy``, the patterns of the names that kind of output wrote: never any other file.
+    """
+    path = Path(path)
+    marker = read_marker(path)
+    if marker is not None:
+        if marker.what != what:
+            return None
+        if marker.files is not None:
+            return marker.files
+    elif ours is None or not ours(path):
+        return None
+    patterns = tuple(legacy)
+    return frozenset(f for f in _files(path) if any(fnmatch.fnmatchcase(f, p) for p in patterns))
 
 
 def check_writable(path: str | Path, *, overwrite: bool = False, what: str = "output",
-                   ours: Callable[[Path], bool] | None = None) -> bool:
-    """Raise unless scpo may write ``what`` into the directory ``path``; return whether the
-    directory is new, empty or scpo's own (then its files of ``what`` may be replaced and
-    removed). Nothing is written.
+                   ours: Callable[[Path], bool] | None = None, legacy: Iterable[str] = (),
+                   names: Iterable[str] = ()) -> Target:
+    """Raise unless scpo may write ``what`` into the directory ``path``; return what it may do
+    there (``Target``). Nothing is written.
 
-    scpo's own: marked, or ``ours(path)`` (an older output of scpo's recognised by its
-    content). A non-empty directory of the user's is refused unless ``overwrite``; a file is
-    always refused.
+    New or empty: scpo's. Holding scpo's output of this kind (``owned_files``): scpo's, but
+    ``names`` (files the output will write) that are there and not listed are refused unless
+    ``overwrite``. A folder of the user's or another kind of output: refused unless
+    ``overwrite``. A file, or a symlink to nothing, is always refused.
     """
     path = Path(path)
+    if path.is_symlink() and not path.exists():
+        raise FileNotFoundError(f"{path} is a symlink to {os.readlink(path)}, which does not "
+                                f"exist: create that directory or choose another path for "
+                                f"the {what}")
     if path.exists() and not path.is_dir():
         raise FileExistsError(f"{path} is a file; the {what} needs a directory there. Choose "
                               "another path.")
-    if not path.exists() or _is_empty_dir(path) or made_by_scpo(path):
-        return True
-    if ours is not None and ours(path):
-        return True
-    if overwrite:
-        return False
-    raise FileExistsError(
-        f"{path} is not empty and scpo did not make it (no {MARKER} file in it): writing the "
-        f"{what} there could replace your files. Choose a new or empty directory, or pass "
-        "--overwrite to replace only the files of the output there (the rest are kept).")
+    if not path.exists() or _is_empty_dir(path):
+        return Target(path, what, frozenset(), overwrite)
+    owned = owned_files(path, what, ours=ours, legacy=legacy)
+    if owned is None:
+        if overwrite:
+            return Target(path, what, None, overwrite)
+        other = read_marker(path)
+        if other is not None:
+            raise FileExistsError(
+                f"{path} holds scpo's {other.what} (its {MARKER} marker says so), not the "
+                f"{what}: writing here would mix two outputs. Choose another directory, or "
+                f"pass --overwrite to add the {what}'s files to it (same-named files are "
+                "replaced, none other is removed).")
+        raise FileExistsError(
+            f"{path} is not empty and scpo did not make it (no {MARKER} file in it): writing "
+            f"the {what} there could replace your files. Choose a new or empty directory, or "
+            "pass --overwrite to replace only the files of the output there (the rest are "
+            "kept).")
+    target = Target(path, what, owned, overwrite)
+    clash = target.clashes(names)
+    if clash and not overwrite:
+        raise FileExistsError(_not_listed(path, clash, what))
+    return target
 
 
 def claim(path: str | Path, *, overwrite: bool = False, what: str = "output",
-          ours: Callable[[Path], bool] | None = None) -> bool:
-    """``check_writable``, then the directory exists: created and marked when new, empty or
-    recognised by ``ours``; a user's folder (``overwrite``) is never marked, so it stays the
-    user's. Returns whether it is scpo's own."""
-    own = check_writable(path, overwrite=overwrite, what=what, ours=ours)
-    if own:
-        Path(path).mkdir(parents=True, exist_ok=True)
-        if not made_by_scpo(Path(path)):
-            mark(Path(path), what)
-    return own
+          ours: Callable[[Path], bool] | None = None, legacy: Iterable[str] = (),
+          names: Iterable[str] = ()) -> Target:
+    """``check_writable``, then the directory exists: created and marked when scpo's (an older
+    output's marker rewritten with the files it owns); a user's folder (``overwrite``) is
+    never marked, so it stays the user's. Write into it through the returned ``Target``."""
+    target = check_writable(path, overwrite=overwrite, what=what, ours=ours, legacy=legacy,
+                            names=names)
+    if target.own:
+        target.path.mkdir(parents=True, exist_ok=True)
+        with _MARKING:
+            marker = read_marker(target.path)
+            if marker is None or marker.files is None:
+                mark(target.path, what, target.owned or ())
+    return target
 
+
+# ---- writing ----
 
 def write_file_atomically(path: Path, write: Callable[[Path], None]) -> None:
     """``write(tmp)`` to a hidden temporary file beside ``path``, then rename it onto ``path``:
@@ -100,49 +324,155 @@ def write_file_atomically(path: Path, write: Callable[[Path], None]) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def replace_dir(final: str | Path, write: Callable[[Path], None], *, overwrite: bool = False,
-                what: str = "output", ours: Callable[[Path], bool] | None = None) -> Path:
-    """Write a whole directory at once: ``write(tmp)`` into a temporary directory beside
-    ``final``, then put it in place.
+def _remove_listed(root: Path, rels: Iterable[str]) -> set[str]:
+    """Delete the files ``rels`` under ``root`` (a file, or a symlink itself: a folder is
+    never deleted, nor anything reached through a symlinked folder), then the folders that
+    became empty; returns those deleted."""
+    gone: set[str] = set()
+    for rel in sorted(rels):
+        p = root / rel
+        if not _real_dirs(root, rel):
+            continue
+        try:
+            if stat.S_ISDIR(os.lstat(p).st_mode):
+                continue
+            p.unlink()
+        except FileNotFoundError:
+            continue
+        gone.add(rel)
+    for d in sorted({p for rel in gone for p in PurePosixPath(rel).parents if p.parts},
+                    key=lambda p: -len(p.parts)):
+        try:
+            (root / d).rmdir()
+        except OSError:
+            pass  # not empty: something else is in it
+    return gone
 
-    ``final`` absent or empty: renamed into place. scpo's own (``claim``): swapped, the old one
-    deleted once the new one is there. A user's non-empty directory, with ``overwrite``: each
-    new file moved in over a same-named one, every other file kept. A failed ``write`` leaves
-    ``final`` as it was.
-    """
-    final = Path(final)
-    own = check_writable(final, overwrite=overwrite, what=what, ours=ours)
+
+def _move_in(src: Path, dest: Path, files: list[str]) -> None:
+    """Move each of ``files`` from ``src`` into ``dest`` (the caller checked that each one it
+    replaces may be replaced), never through a symlinked folder."""
+    for rel in files:
+        if not _real_dirs(dest, rel):
+            raise FileExistsError(f"{dest / rel}: a folder on its way is a symlink; scpo does "
+                                  "not write through it. Replace the link with a folder.")
+        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+        os.replace(src / rel, dest / rel)
+
+
+def _holds_cwd(path: Path) -> bool:
+    """The working directory is ``path`` or inside it (then ``path`` is never renamed away)."""
+    try:
+        cwd = Path.cwd().resolve()
+    except OSError:
+        return False
+    return cwd == path or path in cwd.parents
+
+
+def _new_dir(parent: Path, prefix: str) -> Path:
+    """A new directory of this call's, with the mode the umask gives (mkdtemp's is 0700)."""
+    while True:
+        d = parent / f"{prefix}{uuid.uuid4().hex[:8]}"
+        try:
+            d.mkdir()
+            return d
+        except FileExistsError:
+            continue
+
+
+def replace_dir(final: str | Path, write: Callable[[Path], None], *, overwrite: bool = False,
+                what: str = "output", ours: Callable[[Path], bool] | None = None,
+                legacy: Iterable[str] = ()) -> Path:
+    """Write a whole directory at once: ``write(tmp)`` into a temporary directory beside
+    ``final``, then put it in place (``install``). A failed ``write`` leaves ``final`` as it
+    was."""
+    check_writable(final, overwrite=overwrite, what=what, ours=ours, legacy=legacy)
+    final = Path(os.path.realpath(final))
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}-new-", dir=final.parent))
+    tmp = _new_dir(final.parent, f".{final.name}-new-")
     try:
         write(tmp)
-        if own:
-            mark(tmp, what)
-            swap_in(tmp, final)
-        else:
-            for src in sorted(p for p in tmp.rglob("*") if p.is_file()):
-                dest = final / src.relative_to(tmp)
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(src, dest)
+        install(tmp, final, overwrite=overwrite, what=what, ours=ours, legacy=legacy)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
     return final
 
 
-def swap_in(new: Path, final: Path) -> None:
-    """Rename the directory ``new`` to ``final``; an existing ``final`` (scpo's: the caller
-    checked) is first renamed into a temporary directory of this call's and deleted after."""
-    if not final.exists() or _is_empty_dir(final):
-        os.replace(new, final)  # rename(2) replaces an empty directory
-        return
-    old = Path(tempfile.mkdtemp(prefix=f".{final.name}-old-", dir=final.parent))
+def install(new: Path, final: str | Path, *, overwrite: bool = False, what: str = "output",
+            ours: Callable[[Path], bool] | None = None, legacy: Iterable[str] = ()) -> Path:
+    """Put the directory ``new`` (written by the caller, beside ``final``) in place of
+    ``final``, listing its files in ``final``'s marker.
+
+    ``final`` absent: ``new`` renamed into place. Holding only files its marker lists (and
+    not the working directory): swapped whole, the old files deleted once the new ones are in
+    place. Else (an empty folder, or scpo's with files of the user's beside its own): the new
+    files moved in one by one, the files the marker listed and the new output lacks deleted,
+    every other file kept. A folder of the user's (``overwrite``): each new file moved in over
+    a same-named one, every other file kept, no marker.
+    """
+    target = check_writable(final, overwrite=overwrite, what=what, ours=ours, legacy=legacy)
+    final = Path(os.path.realpath(final))
+    files = _files(new)
+    if target.owned is None:
+        _move_in(new, final, files)
+        return final
+    clash = target.clashes(files)
+    if clash and not overwrite:
+        raise FileExistsError(_not_listed(final, clash, what))
+    if not final.exists():
+        mark(new, what, files)
+        os.rename(new, final)
+        return final
+    if (not _holds_cwd(final) and set(_files(final)) <= target.owned
+            and os.path.lexists(final / MARKER)):
+        mark(new, what, files)
+        _swap(new, final, target.owned)
+        return final
+    with _MARKING:
+        mark(final, what, target.owned | set(files))
+    _move_in(new, final, files)
+    _remove_listed(final, target.owned - set(files))
+    with _MARKING:
+        mark(final, what, files)
+    return final
+
+
+def _swap(new: Path, final: Path, owned: frozenset[str]) -> None:
+    """Rename ``new`` to ``final``; the old ``final`` is first renamed into a directory of this
+    call's, and of it only the files ``owned`` (and its marker) are deleted: anything else (a
+    file added while scpo wrote) is moved back into the new ``final``, or kept and named."""
+    old = _new_dir(final.parent, f".{final.name}-old-")
+    previous = old / "previous"
+    os.rename(final, previous)
     try:
-        os.rename(final, old / "previous")
+        os.rename(new, final)
+    except OSError:
+        os.rename(previous, final)  # the old one back: nothing is lost
+        old.rmdir()
+        raise
+    _remove_listed(previous, owned | {MARKER})
+    kept = []
+    for rel in _files(previous):
+        if not os.path.lexists(final / rel):
+            try:
+                _move_in(previous, final, [rel])
+                continue
+            except OSError:
+                pass
+        kept.append(rel)
+    for d in sorted((Path(r) for r, _, _ in os.walk(previous)), key=lambda p: -len(p.parts)):
+        if d != previous:  # a folder of the user's, now empty or emptied: it is there again
+            try:
+                (final / d.relative_to(previous)).mkdir(parents=True, exist_ok=True)
+            except OSError:
+                continue  # a file of the new output has its name: kept where it is
         try:
-            os.rename(new, final)
+            d.rmdir()
         except OSError:
-            os.rename(old / "previous", final)  # the old one back: nothing is lost
-            raise
-    finally:
-        shutil.rmtree(old)
+            pass
+    if kept:
+        warnings.warn(f"{final}: {kept} appeared while scpo wrote and clash with its new "
+                      f"files; they are kept in {previous}", stacklevel=3)
+        return
+    old.rmdir()

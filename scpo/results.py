@@ -18,6 +18,7 @@ import json
 import platform
 import re
 import subprocess
+import tempfile
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,9 +31,17 @@ import pandas as pd
 import scpo
 from scpo import models
 from scpo.config import Config, RunConfig
-from scpo.models import RewardModel
+from scpo.models import RewardModel, export, saved
 from scpo.models.device import is_main_process
-from scpo.outdir import check_writable, claim, safe_name, write_file_atomically
+from scpo.outdir import (
+    MARKER,
+    Target,
+    check_writable,
+    claim,
+    replace_dir,
+    safe_name,
+    write_file_atomically,
+)
 from scpo.scoring import RunInputs, prepare
 from scpo.variants import KNOWN, RENAMED, resolve
 
@@ -141,11 +150,15 @@ def trained_on(results: pd.DataFrame) -> dict[str, dict[str, dict[str, int]]]:
 
 # ---- writing and reading results ----
 
+RESULTS = "run's results"  # the kind of output (scpo.outdir's marker) of a results directory
 RECORD = "run.json"  # written last: a results directory without it holds an interrupted run
 # Every other file a run may write; one this run does not write is removed, so a file of an
 # earlier run never stands beside the new results.
 RUN_FILES = ("results.parquet", "results.csv", "histories.json", "tuned.json", "timing.json",
              "exported.json", "counts.csv")
+# what every `scpo run` writes (``write_results`` with its timing): checked before any work
+RUN_WRITES = ("results.parquet", "results.csv", "histories.json", "tuned.json", "timing.json",
+              RECORD)
 
 
 def _has_our_record(path: Path) -> bool:
@@ -156,18 +169,30 @@ def _has_our_record(path: Path) -> bool:
         return False
 
 
-def claim_results_dir(out: str | Path, overwrite: bool = False) -> bool:
+def claim_results_dir(out: str | Path, overwrite: bool = False,
+                      names: tuple[str, ...] = ()) -> Target:
     """``out`` as a directory this run may write its results into (``scpo.outdir.claim``):
-    new, empty or scpo's own (True); a user's non-empty folder only with ``overwrite``
-    (False: none of its other files may be deleted)."""
-    return claim(out, overwrite=overwrite, what="run's results", ours=_has_our_record)
+    new, empty or scpo's own (its files of a run listed in its marker; of an older scpo's, the
+    run files present), where a file of the user's among ``names`` (the files the run will
+    write) is refused; a user's non-empty folder only with ``overwrite`` (then none of its
+    other files may be deleted)."""
+    return claim(out, overwrite=overwrite, what=RESULTS, ours=_has_our_record,
+                 legacy=(*RUN_FILES, RECORD), names=names)
+
+
+def check_results_dir(out: str | Path, overwrite: bool = False,
+                      names: tuple[str, ...] = RUN_WRITES) -> Target:
+    """``claim_results_dir``'s check alone, before any work (nothing is written); ``names``:
+    the files the run will write (default: those of every ``scpo run``)."""
+    return check_writable(out, overwrite=overwrite, what=RESULTS, ours=_has_our_record,
+                          legacy=(*RUN_FILES, RECORD), names=names)
 
 
 def write_run_files(out: Path, files: dict[str, Callable[[Path], None]],
                     record: dict[str, Any], overwrite: bool = False) -> None:
-    """Write a run's files as one set: the old record goes first, each file is written to a
-    temporary name and renamed into place, files of ``RUN_FILES`` this run does not write are
-    removed (in scpo's own directory; in a user's folder, written with ``overwrite``, they are
+    """Write a run's files as one set: each is listed in the directory's marker, the old
+    record goes first, each file is written to a temporary name and renamed into place, files
+    of ``RUN_FILES`` this run does not write are removed when scpo listed them (any other is
     kept and named), and the record (``RECORD``) comes last. A crash part-way leaves no record,
     so no reader takes new results for old ones or the reverse (``load_results`` refuses
     them)."""
@@ -176,15 +201,15 @@ def write_run_files(out: Path, files: dict[str, Callable[[Path], None]],
     unknown = set(files) - set(RUN_FILES)
     if unknown:
         raise ValueError(f"write_run_files: {sorted(unknown)} are not run files {RUN_FILES}")
-    own = claim_results_dir(out, overwrite)
+    target = claim_results_dir(out, overwrite, names=(*files, RECORD))
+    target.add([*files, RECORD])  # scpo's from now (or the user's folder, told --overwrite)
     (out / RECORD).unlink(missing_ok=True)  # replaced below, last
     stale = [name for name in RUN_FILES if name not in files and (out / name).exists()]
-    if own:
-        for name in stale:
-            (out / name).unlink()
-    elif stale:  # a folder of the user's (--overwrite): its other files are never deleted
-        warnings.warn(f"{out} is your folder, so {stale} (not written by this run) are kept; "
-                      "delete them if they belong to an earlier run", stacklevel=2)
+    kept = sorted(set(stale) - set(target.remove(stale)), key=stale.index)
+    if kept:  # a file of the user's is never deleted
+        warnings.warn(f"{out}: {kept} (not written by this run) are not files scpo wrote there "
+                      f"(no {MARKER} marker lists them), so they are kept; delete them if they "
+                      "belong to an earlier run", stacklevel=2)
     for name, write in files.items():
         write_file_atomically(out / name, write)
     text = json.dumps(record, indent=1, sort_keys=True, default=str)
@@ -227,6 +252,18 @@ def write_conditioned(out: str | Path, res: pd.DataFrame, counts: pd.DataFrame,
         "counts.csv": lambda p: counts.to_csv(p, index=False)}, record, overwrite)
 
 
+def save_model(model: RewardModel, path: str | Path) -> None:
+    """``model.save(path)`` as one directory of scpo's (``scpo.outdir.replace_dir``): new, or
+    an earlier save's, whose files are replaced; any other file there is kept. Under a launch
+    the other ranks only take part in gathering the weights (into a directory of their own)."""
+    if not is_main_process():
+        with tempfile.TemporaryDirectory() as tmp:
+            model.save(Path(tmp) / "model")
+        return
+    replace_dir(path, model.save, what=export.SAVED, legacy=export.FILES,
+                ours=lambda p: saved.saved_kind(p) is not None)
+
+
 def save_country(out: str | Path, run_: CountryRun, record: dict[str, Any]) -> Path:
     """Write one country's results (and its trained models, if kept) under ``out/<Country>/``.
 
@@ -237,7 +274,7 @@ def save_country(out: str | Path, run_: CountryRun, record: dict[str, Any]) -> P
         variant, seed = key.split("/")
         if KNOWN[variant].train:  # the global RM and external RMs are not this run's to save
             claim_results_dir(d)
-            model.save(model_dir(out, run_.country, variant, seed))
+            save_model(model, model_dir(out, run_.country, variant, seed))
     write_results(d, {run_.country: run_}, run_.results, record)
     return d
 
@@ -433,7 +470,7 @@ def export_saved(results_dir: str | Path, country: str, variant: str, seed: int,
     """Export a minority RM that ``save_country`` saved (the country notebook keeps its models),
     with the model card filled from that country's results.parquet and run.json. ``out`` must
     be new, empty or an earlier export; a user's non-empty folder only with ``overwrite``."""
-    check_writable(out, overwrite=overwrite, what="model checkpoint",
+    check_writable(out, overwrite=overwrite, what=export.EXPORTED, legacy=export.FILES,
                    ours=lambda p: (p / "scpo_hf.json").is_file())  # before loading any weights
     d = Path(results_dir) / country_slug(country)
     files = [d / "results.parquet", d / "run.json"]

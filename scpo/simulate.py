@@ -376,8 +376,14 @@ def _write_jsonl(path: Path, rows: list[dict]) -> None:
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
+# what ``simulate`` writes: in a simulation of an older scpo, whose marker listed no files,
+# only these are replaced (scpo.outdir.owned_files)
+FILES = ("utterances.jsonl", "survey.jsonl", "truth_texts.jsonl", "truth_responses.jsonl",
+         "truth_users.jsonl", "world.json")
+
+
 def simulate(config: SimConfig, out_dir: str | Path) -> Path:
-    """Write one simulation (PRISM-format files + truth files) into ``out_dir``."""
+    """Write one simulation (PRISM-format files + truth files, ``FILES``) into ``out_dir``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     texts = make_texts(config)

@@ -15,7 +15,7 @@ import yaml
 from conftest import book_build
 from hubcache import stand_in_hub
 
-from scpo.outdir import MARKER, mark
+from scpo.outdir import MARKER, mark, read_marker
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -664,3 +664,38 @@ def test_the_default_build_stages_beside_the_book_without_copying_itself(tmp_pat
     build.assemble([], tmp_path / "store", staging / "src")
     assert (staging / "src" / "intro.md").is_file()
     assert not [p.name for p in (staging / "src").iterdir() if p.name.startswith(".")]
+
+
+def test_a_folder_that_holds_an_executed_subfolder_is_not_a_store(tmp_path):
+    """Issue 35: any folder with an executed/ was claimed as an older store (proj/ with its
+    README became scpo's). An older store holds the store's own folders and nothing else."""
+    proj = tmp_path / "proj"
+    (proj / "executed").mkdir(parents=True)
+    (proj / "README.md").write_text("mine")
+    with pytest.raises(build.BuildError, match="--store .* not empty and scpo did not make it"):
+        build.claim_store(proj)
+    assert sorted(p.name for p in proj.iterdir()) == ["README.md", "executed"]
+    older = tmp_path / "older"
+    (older / "executed").mkdir(parents=True)
+    (older / "executed" / "a.ipynb").write_text("{}")
+    (older / "results").mkdir()
+    assert build.claim_store(older).own
+    assert read_marker(older).files == {"executed/a.ipynb"}  # the build's own file, listed
+
+
+def test_the_store_lists_each_file_the_build_writes_and_replaces_no_other(tmp_path,
+                                                                          monkeypatch):
+    def papermill(cmd, **kw):  # writes the executed notebook where papermill would
+        Path(cmd[4]).write_text(Path(cmd[3]).read_text())
+        return subprocess.CompletedProcess(cmd, 0, "", "")
+
+    monkeypatch.setattr(build.subprocess, "run", papermill)
+    src = notebook(tmp_path / "nb.md", "print(x)")
+    store = tmp_path / "store"
+    build.execute(build.Job("one", src, {"x": 1}), store, {})
+    assert {"executed/one.ipynb", "inputs/one.ipynb"} <= read_marker(store).files
+    (store / "executed" / "mine.ipynb").write_text("the user's")
+    with pytest.raises(build.BuildError, match="mine.ipynb is not among the files scpo wrote"):
+        build.execute(build.Job("mine", src, {"x": 1}), store, {})
+    assert (store / "executed" / "mine.ipynb").read_text() == "the user's"
+    build.execute(build.Job("one", src, {"x": 2}), store, {})  # its own: replaced

@@ -99,3 +99,32 @@ def test_run_into_a_users_folder_is_refused_before_any_work(command, tmp_path, c
         cli.main([command, "--preset", "tiny", "--out", str(home)])
     assert e.value.code == 2 and "--overwrite" in capsys.readouterr().err
     assert (home / "results.csv").read_text() == "my own table"
+
+
+@pytest.mark.slow
+def test_files_added_to_scpos_folder_survive_every_command(tmp_path, capsys):
+    """Issue 35, as reproduced: a `.scpo` made the whole folder scpo's, so `scpo simulate` into
+    a run's folder deleted the run's results and a user's notes.md and figures/, and a `.scpo`
+    symlinked into a folder of the user's made it scpo's (thesis.tex deleted)."""
+    x = tmp_path / "X"
+    run = ["run", "--preset", "tiny", "--countries", "Chile", "--variants", "global",
+           "--seeds", "0", "--out", str(x)]
+    cli.main(run)
+    (x / "notes.md").write_text("mine")
+    (x / "figures").mkdir()
+    (x / "figures" / "fig1.png").write_text("png")
+    results = (x / "results.csv").read_text()
+    with pytest.raises(SystemExit) as e:
+        cli.main(["simulate", "--preset", "tiny", "--out", str(x)])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "holds scpo's run's results" in err and "--overwrite" in err
+    assert (x / "results.csv").read_text() == results
+    cli.main(run)  # the same kind of output: its files replaced, the user's kept
+    assert (x / "notes.md").read_text() == "mine"
+    assert (x / "figures" / "fig1.png").read_text() == "png"
+    users = _users_folder(tmp_path / "U", **{"thesis.tex": "thesis"})
+    (users / ".scpo").symlink_to(x / ".scpo")
+    with pytest.raises(SystemExit) as e:
+        cli.main(["simulate", "--preset", "tiny", "--out", str(users)])
+    assert e.value.code == 2 and "scpo did not make it" in capsys.readouterr().err
+    assert sorted(p.name for p in users.iterdir()) == [".scpo", "thesis.tex"]

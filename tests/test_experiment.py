@@ -9,6 +9,7 @@ import pytest
 from scpo import cli
 from scpo.config import load_preset
 from scpo.experiment import country_splits, run, run_country
+from scpo.outdir import made_by_scpo
 from scpo.results import load_model, load_results, run_record, save_country
 from scpo.scoring import prepare
 
@@ -283,7 +284,11 @@ def test_save_country_saves_only_what_the_run_trained(tmp_path):
     run_ = CountryRun("Chile", rows, models={"scpo_fw/0": trained, "published/0": given,
                                              "global/0": glob})
     save_country(tmp_path, run_, {"config": {}})
-    assert trained.saved == [tmp_path / "Chile" / "models" / "scpo_fw" / "seed0"]
+    # written beside its place, then put there as one directory of scpo's (scpo.outdir)
+    [written] = trained.saved
+    assert written.parent == tmp_path / "Chile" / "models" / "scpo_fw"
+    assert written.name.startswith(".seed0-new-")
+    assert made_by_scpo(written.parent / "seed0", "saved model")
     assert given.saved == [] and glob.saved == []
 
 
@@ -392,3 +397,29 @@ def test_cross_country_by_hand():
     assert got["pure_minority"].tolist() == [1.0, 0.0, 0.0, 1.0]  # pairs 0 and 3 alone
     no_pure = test.assign(rg_chosen=1, rg_rejected=0)
     assert cross_country(models, no_pure)["pure_minority"].isna().all()
+
+
+def test_a_run_replaces_only_the_files_its_folders_marker_lists(tmp_path):
+    """Issue 35: in scpo's own results folder every run-file name was scpo's: a counts.csv of
+    the user's was deleted as the stale file of an earlier run. Only listed files are."""
+    from scpo.results import check_results_dir, write_results
+
+    out = tmp_path / "run"
+    first = _country_run()
+    write_results(out, {"Chile": first}, first.results, {"scpo_version": "x"},
+                  timing={"total_s": 1.0})
+    (out / "counts.csv").write_text("the user's counts")
+    (out / "notes.md").write_text("the user's notes")
+    with pytest.warns(UserWarning, match=r"\['counts.csv'\].*are kept"):
+        write_results(out, {"Chile": first}, first.results, {"scpo_version": "x"})
+    assert not (out / "timing.json").exists()  # listed, and not written by this run: removed
+    assert (out / "counts.csv").read_text() == "the user's counts"
+    assert (out / "notes.md").read_text() == "the user's notes"
+    (out / "exported.json").write_text("the user's list")
+    with pytest.raises(FileExistsError, match="exported.json is not among the files scpo"):
+        check_results_dir(out, names=("exported.json",))  # a run that will export: refused
+    first.exported = {"scpo_fw/0": "models/Chile/scpo_fw/seed0"}
+    with pytest.raises(FileExistsError, match="exported.json is not among the files scpo"):
+        write_results(out, {"Chile": first}, first.results, {"scpo_version": "x"})
+    assert (out / "exported.json").read_text() == "the user's list"
+    check_results_dir(out)  # a run that writes no exported.json goes ahead

@@ -1,17 +1,19 @@
 """A user's files are safe: scpo writes into new folders or its own, and never deletes yours."""
 
+import json
 import os
 
 import pytest
 
+from scpo import outdir
 from scpo.outdir import (
     MARKER,
     check_writable,
     claim,
     made_by_scpo,
+    read_marker,
     replace_dir,
     safe_name,
-    swap_in,
 )
 
 
@@ -24,9 +26,11 @@ def _write(files):
 
 
 def test_a_new_directory_is_written_whole_and_marked(tmp_path):
-    out = replace_dir(tmp_path / "sim", _write({"a.jsonl": "1", "sub/b.json": "2"}))
+    out = replace_dir(tmp_path / "sim", _write({"a.jsonl": "1", "sub/b.json": "2"}),
+                      what="simulation")
     assert (out / "a.jsonl").read_text() == "1" and (out / "sub" / "b.json").read_text() == "2"
-    assert made_by_scpo(out)
+    assert made_by_scpo(out, "simulation")
+    assert json.loads((out / MARKER).read_text())["files"] == ["a.jsonl", "sub/b.json"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sim"]  # no temporary left
 
 
@@ -90,7 +94,7 @@ def test_a_failed_swap_puts_the_old_directory_back(tmp_path, monkeypatch):
 
     monkeypatch.setattr(os, "rename", rename)
     with pytest.raises(OSError, match="disk gone"):
-        swap_in(new, final)
+        outdir._swap(new, final, read_marker(final).files)
     assert (final / "index.html").read_text() == "v1"
 
 
@@ -104,11 +108,13 @@ def test_a_file_is_never_taken_for_a_directory(tmp_path):
 def test_an_empty_folder_or_an_older_output_is_claimed_and_marked(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert claim(empty) and made_by_scpo(empty)
+    assert claim(empty).own and made_by_scpo(empty)
     old = tmp_path / "old"
     old.mkdir()
     (old / "run.json").write_text("{}")
-    assert claim(old, ours=lambda p: (p / "run.json").exists()) and made_by_scpo(old)
+    (old / "notes.txt").write_text("mine")
+    assert claim(old, ours=lambda p: (p / "run.json").exists(), legacy=["run.json"]).own
+    assert read_marker(old).files == {"run.json"}  # the older output's file, never notes.txt
 
 
 @pytest.mark.parametrize("bad", ["../../x", "a/b", "..", ".hidden", "", "a\\b", "x\ny", "a\0b"])
@@ -120,3 +126,114 @@ def test_names_from_data_that_would_leave_their_folder_are_refused(bad):
 @pytest.mark.parametrize("good", ["South Africa", "Côte d'Ivoire", "S. Africa", "Bosnia-Herz."])
 def test_real_country_names_pass(good):
     assert safe_name(good) == good
+
+
+# ---- issue 35: a marker owns the files it lists, not the folder ----
+
+def test_files_a_user_adds_to_scpos_folder_are_kept(tmp_path):
+    """Issue 35: a `.scpo` made the whole folder scpo's: the next write replaced the folder,
+    and notes.md and figures/ a user had put beside the output were gone."""
+    out = replace_dir(tmp_path / "X", _write({"a.txt": "1", "old.txt": "x"}), what="simulation")
+    (out / "notes.md").write_text("mine")
+    (out / "figures").mkdir()
+    (out / "figures" / "fig1.png").write_text("png")
+    replace_dir(out, _write({"a.txt": "2"}), what="simulation")
+    assert (out / "notes.md").read_text() == "mine"
+    assert (out / "figures" / "fig1.png").read_text() == "png"
+    assert (out / "a.txt").read_text() == "2" and not (out / "old.txt").exists()
+    assert read_marker(out).files == {"a.txt"}  # the user's files never become scpo's
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["X"]
+
+
+def test_an_output_of_another_kind_is_refused_unless_told(tmp_path):
+    out = replace_dir(tmp_path / "X", _write({"run.json": "{}"}), what="run's results")
+    with pytest.raises(FileExistsError, match="holds scpo's run's results .* not the simulation"):
+        replace_dir(out, _write({"utterances.jsonl": "sim"}), what="simulation")
+    assert sorted(p.name for p in out.iterdir()) == [MARKER, "run.json"]
+    replace_dir(out, _write({"utterances.jsonl": "sim"}), what="simulation", overwrite=True)
+    assert (out / "run.json").read_text() == "{}"  # told: added beside, nothing removed
+    assert (out / "utterances.jsonl").read_text() == "sim"
+    assert read_marker(out) == outdir.Marker("run's results", frozenset({"run.json"}))
+
+
+@pytest.mark.parametrize("how", ["symlink", "folder", "not scpo's"])
+def test_a_marker_that_is_a_symlink_or_not_a_regular_file_is_no_marker(tmp_path, how):
+    """Issue 35: `ln -s X/.scpo U/.scpo` made U scpo's, and its thesis.tex was deleted."""
+    x = replace_dir(tmp_path / "X", _write({"a.txt": "1"}), what="simulation")
+    users = tmp_path / "U"
+    users.mkdir()
+    (users / "thesis.tex").write_text("thesis")
+    if how == "symlink":
+        (users / MARKER).symlink_to(x / MARKER)
+    elif how == "folder":
+        (users / MARKER).mkdir()
+    else:
+        (users / MARKER).write_text('{"what": "simulation", "files": ["thesis.tex"]}')
+    assert read_marker(users) is None and not made_by_scpo(users)
+    with pytest.raises(FileExistsError, match="scpo did not make it"):
+        replace_dir(users, _write({"a.txt": "2"}), what="simulation")
+    assert (users / "thesis.tex").read_text() == "thesis"
+
+
+def test_a_marker_listing_a_path_outside_its_folder_is_no_marker(tmp_path):
+    d = tmp_path / "d"
+    d.mkdir()
+    for bad in (["../x"], ["/etc/hostname"], ["a/./b"], "a.txt", [3]):
+        (d / MARKER).write_text(json.dumps({"made_by": "scpo", "what": "w", "files": bad}))
+        assert read_marker(d) is None, bad
+
+
+def test_an_older_marker_owns_only_the_files_its_kind_of_output_wrote(tmp_path):
+    """A marker of an older scpo lists no files: of its folder, only the files of that kind of
+    output (``legacy``) are scpo's to replace or remove."""
+    old = tmp_path / "sim"
+    old.mkdir()
+    (old / MARKER).write_text(json.dumps({"made_by": "scpo", "what": "simulation"}))
+    for name in ("utterances.jsonl", "world.json", "notes.md"):
+        (old / name).write_text("old")
+    replace_dir(old, _write({"utterances.jsonl": "new"}), what="simulation",
+                legacy=["utterances.jsonl", "world.json"])
+    assert (old / "utterances.jsonl").read_text() == "new" and not (old / "world.json").exists()
+    assert (old / "notes.md").read_text() == "old"
+    assert read_marker(old).files == {"utterances.jsonl"}
+
+
+def test_a_file_of_the_users_under_an_outputs_name_is_refused_unless_told(tmp_path):
+    out = replace_dir(tmp_path / "X", _write({"a.txt": "1"}), what="simulation")
+    (out / "b.txt").write_text("mine")  # not listed: the user's
+    with pytest.raises(FileExistsError, match=r"b.txt is not among the files scpo wrote"):
+        replace_dir(out, _write({"a.txt": "2", "b.txt": "2"}), what="simulation")
+    assert (out / "b.txt").read_text() == "mine" and (out / "a.txt").read_text() == "1"
+    replace_dir(out, _write({"a.txt": "2", "b.txt": "2"}), what="simulation", overwrite=True)
+    assert (out / "b.txt").read_text() == "2" and read_marker(out).files == {"a.txt", "b.txt"}
+
+
+def test_nothing_is_written_or_deleted_through_a_symlinked_folder(tmp_path):
+    out = replace_dir(tmp_path / "X", _write({"figs/a.png": "1"}), what="book")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "a.png").write_text("mine")
+    (out / "figs" / "a.png").unlink()
+    (out / "figs").rmdir()
+    (out / "figs").symlink_to(elsewhere)  # listed figs/a.png now leads elsewhere
+    replace_dir(out, _write({"b.txt": "1"}), what="book")
+    assert (elsewhere / "a.png").read_text() == "mine"
+    with pytest.raises(FileExistsError, match="figs/a.png is not among"):
+        replace_dir(out, _write({"figs/a.png": "2"}), what="book")
+    with pytest.raises(FileExistsError, match="a folder on its way is a symlink"):
+        replace_dir(out, _write({"figs/a.png": "2"}), what="book", overwrite=True)
+    assert (elsewhere / "a.png").read_text() == "mine"
+
+
+def test_a_target_lists_a_file_before_it_is_written_and_removes_only_listed_ones(tmp_path):
+    target = claim(tmp_path / "store", what="book store")
+    target.add(["executed/a.ipynb"])
+    assert read_marker(target.path).files == {"executed/a.ipynb"}
+    (target.path / "executed").mkdir()
+    (target.path / "executed" / "a.ipynb").write_text("scpo's")
+    (target.path / "executed" / "b.ipynb").write_text("the user's")
+    with pytest.raises(FileExistsError, match="b.ipynb is not among"):
+        claim(target.path, what="book store").add(["executed/b.ipynb"])
+    assert target.remove(["executed/a.ipynb", "executed/b.ipynb"]) == ["executed/a.ipynb"]
+    assert (target.path / "executed" / "b.ipynb").read_text() == "the user's"
+    assert read_marker(target.path).files == frozenset()

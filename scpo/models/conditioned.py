@@ -346,9 +346,18 @@ class PromptConditionedRM(ConditionedRM):
         card = {"variant": VARIANT, **card, "countries": self.countries,
                 "country_template": self.template}
         self.model.export(path, card, overwrite=overwrite)
+        from scpo.models.device import is_main_process
+        from scpo.models.export import EXPORTED, FILES
+        from scpo.outdir import claim, write_file_atomically
+
+        if not is_main_process():  # rank 0 wrote the checkpoint
+            return path
+        # the export's own directory (or the user's, with overwrite): these files join its list
+        claim(path, what=EXPORTED, overwrite=overwrite, legacy=FILES).add([META_FILE])
         self._write_meta(path)
         readme = path / "README.md"
-        readme.write_text(readme.read_text() + steering_section(self.template, self.countries))
+        text = readme.read_text() + steering_section(self.template, self.countries)
+        write_file_atomically(readme, lambda p: p.write_text(text))
         return path
 
     @classmethod

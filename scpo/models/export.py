@@ -25,6 +25,15 @@ CARD_FIELDS = ("tau", "beta", "pairs_kept", "seeds", "test_accuracy")  # require
 
 META_FILE = "scpo_hf.json"  # what HFRewardModel.load needs besides the HF checkpoint
 ADAPTER_FILE = "adapter_model.safetensors"  # scpo's own save of a LoRA model: adapters only
+# the names a save or an export of any kind writes (glob patterns; the metadata files of
+# scpo.models.saved.KINDS among them): in a model directory of an older scpo, whose marker
+# listed no files, only these are replaced (scpo.outdir.owned_files)
+FILES = ("scpo_*.json", "*_rm.json", "*.safetensors", "model.safetensors.index.json",
+         "config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
+         "special_tokens_map.json", "added_tokens.json", "vocab.txt", "vocab.json",
+         "merges.txt", "*.model", "chat_template.jinja", "README.md")
+SAVED = "saved model"  # the kind of output (scpo.outdir's marker) of a model's save
+EXPORTED = "model checkpoint"  # ... of an export (a standard checkpoint with its card)
 
 
 def merged_fp32(model: torch.nn.Module) -> torch.nn.Module:
@@ -170,5 +179,5 @@ def export_model(rm: HFRewardModel, path: Path, card: dict[str, Any],
         save_checkpoint(rm, tmp)
         (tmp / "README.md").write_text(text)
 
-    return replace_dir(path, write, overwrite=overwrite, what="model checkpoint",
+    return replace_dir(path, write, overwrite=overwrite, what=EXPORTED, legacy=FILES,
                        ours=lambda d: (d / META_FILE).is_file())
