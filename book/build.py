@@ -881,8 +881,12 @@ STORE_FILES = ("executed/*", "inputs/*", "failed/*")  # what the build itself wr
 
 def book_is_ours(build_dir: Path) -> bool:
     """An older book (before its marker listed files, or before the marker): the default
-    ``book/_build`` (inside the checkout, ignored by git, written only here)."""
-    return build_dir == (BOOK / "_build").resolve()
+    ``book/_build`` holding a built book, when it is a folder of the checkout's own (ignored by
+    git, written only here). A symlink there leads to a folder elsewhere (a web root, say): that
+    folder follows the rule of any other, its own marker or none."""
+    default = BOOK / "_build"
+    return (not default.is_symlink() and build_dir == default.resolve()
+            and (build_dir / "html" / "index.html").is_file())
 
 
 def check_build_dir(build_dir: Path) -> None:

@@ -699,3 +699,27 @@ def test_the_store_lists_each_file_the_build_writes_and_replaces_no_other(tmp_pa
         build.execute(build.Job("mine", src, {"x": 1}), store, {})
     assert (store / "executed" / "mine.ipynb").read_text() == "the user's"
     build.execute(build.Job("one", src, {"x": 2}), store, {})  # its own: replaced
+
+
+def test_a_symlinked_book_build_leads_to_a_folder_of_the_users(tmp_path, monkeypatch, capsys):
+    """Issue 35: with book/_build a symlink to a folder of the user's (a web root), the build
+    took it for its own default folder and emptied it (`ls -A` after: .scpo html)."""
+    book = tmp_path / "book"
+    shutil.copytree(build.BOOK, book, ignore=shutil.ignore_patterns("_build", "generated"))
+    monkeypatch.setattr(build, "BOOK", book)
+    www = tmp_path / "www"
+    (www / "html").mkdir(parents=True)
+    (www / "html" / "index.html").write_text("my site")
+    (www / "robots.txt").write_text("mine")
+    (book / "_build").symlink_to(www)
+    fake_jupyter_book(monkeypatch, "v1")
+    args = ["--store", str(tmp_path / "store")]  # the default --build-dir: book/_build
+    assert build.main(args) == 1
+    assert "holds no book this build made" in capsys.readouterr().err
+    assert sorted(p.name for p in www.rglob("*")) == ["html", "index.html", "robots.txt"]
+    assert (www / "html" / "index.html").read_text() == "my site"
+    (book / "_build").unlink()  # a folder of the checkout's own, an older book in it: replaced
+    (book / "_build" / "html").mkdir(parents=True)
+    (book / "_build" / "html" / "index.html").write_text("old")
+    assert build.main(args) == 0
+    assert (book / "_build" / "html" / "index.html").read_text() == "v1"
