@@ -23,6 +23,8 @@ come from data (a country) are checked before they become part of a path (``safe
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import fnmatch
 import json
 import os
@@ -349,15 +351,20 @@ def _remove_listed(root: Path, rels: Iterable[str]) -> set[str]:
     return gone
 
 
-def _move_in(src: Path, dest: Path, files: list[str]) -> None:
-    """Move each of ``files`` from ``src`` into ``dest`` (the caller checked that each one it
-    replaces may be replaced), never through a symlinked folder."""
+def _move_in(src: Path, dest: Path, files: list[str],
+             replace: Callable[[str], bool] = lambda rel: True) -> None:
+    """Move each of ``files`` from ``src`` into ``dest``, over a file there only when
+    ``replace(rel)`` (the caller checked it may be replaced; any other name that appears
+    meanwhile is not replaced: FileExistsError), never through a symlinked folder."""
     for rel in files:
         if not _real_dirs(dest, rel):
             raise FileExistsError(f"{dest / rel}: a folder on its way is a symlink; scpo does "
                                   "not write through it. Replace the link with a folder.")
         (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-        os.replace(src / rel, dest / rel)
+        if replace(rel):
+            os.replace(src / rel, dest / rel)
+        else:
+            rename_noreplace(src / rel, dest / rel)
 
 
 def _holds_cwd(path: Path) -> bool:
@@ -378,6 +385,43 @@ def _new_dir(parent: Path, prefix: str) -> Path:
             return d
         except FileExistsError:
             continue
+
+
+def _libc_renameat2() -> Callable[..., int] | None:
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).renameat2
+    except (AttributeError, OSError):
+        return None
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    fn.restype = ctypes.c_int
+    return fn
+
+
+_renameat2 = _libc_renameat2()  # Linux (glibc 2.28+); None elsewhere
+_AT_FDCWD, _RENAME_NOREPLACE = -100, 1
+
+
+def rename_noreplace(src: Path, dst: Path) -> None:
+    """Rename ``src`` to ``dst``, failing (FileExistsError) when ``dst`` exists, whatever it
+    is: checked by the kernel in the rename itself (``renameat2(RENAME_NOREPLACE)``), so a
+    folder a user creates at ``dst`` meanwhile is never replaced. Where that call is missing,
+    or the filesystem refuses it: a file is hard-linked to ``dst`` (which fails if ``dst``
+    exists) and unlinked; a folder is renamed onto an absent ``dst`` checked just before
+    (rename(2) then fails if ``dst`` became a non-empty folder; an empty one is taken)."""
+    if _renameat2 is not None:
+        if _renameat2(_AT_FDCWD, os.fsencode(src), _AT_FDCWD, os.fsencode(dst),
+                      _RENAME_NOREPLACE) == 0:
+            return
+        err = ctypes.get_errno()
+        if err not in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP):
+            raise OSError(err, os.strerror(err), str(dst))
+    if stat.S_ISDIR(os.lstat(src).st_mode):
+        if os.path.lexists(dst):
+            raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(dst))
+        os.rename(src, dst)
+        return
+    os.link(src, dst, follow_symlinks=False)
+    os.unlink(src)
 
 
 def replace_dir(final: str | Path, write: Callable[[Path], None], *, overwrite: bool = False,
@@ -411,19 +455,22 @@ def install(new: Path, final: str | Path, *, overwrite: bool = False, what: str 
     every other file kept. A folder of the user's (``overwrite``): each new file moved in over
     a same-named one, every other file kept, no marker.
     """
-    target = check_writable(final, overwrite=overwrite, what=what, ours=ours, legacy=legacy)
-    final = Path(os.path.realpath(final))
     files = _files(new)
+    final = Path(os.path.realpath(final))
+    if not os.path.lexists(final):
+        mark(new, what, files)
+        try:
+            rename_noreplace(new, final)
+            return final
+        except FileExistsError:  # it appeared while scpo wrote: it is looked at again
+            pass
+    target = check_writable(final, overwrite=overwrite, what=what, ours=ours, legacy=legacy)
     if target.owned is None:
         _move_in(new, final, files)
         return final
     clash = target.clashes(files)
     if clash and not overwrite:
         raise FileExistsError(_not_listed(final, clash, what))
-    if not final.exists():
-        mark(new, what, files)
-        os.rename(new, final)
-        return final
     if (not _holds_cwd(final) and set(_files(final)) <= target.owned
             and os.path.lexists(final / MARKER)):
         mark(new, what, files)
@@ -431,7 +478,8 @@ def install(new: Path, final: str | Path, *, overwrite: bool = False, what: str 
         return final
     with _MARKING:
         mark(final, what, target.owned | set(files))
-    _move_in(new, final, files)
+    _move_in(new, final, files,
+             replace=lambda rel: rel in target.owned or (overwrite and rel in clash))
     _remove_listed(final, target.owned - set(files))
     with _MARKING:
         mark(final, what, files)
@@ -446,10 +494,14 @@ def _swap(new: Path, final: Path, owned: frozenset[str]) -> None:
     previous = old / "previous"
     os.rename(final, previous)
     try:
-        os.rename(new, final)
+        rename_noreplace(new, final)  # fails if a folder appeared there meanwhile
     except OSError:
-        os.rename(previous, final)  # the old one back: nothing is lost
-        old.rmdir()
+        try:
+            rename_noreplace(previous, final)  # the old one back: nothing is lost
+            old.rmdir()
+        except OSError:
+            raise FileExistsError(f"{final} appeared while scpo replaced it; the output it "
+                                  f"held before is in {previous}") from None
         raise
     _remove_listed(previous, owned | {MARKER})
     kept = []

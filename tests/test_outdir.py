@@ -1,7 +1,6 @@
 """A user's files are safe: scpo writes into new folders or its own, and never deletes yours."""
 
 import json
-import os
 
 import pytest
 
@@ -85,14 +84,14 @@ def test_a_failed_swap_puts_the_old_directory_back(tmp_path, monkeypatch):
     final = replace_dir(tmp_path / "book", _write({"index.html": "v1"}))
     new = tmp_path / "new"
     new.mkdir()
-    real = os.rename
+    real = outdir.rename_noreplace
 
     def rename(src, dst):
         if str(src) == str(new):
             raise OSError("disk gone")
         return real(src, dst)
 
-    monkeypatch.setattr(os, "rename", rename)
+    monkeypatch.setattr(outdir, "rename_noreplace", rename)
     with pytest.raises(OSError, match="disk gone"):
         outdir._swap(new, final, read_marker(final).files)
     assert (final / "index.html").read_text() == "v1"
@@ -237,3 +236,75 @@ def test_a_target_lists_a_file_before_it_is_written_and_removes_only_listed_ones
     assert target.remove(["executed/a.ipynb", "executed/b.ipynb"]) == ["executed/a.ipynb"]
     assert (target.path / "executed" / "b.ipynb").read_text() == "the user's"
     assert read_marker(target.path).files == frozenset()
+
+
+# ---- issue 35: between the check and the swap ----
+
+@pytest.fixture(params=["renameat2", "fallback"])
+def renames(request, monkeypatch):
+    """Both ways of renaming without replacing: the kernel's, and the one without it."""
+    if request.param == "fallback":
+        monkeypatch.setattr(outdir, "_renameat2", None)
+    elif outdir._renameat2 is None:
+        pytest.skip("no renameat2 here")
+    return request.param
+
+
+def test_a_folder_created_while_scpo_writes_is_not_replaced(tmp_path, renames):
+    """Issue 35: replace_dir looked once, wrote, then swapped: a folder the user created
+    meanwhile (`scpo simulate --out R &`, then `mkdir R; echo thesis > R/thesis.tex`) was
+    deleted. The swap looks again, with a rename that fails when R is there."""
+    final = tmp_path / "R"
+
+    def write(tmp):
+        (tmp / "utterances.jsonl").write_text("scpo's")
+        final.mkdir()  # the user, meanwhile
+        (final / "thesis.tex").write_text("thesis")
+
+    with pytest.raises(FileExistsError, match="not empty and scpo did not make it"):
+        replace_dir(final, write, what="simulation")
+    assert sorted(p.name for p in final.iterdir()) == ["thesis.tex"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["R"]  # no temporary left
+
+
+def test_an_empty_folder_created_meanwhile_is_written_into(tmp_path, renames):
+    final = tmp_path / "R"
+
+    def write(tmp):
+        (tmp / "a.txt").write_text("1")
+        final.mkdir()
+
+    replace_dir(final, write, what="simulation")
+    assert (final / "a.txt").read_text() == "1" and made_by_scpo(final, "simulation")
+
+
+def test_a_file_added_while_scpo_swaps_its_folder_is_moved_back(tmp_path, renames):
+    """The whole-folder swap takes the old folder away first: a file that appeared in it after
+    the last look is moved into the new one, never deleted."""
+    final = replace_dir(tmp_path / "X", _write({"a.txt": "1"}), what="simulation")
+    new = tmp_path / "new"
+    new.mkdir()
+    (new / "a.txt").write_text("2")
+    (final / "notes.md").write_text("mine")  # after the look, before the swap
+    (final / "figures").mkdir()
+    outdir._swap(new, final, read_marker(final).files)
+    assert (final / "a.txt").read_text() == "2" and (final / "notes.md").read_text() == "mine"
+    assert (final / "figures").is_dir()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["X"]
+
+
+def test_renaming_without_replacing_refuses_whatever_is_there(tmp_path, renames):
+    for kind in ("file", "empty folder", "folder"):
+        src, dst = tmp_path / f"src-{kind}", tmp_path / f"dst-{kind}"
+        src.mkdir() if kind != "file" else src.write_text("new")
+        if kind == "file":
+            dst.write_text("mine")
+        else:
+            dst.mkdir()
+            if kind == "folder":
+                (dst / "x").write_text("mine")
+        with pytest.raises(FileExistsError):
+            outdir.rename_noreplace(src, dst)
+        assert src.exists() and dst.exists()
+    outdir.rename_noreplace(tmp_path / "src-file", tmp_path / "absent")
+    assert (tmp_path / "absent").read_text() == "new" and not (tmp_path / "src-file").exists()
