@@ -21,6 +21,7 @@ the previous one.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
@@ -974,6 +975,19 @@ def build(args: argparse.Namespace) -> Path:
     jobs = plan(args.preset, args.dataset, data_dir, args.countries, store,
                 args.published or "")
     claim_store(store)
+    from scpo.outdir import Busy, hold
+
+    with contextlib.ExitStack() as held:  # one build at a time uses a store
+        try:
+            held.enter_context(hold(store, wait=False, what="book's executed notebooks"))
+        except Busy as e:
+            raise BuildError(f"--store {e}") from None
+        return _build(args, jobs, store, build_dir, t0)
+
+
+def _build(args: argparse.Namespace, jobs: list[Job], store: Path, build_dir: Path,
+           t0: float) -> Path:
+    """``build``'s work, with the store held."""
     print(f"book: {len(jobs)} notebooks, executed copies in {store}")
     pkg = package_hash()
     for dataset_, dir_ in sorted({j.warm for j in jobs if j.warm and (

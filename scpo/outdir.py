@@ -17,31 +17,37 @@ their content: ``ours``). For those, scpo owns only the files that kind of outpu
 other file; the next write lists what it wrote, so the question does not come up again.
 
 A set of files that belong together is written together (``replace_dir``: a temporary
-directory beside the target, then a rename), and scpo deletes only files it listed. Names that
-come from data (a country) are checked before they become part of a path (``safe_name``).
+directory beside the target, then a rename), and scpo deletes only files it listed. One scpo
+process at a time writes an output (``hold``: a lock on it that another process waits for, or
+stops at with one line). Names that come from data (a country) are checked before they become
+part of a path (``safe_name``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import fnmatch
+import hashlib
 import json
 import os
 import re
 import shutil
 import stat
+import sys
+import tempfile
 import threading
 import uuid
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 MARKER = ".scpo"  # in every output directory scpo writes: what it is and the files scpo wrote
 MARKER_FORMAT = 2  # 1 (older): {"made_by", "what"}, no file list
 _UNSAFE = re.compile(r"[/\\\x00-\x1f\x7f]")
-_MARKING = threading.RLock()  # one marker update at a time in this process
 
 
 def safe_name(name: str, what: str = "name") -> str:
@@ -54,6 +60,69 @@ def safe_name(name: str, what: str = "name") -> str:
                          "with '.', is over 120 characters or holds '/', '\\' or a control "
                          "character); use the name as the data spells it, e.g. 'South Africa'")
     return text
+
+
+# ---- one writer at a time ----
+
+class Busy(OSError):
+    """Another scpo process is writing the output; the message says which and what to do."""
+
+
+_LOCKS: dict[str, tuple[Any, threading.RLock]] = {}  # realpath -> (its FileLock, its threads')
+_LOCKS_GUARD = threading.Lock()
+
+
+def lock_file(path: str | Path) -> Path:
+    """Where the lock of the output ``path`` lives: a file named by a hash of its real path in
+    a folder of this user's under the temporary directory (never beside the user's folders),
+    so every process of this machine that writes ``path`` takes the same lock."""
+    real = os.path.realpath(path)
+    where = Path(tempfile.gettempdir()) / f"scpo-locks-{os.getuid()}"
+    where.mkdir(mode=0o700, exist_ok=True)
+    return where / f"{hashlib.sha256(real.encode()).hexdigest()[:32]}.lock"
+
+
+def _lock_of(path: str | Path) -> tuple[Any, threading.RLock]:
+    from filelock import FileLock
+
+    real = os.path.realpath(path)
+    with _LOCKS_GUARD:
+        if real not in _LOCKS:  # one instance per output: flock(2) is per open file
+            _LOCKS[real] = (FileLock(lock_file(real), thread_local=False), threading.RLock())
+        return _LOCKS[real]
+
+
+@contextlib.contextmanager
+def hold(path: str | Path, *, wait: bool = True, what: str = "output") -> Iterator[None]:
+    """This process holds the output ``path`` (``filelock``'s lock, ``lock_file``): another
+    scpo process asking for it waits (``wait``: saying so once) or stops at once with one line
+    (``Busy``). The same process holds it again freely; the kernel lets it go if the process
+    dies."""
+    from filelock import Timeout
+
+    lock, _ = _lock_of(path)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        if not wait:
+            raise Busy(f"{path} is being written by another scpo process: writing the {what} "
+                       "there now would mix two outputs. Wait for it to finish, or choose "
+                       "another directory.") from None
+        print(f"scpo: {path} is being written by another scpo process; waiting for it to "
+              "finish", file=sys.stderr, flush=True)
+        lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+@contextlib.contextmanager
+def _locked(path: str | Path) -> Iterator[None]:
+    """``hold`` (waiting), and one thread of this process at a time: a marker's update."""
+    _, threads = _lock_of(path)
+    with threads, hold(path):
+        yield
 
 
 # ---- the marker ----
@@ -193,7 +262,7 @@ class Target:
                 raise ValueError(f"{n!r} is not a path inside {self.path}")
         if self.owned is None:
             return
-        with _MARKING:
+        with _locked(self.path):
             self._reread()
             clash = self.clashes(names)
             if clash and not self.overwrite:
@@ -207,7 +276,7 @@ class Target:
         kept. Returns the names deleted."""
         if self.owned is None:
             return []
-        with _MARKING:
+        with _locked(self.path):
             self._reread()
             listed = set(names) & self.owned
             gone = _remove_listed(self.path, listed)
@@ -306,7 +375,7 @@ def claim(path: str | Path, *, overwrite: bool = False, what: str = "output",
                             names=names)
     if target.own:
         target.path.mkdir(parents=True, exist_ok=True)
-        with _MARKING:
+        with _locked(target.path):
             marker = read_marker(target.path)
             if marker is None or marker.files is None:
                 mark(target.path, what, target.owned or ())
@@ -430,16 +499,17 @@ def replace_dir(final: str | Path, write: Callable[[Path], None], *, overwrite: 
     """Write a whole directory at once: ``write(tmp)`` into a temporary directory beside
     ``final``, then put it in place (``install``). A failed ``write`` leaves ``final`` as it
     was."""
-    check_writable(final, overwrite=overwrite, what=what, ours=ours, legacy=legacy)
-    final = Path(os.path.realpath(final))
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _new_dir(final.parent, f".{final.name}-new-")
-    try:
-        write(tmp)
-        install(tmp, final, overwrite=overwrite, what=what, ours=ours, legacy=legacy)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
+    with hold(final, wait=False, what=what):  # another process writing it: stop, one line
+        check_writable(final, overwrite=overwrite, what=what, ours=ours, legacy=legacy)
+        final = Path(os.path.realpath(final))
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = _new_dir(final.parent, f".{final.name}-new-")
+        try:
+            write(tmp)
+            install(tmp, final, overwrite=overwrite, what=what, ours=ours, legacy=legacy)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp)
     return final
 
 
@@ -455,35 +525,34 @@ def install(new: Path, final: str | Path, *, overwrite: bool = False, what: str 
     every other file kept. A folder of the user's (``overwrite``): each new file moved in over
     a same-named one, every other file kept, no marker.
     """
-    files = _files(new)
-    final = Path(os.path.realpath(final))
-    if not os.path.lexists(final):
-        mark(new, what, files)
-        try:
-            rename_noreplace(new, final)
+    with _locked(final):  # one writer at a time
+        files = _files(new)
+        final = Path(os.path.realpath(final))
+        if not os.path.lexists(final):
+            mark(new, what, files)
+            try:
+                rename_noreplace(new, final)
+                return final
+            except FileExistsError:  # it appeared while scpo wrote: it is looked at again
+                pass
+        target = check_writable(final, overwrite=overwrite, what=what, ours=ours, legacy=legacy)
+        if target.owned is None:
+            _move_in(new, final, files)
             return final
-        except FileExistsError:  # it appeared while scpo wrote: it is looked at again
-            pass
-    target = check_writable(final, overwrite=overwrite, what=what, ours=ours, legacy=legacy)
-    if target.owned is None:
-        _move_in(new, final, files)
-        return final
-    clash = target.clashes(files)
-    if clash and not overwrite:
-        raise FileExistsError(_not_listed(final, clash, what))
-    if (not _holds_cwd(final) and set(_files(final)) <= target.owned
-            and os.path.lexists(final / MARKER)):
-        mark(new, what, files)
-        _swap(new, final, target.owned)
-        return final
-    with _MARKING:
+        clash = target.clashes(files)
+        if clash and not overwrite:
+            raise FileExistsError(_not_listed(final, clash, what))
+        if (not _holds_cwd(final) and set(_files(final)) <= target.owned
+                and os.path.lexists(final / MARKER)):
+            mark(new, what, files)
+            _swap(new, final, target.owned)
+            return final
         mark(final, what, target.owned | set(files))
-    _move_in(new, final, files,
-             replace=lambda rel: rel in target.owned or (overwrite and rel in clash))
-    _remove_listed(final, target.owned - set(files))
-    with _MARKING:
+        _move_in(new, final, files,
+                 replace=lambda rel: rel in target.owned or (overwrite and rel in clash))
+        _remove_listed(final, target.owned - set(files))
         mark(final, what, files)
-    return final
+        return final
 
 
 def _swap(new: Path, final: Path, owned: frozenset[str]) -> None:

@@ -38,6 +38,7 @@ from scpo.outdir import (
     Target,
     check_writable,
     claim,
+    hold,
     replace_dir,
     safe_name,
     write_file_atomically,
@@ -190,30 +191,32 @@ def check_results_dir(out: str | Path, overwrite: bool = False,
 
 def write_run_files(out: Path, files: dict[str, Callable[[Path], None]],
                     record: dict[str, Any], overwrite: bool = False) -> None:
-    """Write a run's files as one set: each is listed in the directory's marker, the old
-    record goes first, each file is written to a temporary name and renamed into place, files
-    of ``RUN_FILES`` this run does not write are removed when scpo listed them (any other is
-    kept and named), and the record (``RECORD``) comes last. A crash part-way leaves no record,
-    so no reader takes new results for old ones or the reverse (``load_results`` refuses
-    them)."""
+    """Write a run's files as one set, one writer at a time (``scpo.outdir.hold``: a second
+    process writing the same directory waits for the first to finish its set): each is listed
+    in the directory's marker, the old record goes first, each file is written to a temporary
+    name and renamed into place, files of ``RUN_FILES`` this run does not write are removed
+    when scpo listed them (any other is kept and named), and the record (``RECORD``) comes
+    last. A crash part-way leaves no record, so no reader takes new results for old ones or the
+    reverse (``load_results`` refuses them)."""
     if not is_main_process():
         return
     unknown = set(files) - set(RUN_FILES)
     if unknown:
         raise ValueError(f"write_run_files: {sorted(unknown)} are not run files {RUN_FILES}")
-    target = claim_results_dir(out, overwrite, names=(*files, RECORD))
-    target.add([*files, RECORD])  # scpo's from now (or the user's folder, told --overwrite)
-    (out / RECORD).unlink(missing_ok=True)  # replaced below, last
-    stale = [name for name in RUN_FILES if name not in files and (out / name).exists()]
-    kept = sorted(set(stale) - set(target.remove(stale)), key=stale.index)
-    if kept:  # a file of the user's is never deleted
-        warnings.warn(f"{out}: {kept} (not written by this run) are not files scpo wrote there "
-                      f"(no {MARKER} marker lists them), so they are kept; delete them if they "
-                      "belong to an earlier run", stacklevel=2)
-    for name, write in files.items():
-        write_file_atomically(out / name, write)
-    text = json.dumps(record, indent=1, sort_keys=True, default=str)
-    write_file_atomically(out / RECORD, lambda p: p.write_text(text))
+    with hold(out, what=RESULTS):  # another run writing here finishes its set first
+        target = claim_results_dir(out, overwrite, names=(*files, RECORD))
+        target.add([*files, RECORD])  # scpo's from now (or the user's folder, told --overwrite)
+        (out / RECORD).unlink(missing_ok=True)  # replaced below, last
+        stale = [name for name in RUN_FILES if name not in files and (out / name).exists()]
+        kept = sorted(set(stale) - set(target.remove(stale)), key=stale.index)
+        if kept:  # a file of the user's is never deleted
+            warnings.warn(f"{out}: {kept} (not written by this run) are not files scpo wrote "
+                          f"there (no {MARKER} marker lists them), so they are kept; delete them "
+                          "if they belong to an earlier run", stacklevel=2)
+        for name, write in files.items():
+            write_file_atomically(out / name, write)
+        text = json.dumps(record, indent=1, sort_keys=True, default=str)
+        write_file_atomically(out / RECORD, lambda p: p.write_text(text))
 
 
 def _json(value: Any, **kw: Any) -> Callable[[Path], None]:

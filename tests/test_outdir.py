@@ -308,3 +308,74 @@ def test_renaming_without_replacing_refuses_whatever_is_there(tmp_path, renames)
         assert src.exists() and dst.exists()
     outdir.rename_noreplace(tmp_path / "src-file", tmp_path / "absent")
     assert (tmp_path / "absent").read_text() == "new" and not (tmp_path / "src-file").exists()
+
+
+# ---- issue 35: two writers of one output ----
+
+HOLD = ("import sys, time; from scpo import outdir\n"
+        "with outdir.hold(sys.argv[1], wait=False):\n"
+        "    print('held', flush=True); time.sleep(float(sys.argv[2]))\n")
+
+
+def _holder(path, seconds):
+    """Another process holding the output ``path`` for ``seconds`` (once it printed 'held')."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(path), str(seconds)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "held", proc.stderr.read()
+    return proc
+
+
+def test_a_runs_set_is_written_by_one_process_at_a_time(tmp_path, monkeypatch):
+    """Issue 35: nothing stopped two processes writing one --out; in 9 of 40 trials the run.json
+    left described the other run's files. A run's set is written holding the output: another
+    process is refused it meanwhile, and gets it once the set is complete."""
+    import subprocess
+    import sys
+
+    from scpo import results
+
+    out = tmp_path / "run"
+    asked = []
+    real = results.write_file_atomically
+
+    def between(path, write):  # in the middle of the set, another process asks for the output
+        if not asked:
+            asked.append(subprocess.run([sys.executable, "-c", HOLD, str(out), "0"],
+                                        capture_output=True, text=True))
+        real(path, write)
+
+    monkeypatch.setattr(results, "write_file_atomically", between)
+    results.write_run_files(out, {"results.csv": lambda p: p.write_text("a"),
+                                  "histories.json": lambda p: p.write_text("{}")},
+                            {"scpo_version": "x"})
+    assert asked[0].returncode == 1
+    assert "is being written by another scpo process" in asked[0].stderr
+    after = subprocess.run([sys.executable, "-c", HOLD, str(out), "0"], capture_output=True,
+                           text=True)
+    assert after.returncode == 0, after.stderr  # released with the set complete
+
+
+def test_a_second_writer_waits_or_stops_with_one_line(tmp_path, capsys):
+    from scpo import cli
+
+    out = tmp_path / "sim"
+    holder = _holder(out, 60)
+    try:
+        with pytest.raises(SystemExit) as e:
+            cli.main(["simulate", "--preset", "tiny", "--out", str(out)])
+    finally:
+        holder.kill()
+        holder.wait()
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.count("\n") == 1
+    assert "is being written by another scpo process" in err and not out.exists()
+    holder = _holder(out, 1.5)  # a short hold: a writer that waits goes on after it
+    try:
+        with outdir.hold(out):
+            pass
+    finally:
+        holder.wait()
+    assert "waiting for it to finish" in capsys.readouterr().err
