@@ -6,19 +6,25 @@ authors' country RMs, from the Hugging Face hub into one data directory.
     SCPO_DATA_DIR=DIR make book      # the book with its real-data chapters
 
 Each input is downloaded with ``huggingface_hub.snapshot_download`` (its cache resumes an
-interrupted download; offline, ``HF_HUB_OFFLINE=1``, it reads that cache), checked (required
-files, pinned sha256) and put in place as one directory (``scpo.outdir.replace_dir``).
+interrupted download; offline, ``HF_HUB_OFFLINE=1``, it reads that cache), checked, and copied
+into place as one directory (``scpo.outdir.replace_dir``): a copy, never a link into the hub
+cache, so an edit in ``DIR`` cannot change the cache's bytes. The checks: every required file;
+each file's bytes against the hash the hub cache names its blob by; the sha256 the pins give
+(``pins.toml``); and every other file's sha256 against the one recorded at the first fetch of
+that pin, whose commit later fetches of a branch pin (``main``) ask for again.
 ``DIR/MANIFEST.json`` records for each input the revision pinned, the commit got, and every
-file's size and sha256; a second fetch with everything recorded and present does nothing.
-Files a user put in ``DIR/<dest>`` by hand (no hub here) are recorded as such, never replaced.
+file's size and sha256 (paths inside ``DIR`` only). A second fetch checks every file's sha256
+and downloads nothing; a file changed since it was fetched is named, never replaced. Files a
+user put in ``DIR/<dest>`` by hand (no hub here) are checked against the pinned sha256 and
+recorded as such, never replaced.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import hashlib
 import json
-import os
 import re
 import shutil
 import tomllib
@@ -27,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from scpo.outdir import made_by_scpo, replace_dir, write_file_atomically
+from scpo.outdir import is_inside, made_by_scpo, replace_dir, write_file_atomically
 
 PINS_FILE = Path(__file__).parent / "pins.toml"
 MANIFEST = "MANIFEST.json"
@@ -119,6 +125,20 @@ def read_manifest(data_dir: str | Path) -> dict[str, Any]:
     if manifest.get("format") != MANIFEST_FORMAT:
         raise ValueError(f"{path}: format {manifest.get('format')!r}, expected "
                          f"{MANIFEST_FORMAT!r}; delete it and run `scpo fetch` again")
+    inputs = manifest.get("inputs")
+    if not isinstance(inputs, dict):
+        raise ValueError(f"{path}: 'inputs' must map input names to records; delete it and run "
+                         "`scpo fetch` again")
+    for name, rec in inputs.items():
+        files = rec.get("files") if isinstance(rec, dict) else None
+        dest = rec.get("dest") if isinstance(rec, dict) else None
+        if not isinstance(files, dict) or not isinstance(dest, str):
+            raise ValueError(f"{path}: input {name!r} has no 'dest' and 'files'; delete it and "
+                             "run `scpo fetch` again")
+        bad = [p for p in [dest, *files] if not is_inside(p)]
+        if bad:  # joined to DIR, an absolute path would be believed: /etc/hostname
+            raise ValueError(f"{path}: input {name!r} lists {bad[0]!r}, not a path inside the "
+                             "data directory; delete the manifest and run `scpo fetch` again")
     return manifest
 
 
@@ -144,21 +164,36 @@ def _file_records(root: Path, inp: Input) -> dict[str, dict[str, Any]]:
             for rel in [str(p.relative_to(root))] if any(fnmatch.fnmatch(rel, g) for g in globs)}
 
 
+def changed_files(dest: Path, rec: dict[str, Any]) -> list[str]:
+    """The files ``rec`` records under ``dest`` that are missing or whose sha256 differs now."""
+    return [f for f, r in rec["files"].items()
+            if not (dest / f).is_file() or (dest / f).stat().st_size != r["size"]
+            or sha256_file(dest / f) != r["sha256"]]
+
+
 def is_present(data_dir: Path, inp: Input, manifest: dict[str, Any]) -> bool:
-    """Recorded for this pin, and every recorded file still there with its size (no hashing,
-    no network: a second fetch is instant)."""
+    """Recorded for this pin, and every recorded file still there with its sha256 (no
+    network)."""
     rec = manifest["inputs"].get(inp.name)
     if not rec or rec.get("pinned") != inp.pinned or not rec.get("files"):
         return False
-    dest = data_dir / inp.dest
-    return all((dest / f).is_file() and (dest / f).stat().st_size == r["size"]
-               for f, r in rec["files"].items())
+    return not changed_files(data_dir / inp.dest, rec)
 
 
 def _by_hand(dest: Path, inp: Input) -> bool:
-    """Files a user put there without scpo (no marker), every required one among them."""
-    return (dest.is_dir() and not made_by_scpo(dest)
-            and all((dest / inp.local_name(r)).is_file() for r in inp.required))
+    """Files a user put there without scpo (no marker), every required one among them; one
+    that fails a pinned sha256 is refused (FetchError), never recorded."""
+    if not (dest.is_dir() and not made_by_scpo(dest)
+            and all((dest / inp.local_name(r)).is_file() for r in inp.required)):
+        return False
+    for rel, want in inp.sha256.items():
+        f = dest / inp.local_name(rel)
+        got = sha256_file(f) if f.is_file() else None
+        if got is not None and got != want:
+            raise FetchError(f"{inp.name}: {f} (put there by hand) has sha256 {got}, the pin "
+                             f"says {want}: it is not the file of {inp.pinned}. Put the pinned "
+                             "file there, or fetch it where the hub is reachable")
+    return True
 
 
 # ---- fetching ----
@@ -172,6 +207,34 @@ def download(inp: Input) -> Path:
                                   allow_patterns=list(inp.files)))
 
 
+def _git_blob_sha1(path: Path) -> str:
+    """The git object id of a file's bytes: what the hub cache names a non-LFS file's blob."""
+    h = hashlib.sha1(b"blob %d\0" % path.stat().st_size)
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _check_blob(link: Path, inp: Input, rel: str) -> str:
+    """``link``'s sha256, after checking its bytes against the name of the hub cache's blob it
+    points to (an LFS file's sha256, a git file's object id): a cache edited through a link
+    (earlier fetches linked files into DIR) is found, never recorded as the hub's."""
+    blob = link.resolve()
+    got = sha256_file(blob)
+    name = blob.name
+    if re.fullmatch(r"[0-9a-f]{64}", name):
+        ok = got == name
+    elif re.fullmatch(r"[0-9a-f]{40}", name):
+        ok = _git_blob_sha1(blob) == name
+    else:
+        ok = True  # not a hub cache's blob: nothing to check it against
+    if not ok:
+        raise FetchError(f"{inp.pinned}: {rel} in the hub cache ({blob}) no longer holds the "
+                         "bytes its name says (edited?); delete that file and fetch again")
+    return got
+
+
 def _pick(folder: Path, inp: Input) -> dict[str, Path]:
     """The snapshot's files matching ``inp.files`` (relative path -> file), checked."""
     files = {str(p.relative_to(folder)): p for p in sorted(folder.rglob("*"))
@@ -181,23 +244,38 @@ def _pick(folder: Path, inp: Input) -> dict[str, Path]:
     if missing:
         raise FetchError(f"{inp.pinned} has no {missing} (it has {sorted(files) or 'nothing'} "
                          f"matching {list(inp.files)})")
+    sums = {rel: _check_blob(path, inp, rel) for rel, path in files.items()}
     for rel, want in inp.sha256.items():
         if rel not in files:
             raise FetchError(f"{inp.pinned} has no {rel}, whose sha256 is pinned")
-        got = sha256_file(files[rel])
-        if got != want:
-            raise FetchError(f"{inp.pinned}: {rel} has sha256 {got}, the pin says {want}; the "
-                             "repository changed under its revision, or the download is corrupt")
+        if sums[rel] != want:
+            raise FetchError(f"{inp.pinned}: {rel} has sha256 {sums[rel]}, the pin says {want}; "
+                             "the repository changed under its revision, or the download is "
+                             "corrupt (if the pin is out of date, update scpo/pins.toml on "
+                             "purpose)")
     return files
 
 
-def _link_or_copy(src: Path, dst: Path) -> None:
-    """A hard link to the hub cache's blob (no second copy on disk), else a copy."""
+def _check_recorded(inp: Input, rec: dict[str, Any] | None, files: dict[str, Path]) -> None:
+    """Files of a pin fetched before: each must have the sha256 recorded at that first fetch
+    (the hub's file of a pinned commit never changes; a branch pin asks for its recorded
+    commit)."""
+    if not rec or rec.get("pinned") != inp.pinned or rec.get("source") != "hub":
+        return
+    for rel, path in files.items():
+        was = rec["files"].get(inp.local_name(rel), {}).get("sha256")
+        if was is not None and sha256_file(path) != was:
+            raise FetchError(f"{inp.pinned}: {rel} has sha256 {sha256_file(path)}, not the "
+                             f"{was} recorded when it was first fetched (commit "
+                             f"{rec.get('commit')}); the repository changed under its revision "
+                             "or the download is corrupt")
+
+
+def _copy(src: Path, dst: Path) -> None:
+    """A copy of the hub cache's file: DIR's bytes are its own, an edit there leaves the
+    cache (and what a later fetch records) as the hub's."""
     dst.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.link(src.resolve(), dst)
-    except OSError:
-        shutil.copy2(src, dst)
+    shutil.copyfile(src, dst)
 
 
 def fetch(data_dir: str | Path, only: list[str] | None = None, pins: str | Path | None = None,
@@ -217,17 +295,30 @@ def fetch(data_dir: str | Path, only: list[str] | None = None, pins: str | Path 
     reasons: set[str] = set()
     for inp in todo:
         dest = data_dir / inp.dest
-        if is_present(data_dir, inp, manifest):
-            log(f"  present    {inp.name}  ({inp.dest})")
-            continue
+        rec = manifest["inputs"].get(inp.name)
+        if rec and rec.get("pinned") == inp.pinned and rec.get("files"):
+            changed = changed_files(dest, rec)
+            if not changed:
+                log(f"  present    {inp.name}  ({inp.dest})")
+                continue
+            gone = [f for f in changed if not (dest / f).exists()]
+            if rec.get("source") == "hub" and len(gone) < len(changed):
+                raise FetchError(
+                    f"{inp.name}: {sorted(set(changed) - set(gone))} in {dest} changed since "
+                    f"scpo fetch recorded {inp.pinned} (their sha256 differ): a page would cite "
+                    "the pinned commit for other bytes. Move them away to keep your version, "
+                    "then run `scpo fetch` again to put the pinned files back")
         if _by_hand(dest, inp):
             manifest["inputs"][inp.name] = _record(inp, None, "by hand",
                                                    _file_records(dest, inp))
             _write_manifest(data_dir, manifest)
             log(f"  recorded   {inp.name}  ({inp.dest}, provided by hand)")
             continue
-        try:
-            folder = download(inp)
+        again = (rec if rec and rec.get("pinned") == inp.pinned and rec.get("source") == "hub"
+                 and _COMMIT.match(rec.get("commit") or "") else None)
+        try:  # a branch pin (main) fetched before: the commit recorded then, not today's main
+            folder = download(dataclasses.replace(inp, revision=again["commit"]) if again
+                              and not _COMMIT.match(inp.revision) else inp)
             files = _pick(folder, inp)
         except FetchError as e:
             raise FetchError(f"{inp.name}: {e}") from None
@@ -237,10 +328,12 @@ def fetch(data_dir: str | Path, only: list[str] | None = None, pins: str | Path 
             reasons.add(_reason(e))
             continue
         commit = folder.name if _COMMIT.match(folder.name) else None
-        if _COMMIT.match(inp.revision) and commit != inp.revision:
-            raise FetchError(f"{inp.name}: asked for commit {inp.revision}, got {folder}")
+        asked = again["commit"] if again and not _COMMIT.match(inp.revision) else inp.revision
+        if _COMMIT.match(asked) and commit != asked:
+            raise FetchError(f"{inp.name}: asked for commit {asked}, got {folder}")
+        _check_recorded(inp, rec, files)
         replace_dir(dest, lambda tmp, inp=inp, files=files: [
-            _link_or_copy(src, tmp / inp.local_name(rel)) for rel, src in files.items()],
+            _copy(src, tmp / inp.local_name(rel)) for rel, src in files.items()],
             what=f"input {inp.name}", legacy=[inp.local_name(g) for g in inp.files])
         manifest["inputs"][inp.name] = _record(inp, commit, "hub", _file_records(dest, inp))
         _write_manifest(data_dir, manifest)
@@ -329,6 +422,10 @@ def provenance(path: str | Path | None, source: str, fingerprint: str) -> str:
         except ValueError:
             rec = None
         if rec:
+            changed = changed_files(root / inp.dest, rec)
+            if changed:  # not the bytes recorded: the page must not cite the pin for them
+                return (f"local files {fingerprint} ({', '.join(changed)} changed since scpo "
+                        f"fetch recorded them from {rec['repo']})")
             got = rec["commit"] or f"provided by hand, pinned {rec['pinned']}"
             return f"{rec['repo']}@{got} (recorded by scpo fetch), files {fingerprint}"
     return f"local files {fingerprint} (not recorded by scpo fetch)"

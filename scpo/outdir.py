@@ -136,8 +136,11 @@ class Marker:
     files: frozenset[str] | None
 
 
-def _is_relative(rel: str) -> bool:
-    """A path inside a directory, spelled one way: no '..', '.', empty part or leading '/'."""
+def is_inside(rel: str) -> bool:
+    """``rel`` is a path inside a directory, spelled one way: no '..', '.', empty part or
+    leading '/' (joined to the directory, an absolute path would lead anywhere)."""
+    if not isinstance(rel, str):
+        return False
     parts = PurePosixPath(rel).parts
     return (bool(parts) and "\x00" not in rel and not rel.startswith("/")
             and "/".join(parts) == rel and not {"..", "."} & set(parts))
@@ -164,7 +167,7 @@ def read_marker(path: str | Path) -> Marker | None:
     files = data.get("files")
     if files is None:
         return Marker(data["what"], None)
-    if not isinstance(files, list) or not all(isinstance(f, str) and _is_relative(f)
+    if not isinstance(files, list) or not all(isinstance(f, str) and is_inside(f)
                                               for f in files):
         return None
     return Marker(data["what"], frozenset(files))
@@ -258,7 +261,7 @@ class Target:
         ``overwrite``. In a folder of the user's (``overwrite``) nothing is listed."""
         names = set(names)
         for n in names:
-            if not _is_relative(n):
+            if not is_inside(n):
                 raise ValueError(f"{n!r} is not a path inside {self.path}")
         if self.owned is None:
             return

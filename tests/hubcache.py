@@ -77,7 +77,8 @@ def shuffled_jsonl(src: Path, dst: Path, seed: int = 0) -> Path:
 
 def stand_in_hub(cache: Path, tiny_bert: Path, work: Path) -> Path:
     """Every input of the package's pins in a hub cache (tiny stand-ins), and a pins file that
-    differs from the package's only in the global RM's sha256 (a tiny model's, not DeBERTa's)."""
+    differs from the package's only in its sha256 values (a tiny model's, not DeBERTa's; a
+    simulation's utterances, not PRISM's)."""
     from scpo.fetch import PINS_FILE, load_pins
     from scpo.simulate import sim_config, simulate
 
@@ -98,5 +99,7 @@ def stand_in_hub(cache: Path, tiny_bert: Path, work: Path) -> Path:
             put_repo(cache, inp.repo, "model", AUTHORS_MAIN, weights, refs=("main",))
     sha = hashlib.sha256((tiny_bert / "model.safetensors").read_bytes()).hexdigest()
     text = PINS_FILE.read_text().replace(pins["global_rm"].sha256["model.safetensors"], sha)
+    utterances = hashlib.sha256((work / "utterances.jsonl").read_bytes()).hexdigest()
+    text = text.replace(prism.sha256["utterances.jsonl"], utterances)
     (work / "pins.toml").write_text(text)
     return work / "pins.toml"

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 
 import pytest
-from hubcache import AUTHORS_MAIN, goqa_csv, stand_in_hub
+from hubcache import AUTHORS_MAIN, goqa_csv, put_repo, stand_in_hub
 
 from scpo import cli, fetch
 from scpo.fetch import MANIFEST, FetchError, load_pins
@@ -194,3 +195,152 @@ def test_a_run_names_where_its_data_came_from(offline_hub, tmp_path):
     assert fetch.provenance(None, "prism", "Org/x@c0ffee") == \
         "Org/x@c0ffee (read from the Hugging Face hub)"
     assert fetch.provenance(data / "prism", "sim", "x") == "the simulator (scpo.simulate)"
+
+
+# ---- issue 35: what scpo fetch records is what the pins say ----
+
+@pytest.fixture
+def own_hub(hub, tmp_path, monkeypatch):
+    """A copy of the stand-in hub's cache this test may change, offline; its pins file."""
+    from huggingface_hub import constants
+
+    cache = tmp_path / "cache"
+    shutil.copytree(hub[0], cache, symlinks=True)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    return cache, hub[1]
+
+
+def _pins_with(pins_file, tmp_path, old, new):
+    text = pins_file.read_text()
+    assert old in text
+    (tmp_path / "pins.toml").write_text(text.replace(old, new))
+    return tmp_path / "pins.toml"
+
+
+def test_every_hash_the_hub_publishes_is_pinned():
+    """PRISM's utterances.jsonl has a published sha256 (its LFS hash on the hub's page)."""
+    pins = load_pins()
+    assert pins["prism"].sha256 == {
+        "utterances.jsonl": "7829679350031d6678fa42b8106b2d05051bf9feea348a294400347af4a6deb4"}
+
+
+def test_a_same_size_edit_is_found_and_no_page_cites_the_pin_for_it(offline_hub, tmp_path):
+    """Issue 35: is_present compared sizes: after a same-size edit fetch said `present`, and
+    every page still cited the pinned commit."""
+    data = tmp_path / "data"
+    fetch.fetch(data, only=["prism", "goqa"], pins=offline_hub, log=lambda s: None)
+    survey = data / "prism" / "survey.jsonl"
+    text = survey.read_bytes()
+    edited = text.replace(b"false", b"fals_", 1)
+    assert len(edited) == len(text) and edited != text
+    survey.write_bytes(edited)
+    with pytest.raises(FetchError, match=r"\['survey.jsonl'\] in .* changed since scpo fetch"):
+        fetch.fetch(data, only=["prism"], pins=offline_hub, log=lambda s: None)
+    assert survey.read_bytes() == edited  # named, never replaced
+    said = fetch.provenance(data / "prism", "prism", "abc123")
+    assert said == ("local files abc123 (survey.jsonl changed since scpo fetch recorded them "
+                    "from HannahRoseKirk/prism-alignment)")
+    survey.unlink()  # moved away: the pinned file comes back
+    fetch.fetch(data, only=["prism"], pins=offline_hub, log=lambda s: None)
+    assert survey.read_bytes() == text
+
+
+def test_an_edit_in_the_data_directory_leaves_the_hub_cache_alone(own_hub, tmp_path):
+    """Issue 35: data files were hard links into the hub cache, so an edit in DIR edited the
+    cache, and a later fetch recorded the edited bytes as the hub's."""
+    cache, pins = own_hub
+    data = tmp_path / "data"
+    fetch.fetch(data, only=["goqa"], pins=pins, log=lambda s: None)
+    csv = data / "globalopinionqa" / "global_opinions.csv"
+    [blob] = (cache / "datasets--Anthropic--llm_global_opinions" / "blobs").iterdir()
+    before = blob.read_bytes()
+    with open(csv, "ab") as f:  # in place, as an editor that keeps the file would
+        f.write(b"edited\n")
+    assert blob.read_bytes() == before
+    fetch.fetch(tmp_path / "other", only=["goqa"], pins=pins, log=lambda s: None)
+    rec = fetch.read_manifest(tmp_path / "other")["inputs"]["goqa"]
+    assert rec["files"]["global_opinions.csv"]["sha256"] == hashlib.sha256(before).hexdigest()
+
+
+def test_a_hub_cache_edited_behind_its_back_is_refused(own_hub, tmp_path):
+    """A cache edited through a link an older fetch made: its bytes no longer match the name
+    of their blob, and are never recorded as the hub's."""
+    cache, pins = own_hub
+    [blob] = (cache / "datasets--Anthropic--llm_global_opinions" / "blobs").iterdir()
+    blob.chmod(0o644)
+    with open(blob, "ab") as f:
+        f.write(b"edited\n")
+    with pytest.raises(FetchError, match="no longer holds the bytes its name says"):
+        fetch.fetch(tmp_path / "data", only=["goqa"], pins=pins, log=lambda s: None)
+    assert not (tmp_path / "data" / "globalopinionqa").exists()
+
+
+def test_a_file_that_changed_under_a_recorded_commit_is_refused(own_hub, tmp_path):
+    """A file without a published hash is recorded at its first fetch and checked against that
+    record after; an input pinned to a branch (main) is fetched again at the commit recorded."""
+    cache, pins = own_hub
+    data = tmp_path / "data"
+    fetch.fetch(data, only=["authors-chile"], pins=pins, log=lambda s: None)
+    rm = data / "models" / "scpo-reward-model-chile"
+    repo = load_pins(pins)["authors-chile"].repo
+    put_repo(cache, repo, "model", "c" * 40, {"config.json": b"{}", "model.safetensors": b"w"},
+             refs=("main",))  # main moved on: a fetch now asks for the commit it recorded
+    (rm / "config.json").unlink()
+    fetch.fetch(data, only=["authors-chile"], pins=pins, log=lambda s: None)
+    assert fetch.read_manifest(data)["inputs"]["authors-chile"]["commit"] == AUTHORS_MAIN
+    snapshot = cache / f"models--{repo.replace('/', '--')}" / "snapshots" / AUTHORS_MAIN
+    (snapshot / "config.json").unlink()  # the repository changed under its commit
+    put_repo(cache, repo, "model", AUTHORS_MAIN, {"config.json": b'{"changed": 1}'})
+    (rm / "config.json").unlink()
+    with pytest.raises(FetchError, match="config.json has sha256 .* not the .* recorded when it "
+                       "was first fetched"):
+        fetch.fetch(data, only=["authors-chile"], pins=pins, log=lambda s: None)
+
+
+def test_a_manifest_path_outside_the_data_directory_is_refused(tmp_path):
+    """Issue 35: a MANIFEST.json listing an absolute path (/etc/hostname) was joined to DIR and
+    believed."""
+    elsewhere = tmp_path / "hostname"
+    elsewhere.write_text("host\n")
+    data = tmp_path / "data"
+    data.mkdir()
+    rec = {"repo": "Anthropic/llm_global_opinions", "repo_type": "dataset",
+           "pinned": load_pins()["goqa"].pinned, "commit": "f" * 40, "source": "hub",
+           "dest": "globalopinionqa", "licence": "", "files": {str(elsewhere): {
+               "size": 5, "sha256": hashlib.sha256(b"host\n").hexdigest()}}}
+    (data / MANIFEST).write_text(json.dumps({"format": "scpo-manifest-1",
+                                             "inputs": {"goqa": rec}}))
+    with pytest.raises(ValueError, match=r"lists '/.*hostname', not a path inside the data"):
+        fetch.fetch(data, only=["goqa"], log=lambda s: None)
+
+
+def test_a_file_put_in_by_hand_that_fails_its_pin_is_refused(tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    mine = tmp_path / "data" / "prism"
+    mine.mkdir(parents=True)
+    (mine / "utterances.jsonl").write_text('{"not": "PRISM"}\n')
+    (mine / "survey.jsonl").write_text("{}\n")
+    with pytest.raises(FetchError, match="utterances.jsonl .put there by hand. has sha256 .* "
+                       "the pin says 7829679350031d66"):
+        fetch.fetch(tmp_path / "data", only=["prism"], log=lambda s: None)
+    assert not (tmp_path / "data" / MANIFEST).exists()
+
+
+def test_a_users_file_beside_an_input_survives_a_new_pin(own_hub, tmp_path):
+    """Issue 35: globalopinionqa/my_codebook.xlsx was deleted when the pin changed."""
+    cache, pins = own_hub
+    data = tmp_path / "data"
+    fetch.fetch(data, only=["goqa"], pins=pins, log=lambda s: None)
+    (data / "globalopinionqa" / "my_codebook.xlsx").write_bytes(b"the user's")
+    goqa = load_pins(pins)["goqa"]
+    put_repo(cache, goqa.repo, "dataset", "b" * 40,
+             {"data/global_opinions.csv": goqa_csv(tmp_path / "new.csv", n_questions=12)})
+    newer = _pins_with(pins, tmp_path, goqa.revision, "b" * 40)
+    fetch.fetch(data, only=["goqa"], pins=newer, log=lambda s: None)
+    assert (data / "globalopinionqa" / "my_codebook.xlsx").read_bytes() == b"the user's"
+    assert (data / "globalopinionqa" / "global_opinions.csv").read_bytes() == \
+        (tmp_path / "new.csv").read_bytes()
