@@ -336,20 +336,41 @@ def with_install_cell(nb: Any) -> Any:
     return nb
 
 
-def convert(out_dir: Path) -> list[Path]:
+def converted(path: Path) -> bool:
+    """``path`` is a notebook ``convert`` (or the book) wrote: its first cell is the install
+    cell (``INSTALL_TAG``). Anything else there is the user's."""
+    try:
+        first = json.loads(path.read_text(encoding="utf-8"))["cells"][0]
+        return INSTALL_TAG in first.get("metadata", {}).get("tags", [])
+    except (OSError, ValueError, KeyError, IndexError, TypeError, AttributeError):
+        return False
+
+
+def convert(out_dir: Path, overwrite: bool = False) -> list[Path]:
     """notebooks/*.md -> ``out_dir``/*.ipynb (unexecuted, install cell first), for papermill
-    on the command line, Colab and Binder."""
+    on the command line, Colab and Binder. A notebook there that convert did not write (one
+    of yours, e.g. an edited copy) is refused before anything is written, unless
+    ``overwrite``; each file is written whole (a temporary file, then a rename)."""
     import nbformat
 
+    from scpo.outdir import write_file_atomically
+
+    sources = sorted(NOTEBOOKS.glob("*.md"))
+    theirs = [str(d) for d in (out_dir / f"{s.stem}.ipynb" for s in sources)
+              if os.path.lexists(d) and not converted(d)]
+    if theirs and not overwrite:
+        raise BuildError(f"convert --out {out_dir}: {theirs} are not notebooks convert wrote "
+                         "(no scpo install cell first): converting would replace them. Move "
+                         "them away, or pass --overwrite")
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
-    for src in sorted(NOTEBOOKS.glob("*.md")):
+    for src in sources:
         dest = out_dir / f"{src.stem}.ipynb"
         nb = with_install_cell(read_notebook(src))
         nb["nbformat_minor"] = 4  # no random cell ids: the same source gives the same file
         for cell in nb["cells"]:
             cell.pop("id", None)
-        nbformat.write(nb, dest)
+        write_file_atomically(dest, lambda p, nb=nb: nbformat.write(nb, str(p)))
         written.append(dest)
     return written
 
@@ -1034,10 +1055,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--store", help="executed notebooks and results (default: under the cache)")
     p.add_argument("--lenient", action="store_true", help="do not fail on Sphinx warnings")
     p.add_argument("--out", default=str(NOTEBOOKS), help="convert: where the .ipynb files go")
+    p.add_argument("--overwrite", action="store_true", help="convert: replace .ipynb files "
+                   "there that convert did not write (without it they are refused)")
     args = p.parse_args(argv)
     try:
         if args.command == "convert":
-            for path in convert(Path(args.out)):
+            for path in convert(Path(args.out), overwrite=args.overwrite):
                 print(path)
         elif args.command == "launch-branch":
             print(f"{LAUNCH_BRANCH} {launch_branch()}")

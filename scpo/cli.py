@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from scpo.config import Config, describe, help_text, list_presets, load_preset
 
@@ -66,7 +68,32 @@ def _add_model_args(p: argparse.ArgumentParser, resampled: str) -> None:
                    help="tokens per input for a Hugging Face model (default 512)")
     p.add_argument("--n-boot", dest="n_boot", type=int, default=1000,
                    help=f"bootstrap resamples of {resampled} for the 95%% intervals")
-    p.add_argument("--out", help="also write the table as csv")
+    p.add_argument("--out", help="also write the table as csv (a new file)")
+    p.add_argument("--overwrite", action="store_true", help="replace the --out file if it "
+                   "exists (without it an existing file is refused)")
+
+
+def _check_table_out(args: argparse.Namespace) -> None:
+    """``--out`` may be written, before any work: a new file, or an existing one with
+    ``--overwrite``; never a folder."""
+    if not args.out:
+        return
+    path = Path(args.out)
+    if path.is_dir():
+        raise IsADirectoryError(f"--out {path} is a folder; give a file name, e.g. "
+                                f"{path / (args.command + '.csv')}")
+    if os.path.lexists(path) and not args.overwrite:
+        raise FileExistsError(f"--out {path} exists; pass --overwrite to replace it, or choose "
+                              "another file")
+
+
+def _write_table(table: Any, out: str) -> None:
+    """The table as csv at ``out``, written whole (a temporary file, then a rename)."""
+    from scpo.outdir import write_file_atomically
+
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    write_file_atomically(Path(out), lambda p: table.to_csv(p, index=False))
+    print(f"written to {out}")
 
 
 def _add_config_args(p: argparse.ArgumentParser) -> None:
@@ -147,6 +174,7 @@ def cmd_carb(args: argparse.Namespace) -> None:
     from scpo import models
     from scpo.carb import carb_report, describe_cue, in_percent, load_carb
 
+    _check_table_out(args)
     items = load_carb(args.data_dir, hub_id=args.hub_id, revision=args.revision)
     rm = models.for_country(models.load_any(args.model, max_length=args.max_length),
                             args.country)
@@ -154,15 +182,14 @@ def cmd_carb(args: argparse.Namespace) -> None:
     print(in_percent(table).to_string(index=False))
     print(f"\n{len(items)} items; best-of-N accuracy and chance in %.\n{describe_cue(cue)}")
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        table.assign(model=args.model, **{f"length_{k}": v for k, v in cue.items()}).to_csv(
-            args.out, index=False)
-        print(f"written to {args.out}")
+        _write_table(table.assign(model=args.model,
+                                  **{f"length_{k}": v for k, v in cue.items()}), args.out)
 
 
 def cmd_bon(args: argparse.Namespace) -> None:
     from scpo import bon, models
 
+    _check_table_out(args)
     items, report = bon.turn_items(args.data_dir, test_frac=args.test_frac,
                                    split_seed=args.split_seed, prompt_context=args.prompt_context)
     if args.country:
@@ -180,9 +207,7 @@ def cmd_bon(args: argparse.Namespace) -> None:
           f"is shared: {report['turns_with_tied_top_score']}, a pick of any of them agrees); "
           "top-choice agreement and its chance in %, 95% intervals over users")
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        table.assign(model=args.model).to_csv(args.out, index=False)
-        print(f"written to {args.out}")
+        _write_table(table.assign(model=args.model), args.out)
 
 
 def cmd_fetch(args: argparse.Namespace) -> None:

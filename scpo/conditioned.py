@@ -30,6 +30,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from scpo import experiment
+from scpo.config import check_seeds
 from scpo.experiment import country_splits, evaluate_on_test, result_rows, training_counts
 from scpo.models import ConditionedRM, TrainHistory, UnknownCountryWarning, build_conditioned
 from scpo.models.base import country_list
@@ -141,6 +142,7 @@ def run_conditioned(prep: RunInputs, countries: Sequence[str] | None = None,
     seeds = list(seeds if seeds is not None else cfg.run.seeds)
     if not seeds:
         raise ValueError("seeds is empty; pass at least one training seed")
+    check_seeds(seeds, "seeds")
     if export_dir is not None and not prep.global_rm.can_export:
         raise ValueError("export_dir needs model.backend 'hf' or 'partial': the embedding tier's "
                          "model is a head on frozen embeddings, not a standard checkpoint")

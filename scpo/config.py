@@ -149,6 +149,17 @@ class ModelConfig:
                                        "<dir>/scpo-reward-model-chile)")
 
 
+def check_seeds(seeds: list[int], where: str = "run.seeds") -> list[int]:
+    """``seeds`` when no seed repeats, else a ValueError naming it: a seed is one training run of
+    each variant, and a repeated one would write the same rows twice (every later reader of the
+    results refuses them)."""
+    dup = sorted({s for s in seeds if list(seeds).count(s) > 1})
+    if dup:
+        raise ValueError(f"{where}: {list(seeds)} repeats seed(s) {dup}; each seed is one "
+                         "training run of every variant: give distinct seeds, e.g. --seeds 0 1 2")
+    return seeds
+
+
 @dataclass
 class RunConfig:
     """What one run covers: countries x variants x seeds, and what it writes."""
@@ -204,6 +215,8 @@ class Config:
                 if key not in names:
                     raise KeyError(f"{where}: unknown key {section}.{key}; valid: {sorted(names)}")
                 setattr(obj, key, coerce(hints[key], value, f"{where}: {section}.{key}", text))
+                if (section, key) == ("run", "seeds"):
+                    check_seeds(obj.seeds, f"{where}: run.seeds")
         return self
 
 

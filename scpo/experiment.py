@@ -26,7 +26,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from scpo import evaluate, method, models
-from scpo.config import Config
+from scpo.config import Config, check_seeds
 from scpo.evaluate import TRUTH_COLUMNS
 from scpo.models import RewardModel
 from scpo.models.device import is_main_process
@@ -281,6 +281,7 @@ def run_country(prep: RunInputs, country: str, *, keep_models: bool = False,
     ``overwrite``: export into a folder of the user's (``scpo.outdir``).
     """
     cfg = prep.cfg
+    check_seeds(cfg.run.seeds)
     to_export = export_variants(cfg.run, prep.global_rm, overwrite)
     check_runnable(prep, [country])
     if save_models is not None:  # refused before training if the folder is not scpo's
@@ -341,6 +342,7 @@ def run(cfg: Config, out_dir: str | Path | None = None, *, progress: bool = True
     ``overwrite``: checked before any work)."""
     t0 = time.perf_counter()
     progress = progress and is_main_process()  # one set of bars per launch
+    check_seeds(cfg.run.seeds)  # before any work
     if out_dir is not None and is_main_process():
         check_results_dir(out_dir, overwrite)
     prep = prepare(cfg)

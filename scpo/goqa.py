@@ -143,6 +143,9 @@ def read_goqa_csv(path: str | Path) -> pd.DataFrame:
                                 f"{HUB_ID}/{HUB_FILE}")
     df = pd.read_csv(path, dtype=str, keep_default_na=False)
     _require(df, str(path))
+    if df.empty:
+        raise ValueError(f"{path}: a header and no data rows; GlobalOpinionQA's {LOCAL_NAME} has "
+                         "one row per question (about 2,500). Put the whole file there.")
     return df
 
 
@@ -246,6 +249,8 @@ def build_goqa_pairs(
     counted from 0. Output order does not depend on the row order of ``df``.
     """
     _require(df, "GlobalOpinionQA table")
+    if df.empty:
+        raise ValueError("GlobalOpinionQA table: no rows; it needs one row per question")
     if not min_share_gap >= 0:
         raise ValueError(f"min_share_gap must be >= 0, got {min_share_gap!r}")
     report: dict[str, Any] = {"n_rows": len(df), "test_frac": test_frac,

@@ -69,8 +69,14 @@ def read_jsonl(path: str | Path) -> pd.DataFrame:
             f"{path}: no such file. Expected PRISM-format JSON lines here (one object per line; "
             f"utterances.jsonl with {UTTERANCE_FIELDS}, survey.jsonl with {SURVEY_FIELDS}).")
     rows = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
+    with open(path, "rb") as f:  # decoded line by line: a bad byte is named with its line
+        for lineno, raw in enumerate(f, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise ValueError(f"{path}, line {lineno}: not valid UTF-8 (byte "
+                                 f"{raw[e.start]:#04x} at column {e.start + 1}); save the file "
+                                 "as UTF-8") from None
             if not line.strip():
                 continue
             try:
@@ -200,6 +206,7 @@ def _clean_utterances(utterances: pd.DataFrame) -> pd.DataFrame:
                          "ids must be unique")
     scores = pd.to_numeric(u["score"], errors="coerce")
     bad = scores.isna() | ~np.isfinite(scores.astype(float))
+    bad |= u["score"].map(lambda v: isinstance(v, bool | np.bool_))  # JSON true is not 1
     if bad.any():
         i = bad.to_numpy().nonzero()[0][0]
         uid, value = u["utterance_id"].iloc[i], u["score"].iloc[i]
@@ -215,6 +222,14 @@ def _clean_utterances(utterances: pd.DataFrame) -> pd.DataFrame:
             uid = u.loc[null, "utterance_id"].iloc[0]
             raise ValueError(f"utterances: utterance {uid!r} has no {col} (null); "
                              f"{int(null.sum())} rows lack it")
+        text = u[col].map(lambda v: isinstance(v, str))
+        if not text.all():  # a list, an object, a number: not a text to score
+            i = (~text).to_numpy().nonzero()[0][0]
+            value = u[col].iloc[i]
+            raise ValueError(f"utterances: utterance {u['utterance_id'].iloc[i]!r} has a "
+                             f"{col} that is a {type(value).__name__}, not a string: "
+                             f"{json.dumps(value, default=str)[:80]} ({int((~text).sum())} "
+                             f"such rows); {col} must be the text itself")
     return u
 
 

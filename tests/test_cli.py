@@ -1,5 +1,7 @@
 """The command line: every user error exits 2 with one line saying what to change."""
 
+from pathlib import Path
+
 import pytest
 
 from scpo import cli
@@ -128,3 +130,67 @@ def test_files_added_to_scpos_folder_survive_every_command(tmp_path, capsys):
         cli.main(["simulate", "--preset", "tiny", "--out", str(users)])
     assert e.value.code == 2 and "scpo did not make it" in capsys.readouterr().err
     assert sorted(p.name for p in users.iterdir()) == [".scpo", "thesis.tex"]
+
+
+def test_repeated_seeds_are_refused_before_any_work(tmp_path, capsys):
+    """Issue 35: `--seeds 0 0` wrote the whole run, run.json included, then exited 2, and
+    every later reader of the folder failed the same way."""
+    out = tmp_path / "X"
+    with pytest.raises(SystemExit) as e:
+        cli.main(["run", "--preset", "tiny", "--seeds", "0", "0", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "run.seeds: [0, 0] repeats seed(s) [0]" in err
+    assert not out.exists()
+    from scpo.config import load_preset
+
+    cfg = load_preset("tiny")
+    cfg.run.seeds = [1, 2, 1]  # set directly, not through update: refused by the run itself
+    from scpo.experiment import run
+
+    with pytest.raises(ValueError, match=r"repeats seed\(s\) \[1\]"):
+        run(cfg, out)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("command", ["carb", "bon"])
+def test_a_table_is_never_written_over_an_existing_file_unasked(command, tmp_path, capsys):
+    """Issue 35: `scpo carb --out FILE` and `scpo bon --out FILE` overwrote FILE silently."""
+    table = tmp_path / "mine.csv"
+    table.write_text("my table")
+    with pytest.raises(SystemExit) as e:  # refused before any work (no such model or data)
+        cli.main([command, "--model", str(tmp_path / "none"), "--data-dir",
+                  str(tmp_path / "none"), "--out", str(table)])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and f"--out {table} exists; pass --overwrite" in err
+    assert table.read_text() == "my table"
+    with pytest.raises(SystemExit):
+        cli.main([command, "--model", "x", "--data-dir", "x", "--out", str(tmp_path)])
+    assert "is a folder; give a file name" in capsys.readouterr().err
+
+
+def test_outputs_get_the_umasks_mode_and_odd_paths_clear_errors(tmp_path, capsys,
+                                                               monkeypatch):
+    """Issue 35: outputs made through replace_dir were drwx------ whatever the umask; `--out .`
+    gave `[Errno 16] Device or resource busy`; a dangling symlink `[Errno 17] File exists`."""
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        cli.main(["simulate", "--preset", "tiny", "--out", str(tmp_path / "sim")])
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "sim").stat().st_mode) == 0o755
+    here = tmp_path / "here"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    cli.main(["simulate", "--preset", "tiny", "--out", "."])
+    cli.main(["simulate", "--preset", "tiny", "--out", "."])  # its own: replaced, cwd kept
+    assert Path.cwd() == here and (here / "world.json").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["here", "sim"]
+    dangling = tmp_path / "link"
+    dangling.symlink_to(tmp_path / "nowhere")
+    with pytest.raises(SystemExit) as e:
+        cli.main(["simulate", "--preset", "tiny", "--out", str(dangling)])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "is a symlink to" in err and "which does not exist" in err

@@ -246,3 +246,16 @@ def test_a_hub_load_records_the_commit_it_read(tmp_path, monkeypatch):
     for revision in (None, "main"):
         data = goqa.load_goqa(None, revision=revision)
         assert data.report["data"] == f"{goqa.HUB_ID}@{commit}", revision
+
+
+def test_a_header_only_csv_is_refused_not_read_as_zero_pairs(tmp_path, capsys):
+    """Issue 35: a GlobalOpinionQA csv with its header and no rows exited 0 with 0 pairs."""
+    from scpo import cli
+
+    path = tmp_path / "global_opinions.csv"
+    path.write_text("question,selections,options,source\n")
+    with pytest.raises(ValueError, match="a header and no data rows"):
+        goqa.load_goqa(path)
+    with pytest.raises(SystemExit) as e:
+        cli.main(["pairs", "--dataset", "goqa", "--data-dir", str(tmp_path)])
+    assert e.value.code == 2 and "no data rows" in capsys.readouterr().err

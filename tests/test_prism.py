@@ -360,3 +360,38 @@ def test_an_unpinned_hub_load_is_keyed_on_the_commit_it_read(monkeypatch, tmp_pa
                                 UTTERANCES if name == "utterances" else s))
         in_memory.append(prism.load_prism_tables(None)[2])
     assert in_memory[0] != in_memory[1] and all("@content-" in f for f in in_memory)
+
+
+# ---- issue 35: bad input that got through ----
+
+@pytest.mark.parametrize("field, value, kind", [
+    ("user_prompt", ["Hi", "there"], "list"), ("user_prompt", {"text": "Hi"}, "dict"),
+    ("model_response", 42, "int")])
+def test_a_text_that_is_not_a_string_names_the_utterance(prism_dir, field, value, kind):
+    """Issue 35: a user_prompt that is a list or a dict gave a 33-line traceback; a
+    model_response of 42 was accepted as a response."""
+    rows = [dict(r) for r in UTTERANCES]
+    rows[4][field] = value  # utterance "a"
+    write_jsonl(prism_dir / "utterances.jsonl", rows)
+    with pytest.raises(ValueError, match=rf"utterance 'a' has a {field} that is a {kind}, not "
+                       rf"a string: .* {field} must be the text itself"):
+        prism.load_prism(prism_dir)
+
+
+def test_a_score_of_true_is_not_a_number(prism_dir):
+    """Issue 35: a score of `true` was read as 1."""
+    text = (prism_dir / "utterances.jsonl").read_text().replace('"score": 80', '"score": true')
+    (prism_dir / "utterances.jsonl").write_text(text)
+    with pytest.raises(ValueError, match=r"utterance 'a' has score True, which is not a finite"):
+        prism.load_prism(prism_dir)
+
+
+def test_invalid_utf8_names_the_file_and_line(prism_dir):
+    """Issue 35: invalid UTF-8 gave a line without the file's name."""
+    path = prism_dir / "utterances.jsonl"
+    lines = path.read_bytes().splitlines(keepends=True)
+    lines[3] = lines[3].replace(b"Hi", b"H\xe9", 1) if b"Hi" in lines[3] else b'{"x": "\xe9"}\n'
+    path.write_bytes(b"".join(lines))
+    with pytest.raises(ValueError, match=r"utterances\.jsonl, line 4: not valid UTF-8 \(byte "
+                       r"0xe9 at column \d+\); save the file as UTF-8"):
+        prism.load_prism(prism_dir)

@@ -320,3 +320,17 @@ def test_pages_and_converted_notebooks_are_valid_notebooks(tmp_path):
         warnings.simplefilter("error")
         for nb in pages + converted:
             nbformat.validate(nbformat.reads(json.dumps(nb), as_version=4))
+
+
+def test_convert_replaces_its_own_notebooks_never_a_users(tmp_path, capsys):
+    """Issue 35: `book/build.py convert --out DIR` replaced a notebook of the user's there."""
+    out = tmp_path / "nbs"
+    out.mkdir()
+    (out / "country.ipynb").write_text('{"cells": [], "note": "my edited copy"}')
+    assert build.main(["convert", "--out", str(out)]) == 1
+    assert "country.ipynb'] are not notebooks convert wrote" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == ["country.ipynb"]  # nothing written
+    assert "my edited copy" in (out / "country.ipynb").read_text()
+    assert build.main(["convert", "--out", str(out), "--overwrite"]) == 0
+    assert build.converted(out / "country.ipynb")
+    assert build.main(["convert", "--out", str(out)]) == 0  # its own now: replaced
