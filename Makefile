@@ -13,6 +13,16 @@ STAMP := $(VENV)/.installed-$(shell cat $(LOCK) pyproject.toml 2>/dev/null | cks
 export SCPO_CACHE_DIR ?= $(CURDIR)/.cache/scpo
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
+# uv reads its own bundle of root certificates, pip (since 24.2) the system's store. On a network
+# that trusts an authority of its own (a company proxy that inspects TLS, its root put in the
+# system store, /etc/ssl/certs) uv then fails at the lock ("invalid peer certificate:
+# UnknownIssuer"): it reads the system's store too, as pip does, wherever there is one
+# (UV_SYSTEM_CERTS=0 turns that off; SSL_CERT_FILE names a bundle of your own).
+SYSTEM_CERT_FILES ?= /etc/ssl/certs/ca-certificates.crt /etc/pki/tls/certs/ca-bundle.crt \
+  /etc/ssl/cert.pem
+ifneq ($(wildcard $(SYSTEM_CERT_FILES)),)
+export UV_SYSTEM_CERTS ?= 1
+endif
 
 .PHONY: test book book-check lint run clean-book lock data
 

@@ -2,6 +2,7 @@
 with ``packaging``, not by resolving again), holds a hash for every file, and is exactly what the
 running venv has installed."""
 
+import os
 import shlex
 import sys
 import tomllib
@@ -229,3 +230,29 @@ def test_the_conda_command_installs_the_lock_without_pips_resolver():
     command = "PIP_NO_DEPS=1 conda env create -f environment.yml"
     assert command in (ROOT / "environment.yml").read_text()
     assert command in (ROOT / "README.md").read_text()
+
+
+@pytest.mark.parametrize("store, want", [(None, "1"), ("/no/such/bundle.crt", "unset")])
+def test_uv_reads_the_systems_certificates_as_pip_does(tmp_path, store, want):
+    """Issue 35: behind a proxy whose certificate authority is in the system store, pip
+    installed and the Makefile's uv failed at the lock (uv reads its own bundle): every uv the
+    Makefile runs reads the system's store, wherever there is one (a stand-in uv records what
+    it was given)."""
+    import shutil
+    import subprocess
+
+    if shutil.which("make") is None:
+        pytest.skip("no make here")
+    if store is None and not any(Path(f).exists() for f in (
+            "/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt",
+            "/etc/ssl/cert.pem")):
+        pytest.skip("no system certificate store here")
+    shutil.copy(ROOT / "Makefile", tmp_path / "Makefile")
+    uv = tmp_path / "uv"
+    uv.write_text('#!/bin/sh\necho "${UV_SYSTEM_CERTS-unset}" > "$(dirname "$0")/seen"\n')
+    uv.chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if k != "UV_SYSTEM_CERTS"}
+    extra = [] if store is None else [f"SYSTEM_CERT_FILES={store}"]
+    subprocess.run(["make", "-s", "-C", str(tmp_path), f"UV={uv}", *extra, "lock"], env=env,
+                   check=True, capture_output=True)
+    assert (tmp_path / "seen").read_text().strip() == want
