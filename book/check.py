@@ -149,8 +149,9 @@ def screenshots(html_dir: Path, out: Path) -> list[Path]:
     replaces them with the book) or of ``out`` itself; a file of the user's is never replaced."""
     from scpo.outdir import claim, read_marker
 
+    out = out.resolve()
     book = read_marker(out.parent)
-    if out.parent == html_dir.parent and book is not None and book.what == "book" \
+    if out.parent == html_dir.resolve().parent and book is not None and book.what == "book" \
             and book.files is not None:
         target, prefix = claim(out.parent, what="book"), f"{out.name}/"
     else:

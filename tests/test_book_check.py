@@ -61,3 +61,35 @@ def test_an_executed_page_without_a_result_is_reported(tmp_path, monkeypatch):
     fake_browser(monkeypatch, "<p>text</p>")
     assert check.check_page(tmp_path, page) == [
         "page.html: an executed page without a figure or table in its output"]
+
+
+def test_screenshots_join_the_books_marker_and_never_replace_a_users_file(tmp_path,
+                                                                         monkeypatch):
+    """The screenshots of a book go into its marker (the next build replaces them with the
+    book); in a folder of the user's, a picture of theirs is never overwritten."""
+    from pathlib import Path
+
+    import pytest
+
+    from scpo.outdir import mark, read_marker
+
+    book = tmp_path / "_build"
+    html = book / "html"
+    html.mkdir(parents=True)
+    (html / "intro.html").write_text("<html></html>")
+    mark(book, "book", ["html/intro.html"])
+
+    def shoot(page, *args):
+        shot = next(a for a in args if a.startswith("--screenshot=")).split("=", 1)[1]
+        Path(shot).write_bytes(b"png")
+        return subprocess.CompletedProcess([], 0, "", "")
+
+    monkeypatch.setattr(check, "browse", shoot)
+    assert check.screenshots(html, book / "screenshots") == [book / "screenshots" / "intro.png"]
+    assert read_marker(book).files == {"html/intro.html", "screenshots/intro.png"}
+    mine = tmp_path / "pictures"
+    mine.mkdir()
+    (mine / "intro.png").write_bytes(b"my picture")
+    with pytest.raises(FileExistsError, match="scpo did not make it"):
+        check.screenshots(html, mine)
+    assert (mine / "intro.png").read_bytes() == b"my picture"
