@@ -9,7 +9,8 @@ the network, or a local one that is missing; equations left as raw TeX (MathJax 
 link to a page of the book that does not exist; an absolute path of the build machine in the
 text; an executed page (a notebook) that shows no figure and no table. Screenshots of the
 intro, the method, the first country page and the main table are saved for a person to look at.
-Chromium comes from Debian's package (``apt-get install chromium``), installed here if missing.
+Chromium comes from Debian's package (``apt-get install chromium``); run as root where it is
+missing, the check says so and installs it, unless told not to (``--no-apt``, ``SCPO_NO_APT=1``).
 """
 
 from __future__ import annotations
@@ -33,20 +34,29 @@ TEX = re.compile(r"\\\(|\\\[|\\begin\{|\$\$")
 LOCAL_PATH = re.compile(r"(?<![\w.~-])/(?:home|root|tmp|work|Users|private/var)/[\w.-]+")
 
 
-def chromium() -> str:
+NO_APT = "SCPO_NO_APT"  # set (to 1): never install chromium, as --no-apt
+
+
+def chromium(install: bool = True) -> str:
+    """Debian's chromium: found, or (as root with apt-get, unless ``install`` is off or
+    ``SCPO_NO_APT`` is set) installed after saying so; else an exit naming the command."""
     found = shutil.which("chromium") or shutil.which("chromium-browser")
     if found:
         return found
-    if os.geteuid() == 0 and shutil.which("apt-get"):
-        print("installing chromium from Debian's packages ...", file=sys.stderr)
-        install = ["apt-get", "install", "-y", "-q", "chromium"]
-        if subprocess.run(install, stdout=subprocess.DEVNULL).returncode != 0:
+    install = install and os.environ.get(NO_APT, "") in ("", "0")
+    if install and os.geteuid() == 0 and shutil.which("apt-get"):
+        print("book-check: chromium is missing; installing Debian's package now (apt-get "
+              f"install chromium, as root). To skip this, pass --no-apt or set {NO_APT}=1 "
+              "and install a chromium yourself.", file=sys.stderr, flush=True)
+        cmd = ["apt-get", "install", "-y", "-q", "chromium"]
+        if subprocess.run(cmd, stdout=subprocess.DEVNULL).returncode != 0:
             # a fresh machine has no package lists yet: fetch them, then install
             subprocess.run(["apt-get", "update", "-q"], check=True, stdout=subprocess.DEVNULL)
-            subprocess.run(install, check=True, stdout=subprocess.DEVNULL)
+            subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
         return shutil.which("chromium") or "chromium"
     raise SystemExit("book-check: no chromium; install Debian's package (sudo apt-get install "
-                     "chromium) and run again")
+                     "chromium) and run again" + ("" if install else
+                                                  f" (not installed here: --no-apt or {NO_APT})"))
 
 
 def browse(page: Path, *extra: str) -> subprocess.CompletedProcess:
@@ -178,7 +188,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--screenshots", default=None,
                     help="where the screenshots go (default: <html>/../screenshots)")
     ap.add_argument("--jobs", type=int, default=2, help="pages opened at once")
+    ap.add_argument("--no-apt", action="store_true", help="never install chromium with apt-get "
+                    f"(as root it is installed when missing, after saying so; or set {NO_APT}=1)")
     args = ap.parse_args(argv)
+    chromium(install=not args.no_apt)  # found or installed (saying so) before any page
     html_dir = Path(args.html).resolve()
     if not (html_dir / "index.html").is_file():
         raise SystemExit(f"book-check: no built book in {html_dir} (index.html missing); run "

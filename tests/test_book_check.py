@@ -63,6 +63,36 @@ def test_an_executed_page_without_a_result_is_reported(tmp_path, monkeypatch):
         "page.html: an executed page without a figure or table in its output"]
 
 
+def test_the_check_says_so_before_it_installs_chromium_and_can_be_told_not_to(
+        tmp_path, monkeypatch, capsys):
+    """Issue 35: `make book-check` as root ran `apt-get install chromium` without a word; it
+    now says so first, and --no-apt (or SCPO_NO_APT=1) skips it."""
+    import pytest
+
+    calls = []
+    monkeypatch.setattr(check.shutil, "which",
+                        lambda name: "/usr/bin/apt-get" if name == "apt-get" else None)
+    monkeypatch.setattr(check.os, "geteuid", lambda: 0)
+
+    def run(cmd, **kw):  # what was said on stderr by the time apt-get runs
+        calls.append((cmd, capsys.readouterr().err))
+        return subprocess.CompletedProcess(cmd, 0)
+
+    monkeypatch.setattr(check.subprocess, "run", run)
+    monkeypatch.delenv(check.NO_APT, raising=False)
+    check.chromium()
+    assert calls[0][0][:2] == ["apt-get", "install"]
+    assert "chromium is missing; installing Debian's package now" in calls[0][1]
+    assert "--no-apt" in calls[0][1]
+    calls.clear()
+    with pytest.raises(SystemExit, match=r"no chromium.*not installed here: --no-apt"):
+        check.main(["--no-apt", "--html", str(tmp_path)])
+    monkeypatch.setenv(check.NO_APT, "1")
+    with pytest.raises(SystemExit, match="no chromium"):
+        check.chromium()
+    assert calls == []
+
+
 def test_screenshots_join_the_books_marker_and_never_replace_a_users_file(tmp_path,
                                                                          monkeypatch):
     """The screenshots of a book go into its marker (the next build replaces them with the

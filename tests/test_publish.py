@@ -3,6 +3,7 @@ the notebooks' install cell and the branch of notebooks that Colab and Binder op
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -334,3 +335,69 @@ def test_convert_replaces_its_own_notebooks_never_a_users(tmp_path, capsys):
     assert build.main(["convert", "--out", str(out), "--overwrite"]) == 0
     assert build.converted(out / "country.ipynb")
     assert build.main(["convert", "--out", str(out)]) == 0  # its own now: replaced
+
+
+def test_every_action_is_pinned_by_commit_with_its_tag_beside_it():
+    """Issue 35: the actions were pinned by tag, which their owners can move."""
+    lines = [line.strip() for line in WORKFLOW.read_text().splitlines()
+             if line.strip().lstrip("- ").startswith("uses:")]
+    assert len(lines) >= 10
+    for line in lines:
+        assert re.fullmatch(r"(- )?uses: [\w./-]+@[0-9a-f]{40}  # v\d+\.\d+\.\d+", line), line
+
+
+def _push_step() -> str:
+    steps = yaml.safe_load(WORKFLOW.read_text())["jobs"]["notebooks"]["steps"]
+    return next(s["run"] for s in steps if "git push" in s.get("run", ""))
+
+
+@pytest.mark.parametrize("change", ["notebooks only", "README too", "two commits", "a symlink",
+                                    "a deletion"])
+def test_the_push_job_pushes_a_bundle_that_adds_notebooks_and_nothing_else(tmp_path, change):
+    """Issue 35: the job that may write force-pushed whatever bundle the build job (which runs
+    every notebook) made. Its step, run as the workflow runs it, against a repository here."""
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+
+    def git(*args, cwd):
+        return subprocess.run(["git", *args], cwd=cwd, env=env, check=True,
+                              capture_output=True, text=True).stdout.strip()
+
+    origin, work, build_job = tmp_path / "origin.git", tmp_path / "work", tmp_path / "build"
+    git("init", "-q", "--bare", str(origin), cwd=tmp_path)
+    git("clone", "-q", str(origin), str(work), cwd=tmp_path)
+    (work / "notebooks").mkdir()
+    (work / "notebooks" / "country.md").write_text("# a notebook\n")
+    (work / "README.md").write_text("readme\n")
+    git("add", "-A", cwd=work)
+    git("commit", "-q", "-m", "main", cwd=work)
+    git("push", "-q", "origin", "HEAD:main", cwd=work)
+    sha = git("rev-parse", "HEAD", cwd=work)
+    git("clone", "-q", "-b", "main", str(origin), str(build_job), cwd=tmp_path)
+    git("checkout", "-q", "-b", "notebooks", cwd=build_job)
+    (build_job / "notebooks" / "country.ipynb").write_text("{}\n")
+    if change == "README too":
+        (build_job / "README.md").write_text("changed by a notebook\n")
+    if change == "a symlink":
+        (build_job / "notebooks" / "other.ipynb").symlink_to("/etc/passwd")
+    if change == "a deletion":
+        (build_job / "notebooks" / "country.md").unlink()
+    git("add", "-A", cwd=build_job)
+    git("commit", "-q", "-m", "notebooks", cwd=build_job)
+    if change == "two commits":
+        (build_job / "notebooks" / "b.ipynb").write_text("{}\n")
+        git("add", "-A", cwd=build_job)
+        git("commit", "-q", "-m", "more", cwd=build_job)
+    bundle = tmp_path / "notebooks.bundle"
+    git("bundle", "create", str(bundle), "refs/heads/notebooks", f"^{sha}", cwd=build_job)
+    proc = subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c",
+                           _push_step()], cwd=work, capture_output=True, text=True,
+                          env={**env, "GITHUB_SHA": sha, "BUNDLE": str(bundle)})
+    pushed = subprocess.run(["git", "rev-parse", "-q", "--verify", "refs/heads/notebooks"],
+                            cwd=origin, capture_output=True, text=True).returncode == 0
+    if change == "notebooks only":
+        assert proc.returncode == 0, proc.stderr + proc.stdout
+        assert pushed
+    else:
+        assert proc.returncode != 0 and "::error::the notebooks bundle" in proc.stdout
+        assert not pushed
