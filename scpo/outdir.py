@@ -498,11 +498,12 @@ def rename_noreplace(src: Path, dst: Path) -> None:
 
 def replace_dir(final: str | Path, write: Callable[[Path], None], *, overwrite: bool = False,
                 what: str = "output", ours: Callable[[Path], bool] | None = None,
-                legacy: Iterable[str] = ()) -> Path:
+                legacy: Iterable[str] = (), wait: bool = False) -> Path:
     """Write a whole directory at once: ``write(tmp)`` into a temporary directory beside
     ``final``, then put it in place (``install``). A failed ``write`` leaves ``final`` as it
-    was."""
-    with hold(final, wait=False, what=what):  # another process writing it: stop, one line
+    was. Another process writing ``final``: stop with one line (``Busy``), or with ``wait`` (a
+    model saved at the end of training) wait for it."""
+    with hold(final, wait=wait, what=what):
         check_writable(final, overwrite=overwrite, what=what, ours=ours, legacy=legacy)
         final = Path(os.path.realpath(final))
         final.parent.mkdir(parents=True, exist_ok=True)

@@ -379,3 +379,22 @@ def test_a_second_writer_waits_or_stops_with_one_line(tmp_path, capsys):
     finally:
         holder.wait()
     assert "waiting for it to finish" in capsys.readouterr().err
+
+
+def test_a_model_saved_at_the_end_of_training_waits_for_its_folder(tmp_path, capsys):
+    """A run must not die after training because another process holds the model's folder:
+    a model's save waits (a simulation, a fetch, a build stop at once)."""
+    from scpo.results import save_model
+
+    class Model:
+        def save(self, path):
+            (path / "head.safetensors").write_bytes(b"weights")
+
+    out = tmp_path / "Chile" / "models" / "scpo_fw" / "seed0"
+    holder = _holder(out, 1.5)
+    try:
+        save_model(Model(), out)
+    finally:
+        holder.wait()
+    assert (out / "head.safetensors").read_bytes() == b"weights"
+    assert "waiting for it to finish" in capsys.readouterr().err

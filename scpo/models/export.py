@@ -180,4 +180,4 @@ def export_model(rm: HFRewardModel, path: Path, card: dict[str, Any],
         (tmp / "README.md").write_text(text)
 
     return replace_dir(path, write, overwrite=overwrite, what=EXPORTED, legacy=FILES,
-                       ours=lambda d: (d / META_FILE).is_file())
+                       wait=True, ours=lambda d: (d / META_FILE).is_file())
