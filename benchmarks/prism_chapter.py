@@ -69,7 +69,7 @@ def main() -> None:
     if args.keep:  # the data, store and caches go in there: a folder of yours is refused
         from scpo.outdir import claim
 
-        claim(args.keep, what="benchmark's work directory")
+        claim(args.keep, what="benchmark's work directory", told="")
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="prism-chapter-"))
     data = work / "data"
     t0 = time.perf_counter()

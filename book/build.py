@@ -943,7 +943,7 @@ def claim_store(store: Path) -> Target:
     from scpo.outdir import claim
 
     try:
-        return claim(store, what=STORE_KIND, ours=_older_store, legacy=STORE_FILES)
+        return claim(store, what=STORE_KIND, ours=_older_store, legacy=STORE_FILES, told="")
     except (FileExistsError, FileNotFoundError) as e:
         raise BuildError(f"--store {e}") from None
 
@@ -977,7 +977,7 @@ def render(src: Path, staging: Path, build_dir: Path, strict: bool) -> Path:
     check_build_dir(build_dir)  # still true now that the notebooks ran
     try:
         install(staging / "_build", build_dir, what=BOOK_KIND, ours=book_is_ours,
-                legacy=BOOK_FILES)
+                legacy=BOOK_FILES, told="")
     except (FileExistsError, FileNotFoundError) as e:
         raise BuildError(f"--build-dir {e}") from None
     return build_dir / "html"

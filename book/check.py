@@ -163,9 +163,9 @@ def screenshots(html_dir: Path, out: Path) -> list[Path]:
     book = read_marker(out.parent)
     if out.parent == html_dir.resolve().parent and book is not None and book.what == "book" \
             and book.files is not None:
-        target, prefix = claim(out.parent, what="book"), f"{out.name}/"
+        target, prefix = claim(out.parent, what="book", told=""), f"{out.name}/"
     else:
-        target, prefix = claim(out, what="book screenshots"), ""
+        target, prefix = claim(out, what="book screenshots", told=""), ""
     out.mkdir(parents=True, exist_ok=True)
     saved = []
     for pattern in SHOTS:

@@ -334,7 +334,7 @@ def fetch(data_dir: str | Path, only: list[str] | None = None, pins: str | Path 
         _check_recorded(inp, rec, files)
         replace_dir(dest, lambda tmp, inp=inp, files=files: [
             _copy(src, tmp / inp.local_name(rel)) for rel, src in files.items()],
-            what=f"input {inp.name}", legacy=[inp.local_name(g) for g in inp.files])
+            what=f"input {inp.name}", legacy=[inp.local_name(g) for g in inp.files], told="")
         manifest["inputs"][inp.name] = _record(inp, commit, "hub", _file_records(dest, inp))
         _write_manifest(data_dir, manifest)
         log(f"  fetched    {inp.name}  {inp.repo}@{(commit or inp.revision)[:12]} -> {inp.dest}")

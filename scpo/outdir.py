@@ -243,6 +243,7 @@ class Target:
     what: str
     owned: frozenset[str] | None
     overwrite: bool = False
+    told: str = "--overwrite"  # how a user says overwrite ("": the command has no such option)
 
     @property
     def own(self) -> bool:
@@ -269,7 +270,7 @@ class Target:
             self._reread()
             clash = self.clashes(names)
             if clash and not self.overwrite:
-                raise FileExistsError(_not_listed(self.path, clash, self.what))
+                raise FileExistsError(_not_listed(self.path, clash, self.what, self.told))
             if not names <= self.owned:
                 self.owned = self.owned | names
                 mark(self.path, self.what, self.owned)
@@ -295,11 +296,11 @@ class Target:
             self.owned = marker.files
 
 
-def _not_listed(path: Path, names: list[str], what: str) -> str:
+def _not_listed(path: Path, names: list[str], what: str, told: str = "--overwrite") -> str:
     shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
     return (f"{path}: {shown} {'is' if len(names) == 1 else 'are'} not among the files scpo "
             f"wrote there (its {MARKER} marker does not list them): writing the {what} would "
-            "replace them. Move them away, or pass --overwrite to replace them.")
+            f"replace them. Move them away{f', or pass {told} to replace them' if told else ''}.")
 
 
 def owned_files(path: str | Path, what: str, *, ours: Callable[[Path], bool] | None = None,
@@ -326,14 +327,15 @@ def owned_files(path: str | Path, what: str, *, ours: Callable[[Path], bool] | N
 
 def check_writable(path: str | Path, *, overwrite: bool = False, what: str = "output",
                    ours: Callable[[Path], bool] | None = None, legacy: Iterable[str] = (),
-                   names: Iterable[str] = ()) -> Target:
+                   names: Iterable[str] = (), told: str = "--overwrite") -> Target:
     """Raise unless scpo may write ``what`` into the directory ``path``; return what it may do
     there (``Target``). Nothing is written.
 
     New or empty: scpo's. Holding scpo's output of this kind (``owned_files``): scpo's, but
     ``names`` (files the output will write) that are there and not listed are refused unless
     ``overwrite``. A folder of the user's or another kind of output: refused unless
-    ``overwrite``. A file, or a symlink to nothing, is always refused.
+    ``overwrite``. A file, or a symlink to nothing, is always refused. ``told``: the option
+    that says overwrite, named in the refusals ("" for a command without one).
     """
     path = Path(path)
     if path.is_symlink() and not path.exists():
@@ -344,38 +346,38 @@ def check_writable(path: str | Path, *, overwrite: bool = False, what: str = "ou
         raise FileExistsError(f"{path} is a file; the {what} needs a directory there. Choose "
                               "another path.")
     if not path.exists() or _is_empty_dir(path):
-        return Target(path, what, frozenset(), overwrite)
+        return Target(path, what, frozenset(), overwrite, told)
     owned = owned_files(path, what, ours=ours, legacy=legacy)
     if owned is None:
         if overwrite:
-            return Target(path, what, None, overwrite)
+            return Target(path, what, None, overwrite, told)
         other = read_marker(path)
         if other is not None:
             raise FileExistsError(
                 f"{path} holds scpo's {other.what} (its {MARKER} marker says so), not the "
-                f"{what}: writing here would mix two outputs. Choose another directory, or "
-                f"pass --overwrite to add the {what}'s files to it (same-named files are "
-                "replaced, none other is removed).")
+                f"{what}: writing here would mix two outputs. Choose another directory"
+                + (f", or pass {told} to add the {what}'s files to it (same-named files are "
+                   "replaced, none other is removed)." if told else "."))
         raise FileExistsError(
             f"{path} is not empty and scpo did not make it (no {MARKER} file in it): writing "
-            f"the {what} there could replace your files. Choose a new or empty directory, or "
-            "pass --overwrite to replace only the files of the output there (the rest are "
-            "kept).")
-    target = Target(path, what, owned, overwrite)
+            f"the {what} there could replace your files. Choose a new or empty directory"
+            + (f", or pass {told} to replace only the files of the output there (the rest "
+               "are kept)." if told else "."))
+    target = Target(path, what, owned, overwrite, told)
     clash = target.clashes(names)
     if clash and not overwrite:
-        raise FileExistsError(_not_listed(path, clash, what))
+        raise FileExistsError(_not_listed(path, clash, what, told))
     return target
 
 
 def claim(path: str | Path, *, overwrite: bool = False, what: str = "output",
           ours: Callable[[Path], bool] | None = None, legacy: Iterable[str] = (),
-          names: Iterable[str] = ()) -> Target:
+          names: Iterable[str] = (), told: str = "--overwrite") -> Target:
     """``check_writable``, then the directory exists: created and marked when scpo's (an older
     output's marker rewritten with the files it owns); a user's folder (``overwrite``) is
     never marked, so it stays the user's. Write into it through the returned ``Target``."""
     target = check_writable(path, overwrite=overwrite, what=what, ours=ours, legacy=legacy,
-                            names=names)
+                            names=names, told=told)
     if target.own:
         target.path.mkdir(parents=True, exist_ok=True)
         with _locked(target.path):
@@ -498,19 +500,22 @@ def rename_noreplace(src: Path, dst: Path) -> None:
 
 def replace_dir(final: str | Path, write: Callable[[Path], None], *, overwrite: bool = False,
                 what: str = "output", ours: Callable[[Path], bool] | None = None,
-                legacy: Iterable[str] = (), wait: bool = False) -> Path:
+                legacy: Iterable[str] = (), wait: bool = False,
+                told: str = "--overwrite") -> Path:
     """Write a whole directory at once: ``write(tmp)`` into a temporary directory beside
     ``final``, then put it in place (``install``). A failed ``write`` leaves ``final`` as it
     was. Another process writing ``final``: stop with one line (``Busy``), or with ``wait`` (a
     model saved at the end of training) wait for it."""
     with hold(final, wait=wait, what=what):
-        check_writable(final, overwrite=overwrite, what=what, ours=ours, legacy=legacy)
+        check_writable(final, overwrite=overwrite, what=what, ours=ours, legacy=legacy,
+                       told=told)
         final = Path(os.path.realpath(final))
         final.parent.mkdir(parents=True, exist_ok=True)
         tmp = _new_dir(final.parent, f".{final.name}-new-")
         try:
             write(tmp)
-            install(tmp, final, overwrite=overwrite, what=what, ours=ours, legacy=legacy)
+            install(tmp, final, overwrite=overwrite, what=what, ours=ours, legacy=legacy,
+                    told=told)
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp)
@@ -518,7 +523,8 @@ def replace_dir(final: str | Path, write: Callable[[Path], None], *, overwrite: 
 
 
 def install(new: Path, final: str | Path, *, overwrite: bool = False, what: str = "output",
-            ours: Callable[[Path], bool] | None = None, legacy: Iterable[str] = ()) -> Path:
+            ours: Callable[[Path], bool] | None = None, legacy: Iterable[str] = (),
+            told: str = "--overwrite") -> Path:
     """Put the directory ``new`` (written by the caller, beside ``final``) in place of
     ``final``, listing its files in ``final``'s marker.
 
@@ -539,13 +545,14 @@ def install(new: Path, final: str | Path, *, overwrite: bool = False, what: str 
                 return final
             except FileExistsError:  # it appeared while scpo wrote: it is looked at again
                 pass
-        target = check_writable(final, overwrite=overwrite, what=what, ours=ours, legacy=legacy)
+        target = check_writable(final, overwrite=overwrite, what=what, ours=ours,
+                                legacy=legacy, told=told)
         if target.owned is None:
             _move_in(new, final, files)
             return final
         clash = target.clashes(files)
         if clash and not overwrite:
-            raise FileExistsError(_not_listed(final, clash, what))
+            raise FileExistsError(_not_listed(final, clash, what, told))
         if (not _holds_cwd(final) and set(_files(final)) <= target.owned
                 and os.path.lexists(final / MARKER)):
             mark(new, what, files)

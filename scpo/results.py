@@ -263,7 +263,7 @@ def save_model(model: RewardModel, path: str | Path) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             model.save(Path(tmp) / "model")
         return
-    replace_dir(path, model.save, what=export.SAVED, legacy=export.FILES, wait=True,
+    replace_dir(path, model.save, what=export.SAVED, legacy=export.FILES, wait=True, told="",
                 ours=lambda p: saved.saved_kind(p) is not None)
 
 
