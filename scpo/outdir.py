@@ -75,10 +75,15 @@ _LOCKS_GUARD = threading.Lock()
 def lock_file(path: str | Path) -> Path:
     """Where the lock of the output ``path`` lives: a file named by a hash of its real path in
     a folder of this user's under the temporary directory (never beside the user's folders),
-    so every process of this machine that writes ``path`` takes the same lock."""
+    so every process of this user on this machine (with the same ``TMPDIR``) that writes
+    ``path`` takes the same lock."""
     real = os.path.realpath(path)
     where = Path(tempfile.gettempdir()) / f"scpo-locks-{os.getuid()}"
     where.mkdir(mode=0o700, exist_ok=True)
+    st = os.lstat(where)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():  # made by someone else
+        raise PermissionError(f"{where} is not a folder of yours; scpo keeps its locks there. "
+                              "Remove it, or set TMPDIR to a folder of your own")
     return where / f"{hashlib.sha256(real.encode()).hexdigest()[:32]}.lock"
 
 

@@ -398,3 +398,17 @@ def test_a_model_saved_at_the_end_of_training_waits_for_its_folder(tmp_path, cap
         holder.wait()
     assert (out / "head.safetensors").read_bytes() == b"weights"
     assert "waiting for it to finish" in capsys.readouterr().err
+
+
+def test_the_lock_folder_must_be_the_users_own(tmp_path, monkeypatch):
+    import os
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "gettempdir", lambda: str(tmp_path))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (tmp_path / f"scpo-locks-{os.getuid()}").symlink_to(elsewhere)  # put there by another
+    with pytest.raises(PermissionError, match="is not a folder of yours"):
+        outdir.lock_file(tmp_path / "out")
+    (tmp_path / f"scpo-locks-{os.getuid()}").unlink()
+    assert outdir.lock_file(tmp_path / "out").parent == tmp_path / f"scpo-locks-{os.getuid()}"
