@@ -7,8 +7,10 @@ blocked, and fail on what a reader would see broken.
 Per page: a JavaScript error in the console; an asset (script, style sheet, image) fetched from
 the network, or a local one that is missing; equations left as raw TeX (MathJax did not run); a
 link to a page of the book that does not exist; an absolute path of the build machine in the
-text; an executed page (a notebook) that shows no figure and no table. Screenshots of the
-intro, the method, the first country page and the main table are saved for a person to look at.
+text; an executed page (a notebook) that shows no figure and no table. Then the interactive
+page is used as a reader uses it (``book/interactive.py``): test texts typed into "Turn the dial
+yourself" must come back with scpo's token ids and rewards. Screenshots of the intro, the
+method, the first country page and the main table are saved for a person to look at.
 Chromium comes from Debian's package (``apt-get install chromium``), installed here if missing.
 """
 
@@ -143,6 +145,18 @@ def check_page(html_dir: Path, page: Path) -> list[str]:
     return problems
 
 
+def interactive(html_dir: Path) -> list[str]:
+    """The dial page, used as a reader uses it: typed into, scored, slid
+    (``book/interactive.py``, beside this file)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "book_interactive", Path(__file__).with_name("interactive.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.check_dial(html_dir, chromium())
+
+
 def screenshots(html_dir: Path, out: Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     saved = []
@@ -175,6 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     with ThreadPoolExecutor(args.jobs) as pool:
         problems = [m for found in pool.map(lambda p: check_page(html_dir, p), pages)
                     for m in found]
+    problems += interactive(html_dir)
     shots = screenshots(html_dir, Path(args.screenshots) if args.screenshots
                         else html_dir.parent / "screenshots")
     for m in problems:

@@ -418,3 +418,21 @@ def agreement(bundle: str | Path, models: Mapping[str, RewardModel],
                             (np.sign(page[ic] - page[ir]) == np.sign(ours[ic] - ours[ir])).sum())})
     return pd.DataFrame(out)
 
+
+class Widget:
+    """The page's interactive part, as a notebook output: ``book/_static/scpo-dial.js`` finds
+    it and builds the form there; without JavaScript it says what it would do."""
+
+    def __init__(self, manifest: Mapping[str, Any]):
+        self.manifest = manifest
+
+    def _repr_html_(self) -> str:
+        mb = {e: b / 2**20 for e, b in self.manifest["download_bytes"].items()}
+        return ('<div id="scpo-dial" class="scpo-dial" data-bundle="dial/">'
+                "<p class=\"scpo-dial-fallback\">This part of the page scores your own answers "
+                "with the book's reward models in your browser; it needs JavaScript, and "
+                f"downloads {mb[DEFAULT_ENCODER]:.0f} MB once (the encoder and its runtime)."
+                "</p></div>")
+
+    def __repr__(self) -> str:
+        return "(the interactive scorer: open the page in a browser)"
