@@ -127,7 +127,7 @@ def quantized(src: str | Path, dest: str | Path) -> Path:
 def embed_onnx(path: str | Path, encoder: Any, prompts: Sequence[str],
                responses: Sequence[str], batch_size: int = 32) -> np.ndarray:
     """Embeddings [n, d] from an exported encoder, run by onnxruntime, tokenised as
-    ``Encoder.embed`` tokenises (text pairs, cut at its max_length)."""
+    ``Encoder.embed`` tokenises (``Encoder.tokenize``)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -135,10 +135,9 @@ def embed_onnx(path: str | Path, encoder: Any, prompts: Sequence[str],
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     out = []
     for start in range(0, len(prompts), batch_size):
-        batch = encoder.tokenizer(list(prompts[start:start + batch_size]),
-                                  list(responses[start:start + batch_size]), truncation=True,
-                                  max_length=encoder.max_length, padding=True,
-                                  return_tensors="np")
+        batch = encoder.tokenize(prompts[start:start + batch_size],
+                                 responses[start:start + batch_size], padding=True,
+                                 return_tensors="np")
         out.append(session.run(None, {k: batch[k].astype(np.int64) for k in INPUTS})[0])
     return np.concatenate(out) if out else np.zeros((0, encoder.dim), dtype=np.float32)
 
@@ -249,8 +248,7 @@ def reference(rounds: Sequence[Mapping[str, Any]], models: Mapping[str, RewardMo
     out = []
     for r in rounds:
         prompts = [r["prompt"]] * len(r["answers"])
-        enc = encoder.tokenizer(prompts, list(r["answers"]), truncation=True,
-                                max_length=encoder.max_length)
+        enc = encoder.tokenize(prompts, r["answers"])
         out.append({**r, "ids": enc["input_ids"], "type_ids": enc["token_type_ids"],
                     "rewards": {k: [float(v) for v in m.score(prompts, list(r["answers"]))]
                                 for k, m in models.items()}})

@@ -173,7 +173,14 @@ def test_the_bundle_holds_every_file_the_page_loads(models, conditioned, encoder
     fp32 = agree[agree["encoder"] == "fp32"]
     assert (fp32["max_abs_diff"] < 1e-4).all() and (fp32["same_preference"] == 2).all()
     assert set(agree["model"]) == {"global", "country:Chile", "conditioned:Chile"}
-    # a second bundle replaces the first; a folder that is not a bundle is refused
+    # a second bundle replaces the first, also from a fresh encoder whose embeddings and
+    # export are cached (it never loads its model unless asked to tokenise)
+    fresh = Encoder(encoder.name_or_path, max_length=64, progress=False,
+                    cache_root=encoder.cache_root)
+    again = EmbeddingRM(fresh, models["global"].head)
+    browser.write_bundle(dest, again, {}, rounds=rounds[:1], npm_cache=cache)
+    ref = json.loads((dest / "reference.json").read_text())
+    assert ref["rounds"][0]["ids"] == first["ids"] and fresh.n_embedded == 0
     browser.write_bundle(dest, models["global"], {"Chile": models["Chile"]}, npm_cache=cache)
     assert not (dest / "reference.json").exists()
     (tmp_path / "mine").mkdir()

@@ -212,14 +212,20 @@ class Encoder:
                                            or os.environ.get("TQDM_DISABLE") == "1") as bar:
             for start in range(0, n, self.batch_size):
                 idx = order[start:start + self.batch_size]
-                batch = self.tokenizer([prompts[i] for i in idx], [responses[i] for i in idx],
-                                       truncation=True, max_length=self.max_length,
-                                       padding=True, return_tensors="pt")
+                batch = self.tokenize([prompts[i] for i in idx], [responses[i] for i in idx],
+                                      padding=True, return_tensors="pt")
                 emb = SentenceEmbedding(self.model)(**batch)
                 out[idx] = emb.float().numpy()
                 bar.update(len(idx))
         self.n_embedded += n
         return out
+
+    def tokenize(self, prompts: list[str], responses: list[str], **options: Any) -> Any:
+        """The text pairs as ``embed`` gives them to the model: cut at ``max_length`` (the
+        longer side first); ``options`` go to the tokenizer (padding, return_tensors)."""
+        self._load()
+        return self.tokenizer(list(prompts), list(responses), truncation=True,
+                              max_length=self.max_length, **options)
 
     def to_onnx(self, path: str | Path) -> Path:
         """``embed`` as an ONNX graph (torch's exporter; needs ``onnx`` and ``onnxscript``, the
