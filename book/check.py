@@ -8,9 +8,10 @@ Per page: a JavaScript error in the console; an asset (script, style sheet, imag
 the network, or a local one that is missing; equations left as raw TeX (MathJax did not run); a
 link to a page of the book that does not exist; an absolute path of the build machine in the
 text; an executed page (a notebook) that shows no figure and no table. Then the interactive
-page is used as a reader uses it (``book/interactive.py``): test texts typed into "Turn the dial
-yourself" must come back with scpo's token ids and rewards. Screenshots of the intro, the
-method, the first country page and the main table are saved for a person to look at.
+parts are used as a reader uses them (``book/interactive.py``): test texts typed into "Turn the
+dial yourself" must come back with scpo's token ids and rewards, and each figure with a slider
+must show its precomputed values. Screenshots of the intro, the method, the first country page
+and the main table are saved for a person to look at.
 Chromium comes from Debian's package (``apt-get install chromium``), installed here if missing.
 """
 
@@ -146,15 +147,16 @@ def check_page(html_dir: Path, page: Path) -> list[str]:
 
 
 def interactive(html_dir: Path) -> list[str]:
-    """The dial page, used as a reader uses it: typed into, scored, slid
-    (``book/interactive.py``, beside this file)."""
+    """The dial page and the figures with a slider, used as a reader uses them: typed into,
+    scored, slid (``book/interactive.py``, beside this file)."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location(
         "book_interactive", Path(__file__).with_name("interactive.py"))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.check_dial(html_dir, chromium())
+    browser = chromium()
+    return module.check_dial(html_dir, browser) + module.check_sliders(html_dir, browser)
 
 
 def screenshots(html_dir: Path, out: Path) -> list[Path]:

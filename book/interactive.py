@@ -1,4 +1,4 @@
-"""The book's interactive page, used as a reader uses it, in headless Chromium with the network
+"""The book's interactive parts, used as a reader uses them, in headless Chromium with the network
 blocked (``book/check.py`` runs this after its page checks).
 
 The page "Turn the dial yourself" (``try.html``) is served over http from 127.0.0.1 (a browser
@@ -8,6 +8,9 @@ The test texts that ``scpo.browser`` recorded with scpo's rewards and token ids
 it shows must be scpo's: within ``TOLERANCE`` with the fp32 encoder, and with the same
 preferred answer on every pair (and within ``TOLERANCE_FP16``) with the fp16 one. The dial's
 slider, moved with the keyboard, must show r_glo + alpha (r_country - r_glo).
+
+Every figure with a slider (``scpo.sliders``, on the steering and behaviour chapters) must show,
+at each position of its slider, the values precomputed for it.
 
 Chromium is driven through the DevTools protocol over a pipe (``--remote-debugging-pipe``), so
 nothing beyond Python's standard library and Debian's chromium is needed.
@@ -21,6 +24,7 @@ import argparse
 import functools
 import http.server
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -35,6 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TRY_PAGE = "try.html"
 TOLERANCE = 1e-3  # |browser - scpo| of a reward, fp32 encoder
 TOLERANCE_FP16 = 2e-2  # the same with the weights stored at half precision
+SLIDER = "scpo-slider"  # the class of a figure with a slider (scpo.sliders)
 
 
 class Browser:
@@ -354,13 +359,77 @@ def check_dial(html: Path, chromium: str, log=print) -> list[str]:
     return problems
 
 
+# ---------------------------------------------------------------------------- slider figures
+def fixed(x: float, digits: int) -> str:
+    """JavaScript's ``x.toFixed(digits)``: the exact binary value, halves away from zero."""
+    from decimal import ROUND_HALF_UP, Decimal
+
+    return str(Decimal(x).quantize(Decimal(1).scaleb(-digits), rounding=ROUND_HALF_UP))
+
+
+def check_sliders(html: Path, chromium: str, log=print) -> list[str]:
+    """Every figure with a slider: each position shows the values precomputed for it."""
+    pages = [p for p in sorted(html.rglob("*.html"))
+             if f'<figure class="{SLIDER}"' in p.read_text(errors="replace")
+             and not p.relative_to(html).parts[0].startswith("_")]
+    if not pages:
+        return []
+    server, b = Server(html), Browser(chromium)
+    problems, n = [], 0
+    try:
+        for page in pages:
+            name = str(page.relative_to(html))
+            b.open(server.url + name)
+            figures = b.wait(f"(f => f.length && f.every(x => x.dataset.ready) && f.length)("
+                             f"[...document.querySelectorAll('.{SLIDER}')])", 20)
+            for k in range(figures):
+                data = b.js(f"JSON.parse(document.querySelectorAll('.{SLIDER}')[{k}]"
+                            ".querySelector('script[type=\"application/json\"]').textContent)")
+                b.js(f"document.querySelectorAll('.{SLIDER}')[{k}]"
+                     ".querySelector('input[type=range]').focus()")
+                b.press("Home", 36)
+                for i, x in enumerate(data["x"]):
+                    shown = b.js(f"(f => ({{x: +f.querySelector('[data-x]').dataset.x, values: "
+                                 "[...f.querySelectorAll('[data-series]')].map(e => "
+                                 "({i: +e.dataset.series, v: e.dataset.value === 'null' ? null "
+                                 ": +e.dataset.value, text: e.textContent}))}))"
+                                 f"(document.querySelectorAll('.{SLIDER}')[{k}])")
+                    if shown["x"] != x:
+                        problems.append(f"{name}: slider figure {k + 1} shows x = {shown['x']} "
+                                        f"at position {i}, not {x}")
+                    for s in shown["values"]:
+                        want = data["series"][s["i"]]["values"][i]
+                        ok = (s["v"] is None and want is None) or (
+                            s["v"] is not None and want is not None and math.isclose(
+                                s["v"], want, rel_tol=1e-12, abs_tol=1e-12))
+                        label = data["series"][s["i"]]["label"]
+                        if not ok:
+                            problems.append(f"{name}: slider figure {k + 1} at x = {x} shows "
+                                            f"{s['v']} for {label}, precomputed {want}")
+                        text = f"{label}: " + ("–" if want is None else fixed(
+                            want, data["digits"]) + data["unit"])
+                        if s["text"] != text:
+                            problems.append(f"{name}: slider figure {k + 1} at x = {x} reads "
+                                            f"{s['text']!r}, not {text!r}")
+                    n += 1
+                    b.press("ArrowRight", 39)
+            problems += [f"{name}: {p}" for p in b.problems(server.url)]
+            b.events.clear()
+    finally:
+        b.close()
+        server.close()
+    log(f"slider figures: {n} positions on {len(pages)} page(s) show their precomputed values"
+        if not problems else f"slider figures: {len(problems)} problem(s)")
+    return problems
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--html", default=str(ROOT / "book" / "_build" / "html"))
     args = ap.parse_args(argv)
     chromium = shutil.which("chromium") or shutil.which("chromium-browser") or "chromium"
     html = Path(args.html).resolve()
-    problems = check_dial(html, chromium)
+    problems = check_dial(html, chromium) + check_sliders(html, chromium)
     for p in problems:
         print(p)
     return 1 if problems else 0

@@ -1,18 +1,20 @@
-"""book/interactive.py, the browser test of the book's dial page, on a small page of its own in
-headless Chromium: it passes on the book's script and fails, naming the problem, when the script
-computes something else (a tokenizer that cuts a pair differently, a dial that is not
-r_glo + alpha (r_c - r_glo)) or when the page's rewards are not scpo's. `make book-check` runs
-it on the built book."""
+"""book/interactive.py, the browser test of the book's interactive parts, on small pages of its
+own in headless Chromium: it passes on the book's scripts and fails, naming the problem, when a
+script computes something else (a tokenizer that cuts a pair differently, a dial that is not
+r_glo + alpha (r_c - r_glo), a slider that shows another position's values) or when the page's
+rewards are not scpo's. `make book-check` runs it on the built book."""
 
 from __future__ import annotations
 
 import json
 import shutil
 
+import numpy as np
+import pandas as pd
 import pytest
 from conftest import ROOT, load_script
 
-from scpo import browser
+from scpo import browser, sliders
 from scpo.models.embedding import EmbeddingRM, Encoder
 
 interactive = load_script("book/interactive.py", "book_interactive")
@@ -43,8 +45,8 @@ def site(tiny_bert, tmp_path_factory):
                    "truth": {"Chile": [1.0, -1.0]}, "truth_kind": "utility"}],
         rounds=[{"prompt": p, "answers": a} for p, a in zip(PROMPTS, ANSWERS)])
     (root / "try.html").write_text(
-        '<html><head><script src="_static/scpo-dial.js"></script></head><body>'
-        '<div id="scpo-dial" data-bundle="dial/"></div></body></html>')
+        '<html><head><meta charset="utf-8"><script src="_static/scpo-dial.js"></script></head>'
+        '<body><div id="scpo-dial" data-bundle="dial/"></div></body></html>')
     return root
 
 
@@ -87,3 +89,37 @@ def test_rewards_that_are_not_scpos_and_a_wrong_dial_fail(site):
     assert "fp32 #0: country:Chile's rewards" in found and "(> 0.001)" in found
     assert "fp32 #1" not in found  # the other round's rewards are scpo's
     assert "not r_glo + α (r_c - r_glo)" in found
+
+
+@pytest.fixture(scope="module")
+def slider_site(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sliders")
+    (root / "_static").mkdir()
+    table = pd.DataFrame({"overall": [70.0, 71.25, np.nan, 73.0], "pure": [0.0, 5.5, 9.0, 20.0]},
+                         index=[0.0, 0.5, 1.0, 2.0])
+    figs = [sliders.slider_figure(table, {"overall": "overall", "pure": "pure"}, title="a",
+                                  x_label="α", y_label="%", start=1.0),
+            sliders.slider_figure(table[["pure"]], {"pure": "pure"}, title="b", x_label="α",
+                                  y_label="%")]
+    (root / "page.html").write_text(
+        '<html><head><meta charset="utf-8"><script src="_static/scpo-slider.js"></script>'
+        '</head><body>' + "".join(f._repr_html_() for f in figs) + "</body></html>")
+    return root
+
+
+def test_each_slider_position_shows_its_precomputed_values(slider_site):
+    with_script(slider_site, "scpo-slider.js")
+    lines = []
+    assert interactive.check_sliders(slider_site, CHROMIUM, log=lines.append) == []
+    assert lines == ["slider figures: 8 positions on 1 page(s) show their precomputed values"]
+
+
+@pytest.mark.parametrize("change,expected", [
+    (("const v = s.values[i];", "const v = s.values[Math.max(0, i - 1)];"),
+     "slider figure 1 at x = 0.5 shows 70 for overall, precomputed 71.25"),
+    (("v.toFixed(data.digits)", "v.toFixed(data.digits + 1)"),
+     "slider figure 1 at x = 0.5 reads 'overall: 71.25', not 'overall: 71.3'")])  # JS: half up
+def test_a_slider_that_shows_other_values_fails(slider_site, change, expected):
+    with_script(slider_site, "scpo-slider.js", change)
+    found = "\n".join(interactive.check_sliders(slider_site, CHROMIUM, log=quiet))
+    assert expected in found

@@ -204,9 +204,9 @@
         el("div", { class: "scpo-dial-row" }, add, score,
           el("span", { class: "scpo-dial-hint", text: "(or Ctrl+Enter)" })),
         el("div", { class: "scpo-dial-row scpo-dial-slider" },
-          el("label", { for: "dial-alpha" }, "Dial α "), this.alpha, this.alphaShown,
+          el("label", { for: "dial-alpha" }, "Dial \u03b1 "), this.alpha, this.alphaShown,
           el("span", { class: "scpo-dial-hint",
-            text: "0: the global RM · 1: the country's model · 2: twice as far" })),
+            text: "0: the global RM \u00b7 1: the country's model \u00b7 2: twice as far" })),
         this.statusLine, this.results,
         el("details", {}, el("summary", { text: "Tokens (what the encoder reads)" }),
           this.tokens));
@@ -383,7 +383,7 @@
         const dial = glo.map((g, i) => steered(g, mine[i], a));
         const best = argmax(dial);
         if (best !== gloBest) flips += 1;
-        row(c, `dial at α = ${a.toFixed(2)}`, `steered:${c}`, dial,
+        row(c, `dial at \u03b1 = ${a.toFixed(2)}`, `steered:${c}`, dial,
           best !== gloBest ? "scpo-dial-flip" : "");
         if (this.models.conditioned && this.models.conditioned.countries.includes(c)) {
           row(c, "one conditioned model", `conditioned:${c}`,
@@ -398,7 +398,7 @@
       }
       table.append(body);
       const said = el("p", { id: "dial-summary", dataset: { flips: String(flips) }, text:
-        `At α = ${a.toFixed(2)} the dial prefers another answer than the global RM for ` +
+        `At \u03b1 = ${a.toFixed(2)} the dial prefers another answer than the global RM for ` +
         `${flips} of ${m.countries.length} countries.` });
       this.results.replaceChildren(said, table);
       this.tokens.replaceChildren(...this.scored.encoded.map((t, i) => el("p", {
