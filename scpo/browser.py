@@ -255,6 +255,23 @@ def reference(rounds: Sequence[Mapping[str, Any]], models: Mapping[str, RewardMo
     return out
 
 
+def preferred(rewards: Sequence[float]) -> int:
+    """The answer a model prefers: the first of the highest rewards, as the page marks it."""
+    return int(np.argmax(rewards))
+
+
+def disagreements(rounds: Sequence[Mapping[str, Any]], country: str) -> list[int]:
+    """The rounds of ``reference`` (scpo's rewards) where ``country``'s model prefers another
+    answer than the global RM: what the exercise on the page asks a reader to find."""
+    key = f"country:{country}"
+    missing = [i for i, r in enumerate(rounds) if key not in r["rewards"]]
+    if missing:
+        raise KeyError(f"no rewards of {key!r} in round(s) {missing}; the rounds have "
+                       f"{sorted(rounds[missing[0]]['rewards'])}")
+    return [i for i, r in enumerate(rounds)
+            if preferred(r["rewards"][key]) != preferred(r["rewards"]["global"])]
+
+
 def pool_examples(pool: pd.DataFrame, countries: Sequence[str], n: int = 4,
                   answers: int = 3) -> list[dict[str, Any]]:
     """Starting examples from a simulation's held-out pool (``scpo.bon.pool_items``): the
@@ -314,7 +331,8 @@ def write_bundle(dest: str | Path, global_rm: RewardModel,
     """Every file the page loads, into ``dest`` (written beside it, then swapped in); returns
     the manifest (``manifest.json``): the files, their sizes and sha256, and the download of
     the page with each encoder. ``rounds``: texts to record scpo's rewards of
-    (``reference.json``, read by the browser test, not by the page)."""
+    (``reference.json``, read by the browser test, not by the page), with those of the
+    starting ``examples``."""
     dest = Path(dest)
     encoder = global_rm.frozen_encoder
     if encoder is None:
@@ -349,6 +367,7 @@ def write_bundle(dest: str | Path, global_rm: RewardModel,
                      for c in country_models if c in conditioned.countries}
         (tmp / "reference.json").write_text(json.dumps(
             {"max_length": encoder.max_length, "rounds": reference(rounds, refs, encoder),
+             "examples": reference(examples, refs, encoder),
              "probes": reference([{"prompt": p, "answers": a} for p, a in PROBES], refs,
                                  encoder)}, ensure_ascii=False))
     runtime = jsruntime.vendor(tmp, npm_cache)

@@ -161,6 +161,9 @@ def test_the_bundle_holds_every_file_the_page_loads(models, conditioned, encoder
         first["rewards"]["conditioned:Chile"],
         conditioned.score([PROMPTS[0]] * 2, RESPONSES[:2], ["Chile"] * 2))
     assert "conditioned:Mexico" not in first["rewards"]  # Mexico has no model of its own here
+    # ... and of the starting examples (the exercise on the page asks about them)
+    np.testing.assert_array_equal(ref["examples"][0]["rewards"]["country:Chile"],
+                                  models["Chile"].score(["p", "p"], ["a", "b"]))
     assert len(ref["probes"]) == len(browser.PROBES)
     assert max(len(i) for p in ref["probes"] for i in p["ids"]) == 64  # cut at max_length
     # what the page computes, in Python: the same numbers
@@ -200,6 +203,17 @@ def test_models_the_browser_cannot_run_are_refused(models, tiny_bert, tmp_path):
                               + np.eye(2, other.dim), seed=0)
     with pytest.raises(ValueError, match="not a head on the global RM's encoder"):
         browser.write_bundle(tmp_path / "b", models["global"], {"Chile": foreign})
+
+
+def test_disagreements_are_the_rounds_where_the_country_prefers_another_answer():
+    rounds = [{"rewards": {"global": [0.1, 0.3], "country:Chile": [0.2, 0.1]}},  # b, then a
+              {"rewards": {"global": [0.5, 0.2, 0.4], "country:Chile": [0.9, -1.0, 0.8]}},
+              {"rewards": {"global": [0.0, 0.7, 0.7], "country:Chile": [0.0, 0.2, 0.6]}},
+              {"rewards": {"global": [0.2, 0.2], "country:Chile": [0.3, 0.3]}}]  # ties: first
+    assert browser.disagreements(rounds, "Chile") == [0, 2]
+    assert [browser.preferred(r["rewards"]["country:Chile"]) for r in rounds] == [0, 0, 2, 0]
+    with pytest.raises(KeyError, match=r"no rewards of 'country:Peru' in round\(s\) \[0, 1"):
+        browser.disagreements(rounds, "Peru")
 
 
 def test_reference_rounds_pair_texts_of_one_prompt_each_once():
