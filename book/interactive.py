@@ -7,7 +7,9 @@ The test texts that ``scpo.browser`` recorded with scpo's rewards and token ids
 (``_static/dial/reference.json``) are typed into it and scored, and the rewards and token ids
 it shows must be scpo's: within ``TOLERANCE`` with the fp32 encoder, and with the same
 preferred answer on every pair (and within ``TOLERANCE_FP16``) with the fp16 one. The dial's
-slider, moved with the keyboard, must show r_glo + alpha (r_country - r_glo).
+slider, moved with the keyboard, must show r_glo + alpha (r_country - r_glo). Each starting
+example, chosen from the page's list, must show the answer each model prefers as scpo's rewards
+prefer it (exercise 9 of the exercises page asks where Chile's model and the global RM disagree).
 
 Every figure with a slider (``scpo.sliders``, on the steering and behaviour chapters) must show,
 at each position of its slider, the values precomputed for it.
@@ -39,6 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TRY_PAGE = "try.html"
 TOLERANCE = 1e-3  # |browser - scpo| of a reward, fp32 encoder
 TOLERANCE_FP16 = 2e-2  # the same with the weights stored at half precision
+EXERCISE_COUNTRY = "Chile"  # exercise 9 of book/teaching.md
 SLIDER = "scpo-slider"  # the class of a figure with a slider (scpo.sliders)
 
 
@@ -303,6 +306,33 @@ def check_slider_of_dial(b: Browser) -> list[str]:
     return problems
 
 
+def check_examples(b: Browser, examples: list[dict[str, Any]], country: str,
+                   log=print) -> list[str]:
+    """Each starting example, chosen from the page's list: the answer each model is shown to
+    prefer must be the one scpo's rewards prefer (exercise 9 of the exercises page asks where
+    ``country``'s model and the global RM disagree)."""
+    problems, disagree = [], []
+    for i, ref in enumerate(examples):
+        before = int(b.js("document.getElementById('scpo-dial').dataset.round || 0"))
+        b.js(f"(s => {{ s.value = '{i}'; s.dispatchEvent(new Event('change')); }})("
+             "document.getElementById('dial-example'))")
+        b.wait(f"(d => d.dataset.state === 'failed' || +d.dataset.round > {before})("
+               "document.getElementById('scpo-dial'))")
+        shown = b.js("Object.fromEntries([...document.querySelectorAll('#dial-results "
+                     "td[data-prefers]')].map(e => [e.dataset.prefers, e.textContent]))")
+        for key, rewards in ref["rewards"].items():
+            want = chr(65 + int(max(range(len(rewards)), key=lambda k: (rewards[k], -k))))
+            if shown.get(key) != want:
+                problems.append(f"{TRY_PAGE}: example {i + 1}: the page shows {key} preferring "
+                                f"{shown.get(key)}, scpo's rewards prefer {want}")
+        if f"country:{country}" in ref["rewards"] and shown.get(f"country:{country}") != \
+                shown.get("global"):
+            disagree.append(i + 1)
+    log(f"{TRY_PAGE}: starting examples: each model's preferred answer as scpo's; {country}'s "
+        f"model and the global RM disagree on example(s) {disagree or 'none'}")
+    return problems
+
+
 def check_dial(html: Path, chromium: str, log=print) -> list[str]:
     """The page "Turn the dial yourself", as a reader uses it; its measurements are logged."""
     page = html / TRY_PAGE
@@ -341,6 +371,7 @@ def check_dial(html: Path, chromium: str, log=print) -> list[str]:
                                 f"differs from scpo's on {m['pairs'] - m['same_preference']} "
                                 "(model, pair)s")
         problems += compare("probe", reference["probes"], b, TOLERANCE_FP16, True)[0]
+        problems += check_examples(b, reference.get("examples", []), EXERCISE_COUNTRY, log)
         problems += check_slider_of_dial(b)
         problems += [f"{TRY_PAGE}: {p}" for p in b.problems(server.url)]
         log(f"{TRY_PAGE}: first score {first:.1f} s after opening the page ({waited:.1f} s "

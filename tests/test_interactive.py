@@ -42,7 +42,9 @@ def site(tiny_bert, tmp_path_factory):
     browser.write_bundle(
         root / "_static" / "dial", glo, {"Chile": chile},
         examples=[{"prompt": PROMPTS[0], "answers": ANSWERS[0],
-                   "truth": {"Chile": [1.0, -1.0]}, "truth_kind": "utility"}],
+                   "truth": {"Chile": [1.0, -1.0]}, "truth_kind": "utility"},
+                  {"prompt": PROMPTS[1], "answers": [*ANSWERS[1], "Only in cafes."],
+                   "truth": {"Chile": [0.0, 1.0, 2.0]}, "truth_kind": "utility"}],
         rounds=[{"prompt": p, "answers": a} for p, a in zip(PROMPTS, ANSWERS)])
     (root / "try.html").write_text(
         '<html><head><meta charset="utf-8"><script src="_static/scpo-dial.js"></script></head>'
@@ -65,6 +67,15 @@ def test_the_dial_page_passes_with_the_books_script(site):
     said = "\n".join(lines)
     assert "fp32 encoder on 4 test texts" in said and "same preferred answer on 4/4" in said
     assert "downloaded" in said and "first score" in said
+    assert "starting examples: each model's preferred answer as scpo's" in said
+
+
+def test_a_page_that_marks_another_preferred_answer_fails(site):
+    with_script(site, "scpo-dial.js", ("if (x > xs[best]) best = i;",
+                                       "if (x < xs[best]) best = i;"))
+    found = "\n".join(interactive.check_dial(site, CHROMIUM, log=quiet))
+    assert "example 1: the page shows global preferring" in found
+    assert "example 2: the page shows country:Chile preferring" in found
 
 
 def test_a_script_that_cuts_long_pairs_otherwise_fails(site):
