@@ -477,6 +477,27 @@ def sliders_against_tables(pages: dict[str, str]) -> list[str]:
     return problems
 
 
+def exercise_against_page(html: Path, pages: dict[str, str]) -> list[str]:
+    """Exercise 9 of the exercises page says on which of the page's starting examples Chile's
+    model prefers another answer than the global RM: scpo's rewards of them, as staged."""
+    from scpo import browser
+
+    ref = json.loads((html / "_static" / "dial" / "reference.json").read_text())
+    flips = browser.disagreements(ref["examples"], "Chile")
+    text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", pages["teaching"]))
+    said = re.search(r"Chile is one of this book.s countries\. Its SCPO \(F\+W\) model prefers "
+                     r"another answer than the global RM on (\d+) of the page.s (\d+) starting "
+                     r"examples(?: \(([^)]*)\))?", text)
+    if not said:
+        return ["teaching: exercise 9 does not say where Chile's model and the global RM "
+                "disagree"]
+    listed = [int(n) - 1 for n in re.findall(r"example (\d+)", said[3] or "")]
+    if (int(said[1]), int(said[2]), listed) != (len(flips), len(ref["examples"]), flips):
+        return [f"teaching: exercise 9 says {said[0]!r}; scpo's rewards disagree on examples "
+                f"{[i + 1 for i in flips]} of {len(ref['examples'])}"]
+    return []
+
+
 @pytest.fixture(scope="module")
 def fetched(tmp_path_factory, tiny_bert, env):
     """A data directory made by `scpo fetch` from the stand-in hub: simulated PRISM-format
@@ -567,6 +588,7 @@ def test_tiny_book_builds_with_a_data_directory_then_rebuilds_from_the_stamps(tm
     assert "reported in the paper" in pages["results/main"]
     # the dial's figures with a slider hold the numbers of their chapters' static tables
     assert sliders_against_tables(pages) == []
+    assert exercise_against_page(html, pages) == []
     # "Building this book" states the versions the runs read from their kernels (this venv's)
     from importlib.metadata import version
 
