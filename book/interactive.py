@@ -377,7 +377,7 @@ def check_dial(html: Path, chromium: str, log=print) -> list[str]:
         log(f"{TRY_PAGE}: first score {first:.1f} s after opening the page ({waited:.1f} s "
             "as this check waited; headless Chromium, "
             f"{manifest['default_encoder']} encoder, served from 127.0.0.1); downloaded "
-            f"{download / 2**20:.1f} MB")
+            f"{download / 2**20:.1f} MiB")
         for encoder, m in measured.items():
             log(f"{TRY_PAGE}: {encoder} encoder on {m['texts']} test texts: max |browser - scpo| "
                 f"= {m['max_abs_diff']:.2e}, same preferred answer on {m['same_preference']}/"

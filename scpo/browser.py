@@ -448,7 +448,7 @@ class Widget:
         return ('<div id="scpo-dial" class="scpo-dial" data-bundle="dial/">'
                 "<p class=\"scpo-dial-fallback\">This part of the page scores your own answers "
                 "with the book's reward models in your browser; it needs JavaScript, and "
-                f"downloads {mb[DEFAULT_ENCODER]:.0f} MB once (the encoder and its runtime)."
+                f"downloads {mb[DEFAULT_ENCODER]:.0f} MiB once (the encoder and its runtime)."
                 "</p></div>")
 
     def __repr__(self) -> str:

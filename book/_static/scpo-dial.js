@@ -100,7 +100,7 @@
     for (const c of children) e.append(c);
     return e;
   }
-  const mb = (bytes) => `${(bytes / 2 ** 20).toFixed(0)} MB`;
+  const mb = (bytes) => `${(bytes / 2 ** 20).toFixed(0)} MiB`;
   const letter = (i) => String.fromCharCode(65 + i);
   const fmt = (x) => (Object.is(x, -0) ? 0 : x).toFixed(3);
 
