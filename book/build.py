@@ -64,6 +64,9 @@ RESULT_PAGES = {  # the longest first: the dial (results/steering) waits for the
     "results/cross_country": "cross_country.md",
 }
 GOQA_CSV = "global_opinions.csv"
+# "Turn the dial yourself": its notebook writes the files a reader's browser scores with
+# (scpo.browser) into <work_dir>/web/; the build serves them from the book's _static/dial/
+TRY_PAGE, TRY_STATIC = "try", "dial"
 # PRISM on a laptop: with a data directory holding prism/, the country pages run again on PRISM
 # (the embedding tier, as on the simulator) under this part, and its chapter reads them.
 PRISM_PART = "prism"
@@ -709,6 +712,13 @@ def plan(preset: str, dataset: str | None, data_dir: str, countries: list[str] |
                     {**common, "work_dir": str(store / "work" / "steering"),
                      "sweeps_dir": str(store / "work" / "sweeps")},
                     inputs=pages + ["results/sweeps"]))
+    # a reader scores their own answers with those models, in the browser (stage_try_files)
+    try_dir = store / "work" / TRY_PAGE
+    jobs.append(Job(TRY_PAGE, NOTEBOOKS / "try.md",
+                    {**common, "work_dir": str(try_dir),
+                     "conditioned_dir": str(store / "work" / "conditioned" / "model")},
+                    inputs=pages + ["results/conditioned"],
+                    outputs=[try_dir / "web" / "manifest.json"]))
     jobs.append(scorecard_job(jobs, store))
     carb = carb_dir(data_dir)
     if carb:
@@ -796,6 +806,7 @@ def assemble(jobs: list[Job], store: Path, src: Path) -> None:
         nb = for_readers(with_install_cell(nb))
         dest.write_text(json.dumps(nb, indent=1, ensure_ascii=False))
     configure(src / "_config.yml", launch_pages(jobs))
+    stage_try_files(src, jobs)
     write_environment(src / "intro.md", jobs)
     pages = {j.page for j in jobs}
     with_country_pages(src / "_toc.yml", f"{PRISM_PART}/main",
@@ -809,6 +820,24 @@ def assemble(jobs: list[Job], store: Path, src: Path) -> None:
         if page not in pages:
             (src / f"{page}.md").parent.mkdir(parents=True, exist_ok=True)
             (src / f"{page}.md").write_text(text)
+
+
+def stage_try_files(src: Path, jobs: list[Job]) -> None:
+    """The files the page "try" wrote for the reader's browser (the exported encoder, the
+    heads, the pinned JavaScript runtime; ``scpo.browser.write_bundle``) into the staged
+    ``_static/dial/`` (hard links where the file system allows: some are 100 MB)."""
+    job = next((j for j in jobs if j.page == TRY_PAGE), None)
+    bundle = Path(job.params["work_dir"]) / "web" if job else None
+    if bundle is None or not (bundle / "manifest.json").is_file():
+        return  # not the embedding tier: the page says so, and loads nothing
+
+    def link(a: str, b: str) -> None:
+        try:
+            os.link(a, b)
+        except OSError:
+            shutil.copy2(a, b)
+
+    shutil.copytree(bundle, src / "_static" / TRY_STATIC, copy_function=link)
 
 
 def with_country_pages(toc: Path, chapter: str, present: bool) -> None:

@@ -7,8 +7,11 @@ blocked, and fail on what a reader would see broken.
 Per page: a JavaScript error in the console; an asset (script, style sheet, image) fetched from
 the network, or a local one that is missing; equations left as raw TeX (MathJax did not run); a
 link to a page of the book that does not exist; an absolute path of the build machine in the
-text; an executed page (a notebook) that shows no figure and no table. Screenshots of the
-intro, the method, the first country page and the main table are saved for a person to look at.
+text; an executed page (a notebook) that shows no figure and no table. Then the interactive
+parts are used as a reader uses them (``book/interactive.py``): test texts typed into "Turn the
+dial yourself" must come back with scpo's token ids and rewards, and each figure with a slider
+must show its precomputed values. Screenshots of the intro, the method, the first country page
+and the main table are saved for a person to look at.
 Chromium comes from Debian's package (``apt-get install chromium``); run as root where it is
 missing, the check says so and installs it, unless told not to (``--no-apt``, ``SCPO_NO_APT=1``).
 """
@@ -153,6 +156,19 @@ def check_page(html_dir: Path, page: Path) -> list[str]:
     return problems
 
 
+def interactive(html_dir: Path) -> list[str]:
+    """The dial page and the figures with a slider, used as a reader uses them: typed into,
+    scored, slid (``book/interactive.py``, beside this file)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "book_interactive", Path(__file__).with_name("interactive.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    browser = chromium()
+    return module.check_dial(html_dir, browser) + module.check_sliders(html_dir, browser)
+
+
 def screenshots(html_dir: Path, out: Path) -> list[Path]:
     """A screenshot of the first page of each of ``SHOTS`` into ``out``, each listed first in
     the marker (``scpo.outdir``) of the book it sits in (``<book>/screenshots``: the next build
@@ -201,6 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     with ThreadPoolExecutor(args.jobs) as pool:
         problems = [m for found in pool.map(lambda p: check_page(html_dir, p), pages)
                     for m in found]
+    problems += interactive(html_dir)
     try:
         shots = screenshots(html_dir, Path(args.screenshots) if args.screenshots
                             else html_dir.parent / "screenshots")

@@ -19,6 +19,9 @@ The package follows the method step by step; each module has one job:
 - ``results``    what a run writes and reads back, and the runs the chapters reopen
 - ``conditioned`` one reward model for every country: its training set, runs, timing
 - ``steer``      steering at inference: the reward's and the weights' mix, the dial
+- ``browser``    the embedding tier in a reader's browser: ONNX encoder, heads as arrays
+- ``jsruntime``  the browser page's JavaScript: npm packages at pinned versions and sha512
+- ``sliders``    figures that answer a slider: precomputed values along a dial
 - ``published``  the authors' published country RMs (ids, model-card records) to rescore
 - ``evaluate``   accuracy, pure-minority subset, bootstrap CIs, 1 - JSD, data efficiency
 - ``report``     the book's tables: macro averages, the main table, claims' verdicts

@@ -13,12 +13,16 @@ from pathlib import Path
 
 import pytest
 
+ROOT = Path(__file__).resolve().parents[1]
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
+# The pinned npm tarballs of the book's browser page are checked against their sha512 whenever
+# they are read, so the tests share the checkout's copies (fetched once, then offline)
+os.environ.setdefault("SCPO_NPM_CACHE", str(
+    Path(os.environ.get("SCPO_CACHE_DIR") or ROOT / ".cache" / "scpo") / "npm"))
 os.environ["SCPO_CACHE_DIR"] = os.environ.get("SCPO_TEST_CACHE") or tempfile.mkdtemp(
     prefix="scpo-test-cache-")
 
-ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 GOQA_CSV = SHARED / "data" / "globalopinionqa" / "global_opinions.csv"
 

@@ -436,6 +436,68 @@ def table_with(html: str, heading: str) -> list[list[str]]:
     raise AssertionError(f"no table with {heading!r}")
 
 
+def slider_figures(html: str) -> dict[str, dict]:
+    """The figures with a slider on a page (``scpo.sliders``): title -> their values."""
+    found = re.findall(r'<figure class="scpo-slider"[^>]*><script type="application/json">'
+                       r"(.*?)</script></figure>", html, re.S)
+    return {d["title"]: d for d in (json.loads(f) for f in found)}
+
+
+def sliders_against_tables(pages: dict[str, str]) -> list[str]:
+    """The steering and behaviour chapters' slider figures show, position by position, the
+    numbers of the same chapter's static table (rounded as the table shows them)."""
+    problems = []
+    wanted = {  # page -> (figure title, its series, the table's heading and column, digits)
+        "results/steering": [("Accuracy along the dial, macro-averaged", "overall", "Overall", 1),
+                             ("Accuracy along the dial, macro-averaged", "pure minority",
+                              "Pure minority", 1)],
+        "results/behaviour": [
+            ("Best-of-N from each prompt's pool: the pick's gain over a random candidate",
+             "country's truth", "country's truth: gain", 2),
+            ("Best-of-N from each prompt's pool: the pick's gain over a random candidate",
+             "consensus", "consensus: gain", 2),
+            ("Best-of-N on the test turns: the pick is the user's top choice",
+             "top-choice agreement", "turns: top-choice agreement (%)", 1)]}
+    for page, checks in wanted.items():
+        figures = slider_figures(pages[page])
+        for title, label, heading, digits in checks:
+            if title not in figures:
+                problems.append(f"{page}: no slider figure {title!r} (it has {list(figures)})")
+                continue
+            fig = figures[title]
+            series = next(s for s in fig["series"] if s["label"] == label)
+            table = table_with(pages[page], heading)
+            column = next(i for i, c in enumerate(table[0]) if c == heading)
+            rows = {r[0]: r[column].split(" [")[0] for r in table[2:]}
+            shown = [rows.get(f"{x:.2f}") for x in fig["x"]]
+            slid = [None if v is None else f"{v:.{digits}f}" for v in series["values"]]
+            if shown != slid:
+                problems.append(f"{page}: {title!r}, {label}: the slider shows {slid}, the "
+                                f"table {shown}")
+    return problems
+
+
+def exercise_against_page(html: Path, pages: dict[str, str]) -> list[str]:
+    """Exercise 9 of the exercises page says on which of the page's starting examples Chile's
+    model prefers another answer than the global RM: scpo's rewards of them, as staged."""
+    from scpo import browser
+
+    ref = json.loads((html / "_static" / "dial" / "reference.json").read_text())
+    flips = browser.disagreements(ref["examples"], "Chile")
+    text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", pages["teaching"]))
+    said = re.search(r"Chile is one of this book.s countries\. Its SCPO \(F\+W\) model prefers "
+                     r"another answer than the global RM on (\d+) of the page.s (\d+) starting "
+                     r"examples(?: \(([^)]*)\))?", text)
+    if not said:
+        return ["teaching: exercise 9 does not say where Chile's model and the global RM "
+                "disagree"]
+    listed = [int(n) - 1 for n in re.findall(r"example (\d+)", said[3] or "")]
+    if (int(said[1]), int(said[2]), listed) != (len(flips), len(ref["examples"]), flips):
+        return [f"teaching: exercise 9 says {said[0]!r}; scpo's rewards disagree on examples "
+                f"{[i + 1 for i in flips]} of {len(ref['examples'])}"]
+    return []
+
+
 @pytest.fixture(scope="module")
 def fetched(tmp_path_factory, tiny_bert, env):
     """A data directory made by `scpo fetch` from the stand-in hub: simulated PRISM-format
@@ -524,6 +586,9 @@ def test_tiny_book_builds_with_a_data_directory_then_rebuilds_from_the_stamps(tm
     assert "<h1>Chile" in chile and "pure-minority" in chile
     assert re.search(r"keeps\s*(<[^>]+>\s*)*\d+(<[^>]+>\s*)*\s*pairs", chile)  # glued numbers
     assert "reported in the paper" in pages["results/main"]
+    # the dial's figures with a slider hold the numbers of their chapters' static tables
+    assert sliders_against_tables(pages) == []
+    assert exercise_against_page(html, pages) == []
     # "Building this book" states the versions the runs read from their kernels (this venv's)
     from importlib.metadata import version
 

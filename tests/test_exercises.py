@@ -60,7 +60,7 @@ def papermill_args(line: str) -> dict[str, str]:
 def test_every_exercise_prints_full_commands():
     found = sections()
     numbered = [t for t in found if re.match(r"\d+\. ", t)]
-    assert len(numbered) == 8
+    assert len(numbered) == 9
     for title in numbered:
         assert found[title], f"exercise {title!r} prints no command"
     setup = found["set-up"]

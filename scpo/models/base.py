@@ -105,6 +105,20 @@ class RewardModel(abc.ABC):
         or tokenizer and options), so that their weights can be mixed."""
         self.torch_module()  # a model without weights to mix says so
 
+    # ---- what the reader's browser runs (``scpo.browser``) ----
+
+    @property
+    def frozen_encoder(self) -> Any:
+        """The frozen sentence encoder under a head (the embedding tier's ``Encoder``), or
+        None: a model without one cannot be split into an encoder and a small head."""
+        return None
+
+    def head_arrays(self) -> dict[str, Any]:
+        """What turns a sentence embedding into a reward, as plain float32 arrays (the
+        embedding tier's head); other tiers refuse."""
+        raise ValueError(f"{type(self).__name__} is not a head on frozen sentence embeddings; "
+                         "only the embedding tier's models run in a reader's browser")
+
     def weights_changed(self) -> None:
         """Called after the weights were changed in place (training, mixing): forget whatever
         was derived from them (a cached fingerprint)."""
@@ -183,6 +197,16 @@ class ConditionedRM(abc.ABC):
         raise ValueError(f"{type(self).__name__} is not a standard Hugging Face checkpoint (a "
                          "head on frozen sentence embeddings); only the hf and partial tiers' "
                          "models export")
+
+    @property
+    def frozen_encoder(self) -> Any:
+        """As ``RewardModel.frozen_encoder``."""
+        return None
+
+    def head_arrays(self) -> dict[str, Any]:
+        """As ``RewardModel.head_arrays``; with ``delta`` and ``countries`` besides."""
+        raise ValueError(f"{type(self).__name__} is not a head on frozen sentence embeddings; "
+                         "only the embedding tier's models run in a reader's browser")
 
 
 def for_country(model: RewardModel | ConditionedRM, country: str | None) -> RewardModel:

@@ -211,6 +211,17 @@ class CountryHeadRM(ConditionedRM):
     def copy(self) -> CountryHeadRM:
         return CountryHeadRM(self.encoder, copy.deepcopy(self.head), self.countries)
 
+    @property
+    def frozen_encoder(self) -> Encoder:
+        return self.encoder
+
+    def head_arrays(self) -> dict[str, Any]:
+        """The shared head's arrays, and ``delta`` [countries, d] with the ``countries`` in
+        its row order: r(x, y | c) = shared(z) + delta_c . z."""
+        return {"shared": self.head.shared.arrays(),
+                "delta": self.head.delta.detach().float().numpy().copy(),
+                "countries": list(self.countries)}
+
     def save(self, path: str | Path) -> None:
         """``country_head_rm.json`` (encoder, head kind, countries) then, atomically and last,
         ``country_head.safetensors`` (shared head, standardisation, deltas)."""

@@ -73,6 +73,23 @@ def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (hidden * m).sum(dim=1) / m.sum(dim=1).clamp_min(1e-9)
 
 
+class SentenceEmbedding(nn.Module):
+    """Token ids -> the unit-norm sentence embedding: the transformer's last hidden state,
+    ``mean_pool`` over the real tokens, L2 normalisation. ``Encoder.embed`` runs it, and
+    ``Encoder.to_onnx`` exports it, so the browser's encoder computes what scpo computes."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+        kw = {} if token_type_ids is None else {"token_type_ids": token_type_ids}  # not MPNet's
+        hidden = self.model(input_ids=input_ids, attention_mask=attention_mask,
+                            **kw).last_hidden_state
+        return F.normalize(mean_pool(hidden, attention_mask), p=2, dim=-1)
+
+
 def _check_texts(prompts: list[str], responses: list[str]) -> None:
     if len(prompts) != len(responses):
         raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses; pass one "
@@ -195,15 +212,68 @@ class Encoder:
                                            or os.environ.get("TQDM_DISABLE") == "1") as bar:
             for start in range(0, n, self.batch_size):
                 idx = order[start:start + self.batch_size]
-                batch = self.tokenizer([prompts[i] for i in idx], [responses[i] for i in idx],
-                                       truncation=True, max_length=self.max_length,
-                                       padding=True, return_tensors="pt")
-                hidden = self.model(**batch).last_hidden_state
-                emb = F.normalize(mean_pool(hidden, batch["attention_mask"]), p=2, dim=-1)
+                batch = self.tokenize([prompts[i] for i in idx], [responses[i] for i in idx],
+                                      padding=True, return_tensors="pt")
+                emb = SentenceEmbedding(self.model)(**batch)
                 out[idx] = emb.float().numpy()
                 bar.update(len(idx))
         self.n_embedded += n
         return out
+
+    def tokenize(self, prompts: list[str], responses: list[str], **options: Any) -> Any:
+        """The text pairs as ``embed`` gives them to the model: cut at ``max_length`` (the
+        longer side first); ``options`` go to the tokenizer (padding, return_tensors)."""
+        self._load()
+        return self.tokenizer(list(prompts), list(responses), truncation=True,
+                              max_length=self.max_length, **options)
+
+    def to_onnx(self, path: str | Path) -> Path:
+        """``embed`` as an ONNX graph (torch's exporter; needs ``onnx`` and ``onnxscript``, the
+        extra ``web``): int64 ``input_ids``, ``attention_mask``, ``token_type_ids`` [batch,
+        length] in, the float32 ``embedding`` [batch, dim] out, pooled and normalised inside.
+        The tokenizer is not part of it: the reader's browser runs its own on tokenizer.json."""
+        import contextlib
+        import io
+        import logging
+        import warnings
+
+        self._load()
+        names = ["input_ids", "attention_mask", "token_type_ids"]
+        probe = self.tokenizer(["a prompt", "a longer prompt, to pad the other"], ["one", "two"],
+                               padding=True, return_tensors="pt")
+        if "token_type_ids" not in probe:
+            raise ValueError(f"encoder {self.name_or_path!r}: its tokenizer gives no "
+                             "token_type_ids; the export takes BERT-family encoders, which tell "
+                             "the prompt from the response by them")
+        batch, length = torch.export.Dim("batch"), torch.export.Dim("length")
+        quiet = logging.getLogger("torch.onnx")  # "torchvision is not installed", ...
+        level = quiet.level
+        quiet.setLevel(logging.ERROR)
+        # its progress lines, and warnings about the exporter's internals
+        with torch.no_grad(), contextlib.redirect_stdout(io.StringIO()), \
+                warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            program = torch.onnx.export(
+                SentenceEmbedding(self.model).eval(), tuple(probe[n] for n in names),
+                input_names=names, output_names=["embedding"], dynamo=True, opset_version=18,
+                dynamic_shapes={n: {0: batch, 1: length} for n in names}, verbose=False)
+            program.optimize()
+        quiet.setLevel(level)
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        program.save(str(path), external_data=False)
+        return path
+
+    def tokenizer_files(self) -> list[Path]:
+        """The files a tokenizer library outside Python reads: tokenizer.json (the fast
+        tokenizer's whole pipeline) and tokenizer_config.json."""
+        files = [self.path / "tokenizer.json", self.path / "tokenizer_config.json"]
+        missing = [f.name for f in files if not f.is_file()]
+        if missing:
+            raise FileNotFoundError(f"encoder {self.name_or_path!r}: no {missing} in "
+                                    f"{self.path}; a browser tokenizer needs a fast tokenizer's "
+                                    "tokenizer.json (save the tokenizer with transformers)")
+        return files
 
     def encode(self, prompts: list[str], responses: list[str]) -> np.ndarray:
         """Embeddings [n, d] float32 through the cache: each distinct text is embedded once."""
@@ -246,6 +316,22 @@ class Head(nn.Module):
 
     def forward(self, emb: torch.Tensor) -> torch.Tensor:
         return self.reward(self.features(emb))
+
+    def arrays(self) -> dict[str, Any]:
+        """The head as float32 arrays, for scoring outside torch (``scpo.browser``):
+        z = (e - mean) / std, then each layer x -> act(W x + b) in turn; the last gives r."""
+        def f32(t: torch.Tensor) -> np.ndarray:
+            return t.detach().float().numpy().copy()
+
+        if self.kind == "linear":
+            linears, acts = [self.net], [None]
+        else:
+            assert self.net[1].approximate == "none"  # nn.GELU's default: the erf form
+            linears, acts = [self.net[0], self.net[2]], ["gelu", None]
+        return {"kind": self.kind, "mean": f32(self.mean), "std": f32(self.std),
+                "layers": [{"weight": f32(m.weight),
+                            "bias": None if m.bias is None else f32(m.bias), "activation": a}
+                           for m, a in zip(linears, acts)]}
 
 
 class AdamWUpdate:
@@ -421,6 +507,15 @@ class EmbeddingRM(RewardModel):
     def copy(self) -> EmbeddingRM:
         """Shares the frozen encoder (and its cache); the head is deep-copied."""
         return EmbeddingRM(self.encoder, copy.deepcopy(self.head))
+
+    # ---- in a reader's browser (scpo.browser) ----
+
+    @property
+    def frozen_encoder(self) -> Encoder:
+        return self.encoder
+
+    def head_arrays(self) -> dict[str, Any]:
+        return self.head.arrays()
 
     # ---- the weights' mix (scpo.steer) ----
 
