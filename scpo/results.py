@@ -45,8 +45,11 @@ class CountryRun:
     results: pd.DataFrame
     histories: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # "variant/seed"
     models: dict[str, RewardModel] = field(default_factory=dict)  # "variant/seed"
-    tuned: dict[int, dict[str, Any]] = field(default_factory=dict)  # seed -> choice + grid
+    tuned: dict[str, dict[str, Any]] = field(default_factory=dict)  # "variant/seed" -> choice
     exported: dict[str, str] = field(default_factory=dict)  # "variant/seed" -> checkpoint dir
+    # one row per (variant, seed, test pair): scpo.experiment.test_outcomes, what paired
+    # comparisons of two models read (scpo.report.paired_difference)
+    predictions: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 # ---- where things go ----
@@ -142,10 +145,11 @@ def trained_on(results: pd.DataFrame) -> dict[str, dict[str, dict[str, int]]]:
 # ---- writing and reading results ----
 
 RECORD = "run.json"  # written last: a results directory without it holds an interrupted run
+PREDICTIONS = "predictions.parquet"  # each model's outcome on each test pair (CountryRun)
 # Every other file a run may write; one this run does not write is removed, so a file of an
 # earlier run never stands beside the new results.
 RUN_FILES = ("results.parquet", "results.csv", "histories.json", "tuned.json", "timing.json",
-             "exported.json", "counts.csv")
+             "exported.json", "counts.csv", PREDICTIONS)
 
 
 def _has_our_record(path: Path) -> bool:
@@ -202,7 +206,7 @@ def write_results(out: Path, runs: dict[str, CountryRun], results: pd.DataFrame,
     country runs' training curves, tuning choices and exports, as one set
     (``write_run_files``)."""
     hist = {f"{c}/{k}": v for c, r in runs.items() for k, v in r.histories.items()}
-    tuned = {c: {str(s): v for s, v in r.tuned.items()} for c, r in runs.items() if r.tuned}
+    tuned = {c: dict(r.tuned) for c, r in runs.items() if r.tuned}
     exported = {f"{c}/{k}": v for c, r in runs.items() for k, v in r.exported.items()}
     files: dict[str, Callable[[Path], None]] = {
         "results.parquet": lambda p: results.to_parquet(p, index=False),
@@ -210,11 +214,42 @@ def write_results(out: Path, runs: dict[str, CountryRun], results: pd.DataFrame,
         "histories.json": _json(hist, sort_keys=True),
         "tuned.json": _json(tuned, sort_keys=True, indent=1, default=float),
     }
+    predictions = [r.predictions for r in runs.values() if len(r.predictions)]
+    if predictions:
+        table = compact_predictions(pd.concat(predictions, ignore_index=True))
+        files[PREDICTIONS] = lambda p: table.to_parquet(p, index=False)
     if timing:
         files["timing.json"] = _json(timing, indent=1)
     if exported:
         files["exported.json"] = _json(exported, sort_keys=True, indent=1)
     write_run_files(Path(out), files, {**record, "trained_on": trained_on(results)}, overwrite)
+
+
+def compact_predictions(predictions: pd.DataFrame) -> pd.DataFrame:
+    """A run's per-pair outcomes as written: who and which seed first, names as categories and
+    flags as booleans (about 2 bytes a row in parquet)."""
+    first = ["country", "variant", "seed", "pair", "user_id"]
+    out = predictions[first + [c for c in predictions.columns if c not in first]].copy()
+    for col in ("country", "variant", "user_id"):
+        out[col] = out[col].astype(str).astype("category")
+    return out.astype({"seed": "int64", "pair": "int32"})
+
+
+def load_predictions(root: str | Path, countries: list[str]) -> pd.DataFrame | None:
+    """The per-pair outcomes (``PREDICTIONS``) of ``countries``' runs under ``root`` (one run
+    directory, or a country page's each); None when a run kept none (an older scpo's)."""
+    root = Path(root)
+    if (root / PREDICTIONS).is_file():
+        found = [root / PREDICTIONS]
+    else:
+        found = [root / country_slug(c) / PREDICTIONS for c in countries]
+        if not all(f.is_file() for f in found):
+            return None
+    out = pd.concat([pd.read_parquet(f) for f in found], ignore_index=True)
+    for col in ("country", "variant", "user_id"):
+        out[col] = out[col].astype(str)
+    out["variant"] = out["variant"].replace(RENAMED)
+    return out[out["country"].isin(countries)].reset_index(drop=True)
 
 
 def write_conditioned(out: str | Path, res: pd.DataFrame, counts: pd.DataFrame,
@@ -302,6 +337,12 @@ class Reopened:
         """``scpo.scoring.prepare`` of the config they ran with: their pairs, global RM and its
         scores (cached by the runs themselves)."""
         return prepare(self.cfg)
+
+    @functools.cached_property
+    def predictions(self) -> pd.DataFrame | None:
+        """Each model's outcome on each test pair (``load_predictions``), what verdicts compare
+        pair by pair; None when the runs kept none."""
+        return load_predictions(self.root, self.countries)
 
     def model(self, country: str, variant: str, seed: int) -> RewardModel:
         """A model a run saved (``load_model``; the global RM for variant "global")."""
