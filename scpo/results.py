@@ -81,7 +81,24 @@ def environment() -> dict[str, str]:
             found[name] = version(name)
         except PackageNotFoundError:
             found[name] = "not installed"
-    return {**found, "scpo": scpo.__version__, "scpo_commit": scpo_commit()}
+    return {**found, "scpo": scpo.__version__, "scpo_commit": scpo_commit(),
+            "scpo_source": source_hash()}
+
+
+@functools.cache
+def source_hash() -> str:
+    """sha256 of the running scpo's source (its code, presets and simulator banks: what decides
+    every number), whatever the commit says: a run records it, and ``reopen`` refuses runs made
+    by other code."""
+    import hashlib
+
+    root = Path(scpo.__file__).resolve().parent
+    h = hashlib.sha256()
+    for p in sorted(f for f in root.rglob("*") if f.is_file()
+                    and f.suffix in (".py", ".toml", ".json") and "__pycache__" not in f.parts):
+        h.update(str(p.relative_to(root)).encode() + b"\0")
+        h.update(p.read_bytes())
+    return h.hexdigest()
 
 
 def scpo_commit(source: Path | None = None) -> str:
@@ -279,8 +296,12 @@ def save_country(out: str | Path, run_: CountryRun, record: dict[str, Any]) -> P
 
 def load_results(root: str | Path, countries: list[str] | None = None) -> pd.DataFrame:
     """Concatenate ``<root>/<Country>/results.parquet`` (all countries found, or those given);
-    a directory whose run did not finish (no ``run.json``) is refused, naming it."""
+    a directory whose run did not finish (no ``run.json``) is refused, naming it. A directory
+    that holds one run of several countries (``scpo run --out``: ``results.parquet`` at its
+    top) is read as it is, restricted to ``countries`` (each must be in it)."""
     root = Path(root)
+    if (root / "results.parquet").is_file():
+        return _one_run(root, countries)
     dirs = ([root / country_slug(c) for c in countries] if countries
             else sorted(p.parent for p in root.glob("*/results.parquet")))
     missing = [str(d) for d in dirs if not (d / "results.parquet").exists()]
@@ -293,6 +314,25 @@ def load_results(root: str | Path, countries: list[str] | None = None) -> pd.Dat
                                 "writes last: the run that wrote them did not finish. Run it "
                                 "again.")
     out = pd.concat([pd.read_parquet(d / "results.parquet") for d in dirs], ignore_index=True)
+    return _renamed(out, root)
+
+
+def _one_run(root: Path, countries: list[str] | None) -> pd.DataFrame:
+    """The results of one run directory, of ``countries`` (None: all of them)."""
+    if not (root / RECORD).exists():
+        raise FileNotFoundError(f"{root}: results without {RECORD}, the record a run writes "
+                                "last: the run that wrote them did not finish. Run it again.")
+    out = pd.read_parquet(root / "results.parquet")
+    if countries:
+        absent = [c for c in countries if c not in set(out["country"])]
+        if absent:
+            raise FileNotFoundError(f"{root} holds no results of {absent} (it ran "
+                                    f"{sorted(set(out['country']))})")
+        out = out[out["country"].isin(countries)].reset_index(drop=True)
+    return _renamed(out, root)
+
+
+def _renamed(out: pd.DataFrame, root: Path) -> pd.DataFrame:
     old = sorted(set(out["variant"]) & set(RENAMED))
     if old:  # results of an earlier version: the variant is kept, under its name of today
         warnings.warn(f"results under {root} name variant(s) {old}, renamed since: read as "
@@ -311,6 +351,27 @@ def _setting_differences(configs: dict[str, dict[str, Any]]) -> list[str]:
         values = {c: cfg.get(s, {}).get(k) for c, cfg in configs.items()}
         if len({json.dumps(v, sort_keys=True, default=str) for v in values.values()}) > 1:
             out.append(f"{s}.{k}: " + ", ".join(f"{v!r} ({c})" for c, v in values.items()))
+    return out
+
+
+# What else must be one across the runs a chapter reads, and what ``Reopened.prep`` checks it
+# prepared again: field -> where a run's record keeps it
+RUN_IDENTITY = {
+    "data fingerprint": lambda r: r.get("data", {}).get("fingerprint"),
+    "global RM (its score-cache key)": lambda r: r.get("global_rm"),
+    "global RM commit": lambda r: r.get("global_rm_commit"),
+    "code (scpo's source, sha256)": lambda r: r.get("environment", {}).get("scpo_source"),
+}
+
+
+def _identity_differences(records: dict[str, dict[str, Any]]) -> list[str]:
+    """The fields of ``RUN_IDENTITY`` on which the records differ, each with its value per
+    record: "data fingerprint: 'ab' (Chile), 'cd' (Mexico)"."""
+    out = []
+    for name, get in RUN_IDENTITY.items():
+        values = {c: get(r) for c, r in records.items()}
+        if len({json.dumps(v, sort_keys=True, default=str) for v in values.values()}) > 1:
+            out.append(f"{name}: " + ", ".join(f"{v!r} ({c})" for c, v in values.items()))
     return out
 
 
@@ -335,8 +396,26 @@ class Reopened:
     @functools.cached_property
     def prep(self) -> RunInputs:
         """``scpo.scoring.prepare`` of the config they ran with: their pairs, global RM and its
-        scores (cached by the runs themselves)."""
-        return prepare(self.cfg)
+        scores (cached by the runs themselves). Checked against the runs' records: data
+        another fingerprint, or a global RM of another cache key or commit, is an error naming
+        the page and the field (the data or the model changed since the pages ran)."""
+        prep = prepare(self.cfg)
+        now = {"data": {"fingerprint": prep.data.fingerprint},
+               "global_rm": prep.global_rm.fingerprint(), "global_rm_commit": prep.global_rm.commit}
+        for country, record in self.records.items():
+            for name in list(RUN_IDENTITY)[:3]:
+                ran, have = RUN_IDENTITY[name](record), RUN_IDENTITY[name](now)
+                if ran != have:
+                    raise ValueError(
+                        f"{self.record_path(country)} records {name} {ran!r}, but what is "
+                        f"prepared now has {have!r}: the input changed since that run. Rerun "
+                        "it (the book's build reruns it when its inputs change).")
+        return prep
+
+    def record_path(self, country: str) -> Path:
+        """The ``run.json`` a country's results come from."""
+        one = self.root / RECORD
+        return one if one.is_file() else self.root / country_slug(country) / RECORD
 
     @functools.cached_property
     def predictions(self) -> pd.DataFrame | None:
@@ -350,20 +429,32 @@ class Reopened:
 
 
 def reopen(root: str | Path, countries: list[str] | None = None) -> Reopened:
-    """The country pages' runs under ``root`` (those of ``countries``; None: every one found),
-    as they were run: the aggregate chapters read their results and models back under the
-    settings they ran with (a page rerun with ``-p tau 0.5`` is read back at tau 0.5), never
-    under a preset's. The pages must have run alike but for their country: a setting that
-    differs is an error naming it."""
+    """The country pages' runs under ``root`` (those of ``countries``; None: every one found;
+    or one run directory of several countries, ``scpo run --out``), as they were run: the
+    aggregate chapters read their results and models back under the settings they ran with (a
+    page rerun with ``-p tau 0.5`` is read back at tau 0.5), never under a preset's. The pages
+    must have run alike but for their country: a setting, the data (its fingerprint), the
+    global RM (its cache key, its commit) or the code (scpo's source) that differs between
+    them, or a code other than the one running, is an error naming the page and the field.
+    What they prepare again is checked against their records too (``Reopened.prep``)."""
     results = load_results(root, countries)
     names = list(pd.unique(results["country"]))
-    records = {c: json.loads((Path(root) / country_slug(c) / RECORD).read_text()) for c in names}
+    one = Path(root) / RECORD
+    records = {c: json.loads((one if (Path(root) / "results.parquet").is_file()
+                              else Path(root) / country_slug(c) / RECORD).read_text())
+               for c in names}
     configs = {c: r["config"] for c, r in records.items()}
-    differ = _setting_differences(configs)
+    differ = _setting_differences(configs) + _identity_differences(records)
     if differ:
-        raise ValueError(f"the runs under {root} were run with other settings, so no one "
-                         "configuration describes them: " + "; ".join(differ)
+        raise ValueError(f"the runs under {root} did not run alike, so no one configuration "
+                         "describes them: " + "; ".join(differ)
                          + ". Rerun them alike (or reopen them apart).")
+    ran = RUN_IDENTITY["code (scpo's source, sha256)"](records[names[0]])
+    if ran != source_hash():
+        raise ValueError(f"the runs under {root} ({', '.join(names)}) were made by other code "
+                         f"(scpo's source {ran!r}; running: {source_hash()!r}): numbers of other "
+                         "code are not read back as this code's. Rerun them (the book's build "
+                         "reruns every page when scpo changes).")
     first = dict(configs[names[0]])
     cfg = Config().update({**first, "run": {**first["run"], "countries": names}},
                           where=str(Path(root) / country_slug(names[0]) / RECORD))
