@@ -395,9 +395,10 @@ def run(cfg: Config, out_dir: str | Path | None = None, *, progress: bool = True
 
 
 def run_simulation(cfg: Config, sim: Any, countries: list[str], variants: list[str],
-                   seeds: list[int]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(results, pair table) of the whole pipeline on one simulation (a ``SimConfig``): a global
-    RM trained on its majority countries, then ``variants`` x ``seeds`` for ``countries``.
+                   seeds: list[int]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """(results, pair table, per-pair outcomes) of the whole pipeline on one simulation (a
+    ``SimConfig``): a global RM trained on its majority countries, then ``variants`` x
+    ``seeds`` for ``countries``.
 
     The training settings are ``cfg``'s; the simulator chapter turns one knob at a time.
     """
@@ -408,8 +409,9 @@ def run_simulation(cfg: Config, sim: Any, countries: list[str], variants: list[s
         cfg.data, dataset="sim", data_dir=str(ensure_simulation(sim, cache_dir() / "sim"))),
         run=dataclasses.replace(cfg.run, countries=list(countries), variants=list(variants),
                                 seeds=list(seeds)))
-    results, prep, _ = run(setting, progress=False)
-    return results, prep.pairs
+    results, prep, runs = run(setting, progress=False)
+    return results, prep.pairs, pd.concat([r.predictions for r in runs.values()],
+                                          ignore_index=True)
 
 
 # ---- what the aggregate chapters compute from the country pages' runs ----
@@ -433,6 +435,25 @@ def cross_country(models: Mapping[str, RewardModel], test: pd.DataFrame) -> pd.D
                          "pure_minority": evaluate.accuracy(correct[mine & pure])
                          if (mine & pure).any() else np.nan})
     return pd.DataFrame(rows)
+
+
+def home_gap(models: Mapping[str, RewardModel], test: pd.DataFrame) -> pd.DataFrame:
+    """Per test pair of each country B of ``models`` (``test``'s ``country`` column): 100 x
+    (B's own model right, 1 or 0, minus the mean of the other countries' models), with the
+    pair's ``user_id`` and ``pure_minority`` flag. Its mean over B's pairs, then over the
+    countries, is the mean of ``cross_country``'s diagonal minus the mean off it (the home
+    country's gain); per pair, its users can be resampled for an interval
+    (``scpo.report.interval_of``)."""
+    mine = test[test["country"].isin(list(models))].reset_index(drop=True)
+    tested = mine["country"].to_numpy()
+    correct = {a: evaluate.pairwise_correct(*m.score_pairs(mine))[0].astype(float)
+               for a, m in models.items()}
+    home = np.select([tested == a for a in models], [correct[a] for a in models])
+    away = (sum(correct.values()) - home) / (len(models) - 1)
+    return pd.DataFrame({"country": tested, "user_id": mine["user_id"].astype(str).to_numpy(),
+                         "pure_minority": evaluate.pure_minority_mask(mine["rg_chosen"],
+                                                                      mine["rg_rejected"]),
+                         "gap": 100 * (home - away)})
 
 
 @dataclass
