@@ -61,3 +61,31 @@ def test_an_executed_page_without_a_result_is_reported(tmp_path, monkeypatch):
     fake_browser(monkeypatch, "<p>text</p>")
     assert check.check_page(tmp_path, page) == [
         "page.html: an executed page without a figure or table in its output"]
+
+
+def test_display_math_wider_than_its_column_fails_and_wide_tables_are_listed(tmp_path,
+                                                                            monkeypatch):
+    """Issue 36: the behaviour chapter's display equation was clipped mid-formula at 1280 px.
+    The page is measured in the browser (a script added to a copy of it); what it finds too
+    wide comes back in the dumped DOM."""
+    site(tmp_path)
+    page = write(tmp_path, "page.html", GOOD)
+    seen = {}
+
+    def browser(copy, *args):
+        seen["copy"], seen["args"] = copy.read_text(), args
+        found = ('["math 912 px in 704 px: gain_i = v_{i,pick}", '
+                 '"table 1100 px in 800 px: statement reported"]')
+        return subprocess.CompletedProcess([], 0, stderr="", stdout=(
+            f'<p>ok</p><pre id="scpo-layout">{found}</pre>'))
+
+    monkeypatch.setattr(check, "browse", browser)
+    problems, tables = check.inspect_page(tmp_path, page)
+    assert problems == ["page.html: display math wider than its column at 1280 px (math 912 px "
+                        "in 704 px: gain_i = v_{i,pick})"]
+    assert tables == ["page.html: table 1100 px in 800 px: statement reported"]
+    assert 'mjx-container[display="true"]' in seen["copy"]  # the measuring script ran in it
+    assert "--window-size=1280,1600" in seen["args"]
+    assert not list(tmp_path.glob(".scpo-check-*"))  # the copy is removed
+    fake_browser(monkeypatch, '<p>ok</p><pre id="scpo-layout">[]</pre>')
+    assert check.check_page(tmp_path, page) == []
