@@ -340,8 +340,19 @@ def evidence(sources: dict[str, Evidence | None],
     return pd.DataFrame(out)
 
 
-def _points(x: float) -> str:
-    return f"{x:+.1f}"
+def _points(x: float, digits: int = 1) -> str:
+    return f"{x:+.{digits}f}"
+
+
+def _interval(row: pd.Series) -> str:
+    """"+d [low, high]" in points: one decimal, two where an end is within 0.05 of the
+    statement's threshold (so that "[-1.4, -0.0]" is not shown for an interval that ends below
+    0, the side its verdict is on)."""
+    threshold = -report.KEEP_POINTS if row["sense"] == 0 else 0.0
+    near = min(abs(row["low"] - threshold), abs(row["high"] - threshold)) < 0.05
+    digits = 2 if near else 1
+    return (f"{_points(row['value'])} [{_points(row['low'], digits)}, "
+            f"{_points(row['high'], digits)}]")
 
 
 def cell(row: pd.Series) -> str:
@@ -351,7 +362,7 @@ def cell(row: pd.Series) -> str:
         return f"— ({ABSENT})"
     if row["verdict"] == "not measured":
         return f"— (not measured: {row.get('missing') or 'no runs'})"
-    text = f"{_points(row['value'])} [{_points(row['low'])}, {_points(row['high'])}]"
+    text = _interval(row)
     if np.isfinite(row.get("kept_low", np.nan)):
         text = f"keeps 1 in {row['kept_low']:.1f}–{row['kept_high']:.1f}; {text}"
     verdict = f"{row['verdict']} ({BY_CONSTRUCTION})" if row["definitional"] else row["verdict"]
@@ -386,8 +397,7 @@ def run_cell(row: pd.Series) -> str:
     the runs (country x seed) that agree."""
     if row["verdict"] in (ABSENT, "not measured"):
         return cell(row)
-    return (f"{row['verdict']}: {_points(row['value'])} [{_points(row['low'])}, "
-            f"{_points(row['high'])}] ({int(row['agreeing'])}/{int(row['runs'])} runs)")
+    return f"{row['verdict']}: {_interval(row)} ({int(row['agreeing'])}/{int(row['runs'])} runs)"
 
 
 def by_source(long: pd.DataFrame, sources: list[str]) -> pd.DataFrame:

@@ -213,6 +213,18 @@ def test_absent_sources_and_missing_variants_say_so_with_a_dash():
     assert scorecard.BEHAVIOUR[0].short == "SCPO (F+W) > global RM, best-of-N: user's top"
 
 
+def test_an_interval_ending_near_its_threshold_shows_two_decimals():
+    row = pd.Series({"verdict": "reversed", "value": -0.7, "low": -1.43, "high": -0.004,
+                     "sense": 1, "definitional": False})
+    assert scorecard.cell(row) == "-0.7 [-1.43, -0.00]: reversed"
+    far = row.copy()
+    far["high"] = -0.3
+    assert scorecard.cell(far) == "-0.7 [-1.4, -0.3]: reversed"
+    keeps = row.copy()
+    keeps["low"], keeps["sense"] = -0.98, 0  # threshold -1: -0.98 is near it
+    assert scorecard.cell(keeps).startswith("-0.7 [-0.98, -0.00]")
+
+
 def test_the_authors_models_stand_for_scpo_fw():
     out = outcomes({"global": 0.55, "published": 0.75, "published_dropout": 0.7},
                    {"global": 0.0, "published": 0.4, "published_dropout": 0.5})
