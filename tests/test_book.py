@@ -164,6 +164,14 @@ def test_plan_has_one_page_per_country_and_the_results_chapters(tmp_path):
     main = jobs[pages.index("results/main")]
     assert set(main.inputs) == {"countries/Chile", "countries/Mexico"}  # reads, never retrains
     assert main.params["countries"] == "Chile,Mexico"
+    # the scorecard reads the build's countries: a page an earlier plan left in the store is not
+    # among them (with --countries Chile, Mexico's page stays in the store and is not read)
+    card = jobs[pages.index("scorecard")]
+    assert card.params["countries"] == "Chile,Mexico"
+    one = next(j for j in build.plan("tiny", None, "", ["Chile"], tmp_path)
+               if j.page == "scorecard")
+    assert one.params["countries"] == "Chile" and one.params["results_dir"] == str(
+        tmp_path / "results")
     # the dial reads the sweeps chapter's own results, where that chapter writes them
     steering, sweeps = (jobs[pages.index(p)] for p in ("results/steering", "results/sweeps"))
     assert "results/sweeps" in steering.inputs

@@ -260,3 +260,45 @@ def test_best_of_n_rows_draw_the_pools_shared_prompts_once():
     apart = report.paired_difference(pool, "scpo_fw", "global", "country_truth_top",
                                      model="model", unit="item")
     assert (d.low, d.high) != (apart.low, apart.high)
+
+
+def test_each_source_is_read_as_its_pages_ran_for_the_builds_countries(tmp_path):
+    """Issue 36, item 4: the scorecard read every page under the results directory, so a
+    stale Canada page of an earlier plan was averaged in. Read through results.reopen with the
+    build's countries, the stale page is left out, and each column says what it rests on:
+    countries x seeds and the tier its runs' config names (a stale page run otherwise is
+    refused when read with the others)."""
+    from scpo.config import load_preset
+    from scpo.experiment import run_country
+    from scpo.results import run_record, save_country
+    from scpo.scoring import prepare
+
+    root = tmp_path / "results"
+    for country, seeds in (("Chile", [0, 1]), ("Canada", [0])):  # Canada: an earlier plan's
+        cfg = load_preset("tiny").update({
+            "train": {"max_steps": 20},
+            "run": {"countries": [country], "variants": ["global", "scpo_fw"], "seeds": seeds}})
+        prep = prepare(cfg)
+        save_country(root, run_country(prep, country, progress=False), run_record(prep))
+    ev = scorecard.read_pages(root, "Chile")
+    assert set(ev.results["country"]) == {"Chile"}
+    assert set(ev.outcomes["country"]) == {"Chile"}
+    assert ev.rests_on() == "1 country × 2 seeds; a head on frozen minilm"
+    with pytest.raises(ValueError, match=r"did not run alike.*\(Canada\)"):
+        scorecard.read_pages(root)  # every page there: the stale one too, refused
+    # the column's difference is Chile's alone
+    d = scorecard.difference(ev, next(c for c in CLAIMS if c.key == "beats_global"))
+    chile = ev.outcomes
+    want = 100 * (chile.loc[chile["variant"] == "scpo_fw", "correct"].mean()
+                  - chile.loc[chile["variant"] == "global", "correct"].mean())
+    assert d.mean == pytest.approx(want)
+
+
+def test_tier_of_names_each_tier_and_its_backbone():
+    assert scorecard.tier_of({"backend": "embedding", "encoder": "org/all-MiniLM-L6-v2"}) == (
+        "a head on frozen all-MiniLM-L6-v2")
+    assert scorecard.tier_of({"backend": "partial", "train_layers": 2,
+                              "global_model": "OpenAssistant/reward-model-deberta-v3-base/"}) == (
+        "the top 2 layers of reward-model-deberta-v3-base")
+    assert scorecard.tier_of({"backend": "hf", "global_model": "a/b", "lora_r": 8}) == (
+        "every weight of b, LoRA r = 8")
