@@ -231,6 +231,29 @@ def controls(results: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+CONTROL_COLUMNS = {"variant (%)": "A (%)", "control (%)": "B (%)", "difference": "A − B",
+                   "sd over seeds": "sd", "countries favouring variant": "countries A > B",
+                   "weight, control / variant": "weight B / A"}
+
+
+def readable_controls(ctrl: pd.DataFrame) -> pd.DataFrame:
+    """``controls`` as a page shows it, narrow enough for the text column: one row per
+    comparison "A − B" (labels) and test set, short column names (``CONTROL_COLUMNS``; "sd"
+    left out where there is one seed)."""
+    if ctrl.empty:
+        return ctrl
+    from scpo.variants import VARIANTS
+
+    out = ctrl.assign(comparison=[f"{VARIANTS[a].label} − {VARIANTS[b].label}"
+                                  for a, b in zip(ctrl["variant"], ctrl["control"])],
+                      test_set=ctrl["test_set"].str.replace("_", " "))
+    cols = [c for c in CONTROL_COLUMNS if c in out.columns
+            and not (c == "sd over seeds" and out[c].isna().all())]
+    out = out.set_index(["comparison", "test_set"])[cols].rename(columns=CONTROL_COLUMNS)
+    out.index.names = ["A − B", "test set"]
+    return out.round(2)
+
+
 def published_table(results: pd.DataFrame,
                     card: dict[str, dict[str, float]] | None = None) -> pd.DataFrame:
     """Per country, from a run of the preset "published": accuracy (%) of the global RM and of

@@ -194,3 +194,22 @@ def test_a_run_names_where_its_data_came_from(offline_hub, tmp_path):
     assert fetch.provenance(None, "prism", "Org/x@c0ffee") == \
         "Org/x@c0ffee (read from the Hugging Face hub)"
     assert fetch.provenance(data / "prism", "sim", "x") == "the simulator (scpo.simulate)"
+
+
+def test_the_revision_table_shows_each_commit_once_beside_its_pin():
+    """Issue 36, item 8: the pinned revision and the commit were two 40-digit columns, and the
+    table ran past the text column at 1280 px. One column: the commit once where the pin is
+    that commit, "pin → commit" where it names a branch."""
+    rows = [{"input": "prism", "repository": "o/prism", "pinned": "a" * 40, "commit": "a" * 40,
+             "files": 2, "MB": 5.3},
+            {"input": "authors-chile", "repository": "o/rm-chile", "pinned": "main",
+             "commit": "b" * 40, "files": 4, "MB": 4.8},
+            {"input": "goqa", "repository": "o/goqa", "pinned": "",
+             "commit": "not recorded (no scpo fetch): sha256 x.csv 0123456789ab", "files": 1,
+             "MB": 0.1}]
+    t = fetch.revision_table(rows)
+    assert list(t.index) == ["prism", "authors-chile", "goqa"]
+    assert list(t.columns) == ["repository", "revision (pinned → commit)", "files", "MB"]
+    assert t["revision (pinned → commit)"].tolist() == [
+        "a" * 40, f"main → {'b' * 40}", "not recorded (no scpo fetch): sha256 x.csv 0123456789ab"]
+    assert fetch.revision_table([]).empty
