@@ -412,6 +412,28 @@ def by_source(long: pd.DataFrame, sources: list[str]) -> pd.DataFrame:
     return out
 
 
+def rung_summary(long: pd.DataFrame) -> str:
+    """One sentence on the ladder's rungs (``evidence`` of ``read_ladder``'s sources): of the
+    paper's distinct comparisons, how many hold on every rung and how many on the first rung
+    alone, out of those measured; where the rungs' runs kept no per-pair outcomes, that no
+    verdict is measured and why (a count of 0 "holds" would say the opposite)."""
+    counted = long[long["counted"] & (long["verdict"] != ABSENT)]  # the rungs it ran
+    verdicts = counted.pivot(index="key", columns="source", values="verdict")
+    measured = ~(verdicts == "not measured").any(axis=1)
+    n = len(verdicts)
+    if not measured.any():
+        return (f"None of the paper's {n} distinct comparisons is measured on the ladder: its "
+                "runs kept no per-pair outcomes (they predate predictions.parquet); rerun "
+                "benchmarks/ladder.py for its verdicts.")
+    v = verdicts[measured]
+    every = (v == "holds").all(axis=1)
+    first = v[v.columns[0]] == "holds"
+    left = f" ({n - len(v)} not measured on every rung)" if len(v) < n else ""
+    return (f"Of the paper's {n} distinct comparisons{left}, {int(every.sum())} hold on every "
+            f"rung; {int((first & ~every).sum())} hold on the {v.columns[0].split(': ')[-1]} "
+            "rung but not on every deeper one.")
+
+
 def glue_key(key: str) -> str:
     """A claim's key as a glue name (no ":", which the glue role reads as a format)."""
     return key.replace(":", "__")

@@ -302,3 +302,26 @@ def test_tier_of_names_each_tier_and_its_backbone():
         "the top 2 layers of reward-model-deberta-v3-base")
     assert scorecard.tier_of({"backend": "hf", "global_model": "a/b", "lora_r": 8}) == (
         "every weight of b, LoRA r = 8")
+
+
+def test_the_rung_summary_counts_only_what_was_measured():
+    """Issue 36: the ladder's runs predate the per-pair outcomes, so every rung's verdict is
+    "not measured", and the main page said "0 hold on every rung" (a count that reads as a
+    finding). With nothing measured it says so and why; otherwise it counts the measured."""
+    out = outcomes(RATES, PURE)
+    measured = scorecard.evidence({"ladder: head": source(out), "ladder: top": source(out)},
+                                  CLAIMS)
+    measured = measured[measured["source"].isin(["ladder: head", "ladder: top"])]
+    holds = measured[measured["counted"]].pivot(index="key", columns="source", values="verdict")
+    every = int((holds == "holds").all(axis=1).sum())
+    assert 0 < every <= 14
+    assert scorecard.rung_summary(measured) == (
+        f"Of the paper's 14 distinct comparisons, {every} hold on every rung; 0 hold on the head "
+        "rung but not on every deeper one.")
+    bare = Evidence(source(out).results)  # result rows, no per-pair outcomes
+    none = scorecard.evidence({"ladder: head": bare, "ladder: top": bare}, CLAIMS)
+    none = none[none["source"].isin(["ladder: head", "ladder: top"])]
+    assert (none.loc[none["counted"], "verdict"] == "not measured").all()
+    assert scorecard.rung_summary(none).startswith(
+        "None of the paper's 14 distinct comparisons is measured on the ladder: its runs kept "
+        "no per-pair outcomes")
