@@ -172,6 +172,7 @@ def paper_cells(results: pd.DataFrame) -> pd.DataFrame:
     "—" with why where there is no number (a variant the paper did not report, or one this
     run did not have); the global RM's pure-minority 0 is labelled true by construction."""
     t = paper_comparison(results)
+    ran = set(results["variant"])
     out = pd.DataFrame(index=t.index)
     for col in t.columns:
         paper = "reported in the paper" in col
@@ -186,7 +187,7 @@ def paper_cells(results: pd.DataFrame) -> pd.DataFrame:
                 cells.append("— (not in the paper)" if v not in PAPER_REPORTED.index
                              else "— (not reported)")
             else:
-                cells.append("— (no such pairs)")
+                cells.append("— (no such pairs)" if v in ran else "— (not run here)")
         out[col] = cells
     return out
 

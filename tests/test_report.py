@@ -159,3 +159,26 @@ def test_country_sizes_from_the_result_rows():
     sizes = report.country_sizes(pd.DataFrame(rows))
     assert sizes.loc["Chile"].tolist() == [40, 400, 7, 70, 12]
     assert sizes.loc["Mexico"].tolist() == [30, 250, 5, 50, 9]
+
+
+def test_the_papers_column_shows_a_dash_with_why_and_labels_the_definitional_zero():
+    """Issue 36, items 6 and 8: the PRISM page's "reported in the paper" columns showed bare
+    NaN, and the global RM's pure-minority 0.0 read as a result of the paper's. Each empty
+    cell says why; the 0 says it is true by construction."""
+    rows = []
+    for v, overall, pure in (("global", 0.60, 0.0), ("baseline", 0.70, 0.30),
+                             ("scpo_fw_tuned", 0.72, 0.35), ("random_subset", 0.65, np.nan)):
+        for ts, acc in (("overall", overall), ("pure_minority", pure)):
+            rows.append({"country": "Chile", "variant": v, "seed": 0, "test_set": ts,
+                         "accuracy": acc})
+    t = report.paper_cells(pd.DataFrame(rows))
+    assert {"global", "baseline", "scpo_fw_tuned", "random_subset", "filtered"} <= set(t.index)
+    assert t.loc["filtered", "overall, ours"] == "— (not run here)"  # the paper's, not ours
+    paper_pure = t["pure minority, reported in the paper"]
+    assert paper_pure["global"] == "0 (by construction, not a result)"
+    assert paper_pure["scpo_fw_tuned"] == "— (not reported)"  # the paper's table has no number
+    assert paper_pure["random_subset"] == "— (not in the paper)"
+    assert t.loc["baseline", "overall, reported in the paper"] == "62.12"
+    assert t.loc["baseline", "overall, ours"] == "70.0"
+    assert t.loc["random_subset", "pure minority, ours"] == "— (no such pairs)"
+    assert not t.isin(["nan", "NaN"]).any().any()
