@@ -312,18 +312,21 @@ def revisions(data_dir: str | Path, names: list[str] | None = None) -> list[dict
 def revision_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
     """``revisions``' rows as a page shows them, narrow enough for the text column: one row per
     input, the revision pinned and the commit got in one column (the commit once where the pin
-    is that commit, "pin → commit" where it names a branch or tag), files and MB."""
+    is that commit, "pin → commit" where it names a branch or tag), files and MB in one."""
     import pandas as pd
 
     def revision(r: dict[str, Any]) -> str:
         pinned, commit = r["pinned"], r["commit"]
         return commit if not pinned or pinned == commit else f"{pinned} → {commit}"
 
+    def size(r: dict[str, Any]) -> str:
+        return f"{r['files']} file{'' if r['files'] == 1 else 's'}, {r['MB']:g} MB"
+
     return pd.DataFrame([{"input": r["input"], "repository": r["repository"],
-                          "revision (pinned → commit)": revision(r), "files": r["files"],
-                          "MB": r["MB"]} for r in rows],
-                        columns=["input", "repository", "revision (pinned → commit)", "files",
-                                 "MB"]).set_index("input")
+                          "revision (pinned → commit)": revision(r), "size": size(r)}
+                         for r in rows],
+                        columns=["input", "repository", "revision (pinned → commit)",
+                                 "size"]).set_index("input")
 
 
 def provenance(path: str | Path | None, source: str, fingerprint: str) -> str:

@@ -209,7 +209,8 @@ def test_the_revision_table_shows_each_commit_once_beside_its_pin():
              "MB": 0.1}]
     t = fetch.revision_table(rows)
     assert list(t.index) == ["prism", "authors-chile", "goqa"]
-    assert list(t.columns) == ["repository", "revision (pinned → commit)", "files", "MB"]
+    assert list(t.columns) == ["repository", "revision (pinned → commit)", "size"]
+    assert t["size"].tolist() == ["2 files, 5.3 MB", "4 files, 4.8 MB", "1 file, 0.1 MB"]
     assert t["revision (pinned → commit)"].tolist() == [
         "a" * 40, f"main → {'b' * 40}", "not recorded (no scpo fetch): sha256 x.csv 0123456789ab"]
     assert fetch.revision_table([]).empty
