@@ -1,7 +1,8 @@
 """The ladder study: do the book's conclusions hold when more of the reward model is trained?
 
     .venv/bin/python benchmarks/ladder.py          # writes data/ladder/: results.csv, run.json,
-                                                   # timing.json (~60-70 min on 2 idle cores)
+                                                   # predictions.parquet, timing.json
+                                                   # (~60-70 min on 2 idle cores)
     .venv/bin/python benchmarks/ladder.py --help   # countries, seeds, sizes, steps, rates
 
 Three rungs of fine-tuning depth, on the same pairs of the same simulation:
@@ -21,8 +22,10 @@ every rung (``n_val`` of them are the tune_val pairs on which the tuned variant 
 control and every seed; ``top`` and ``full`` share the learning rate and step count.
 
 results.csv is tidy (rung, country, variant, seed, test set, accuracy with the user-bootstrap
-interval, ...); run.json records the settings, configs, data and global RMs; the wall-clock
-times go to timing.json, so the first two are byte-identical when the study is rerun.
+interval, ...); predictions.parquet holds each model's outcome on each test pair (what the
+book's verdicts compare pair by pair, on the same users); run.json records the settings,
+configs, data and global RMs; the wall-clock times go to timing.json, so results.csv and
+run.json are byte-identical when the study is rerun.
 """
 
 from __future__ import annotations
@@ -58,7 +61,7 @@ ROOT = Path(__file__).resolve().parents[1]
 OUT_DIR = ROOT / "data" / "ladder"
 RUNGS = ("head", "top", "full")
 VARIANTS = ["global", "baseline", "filtered", "inverse_weighted", "scpo_w", "scpo_fw",
-            "scpo_fw_tuned", "random_subset"]
+            "scpo_fw_tuned", "random_subset", "baseline_tuned"]
 
 
 @dataclass
@@ -139,6 +142,7 @@ def run_ladder(cfg: Any, s: Settings, progress: bool = True
                ) -> tuple[pd.DataFrame, dict[str, Any], dict[str, float]]:
     """Every rung x country x variant x seed: tidy results, the record, the timings."""
     from scpo.experiment import run_country
+    from scpo.results import compact_predictions
     from scpo.scoring import RunInputs, add_global_scores, prepare
 
     unknown = sorted(set(s.rungs) - set(RUNGS))
@@ -161,7 +165,8 @@ def run_ladder(cfg: Any, s: Settings, progress: bool = True
     timings["prepare_s"] = time.perf_counter() - t0
     log(f"prepared {prep.data.source} data; {len(pairs)} pairs of {list(s.countries)}")
 
-    results, record = [], {"configs": {}, "global_rm": {}, "tuned": {}, "histories": {}}
+    results, predictions = [], []
+    record: dict[str, Any] = {"configs": {}, "global_rm": {}, "tuned": {}, "histories": {}}
     for rung in s.rungs:
         t = time.perf_counter()
         rcfg = rung_config(cfg, s, rung)
@@ -176,7 +181,8 @@ def run_ladder(cfg: Any, s: Settings, progress: bool = True
         for c in s.countries:
             r = run_country(rprep, c, progress=progress)
             results.append(r.results.assign(rung=rung))
-            record["tuned"][f"{rung}/{c}"] = {str(k): v for k, v in r.tuned.items()}
+            predictions.append(r.predictions.assign(rung=rung))
+            record["tuned"][f"{rung}/{c}"] = dict(r.tuned)
             record["histories"][f"{rung}/{c}"] = r.histories
             log(f"{rung}: {c} done")
         record["configs"][rung] = rcfg.to_dict()
@@ -185,6 +191,8 @@ def run_ladder(cfg: Any, s: Settings, progress: bool = True
     timings["total_s"] = time.perf_counter() - t0
     res = pd.concat(results, ignore_index=True)
     res = res[["rung"] + [c for c in res.columns if c != "rung"]]
+    pred = compact_predictions(pd.concat(predictions, ignore_index=True))
+    pred = pred[["rung"] + [c for c in pred.columns if c != "rung"]]
     record.update({
         "what": "the ladder study: head-only, top-k and full fine-tuning on the same pairs",
         "settings": asdict(s), "backbone": backbone_path(s), "variants": VARIANTS,
@@ -193,14 +201,16 @@ def run_ladder(cfg: Any, s: Settings, progress: bool = True
         "versions": {k: v for k, v in versions().items()
                      if k not in ("platform", "cpu_count")},  # those go to timing.json
     })
-    return res, record, timings
+    return res, pred, record, timings
 
 
-def write(out_dir: str | Path, results: pd.DataFrame, record: dict[str, Any],
-          timings: dict[str, Any]) -> None:
+def write(out_dir: str | Path, results: pd.DataFrame, predictions: pd.DataFrame,
+          record: dict[str, Any], timings: dict[str, Any]) -> None:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     results.to_csv(out / "results.csv", index=False, float_format="%.10g")
+    # each model's outcome on each test pair: the verdicts' paired bootstrap reads them
+    predictions.to_parquet(out / "predictions.parquet", index=False)
     for name, what in (("run.json", record), ("timing.json", timings)):
         (out / name).write_text(portable(json.dumps(what, indent=1, sort_keys=True,
                                                     default=float)) + "\n")
@@ -231,16 +241,16 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     s = settings_from_args(Settings, args)
     torch.set_num_threads(args.threads)
-    results, record, timings = run_ladder(load_preset(args.preset), s)
+    results, predictions, record, timings = run_ladder(load_preset(args.preset), s)
     record["preset"] = args.preset
     record["command"] = " ".join(["benchmarks/ladder.py", *(argv or sys.argv[1:])])
     timings.update({"created": datetime.date.today().isoformat(), "threads": args.threads,
                     "platform": platform.platform(), "cpu_count": os.cpu_count()})
-    write(args.out, results, record, timings)
+    write(args.out, results, predictions, record, timings)
     with pd.option_context("display.width", 160, "display.max_columns", 20):
         print(summary(results))
     print(f"timings (s): { {k: round(v) for k, v in timings.items() if k.endswith('_s')} }")
-    print(f"wrote {args.out}/results.csv, run.json and timing.json")
+    print(f"wrote {args.out}/results.csv, predictions.parquet, run.json and timing.json")
 
 
 if __name__ == "__main__":

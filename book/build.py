@@ -203,7 +203,8 @@ class Job:
     inputs: list[str] = field(default_factory=list)  # pages whose saved outputs this one reads
     outputs: list[Path] = field(default_factory=list)  # files a cache hit must still find
     title: str | None = None  # replaces the notebook's first heading (a country's name)
-    warm: tuple[str, str] | None = None  # (dataset, data_dir) it prepares: warmed beforehand
+    # (dataset, data_dir, countries) it prepares: warmed beforehand
+    warm: tuple[str, str, tuple[str, ...]] | None = None
     data: list[str] = field(default_factory=list)  # more inputs whose bytes enter the stamp
 
 
@@ -565,20 +566,31 @@ def prism_dir(data_dir: str) -> str:
     return str(d.resolve())
 
 
-def prism_coverage(preset: str, prism: str, countries: list[str]
-                   ) -> tuple[list[str], dict[str, str]]:
-    """The countries PRISM's files hold training and test pairs of, and why each other one is
-    left out (``scpo.data.covered_countries``): a book built on a PRISM-format sample runs the
-    countries it has. A file that cannot be read stops the build with the loader's error."""
+def coverage(preset: str, dataset: str, data_dir: str, countries: list[str]
+             ) -> tuple[list[str], dict[str, str]]:
+    """The countries the data hold training and test pairs of, and why each other one is left
+    out (``scpo.data.covered_countries``): a book built on a PRISM-format sample or a
+    GlobalOpinionQA copy runs the countries it has, whatever the preset. The simulator makes
+    every country it is asked for. A file that cannot be read stops the build with the
+    loader's error."""
     from scpo.config import load_preset
     from scpo.data import covered_countries, load_pairs
 
+    if dataset == "sim":
+        return list(countries), {}
     cfg = load_preset(preset)
-    cfg.update({"data": {"dataset": "prism", "data_dir": prism}})
+    cfg.update({"data": {"dataset": dataset, "data_dir": data_dir or None}})
     try:
         return covered_countries(load_pairs(cfg.data), countries)
     except (OSError, ValueError, KeyError) as e:
-        raise BuildError(f"the PRISM files in {prism} cannot be read: {e}") from None
+        what = {"prism": "PRISM files", "goqa": "GlobalOpinionQA file"}[dataset]
+        raise BuildError(f"the {what} in {data_dir} cannot be read: {e}") from None
+
+
+def prism_coverage(preset: str, prism: str, countries: list[str]
+                   ) -> tuple[list[str], dict[str, str]]:
+    """``coverage`` of PRISM's files (the part "PRISM on a laptop")."""
+    return coverage(preset, "prism", prism, countries)
 
 
 def rescorable_countries(data_dir: str, countries: list[str]) -> list[str]:
@@ -635,6 +647,9 @@ def plan(preset: str, dataset: str | None, data_dir: str, countries: list[str] |
         countries = list(PAPER_COUNTRIES)
     results = store / "results"
     base = {"preset": preset, "dataset": dataset, "data_dir": resolve_data_dir(data_dir, dataset)}
+    left: dict[str, str] = {}  # country -> why the data do not cover it
+    if base["data_dir"]:  # a preset on real data runs the countries those data cover
+        countries, left = coverage(preset, dataset, base["data_dir"], list(countries))
     pages = [f"countries/{slug(c)}" for c in countries]
     jobs = [Job("method", NOTEBOOKS / "method.md", {"normalize_dir": str(NORMALIZE_DIR)},
                 data=[str(NORMALIZE_DIR)]),
@@ -650,7 +665,7 @@ def plan(preset: str, dataset: str | None, data_dir: str, countries: list[str] |
                          # its revision is recorded when it sits where scpo fetch puts it
                          "data_root": str(Path(data_dir).resolve()) if Path(goqa) == (
                              Path(data_dir) / "globalopinionqa").resolve() else ""},
-                        warm=("goqa", goqa)))
+                        warm=("goqa", goqa, tuple(countries))))
     ladder = (LADDER_DIR / "results.csv").is_file()
     if ladder:
         jobs.append(Job("results/ladder", NOTEBOOKS / "ladder.md",
@@ -661,6 +676,7 @@ def plan(preset: str, dataset: str | None, data_dir: str, countries: list[str] |
     prism = prism_dir(data_dir)
     # the countries PRISM's files hold (a sample may lack some: their pages are left out, said)
     covered, left_out = prism_coverage(preset, prism, countries) if prism else ([], {})
+    left |= left_out
     rescore = [c for c in rescorable_countries(data_dir, countries) if c in covered]
     if rescore:  # the authors' models and PRISM from the data directory (scpo fetch's layout)
         jobs.append(Job("results/published", NOTEBOOKS / "published.md",
@@ -676,7 +692,7 @@ def plan(preset: str, dataset: str | None, data_dir: str, countries: list[str] |
         jobs.append(Job(page, NOTEBOOKS / "country.md",
                         {**base, "country": c, "results_dir": str(results)}, title=c,
                         outputs=[results / slug(c) / "results.parquet"],
-                        warm=(dataset, base["data_dir"])))
+                        warm=(dataset, base["data_dir"], tuple(countries))))
     prism_pages: list[str] = []
     if prism and dataset != "prism":  # PRISM on a laptop: the country pages again, on PRISM
         on_prism = {"preset": preset, "dataset": "prism", "data_dir": prism}
@@ -685,7 +701,7 @@ def plan(preset: str, dataset: str | None, data_dir: str, countries: list[str] |
             jobs.append(Job(page, NOTEBOOKS / "country.md",
                             {**on_prism, "country": c, "results_dir": str(store / PRISM_RESULTS)},
                             title=c, outputs=[store / PRISM_RESULTS / slug(c) / "results.parquet"],
-                            warm=("prism", prism)))
+                            warm=("prism", prism, tuple(covered))))
         jobs.append(Job(f"{PRISM_PART}/main", NOTEBOOKS / "prism.md",
                         {"countries": ",".join(covered),
                          "results_dir": str(store / PRISM_RESULTS),
@@ -703,7 +719,8 @@ def plan(preset: str, dataset: str | None, data_dir: str, countries: list[str] |
             work["sweeps_dir"] = str(store / "work" / "sweeps")
             inputs.append("results/sweeps")
             if prism_pages:
-                work.update(prism_results_dir=str(store / PRISM_RESULTS))
+                work.update(prism_results_dir=str(store / PRISM_RESULTS),
+                            prism_countries=",".join(covered))
                 inputs += prism_pages
         jobs.append(Job(page, NOTEBOOKS / source, {**common, **work}, inputs=inputs,
                         data=[str(LADDER_DIR)] if "ladder_dir" in work else []))
@@ -719,7 +736,7 @@ def plan(preset: str, dataset: str | None, data_dir: str, countries: list[str] |
                      "conditioned_dir": str(store / "work" / "conditioned" / "model")},
                     inputs=pages + ["results/conditioned"],
                     outputs=[try_dir / "web" / "manifest.json"]))
-    jobs.append(scorecard_job(jobs, store))
+    jobs.append(scorecard_job(jobs, store, "; ".join(f"{c}: {why}" for c, why in left.items())))
     carb = carb_dir(data_dir)
     if carb:
         jobs.append(Job("results/carb", NOTEBOOKS / "carb.md",
@@ -728,10 +745,11 @@ def plan(preset: str, dataset: str | None, data_dir: str, countries: list[str] |
     return jobs
 
 
-def scorecard_job(jobs: list[Job], store: Path) -> Job:
+def scorecard_job(jobs: list[Job], store: Path, left_out: str = "") -> Job:
     """"Does the paper hold up?": reads every source of evidence the plan has (the simulator's
     country pages, PRISM's, the rescored authors' models, GlobalOpinionQA, the ladder's data),
-    so it runs after the pages that compute them."""
+    so it runs after the pages that compute them. ``left_out``: the countries the data did not
+    cover, and why."""
     pages = {j.page: j for j in jobs}
     country = [p for p in pages if p.startswith("countries/")]
     prism = [p for p in pages if p.startswith(f"{PRISM_PART}/countries/")]
@@ -739,9 +757,14 @@ def scorecard_job(jobs: list[Job], store: Path) -> Job:
     rescored = ""  # where the rescoring's results are: scored by the page, or given to it
     if published is not None:
         rescored = published.params.get("work_dir") or published.params["results_dir"]
+    chapter = pages.get(f"{PRISM_PART}/main")
     params = {
         "results_dir": str(store / "results"),
+        # the build's own countries: a page left in the store by an earlier plan is not read
+        "countries": ",".join(pages[p].params["country"] for p in country),
         "prism_results_dir": str(store / PRISM_RESULTS) if prism else "",
+        "prism_countries": chapter.params["countries"] if chapter and prism else "",
+        "left_out": left_out,
         "published_dir": rescored,
         "goqa_dir": goqa.params["work_dir"] if goqa else "",
         "ladder_dir": str(LADDER_DIR) if "results/ladder" in pages else ""}
@@ -753,8 +776,9 @@ def scorecard_job(jobs: list[Job], store: Path) -> Job:
                data=[str(LADDER_DIR)] if params["ladder_dir"] else [])
 
 
-def warm_caches(preset: str, dataset: str, data_dir: str) -> None:
-    """Embed every text and train the global RM once, here, before any notebook runs.
+def warm_caches(preset: str, dataset: str, data_dir: str, countries: list[str]) -> None:
+    """Embed every text and train the global RM once, here, before any notebook runs, for those
+    of ``countries`` the data cover (``coverage``: the pages run no other).
 
     Every page needs them, so the notebooks can then run in parallel on a warm cache, and the
     progress bars of this long step go to the terminal instead of into a page of the book.
@@ -767,6 +791,8 @@ def warm_caches(preset: str, dataset: str, data_dir: str) -> None:
 
     cfg = load_preset(preset)
     cfg.update({"data": {"dataset": dataset, "data_dir": data_dir or None}})
+    covered, _ = coverage(preset, dataset, data_dir, list(countries))  # what the pages run
+    cfg.update({"run": {"countries": covered}})
     prep = prepare(cfg)
     for country in prep.countries:  # GlobalOpinionQA: also embeds every option of the test set
         test = country_splits(prep, country)["test"]
@@ -1040,11 +1066,11 @@ def _build(args: argparse.Namespace, jobs: list[Job], store: Path, build_dir: Pa
     """``build``'s work, with the store held."""
     print(f"book: {len(jobs)} notebooks, executed copies in {store}")
     pkg = package_hash()
-    for dataset_, dir_ in sorted({j.warm for j in jobs if j.warm and (
+    for dataset_, dir_, countries_ in sorted({j.warm for j in jobs if j.warm and (
             args.force or not fresh(j, store, stamp(j, pkg, {})))}):
         t_warm = time.perf_counter()
         print(f"  warming the caches of {dataset_} data {dir_ or '(simulated)'}")
-        warm_caches(args.preset, dataset_, dir_)
+        warm_caches(args.preset, dataset_, dir_, list(countries_))
         print(f"  warm       {dataset_}  {time.perf_counter() - t_warm:.0f} s")
     run_jobs(jobs, store, args.jobs, args.force)
     t_exec = time.perf_counter() - t0

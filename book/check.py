@@ -6,12 +6,14 @@ blocked, and fail on what a reader would see broken.
 
 Per page: a JavaScript error in the console; an asset (script, style sheet, image) fetched from
 the network, or a local one that is missing; equations left as raw TeX (MathJax did not run); a
-link to a page of the book that does not exist; an absolute path of the build machine in the
-text; an executed page (a notebook) that shows no figure and no table. Then the interactive
-parts are used as a reader uses them (``book/interactive.py``): test texts typed into "Turn the
-dial yourself" must come back with scpo's token ids and rewards, and each figure with a slider
-must show its precomputed values. Screenshots of the intro, the method, the first country page
-and the main table are saved for a person to look at.
+display equation wider than its column at 1280 px (a reader sees it clipped); a table wider
+than the text column at 1280 px (its last columns run past the text); a link to a page of the
+book that does not exist; an absolute path of the build machine in the text; an executed page
+(a notebook) that shows no figure and no table. Then the interactive parts are used as a reader
+uses them (``book/interactive.py``): test texts typed into "Turn the dial yourself" must come
+back with scpo's token ids and rewards, and each figure with a slider must show its
+precomputed values. Screenshots of the intro, the method, the first country page, the main
+table and the scorecard are saved for a person to look at.
 Chromium comes from Debian's package (``apt-get install chromium``); run as root where it is
 missing, the check says so and installs it, unless told not to (``--no-apt``, ``SCPO_NO_APT=1``).
 """
@@ -19,6 +21,7 @@ missing, the check says so and installs it, unless told not to (``--no-apt``, ``
 from __future__ import annotations
 
 import argparse
+import html
 import html.parser
 import os
 import re
@@ -30,7 +33,38 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 ROOT = Path(__file__).resolve().parents[1]
-SHOTS = ("intro.html", "method.html", "countries/*.html", "results/main.html")
+SHOTS = ("intro.html", "method.html", "countries/*.html", "results/main.html", "scorecard.html")
+WIDTH = 1280  # the reader's window, in CSS pixels
+# Measured in the page, once MathJax has typeset it: each display equation wider than the box
+# it sits in, and each table wider than the text column, written into the DOM for --dump-dom
+LAYOUT = """<script>
+window.addEventListener("load", function () {
+  function measure() {
+    var found = [], column = document.querySelector("article") || document.body;
+    var style = getComputedStyle(column);  // the text column: the article's content box
+    var room = column.getBoundingClientRect().width - parseFloat(style.paddingLeft)
+      - parseFloat(style.paddingRight);
+    document.querySelectorAll('mjx-container[display="true"]').forEach(function (m) {
+      var math = m.querySelector("mjx-math") || m, box = m.parentElement.getBoundingClientRect();
+      var w = math.getBoundingClientRect().width;
+      if (w > box.width + 1) found.push("math " + Math.round(w) + " px in " + Math.round(box.width)
+        + " px: " + (m.textContent || "").slice(0, 60));
+    });
+    document.querySelectorAll("table").forEach(function (t) {
+      var w = t.getBoundingClientRect().width;
+      if (w > room + 1) found.push("table " + Math.round(w) + " px in " + Math.round(room)
+        + " px: " + (t.textContent || "").trim().slice(0, 60));
+    });
+    var out = document.createElement("pre");
+    out.id = "scpo-layout";
+    out.textContent = JSON.stringify(found);
+    document.body.appendChild(out);
+  }
+  var mj = window.MathJax && window.MathJax.startup && window.MathJax.startup.promise;
+  if (mj) { mj.then(measure); } else { measure(); }
+});
+</script>"""
+LAYOUT_FOUND = re.compile(r'<pre id="scpo-layout"[^>]*>(.*?)</pre>', re.S)
 # Sphinx's own pages, which are not the book's reading
 SKIP = {"genindex.html", "search.html", "py-modindex.html"}
 TEX = re.compile(r"\\\(|\\\[|\\begin\{|\$\$")
@@ -142,11 +176,17 @@ def check_page(html_dir: Path, page: Path) -> list[str]:
             problems.append(f"{name}: broken link {ref}")
     if parsed.cells and not parsed.results:
         problems.append(f"{name}: an executed page without a figure or table in its output")
-    proc = browse(page, "--dump-dom")
+    proc = measured(page)
     for line in proc.stderr.splitlines():
         if ":CONSOLE" in line and ('"Uncaught' in line or "Failed to load" in line):
             problems.append(f"{name}: console error {line.split('] ', 1)[-1][:200]}")
-    text = text_of(proc.stdout)
+    measures = layout(proc.stdout)
+    problems += [f"{name}: display math wider than its column at {WIDTH} px ({found})"
+                 for found in measures if found.startswith("math ")]
+    problems += [f"{name}: a table wider than the text column at {WIDTH} px ({found}): fewer "
+                 "or shorter columns, or split it" for found in measures
+                 if found.startswith("table ")]
+    text = text_of(re.sub(LAYOUT_FOUND, "", proc.stdout))
     for hit in sorted(set(TEX.findall(text)))[:3]:
         at = text.find(hit)
         problems.append(f"{name}: unrendered math near {text[max(0, at - 30):at + 40]!r}")
@@ -167,6 +207,31 @@ def interactive(html_dir: Path) -> list[str]:
     spec.loader.exec_module(module)
     browser = chromium()
     return module.check_dial(html_dir, browser) + module.check_sliders(html_dir, browser)
+
+
+def measured(page: Path) -> subprocess.CompletedProcess:
+    """The page's DOM at ``WIDTH`` px, with what ``LAYOUT`` measured in it: a copy of the page
+    beside it (so its assets resolve), the measuring script added, removed afterwards."""
+    static = page.read_text(encoding="utf-8", errors="replace")
+    copy = page.with_name(f".scpo-check-{page.name}")
+    copy.write_text(static.replace("</body>", LAYOUT + "</body>", 1), encoding="utf-8")
+    try:
+        return browse(copy, "--dump-dom", f"--window-size={WIDTH},1600")
+    finally:
+        copy.unlink(missing_ok=True)
+
+
+def layout(dom: str) -> list[str]:
+    """What ``LAYOUT`` found too wide in a dumped DOM ([] when the script did not run)."""
+    import json
+
+    m = LAYOUT_FOUND.search(dom)
+    if not m:
+        return []
+    try:
+        return [str(x) for x in json.loads(html.unescape(m.group(1)))]
+    except ValueError:
+        return []
 
 
 def screenshots(html_dir: Path, out: Path) -> list[Path]:
@@ -190,7 +255,7 @@ def screenshots(html_dir: Path, out: Path) -> list[Path]:
             continue
         shot = out / (pages[0].stem + ".png")
         target.add([prefix + shot.name])
-        browse(pages[0], f"--screenshot={shot}", "--window-size=1280,1600",
+        browse(pages[0], f"--screenshot={shot}", f"--window-size={WIDTH},1600",
                "--hide-scrollbars")
         if shot.exists():
             saved.append(shot)

@@ -246,24 +246,26 @@ def summarize(per_item: pd.DataFrame, by: Sequence[str] = ("country", "model"),
 def macro_summary(per_item: pd.DataFrame, by: Sequence[str] = ("model",), n_boot: int = 1000,
                   seed: int = 0, level: float = 0.95) -> pd.DataFrame:
     """The countries' macro average of every metric per group of ``by``: mean = (1/C) sum_c
-    mean_c, each country counting once. Its interval is the percentile interval of
-    (1/C) sum_c mean*_c, where each country's users are resampled on their own (a bootstrap
-    stratified by country; country k of the sorted names draws with seed ``seed + k``).
-    Columns as ``summarize``'s plus ``n_countries``."""
+    mean_c, each country counting once (several seeds: each country's mean over its seeds).
+    Its interval is ``scpo.evaluate.macro_bootstrap``'s (the same draws for every metric of a
+    group): each country's users drawn with replacement, and its seeds where there are
+    several, then the countries averaged. Clusters that several countries share (the pool's
+    prompts: every country reranks the same ones) are drawn once for all of them, as they were
+    sampled once. Columns as ``summarize``'s plus ``n_countries``."""
+    from scpo.evaluate import macro_bootstrap
+
     by = [b for b in by if b != "country"]
     d = _over_seeds(per_item, [*by, "country"])
     cols = metric_columns(d)
-    seeds = {c: seed + k for k, c in enumerate(sorted(d["country"].unique()))}
+    shared = bool((per_item.groupby("user_id")["country"].nunique() > 1).any())
+    items = dict(list(d.groupby(by, sort=False, dropna=False))) if by else {(): d}
     rows = []
-    for key, g in (d.groupby(by, sort=False, dropna=False) if by else [((), d)]):
-        means, boots = [], []
-        for country, part in g.groupby("country", sort=True):
-            x = part[cols].to_numpy(np.float64)
-            means.append(x.mean(axis=0))
-            boots.append(bootstrap_means(x, part["user_id"], n_boot=n_boot,
-                                         seed=seeds[country]))
-        row = {**_row(key, by, g), "n_countries": len(means)}
-        rows.append(_interval(row, cols, np.mean(means, axis=0), np.mean(boots, axis=0), level))
+    for key, g in (per_item.groupby(by, sort=False, dropna=False) if by else [((), per_item)]):
+        seeds = g["seed"] if "seed" in g.columns else np.zeros(len(g))
+        point, boots = macro_bootstrap(g[cols].to_numpy(np.float64), g["country"], g["user_id"],
+                                       seeds, n_boot=n_boot, seed=seed, shared_clusters=shared)
+        row = {**_row(key, by, items[key]), "n_countries": int(g["country"].nunique())}
+        rows.append(_interval(row, cols, point, boots, level))
     return pd.DataFrame(rows)
 
 

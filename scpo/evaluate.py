@@ -138,6 +138,73 @@ def bootstrap_ci(
     return percentile_interval(acc, level)
 
 
+def macro_bootstrap(
+    values: Any, countries: Any, clusters: Any, seeds: Any, n_boot: int = 2000, seed: int = 0,
+    shared_clusters: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(point, replicates) of a macro mean over countries of a mean over seeds, with a cluster
+    bootstrap that carries both sources of noise: which test users were drawn, and which seeds.
+
+    With m_cs the mean of ``values`` over the rows of country c at seed s, the point is
+    M = (1/C) sum_c (1/S_c) sum_s m_cs. One replicate draws, in each country, its G_c clusters
+    (users) with replacement (counts u_g) and, when it has S_c > 1 seeds, its seeds with
+    replacement (counts k_s; one seed is kept as it is), then
+
+        m*_cs = sum_g u_g t_gs / sum_g u_g n_gs        M* = (1/C) sum_c (1/S_c) sum_s k_s m*_cs
+
+    where t_gs is the sum of the values of cluster g at seed s and n_gs their number. A cluster
+    brings all its rows, at every seed: a user's pairs share responses, and the seeds were
+    trained and tested on one set of users. For a difference A - B pass the per-row differences
+    of the same rows (a paired bootstrap: the same users for A and B). ``shared_clusters``: the
+    clusters are one set across countries (every country's pool holds the same prompts), drawn
+    once per replicate for all of them. Countries, clusters and seeds are compared as strings
+    and drawn in sorted order, so the same ``seed`` gives the same replicates whatever the row
+    order. ``values`` of shape (n, k) give a point (k,) and replicates (n_boot, k) from the same
+    draws; shape (n,) gives () and (n_boot,).
+    """
+    values = np.asarray(values, dtype=np.float64)
+    x = values.reshape(len(values), -1)
+    bad = np.flatnonzero(~np.isfinite(x).all(axis=1))
+    if bad.size:
+        raise ValueError(f"bootstrap values: {bad.size} row(s) with NaN or infinite values "
+                         f"(first: row {bad[0]}); leave rows without a value out first.")
+    labels = {name: np.asarray(a).astype(str).ravel() for name, a in
+              (("countries", countries), ("clusters", clusters), ("seeds", seeds))}
+    _same_length(values=x, **labels)
+    if len(x) == 0:
+        raise ValueError("bootstrap of 0 values is undefined; check the test set is not empty.")
+    if int(n_boot) < 1:
+        raise ValueError(f"n_boot must be >= 1, got {n_boot!r}")
+    n_boot = int(n_boot)
+    rng = np.random.default_rng(seed)
+    names, country = np.unique(labels["countries"], return_inverse=True)
+    all_clusters, cluster = np.unique(labels["clusters"], return_inverse=True)
+    shared = (rng.multinomial(len(all_clusters), np.full(len(all_clusters), 1 / len(all_clusters)),
+                              size=n_boot).astype(np.float64) if shared_clusters else None)
+    points, reps = [], []
+    for c in range(len(names)):
+        mine = country == c
+        present, g = np.unique(cluster[mine], return_inverse=True)
+        seed_names, s = np.unique(labels["seeds"][mine], return_inverse=True)
+        n_g, n_s = len(present), len(seed_names)
+        t = np.zeros((n_g, n_s, x.shape[1]))
+        np.add.at(t, (g, s), x[mine])
+        n = np.zeros((n_g, n_s))
+        np.add.at(n, (g, s), 1.0)
+        points.append((t.sum(axis=0) / n.sum(axis=0)[:, None]).mean(axis=0))
+        u = (shared[:, present] if shared is not None else
+             rng.multinomial(n_g, np.full(n_g, 1 / n_g), size=n_boot).astype(np.float64))
+        k = (rng.multinomial(n_s, np.full(n_s, 1 / n_s), size=n_boot).astype(np.float64)
+             if n_s > 1 else np.ones((n_boot, 1)))
+        num = np.einsum("bg,gsk->bsk", u, t)
+        den = (u @ n)[:, :, None]
+        m = np.divide(num, den, out=np.full(num.shape, np.nan), where=den > 0)
+        drawn = k[:, :, None] > 0  # a seed not drawn does not count, even where m is NaN
+        reps.append(np.where(drawn, k[:, :, None] * m, 0.0).sum(axis=1) / n_s)
+    point, replicates = np.mean(points, axis=0), np.mean(reps, axis=0)
+    return (point, replicates) if values.ndim == 2 else (point[0], replicates[:, 0])
+
+
 def truth_counts(r_chosen: Any, r_rejected: Any, truth_margin: Any) -> tuple[int, int, int]:
     """(agree, used, truth_ties): agree = #{i: sign(r+_i - r-_i) = sign(m_i), m_i != 0}.
 
@@ -327,6 +394,31 @@ def _score_row(
         row[f"{name}_accuracy"] = agree / used if used else np.nan
         row[f"{name}_n_ties"] = ties
     return row
+
+
+def pair_outcomes(
+    r_chosen: Any, r_rejected: Any, rg_chosen: Any, rg_rejected: Any, users: Any, *,
+    truth: dict[str, Any] | None = None,
+) -> pd.DataFrame:
+    """One row per test pair, in the test set's order: ``pair`` (its row), ``user_id``,
+    ``pure_minority`` (rg+ < rg-, ``pure_minority_mask``), ``correct`` (r+ > r-, a tie wrong:
+    ``pairwise_correct``) and, for each ``truth`` margin, ``<name>_correct``: 1.0 or 0.0, NaN
+    where the truth margin is 0 (no right answer; ``truth_counts`` leaves it out). The accuracies
+    of ``evaluate_model`` are these columns' means; a run keeps them so that two models can be
+    compared pair by pair on the same users (``scpo.report.paired_difference``)."""
+    rc, rr = _finite(r_chosen, "r_chosen"), _finite(r_rejected, "r_rejected")
+    correct, _ = pairwise_correct(rc, rr)
+    users = np.asarray(users).astype(str).ravel()
+    _same_length(r_chosen=rc, users=users)
+    out = pd.DataFrame({"pair": np.arange(rc.size, dtype=np.int32), "user_id": users,
+                        "pure_minority": pure_minority_mask(rg_chosen, rg_rejected),
+                        "correct": correct})
+    for name, m in (truth or {}).items():
+        m = _finite(m, f"truth margin {name!r}")
+        _same_length(r_chosen=rc, **{f"truth {name!r}": m})
+        agree = (np.sign(rc - rr) == np.sign(m)).astype(np.float64)
+        out[f"{name}_correct"] = np.where(m != 0, agree, np.nan)
+    return out
 
 
 def evaluate_model(

@@ -90,16 +90,16 @@ def check_runnable(prep: RunInputs, countries: Collection[str]) -> None:
             if n == 0:
                 why.append(f"the filter at tau={cfg.method.tau} keeps 0 of {len(train)} "
                            "training pairs (raise tau)")
-        if any(v.tuned for v in variants) and not train.empty:
+        tuned = [v for v in variants if v.tuned]
+        if tuned and not train.empty:
             fit, val = train[~train["tune_val"]], train[train["tune_val"]]
-            tuned = next(v for v in variants if v.tuned)
-            grid = itertools.product(cfg.run.tune_grid["tau"], cfg.run.tune_grid["beta"])
             if val.empty or fit.empty:
-                why.append(f"the tuned variant needs both tuning splits ({len(fit)} fitting, "
+                why.append(f"the tuned variants need both tuning splits ({len(fit)} fitting, "
                            f"{len(val)} validation pairs; set data.val_frac in (0, 1))")
-            elif not any((training_weights(tuned, fit["rg_chosen"].to_numpy(),
-                                           fit["rg_rejected"].to_numpy(), t, b) > 0).any()
-                         for t, b in grid):
+            elif not all(any((training_weights(v, fit["rg_chosen"].to_numpy(),
+                                               fit["rg_rejected"].to_numpy(), p["tau"],
+                                               p["beta"]) > 0).any()
+                             for p in tune_points(v, cfg)) for v in tuned):
                 why.append(f"no tau of the tuning grid {cfg.run.tune_grid['tau']} keeps a "
                            "fitting pair")
         external = [v.name for v in variants if v.external]
@@ -147,25 +147,37 @@ def _val_accuracy(model: RewardModel, val: pd.DataFrame) -> float:
     return float(np.mean(rc > rr))
 
 
+def tune_points(variant: Variant, cfg: Config) -> list[dict[str, float]]:
+    """The grid points (tau, beta, lr_scale) a tuned variant searches: ``run.tune_grid``'s
+    values of the settings it depends on, the run's own value of the others. tau matters only
+    with a filter, beta only with SCPO weights, so a tuned baseline (no filter, no weights)
+    searches the learning rate alone: the same search, not nine copies of it."""
+    grid = cfg.run.tune_grid
+    taus = grid["tau"] if variant.filter != "none" else [cfg.method.tau]
+    betas = grid["beta"] if variant.weighting in ("scpo", "scpo_shuffled") else [cfg.method.beta]
+    return [{"tau": t, "beta": b, "lr_scale": s}
+            for t, b, s in itertools.product(taus, betas, grid["lr_scale"])]
+
+
 def tune(prep: RunInputs, country: str, seed: int, splits: dict[str, pd.DataFrame],
          variant: Variant) -> dict[str, Any]:
     """Choose tau / beta / lr for one country by overall accuracy on held-out training users.
 
-    The companion's protocol (the paper gives none): every grid point trains on the "fit"
-    users with ``seed`` and is scored on the "val" users (``data.val_frac`` of the training
-    users, by a seeded hash of each id); the first best point in grid order wins. Test pairs
-    are never looked at. The caller then retrains on *all* training users with the choice;
-    ``run_country`` tunes on its first seed and reuses the choice for the other seeds, so the
-    seed spread is training noise alone and the grid is paid once per country.
+    The companion's protocol (the paper gives none): every grid point (``tune_points``) trains
+    on the "fit" users with ``seed`` and is scored on the "val" users (``data.val_frac`` of the
+    training users, by a seeded hash of each id); the first best point in grid order wins. Test
+    pairs are never looked at. The caller then retrains on *all* training users with the
+    choice; ``run_country`` tunes on its first seed and reuses the choice for the other seeds,
+    so the seed spread is training noise alone and the grid is paid once per country.
     """
     fit, val = splits["fit"], splits["val"]
     if val.empty or fit.empty:
         raise ValueError(f"{country}: tuning needs fitting and validation users ({len(fit)} and "
                          f"{len(val)} pairs); set data.val_frac in (0, 1)")
-    grid = prep.cfg.run.tune_grid
     best: tuple[float, dict] | None = None
     table = []
-    for tau, beta, lr_scale in itertools.product(grid["tau"], grid["beta"], grid["lr_scale"]):
+    for point in tune_points(variant, prep.cfg):
+        tau, beta, lr_scale = point["tau"], point["beta"], point["lr_scale"]
         w = training_weights(variant, fit["rg_chosen"].to_numpy(), fit["rg_rejected"].to_numpy(),
                              tau, beta, seed)
         if not (w > 0).any():
@@ -231,12 +243,7 @@ def evaluate_on_test(prep: RunInputs, model: RewardModel, test: pd.DataFrame, se
                      ) -> list[dict[str, Any]]:
     """The result rows of one model on a country's test pairs (``scores``: its (r+, r-), when
     already computed)."""
-    if scores is not None:
-        rc, rr = scores
-    elif model is prep.global_rm:  # its test scores are already in the table: no rescoring
-        rc, rr = test["rg_chosen"].to_numpy(), test["rg_rejected"].to_numpy()
-    else:
-        rc, rr = model.score_pairs(test)
+    rc, rr = test_scores(prep, model, test, scores)
     truth = {name: test[col].to_numpy() for name, col in TRUTH_COLUMNS.items()
              if col in test.columns}
     rows = evaluate.evaluate_model(
@@ -246,6 +253,28 @@ def evaluate_on_test(prep: RunInputs, model: RewardModel, test: pd.DataFrame, se
     if prep.data.source == "goqa":
         rows[0]["jsd_alignment"] = _jsd_alignment(prep.data.options, model, country)
     return rows
+
+
+def test_scores(prep: RunInputs, model: RewardModel, test: pd.DataFrame,
+                scores: tuple[np.ndarray, np.ndarray] | None = None
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """(r+, r-) of ``model`` on the test pairs: ``scores`` when given, the global RM's from the
+    pair table, else scored."""
+    if scores is not None:
+        return scores
+    if model is prep.global_rm:  # its test scores are already in the table: no rescoring
+        return test["rg_chosen"].to_numpy(), test["rg_rejected"].to_numpy()
+    return model.score_pairs(test)
+
+
+def test_outcomes(test: pd.DataFrame, scores: tuple[np.ndarray, np.ndarray]) -> pd.DataFrame:
+    """``scpo.evaluate.pair_outcomes`` of one model's test scores: a run keeps them (the
+    ``predictions`` of its country runs) so that verdicts compare two models pair by pair."""
+    truth = {name: test[col].to_numpy() for name, col in TRUTH_COLUMNS.items()
+             if col in test.columns}
+    return evaluate.pair_outcomes(*scores, test["rg_chosen"].to_numpy(),
+                                  test["rg_rejected"].to_numpy(),
+                                  test["user_id"].astype(str).to_numpy(), truth=truth or None)
 
 
 def training_counts(train: pd.DataFrame, kept: np.ndarray, weight_sum: float) -> dict[str, Any]:
@@ -290,6 +319,7 @@ def run_country(prep: RunInputs, country: str, *, keep_models: bool = False,
     train, test = splits["train"], splits["test"]
     out = CountryRun(country, pd.DataFrame())
     rows: list[dict[str, Any]] = []
+    outcomes: list[pd.DataFrame] = []
     external: dict[str, RewardModel] = {}  # an external RM is loaded once per country
     fixed_scores: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # eval-mode scores repeat
     jobs = list(itertools.product(cfg.run.seeds, resolve(cfg.run.variants)))
@@ -306,11 +336,13 @@ def run_country(prep: RunInputs, country: str, *, keep_models: bool = False,
             model, hist = prep.global_rm, []
         else:
             if variant.tuned:
-                # chosen once per country, on the first seed, on held-out training users;
-                # every seed then trains on all training users with that choice
-                if not out.tuned:
-                    out.tuned[seed] = tune(prep, country, seed, splits, variant)
-                choice = next(iter(out.tuned.values()))
+                # chosen once per country and variant, on the first seed, on held-out training
+                # users; every seed then trains on all training users with that choice
+                mine = [k for k in out.tuned if k.split("/")[0] == variant.name]
+                if not mine:
+                    mine = [f"{variant.name}/{seed}"]
+                    out.tuned[mine[0]] = tune(prep, country, seed, splits, variant)
+                choice = out.tuned[mine[0]]
                 tau, beta, lr = choice["tau"], choice["beta"], choice["lr"]
             w = kept_weights(variant, train, tau, beta, seed, country)
             model, hist = _train(prep, train, w, seed, lr, None)
@@ -321,16 +353,20 @@ def run_country(prep: RunInputs, country: str, *, keep_models: bool = False,
         if (save_models is not None and variant.train
                 and (save_variants is None or variant.name in save_variants)):
             save_model(model, model_dir(save_models, country, variant.name, seed))
+        scores = test_scores(prep, model, test, scores)
         new = result_rows(evaluate_on_test(prep, model, test, seed, country, scores),
                           country=country, variant=variant.name, seed=seed,
                           counts=training_counts(train, w > 0, float(w.sum())),
                           tau=tau, beta=beta, lr=lr)
         rows += new
+        outcomes.append(test_outcomes(test, scores).assign(country=country,
+                                                           variant=variant.name, seed=seed))
         if variant.name in to_export:
             out.exported[key] = str(export_model(cfg.run.export_dir, model, new, cfg.to_dict(),
                                                  prep.data_description(), overwrite))
         del model  # freed before the next job copies the global RM (unless keep_models)
     out.results = pd.DataFrame(rows)
+    out.predictions = pd.concat(outcomes, ignore_index=True)
     return out
 
 
@@ -362,9 +398,10 @@ def run(cfg: Config, out_dir: str | Path | None = None, *, progress: bool = True
 
 
 def run_simulation(cfg: Config, sim: Any, countries: list[str], variants: list[str],
-                   seeds: list[int]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(results, pair table) of the whole pipeline on one simulation (a ``SimConfig``): a global
-    RM trained on its majority countries, then ``variants`` x ``seeds`` for ``countries``.
+                   seeds: list[int]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """(results, pair table, per-pair outcomes) of the whole pipeline on one simulation (a
+    ``SimConfig``): a global RM trained on its majority countries, then ``variants`` x
+    ``seeds`` for ``countries``.
 
     The training settings are ``cfg``'s; the simulator chapter turns one knob at a time.
     """
@@ -375,8 +412,9 @@ def run_simulation(cfg: Config, sim: Any, countries: list[str], variants: list[s
         cfg.data, dataset="sim", data_dir=str(ensure_simulation(sim, cache_dir() / "sim"))),
         run=dataclasses.replace(cfg.run, countries=list(countries), variants=list(variants),
                                 seeds=list(seeds)))
-    results, prep, _ = run(setting, progress=False)
-    return results, prep.pairs
+    results, prep, runs = run(setting, progress=False)
+    return results, prep.pairs, pd.concat([r.predictions for r in runs.values()],
+                                          ignore_index=True)
 
 
 # ---- what the aggregate chapters compute from the country pages' runs ----
@@ -400,6 +438,25 @@ def cross_country(models: Mapping[str, RewardModel], test: pd.DataFrame) -> pd.D
                          "pure_minority": evaluate.accuracy(correct[mine & pure])
                          if (mine & pure).any() else np.nan})
     return pd.DataFrame(rows)
+
+
+def home_gap(models: Mapping[str, RewardModel], test: pd.DataFrame) -> pd.DataFrame:
+    """Per test pair of each country B of ``models`` (``test``'s ``country`` column): 100 x
+    (B's own model right, 1 or 0, minus the mean of the other countries' models), with the
+    pair's ``user_id`` and ``pure_minority`` flag. Its mean over B's pairs, then over the
+    countries, is the mean of ``cross_country``'s diagonal minus the mean off it (the home
+    country's gain); per pair, its users can be resampled for an interval
+    (``scpo.report.interval_of``)."""
+    mine = test[test["country"].isin(list(models))].reset_index(drop=True)
+    tested = mine["country"].to_numpy()
+    correct = {a: evaluate.pairwise_correct(*m.score_pairs(mine))[0].astype(float)
+               for a, m in models.items()}
+    home = np.select([tested == a for a in models], [correct[a] for a in models])
+    away = (sum(correct.values()) - home) / (len(models) - 1)
+    return pd.DataFrame({"country": tested, "user_id": mine["user_id"].astype(str).to_numpy(),
+                         "pure_minority": evaluate.pure_minority_mask(mine["rg_chosen"],
+                                                                      mine["rg_rejected"]),
+                         "gap": 100 * (home - away)})
 
 
 @dataclass

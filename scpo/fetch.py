@@ -31,13 +31,16 @@ import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from scpo.outdir import is_inside, made_by_scpo, replace_dir, write_file_atomically
 
 PINS_FILE = Path(__file__).parent / "pins.toml"
 MANIFEST = "MANIFEST.json"
 MANIFEST_FORMAT = "scpo-manifest-1"
+if TYPE_CHECKING:
+    import pandas as pd
+
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
 
 
@@ -397,6 +400,26 @@ def revisions(data_dir: str | Path, names: list[str] | None = None) -> list[dict
                      "commit": rec["commit"] or f"({rec['source']})", "files": len(rec["files"]),
                      "MB": round(sum(f["size"] for f in rec["files"].values()) / 1e6, 1)})
     return rows
+
+
+def revision_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """``revisions``' rows as a page shows them, narrow enough for the text column: one row per
+    input, the revision pinned and the commit got in one column (the commit once where the pin
+    is that commit, "pin → commit" where it names a branch or tag), files and MB in one."""
+    import pandas as pd
+
+    def revision(r: dict[str, Any]) -> str:
+        pinned, commit = r["pinned"], r["commit"]
+        return commit if not pinned or pinned == commit else f"{pinned} → {commit}"
+
+    def size(r: dict[str, Any]) -> str:
+        return f"{r['files']} file{'' if r['files'] == 1 else 's'}, {r['MB']:g} MB"
+
+    return pd.DataFrame([{"input": r["input"], "repository": r["repository"],
+                          "revision (pinned → commit)": revision(r), "size": size(r)}
+                         for r in rows],
+                        columns=["input", "repository", "revision (pinned → commit)",
+                                 "size"]).set_index("input")
 
 
 def provenance(path: str | Path | None, source: str, fingerprint: str) -> str:

@@ -247,3 +247,60 @@ def cross_country_heatmap(matrix: pd.DataFrame, fmt: str = ".2f") -> Figure:
     ax.set(xlabel="tested on", ylabel="trained on")
     fig.colorbar(im, ax=ax, label="accuracy")
     return _detach(fig)
+
+
+# verdict -> colour (Okabe-Ito: green holds, orange reversed, grey within noise, purple mixed)
+VERDICT_COLOURS = {"holds": "#009E73", "reversed": "#D55E00", "within noise": "#999999",
+                   "mixed": "#CC79A7", "not measured": "#FFFFFF"}
+SOURCE_MARKERS = "osD^v<>"
+
+
+def scorecard(long: pd.DataFrame, sources: Mapping[str, str]) -> Figure:
+    """"Does the paper hold up?" at a glance (``scpo.scorecard.evidence``'s long table): one
+    row per claim, each source's A - B as a point (its marker) with its interval as a bar, in
+    the colour of its verdict; the paper's reported difference as a black bar; the statement's
+    threshold (0, or -1 point for "keeps") as a dotted tick. ``sources``: the columns to show,
+    source -> label."""
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    keys = list(dict.fromkeys(long["key"]))
+    first = long.drop_duplicates("key").set_index("key")
+    shown = [s for s in sources if (long.loc[long["source"] == s, "verdict"].isin(
+        VERDICT_COLOURS) & long.loc[long["source"] == s, "value"].notna()).any()]
+    fig, ax = plt.subplots(figsize=(9, 0.32 * len(keys) + 1.6))
+    step = 0.7 / max(len(shown), 1)
+    for i, key in enumerate(keys):
+        y = len(keys) - 1 - i
+        if i % 2 == 0:
+            ax.axhspan(y - 0.5, y + 0.5, color="0.95", zorder=0)
+        threshold = -1.0 if first.loc[key, "sense"] == 0 else 0.0
+        ax.plot([threshold] * 2, [y - 0.45, y + 0.45], ":", color="0.3", lw=1, zorder=1)
+        paper = first.loc[key, "paper"]
+        if np.isfinite(paper):
+            ax.plot([paper] * 2, [y - 0.42, y + 0.42], "-", color="black", lw=2.2, zorder=2)
+        for j, source in enumerate(shown):
+            r = long[(long["key"] == key) & (long["source"] == source)]
+            if r.empty or not np.isfinite(r["value"].iloc[0]):
+                continue
+            r = r.iloc[0]
+            yy = y + 0.35 - step * (j + 0.5)
+            c = VERDICT_COLOURS.get(r["verdict"], "0.5")
+            ax.plot([r["low"], r["high"]], [yy, yy], "-", color=c, lw=1.6, zorder=3)
+            ax.plot(r["value"], yy, SOURCE_MARKERS[j % len(SOURCE_MARKERS)], color=c,
+                    mec="black", mew=0.5, ms=5, zorder=4)
+    labels = [first.loc[k, "short"] + (" (by construction)" if first.loc[k, "definitional"]
+                                       else "") for k in keys]
+    ax.set_yticks(range(len(keys))[::-1], labels, fontsize=8)
+    ax.set_ylim(-0.6, len(keys) - 0.4)
+    ax.axvline(0, color="0.6", lw=0.6, zorder=0)
+    ax.set_xlabel("A − B (accuracy points; best-of-N: points of picks)")
+    handles = [Line2D([], [], color="black", lw=2.2, label="reported in the paper"),
+               Line2D([], [], color="0.3", ls=":", label="threshold")]
+    handles += [Line2D([], [], marker=SOURCE_MARKERS[j % len(SOURCE_MARKERS)], ls="",
+                       color="0.7", mec="black", label=sources[s]) for j, s in enumerate(shown)]
+    handles += [Patch(color=c, label=v) for v, c in VERDICT_COLOURS.items()
+                if v != "not measured"]
+    ax.legend(handles=handles, fontsize=7, loc="upper center", bbox_to_anchor=(0.4, -0.08),
+              ncol=3, frameon=False)
+    return _detach(fig)

@@ -26,6 +26,13 @@ PAPER_REPORTED = pd.DataFrame({
                       "scpo_fw_tuned": np.nan},
 })
 PAPER_REPORTED.index.name = "variant"
+# A cell of PAPER_REPORTED that the paper's table shows but that is true by definition, not a
+# result: the global RM is wrong on every pure-minority pair by construction (spec §3)
+BY_CONSTRUCTION = {("global", "pure_minority")}
+# The paper's (and its released code's) setting that a run may or may not share (spec §1, §3-§4,
+# §7); what a page says is "as in the paper" is checked against these
+PAPER_SETTING = {"tau": 0.7, "beta": 1.10, "test_frac": 0.15, "split_seed": 0,
+                 "prompt_context": "turn"}
 
 
 def _order(variants) -> list[str]:
@@ -160,6 +167,31 @@ def paper_comparison(results: pd.DataFrame) -> pd.DataFrame:
     return t.loc[_order(t.index)]
 
 
+def paper_cells(results: pd.DataFrame) -> pd.DataFrame:
+    """``paper_comparison`` as a page shows it: ours to one decimal, the paper's to two, and
+    "—" with why where there is no number (a variant the paper did not report, or one this
+    run did not have); the global RM's pure-minority 0 is labelled true by construction."""
+    t = paper_comparison(results)
+    ran = set(results["variant"])
+    out = pd.DataFrame(index=t.index)
+    for col in t.columns:
+        paper = "reported in the paper" in col
+        ts = "overall" if col.startswith("overall") else "pure_minority"
+        cells = []
+        for v, x in t[col].items():
+            if paper and (v, ts) in BY_CONSTRUCTION:
+                cells.append("0 (by construction, not a result)")
+            elif np.isfinite(x):
+                cells.append(f"{x:.2f}" if paper else f"{x:.1f}")
+            elif paper:
+                cells.append("— (not in the paper)" if v not in PAPER_REPORTED.index
+                             else "— (not reported)")
+            else:
+                cells.append("— (no such pairs)" if v in ran else "— (not run here)")
+        out[col] = cells
+    return out
+
+
 def controls(results: pd.DataFrame) -> pd.DataFrame:
     """The like-for-like comparisons: each variant against its random controls of the same size
     (``variants.CONTROLS``: filtered vs random_subset, both unweighted; SCPO (F+W) vs
@@ -198,6 +230,29 @@ def controls(results: pd.DataFrame) -> pd.DataFrame:
                          "weight, control / variant": (weight.get(control, np.nan)
                                                        / weight.get(variant, np.nan))})
     return pd.DataFrame(rows)
+
+
+CONTROL_COLUMNS = {"variant (%)": "A (%)", "control (%)": "B (%)", "difference": "A − B",
+                   "sd over seeds": "sd", "countries favouring variant": "countries A > B",
+                   "weight, control / variant": "weight B / A"}
+
+
+def readable_controls(ctrl: pd.DataFrame) -> pd.DataFrame:
+    """``controls`` as a page shows it, narrow enough for the text column: one row per
+    comparison "A − B" (labels) and test set, short column names (``CONTROL_COLUMNS``; "sd"
+    left out where there is one seed)."""
+    if ctrl.empty:
+        return ctrl
+    from scpo.variants import VARIANTS
+
+    out = ctrl.assign(comparison=[f"{VARIANTS[a].label} − {VARIANTS[b].label}"
+                                  for a, b in zip(ctrl["variant"], ctrl["control"])],
+                      test_set=ctrl["test_set"].str.replace("_", " "))
+    cols = [c for c in CONTROL_COLUMNS if c in out.columns
+            and not (c == "sd over seeds" and out[c].isna().all())]
+    out = out.set_index(["comparison", "test_set"])[cols].rename(columns=CONTROL_COLUMNS)
+    out.index.names = ["A − B", "test set"]
+    return out.round(2)
 
 
 def published_table(results: pd.DataFrame,
@@ -254,123 +309,141 @@ def efficiency_table(results: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-# ---- the ladder study: the book's statements, checked per fine-tuning depth ----
+# ---- verdicts: what a source's runs say about a statement "A - B" ----
 
-# (key, statement, test set ("country_truth": the simulator's truth on the overall pairs),
-#  variant A, variant B, direction: +1 "A beats B", -1 "A is below B", 0 "A loses < 1 point")
-LADDER_CLAIMS = [
-    ("filter_moves", "Filtering alone moves toward the minority: filtered only beats the "
-     "baseline on pure-minority pairs", "pure_minority", "filtered", "baseline", 1),
-    ("weights_pull_back", "Adding the weights pulls filtering back: filtered only beats SCPO "
-     "(F+W) on pure-minority pairs", "pure_minority", "filtered", "scpo_fw", 1),
-    ("w_least", "SCPO (W) moves least: it scores below SCPO (F+W) on pure-minority pairs",
-     "pure_minority", "scpo_w", "scpo_fw", -1),
-    ("fw_keeps", "SCPO (F+W) keeps the baseline's overall accuracy (loses less than one point)",
-     "overall", "scpo_fw", "baseline", 0),
-    ("filter_vs_random", "The filter's pairs beat as many random pairs on pure-minority pairs",
-     "pure_minority", "filtered", "random_subset", 1),
-    ("truth", "On the simulator's country truth, SCPO (F+W) beats filtering alone (overall "
-     "test pairs)", "country_truth", "scpo_fw", "filtered", 1),
-]
 KEEP_POINTS = 1.0  # "keeps the accuracy": loses less than this many points
-LEVEL = 0.95  # of the seed-level interval of a mean difference
+LEVEL = 0.95  # of every verdict's interval
+N_BOOT = 2000  # its bootstrap resamples
+BOOT_SEED = 0  # and their seed: the same runs give the same intervals
+RULE = (
+    "Each difference A − B is in accuracy points: per country and seed, A's accuracy minus "
+    "B's on the same test pairs; then the mean over seeds and over countries (each country "
+    "counts once). Its 95 % interval is a paired, clustered bootstrap of that mean "
+    f"({N_BOOT:,} resamples): within each country the test users are drawn with "
+    "replacement (the same users for A and B, each with all their pairs) and, where there are "
+    "several, the training seeds too; then the countries are averaged. So the interval "
+    "carries both sources of noise, which test users were drawn and which seeds; with one "
+    "seed, or seeds that repeat one scoring, it is the users' alone. A statement has a "
+    "threshold: 0 for \"A beats B\" and \"A is below B\", −1 point for \"A keeps B's "
+    "accuracy\" (loses less than one point). The verdict is *within noise* when the interval "
+    "covers the threshold; otherwise *holds* when it lies on the stated side and at least two "
+    "thirds of the country × seed runs agree, *reversed* when it lies on the other side and "
+    "two thirds disagree, *mixed* in between; *not measured* where a source lacks A or B.")
+
+
+@dataclass(frozen=True)
+class Difference:
+    """A - B over a source's runs (``paired_difference``), in points."""
+
+    mean: float  # the mean over countries of the mean over seeds
+    low: float  # its percentile interval from the paired, clustered bootstrap
+    high: float
+    runs: pd.Series  # (country, seed) -> that run's mean difference
+
+
+def paired_difference(table: pd.DataFrame, a: str, b: str, value: str = "correct", *,
+                      model: str = "variant", unit: str = "pair",
+                      shared_clusters: bool = False, n_boot: int = N_BOOT,
+                      seed: int = BOOT_SEED, level: float = LEVEL) -> Difference | None:
+    """A - B (x 100: points) of ``value`` on the units both were scored on, with one interval
+    for both sources of noise: ``scpo.evaluate.macro_bootstrap`` of the per-unit differences
+    (clusters ``user_id``; within each country its users and its seeds are drawn, the same
+    users for A and B), its percentile interval at ``level``.
+
+    ``table`` has one row per (country, seed, ``model``, ``unit``): the per-pair outcomes of a
+    run (``scpo.results.PREDICTIONS``), or best-of-N's per-item picks (``model="model"``,
+    ``unit="item"``; ``shared_clusters`` for a pool whose prompts every country shares). A
+    unit where A or B has no value (NaN: a truth tie) is left out. None when ``table`` lacks A
+    or B (the comparison is not measured)."""
+    keys = ["country", "seed", unit, "user_id"]
+    t = table.loc[table[model].isin([a, b]), keys + [model, value]]
+    if t.empty or not {a, b} <= set(t[model]):
+        return None
+    wide = t.set_index(keys + [model])[value].astype(float).unstack(model)
+    d = (100 * (wide[a] - wide[b])).dropna()
+    if d.empty:
+        return None
+    idx = d.index
+    point, reps = evaluate.macro_bootstrap(
+        d.to_numpy(), idx.get_level_values("country"), idx.get_level_values("user_id"),
+        idx.get_level_values("seed"), n_boot=n_boot, seed=seed, shared_clusters=shared_clusters)
+    low, high = evaluate.percentile_interval(reps, level)
+    runs = d.groupby(level=["country", "seed"], sort=True).mean()
+    return Difference(float(point), low, high, runs)
+
+
+def said(diff: Difference | None, up: str, down: str, flat: str, unit: str = " points",
+         digits: int = 1) -> str:
+    """What a sentence may say of a difference, and the numbers it rests on: ``up`` when its
+    interval lies above 0, ``down`` when below, ``flat`` when it covers 0 (within the noise),
+    followed by "(d points [low, high])" (``unit``, ``digits`` decimals). The book's sentences
+    that state an effect are made here, so that they follow the sign and the interval of their
+    glued numbers."""
+    if diff is None:
+        return "not measured here"
+    low, high = round(diff.low, digits), round(diff.high, digits)  # as the reader sees them
+    word = up if low > 0 else down if high < 0 else flat
+    f = f"+.{digits}f"
+    return f"{word} ({diff.mean:{f}}{unit} [{low:{f}}, {high:{f}}])"
+
+
+def said_over_seeds(values: Any, up: str, down: str, flat: str) -> str:
+    """``said`` for a difference measured once per seed without per-pair outcomes (a
+    benchmark's committed runs): ``up`` when every seed's is above 0, ``down`` when every one
+    is below, ``flat`` otherwise; followed by "(min to max points over n seeds)"."""
+    v = np.round(np.asarray(values, dtype=float), 1)  # as the reader sees them
+    if not v.size or not np.isfinite(v).all():
+        return "not measured here"
+    word = up if (v > 0).all() else down if (v < 0).all() else flat
+    return f"{word} ({v.min():+.1f} to {v.max():+.1f} points over {v.size} seeds)"
+
+
+def interval_of(values: Any, countries: Any, clusters: Any, seeds: Any | None = None,
+                shared_clusters: bool = False) -> Difference:
+    """A ``Difference`` of per-unit values already in points (e.g. each test pair's home model
+    minus the mean of the away models): ``evaluate.macro_bootstrap``'s mean and percentile
+    interval (``N_BOOT``, ``BOOT_SEED``, ``LEVEL``)."""
+    seeds = np.zeros(len(values)) if seeds is None else seeds
+    point, reps = evaluate.macro_bootstrap(values, countries, clusters, seeds, n_boot=N_BOOT,
+                                           seed=BOOT_SEED, shared_clusters=shared_clusters)
+    low, high = evaluate.percentile_interval(reps, LEVEL)
+    runs = pd.Series(np.asarray(values, dtype=float)).groupby(
+        [np.asarray(countries), np.asarray(seeds)]).mean()
+    return Difference(float(point), low, high, runs)
 
 
 @dataclass(frozen=True)
 class Verdict:
-    """What the runs say about one statement (``claim_verdict``)."""
+    """What a source's runs say about one statement (``claim_verdict``)."""
 
     verdict: str  # "holds", "reversed", "mixed", "within noise" or "not measured"
-    agreeing: int  # measured runs on the statement's side of its threshold
-    runs: int  # measured runs (a NaN difference is not measured, not a disagreement)
-    not_measured: int  # runs whose difference is NaN
-    mean: float  # the mean over seeds of each seed's mean difference (points)
-    low: float  # the seed-level 95 % interval of that mean (-inf..inf with one seed)
+    agreeing: int  # runs (country x seed) on the statement's side of its threshold
+    runs: int  # runs measured
+    mean: float  # A - B, points (``Difference``)
+    low: float  # its interval
     high: float
 
 
-def seed_interval(diffs: np.ndarray, seeds: np.ndarray) -> tuple[float, float]:
-    """(mean, half-width): each seed's mean difference, then the mean of those and the
-    half-width of its Student-t interval at ``LEVEL`` (t quantile with n_seeds - 1 degrees of
-    freedom x sd / sqrt(n_seeds)); inf with fewer than two seeds, where no interval exists."""
-    from scipy.stats import t
-
-    means = pd.Series(np.asarray(diffs, dtype=float)).groupby(np.asarray(seeds)).mean()
-    n = len(means)
-    if n < 2:
-        return float(means.mean()) if n else np.nan, np.inf
-    q = float(t.ppf((1 + LEVEL) / 2, n - 1))
-    return float(means.mean()), q * float(means.std(ddof=1)) / np.sqrt(n)
-
-
-def claim_verdict(diffs: np.ndarray, direction: int, seeds: np.ndarray) -> Verdict:
-    """Whether "A - B" (points, one per country x seed run, ``seeds`` naming each run's seed)
-    supports a statement. The threshold is 0 (direction +1: "A beats B", -1: "A is below B")
-    or -``KEEP_POINTS`` (direction 0: "A loses less than one point to B").
-
-    "not measured" when no run has a difference (NaN runs are counted apart, never against);
-    "within noise" when the seed-level interval of the mean difference (``seed_interval``)
-    covers the threshold, so the seeds cannot tell the difference from the threshold; else
-    "holds" when the mean is on the stated side and at least 2/3 of the runs agree, "reversed"
-    when it is on the other side and at least 2/3 of the runs are against, and "mixed"
-    otherwise."""
-    d = np.asarray(diffs, dtype=float)
-    s = np.asarray(seeds)
-    if d.shape != s.shape:
-        raise ValueError(f"one seed per difference: {d.shape} differences, {s.shape} seeds")
-    measured = np.isfinite(d)
-    d, s = d[measured], s[measured]
+def claim_verdict(diff: Difference | None, direction: int) -> Verdict:
+    """Whether "A - B" (``paired_difference``) supports a statement (``RULE``). The threshold is
+    0 (direction +1: "A beats B", -1: "A is below B") or -``KEEP_POINTS`` (direction 0: "A loses
+    less than one point to B"). "not measured" without a difference; "within noise" when its
+    interval covers the threshold; else "holds" when the interval lies on the stated side and
+    at least 2/3 of the runs agree, "reversed" when it lies on the other side and at least 2/3
+    of the runs are against, "mixed" otherwise."""
+    if diff is None or not len(diff.runs):
+        return Verdict("not measured", 0, 0, np.nan, np.nan, np.nan)
     threshold = -KEEP_POINTS if direction == 0 else 0.0
     side = -1 if direction < 0 else 1  # where the statement puts A - B, from the threshold
-    agree, against = side * (d - threshold) > 0, side * (d - threshold) < 0
-    n_out = int((~measured).sum())
-    if not d.size:
-        return Verdict("not measured", 0, 0, n_out, np.nan, np.nan, np.nan)
-    mean, half = seed_interval(d, s)
-    if mean - half <= threshold <= mean + half:
+    runs = diff.runs.to_numpy(dtype=float)
+    agree, against = side * (runs - threshold) > 0, side * (runs - threshold) < 0
+    if diff.low <= threshold <= diff.high:
         verdict = "within noise"
-    elif side * (mean - threshold) > 0:
+    elif (diff.low > threshold) == (side > 0):  # the interval lies on the stated side
         verdict = "holds" if agree.mean() >= 2 / 3 else "mixed"
     else:
         verdict = "reversed" if against.mean() >= 2 / 3 else "mixed"
-    return Verdict(verdict, int(agree.sum()), int(d.size), n_out, mean, mean - half,
-                   mean + half)
-
-
-def ladder_claims(results: pd.DataFrame, by: str = "rung") -> pd.DataFrame:
-    """One row per (statement, rung): the mean difference A - B in points over the country x
-    seed runs, the seed sd of the country-mean difference, its seed-level 95 % interval, the
-    runs that agree (of those measured), the runs not measured, and the verdict
-    (``claim_verdict``)."""
-    rows = []
-    for key, text, test_set, a, b, direction in LADDER_CLAIMS:
-        truth = test_set == "country_truth"
-        d = results[results["test_set"] == ("overall" if truth else test_set)]
-        col = "country_truth_accuracy" if truth else "accuracy"
-        for rung in dict.fromkeys(d[by]):
-            w = d[d[by] == rung].pivot_table(index=["country", "seed"], columns="variant",
-                                             values=col, dropna=False)
-            diffs = 100 * (w[a] - w[b]) if {a, b} <= set(w.columns) else \
-                pd.Series(np.nan, index=w.index)
-            v = claim_verdict(diffs.to_numpy(), direction,
-                              diffs.index.get_level_values("seed").to_numpy())
-            rows.append({"claim": key, "statement": text, by: rung,
-                         "difference": float(diffs.mean()),
-                         "seed_sd": float(diffs.groupby(level="seed").mean().std()),
-                         "ci_low": v.low, "ci_high": v.high, "runs_agreeing": v.agreeing,
-                         "runs": v.runs, "not_measured": v.not_measured,
-                         "verdict": v.verdict})
-    return pd.DataFrame(rows)
-
-
-def claim_cell(row: pd.Series) -> str:
-    """One row of ``ladder_claims`` as the ladder page shows it: the verdict, the difference,
-    its seed-level interval and the runs that agree."""
-    if row["verdict"] == "not measured":
-        return f"not measured ({row['not_measured']} runs)"
-    missing = f", {row['not_measured']} not measured" if row["not_measured"] else ""
-    return (f"{row['verdict']}: {row['difference']:+.1f} [{row['ci_low']:+.1f}, "
-            f"{row['ci_high']:+.1f}] ({row['runs_agreeing']}/{row['runs']} runs{missing})")
+    return Verdict(verdict, int(agree.sum()), len(runs), diff.mean, diff.low, diff.high)
 
 
 def mean_ci_halfwidth(results: pd.DataFrame) -> pd.Series:

@@ -55,8 +55,11 @@ class CountryRun:
     results: pd.DataFrame
     histories: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # "variant/seed"
     models: dict[str, RewardModel] = field(default_factory=dict)  # "variant/seed"
-    tuned: dict[int, dict[str, Any]] = field(default_factory=dict)  # seed -> choice + grid
+    tuned: dict[str, dict[str, Any]] = field(default_factory=dict)  # "variant/seed" -> choice
     exported: dict[str, str] = field(default_factory=dict)  # "variant/seed" -> checkpoint dir
+    # one row per (variant, seed, test pair): scpo.experiment.test_outcomes, what paired
+    # comparisons of two models read (scpo.report.paired_difference)
+    predictions: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 # ---- where things go ----
@@ -88,7 +91,24 @@ def environment() -> dict[str, str]:
             found[name] = version(name)
         except PackageNotFoundError:
             found[name] = "not installed"
-    return {**found, "scpo": scpo.__version__, "scpo_commit": scpo_commit()}
+    return {**found, "scpo": scpo.__version__, "scpo_commit": scpo_commit(),
+            "scpo_source": source_hash()}
+
+
+@functools.cache
+def source_hash() -> str:
+    """sha256 of the running scpo's source (its code, presets and simulator banks: what decides
+    every number), whatever the commit says: a run records it, and ``reopen`` refuses runs made
+    by other code."""
+    import hashlib
+
+    root = Path(scpo.__file__).resolve().parent
+    h = hashlib.sha256()
+    for p in sorted(f for f in root.rglob("*") if f.is_file()
+                    and f.suffix in (".py", ".toml", ".json") and "__pycache__" not in f.parts):
+        h.update(str(p.relative_to(root)).encode() + b"\0")
+        h.update(p.read_bytes())
+    return h.hexdigest()
 
 
 def scpo_commit(source: Path | None = None) -> str:
@@ -153,13 +173,14 @@ def trained_on(results: pd.DataFrame) -> dict[str, dict[str, dict[str, int]]]:
 
 RESULTS = "run's results"  # the kind of output (scpo.outdir's marker) of a results directory
 RECORD = "run.json"  # written last: a results directory without it holds an interrupted run
+PREDICTIONS = "predictions.parquet"  # each model's outcome on each test pair (CountryRun)
 # Every other file a run may write; one this run does not write is removed, so a file of an
 # earlier run never stands beside the new results.
 RUN_FILES = ("results.parquet", "results.csv", "histories.json", "tuned.json", "timing.json",
-             "exported.json", "counts.csv")
+             "exported.json", "counts.csv", PREDICTIONS)
 # what every `scpo run` writes (``write_results`` with its timing): checked before any work
 RUN_WRITES = ("results.parquet", "results.csv", "histories.json", "tuned.json", "timing.json",
-              RECORD)
+              PREDICTIONS, RECORD)
 
 
 def _has_our_record(path: Path) -> bool:
@@ -230,7 +251,7 @@ def write_results(out: Path, runs: dict[str, CountryRun], results: pd.DataFrame,
     country runs' training curves, tuning choices and exports, as one set
     (``write_run_files``)."""
     hist = {f"{c}/{k}": v for c, r in runs.items() for k, v in r.histories.items()}
-    tuned = {c: {str(s): v for s, v in r.tuned.items()} for c, r in runs.items() if r.tuned}
+    tuned = {c: dict(r.tuned) for c, r in runs.items() if r.tuned}
     exported = {f"{c}/{k}": v for c, r in runs.items() for k, v in r.exported.items()}
     files: dict[str, Callable[[Path], None]] = {
         "results.parquet": lambda p: results.to_parquet(p, index=False),
@@ -238,11 +259,42 @@ def write_results(out: Path, runs: dict[str, CountryRun], results: pd.DataFrame,
         "histories.json": _json(hist, sort_keys=True),
         "tuned.json": _json(tuned, sort_keys=True, indent=1, default=float),
     }
+    predictions = [r.predictions for r in runs.values() if len(r.predictions)]
+    if predictions:
+        table = compact_predictions(pd.concat(predictions, ignore_index=True))
+        files[PREDICTIONS] = lambda p: table.to_parquet(p, index=False)
     if timing:
         files["timing.json"] = _json(timing, indent=1)
     if exported:
         files["exported.json"] = _json(exported, sort_keys=True, indent=1)
     write_run_files(Path(out), files, {**record, "trained_on": trained_on(results)}, overwrite)
+
+
+def compact_predictions(predictions: pd.DataFrame) -> pd.DataFrame:
+    """A run's per-pair outcomes as written: who and which seed first, names as categories and
+    flags as booleans (about 2 bytes a row in parquet)."""
+    first = ["country", "variant", "seed", "pair", "user_id"]
+    out = predictions[first + [c for c in predictions.columns if c not in first]].copy()
+    for col in ("country", "variant", "user_id"):
+        out[col] = out[col].astype(str).astype("category")
+    return out.astype({"seed": "int64", "pair": "int32"})
+
+
+def load_predictions(root: str | Path, countries: list[str]) -> pd.DataFrame | None:
+    """The per-pair outcomes (``PREDICTIONS``) of ``countries``' runs under ``root`` (one run
+    directory, or a country page's each); None when a run kept none (an older scpo's)."""
+    root = Path(root)
+    if (root / PREDICTIONS).is_file():
+        found = [root / PREDICTIONS]
+    else:
+        found = [root / country_slug(c) / PREDICTIONS for c in countries]
+        if not all(f.is_file() for f in found):
+            return None
+    out = pd.concat([pd.read_parquet(f) for f in found], ignore_index=True)
+    for col in ("country", "variant", "user_id"):
+        out[col] = out[col].astype(str)
+    out["variant"] = out["variant"].replace(RENAMED)
+    return out[out["country"].isin(countries)].reset_index(drop=True)
 
 
 def write_conditioned(out: str | Path, res: pd.DataFrame, counts: pd.DataFrame,
@@ -284,8 +336,12 @@ def save_country(out: str | Path, run_: CountryRun, record: dict[str, Any]) -> P
 
 def load_results(root: str | Path, countries: list[str] | None = None) -> pd.DataFrame:
     """Concatenate ``<root>/<Country>/results.parquet`` (all countries found, or those given);
-    a directory whose run did not finish (no ``run.json``) is refused, naming it."""
+    a directory whose run did not finish (no ``run.json``) is refused, naming it. A directory
+    that holds one run of several countries (``scpo run --out``: ``results.parquet`` at its
+    top) is read as it is, restricted to ``countries`` (each must be in it)."""
     root = Path(root)
+    if (root / "results.parquet").is_file():
+        return _one_run(root, countries)
     dirs = ([root / country_slug(c) for c in countries] if countries
             else sorted(p.parent for p in root.glob("*/results.parquet")))
     missing = [str(d) for d in dirs if not (d / "results.parquet").exists()]
@@ -298,6 +354,25 @@ def load_results(root: str | Path, countries: list[str] | None = None) -> pd.Dat
                                 "writes last: the run that wrote them did not finish. Run it "
                                 "again.")
     out = pd.concat([pd.read_parquet(d / "results.parquet") for d in dirs], ignore_index=True)
+    return _renamed(out, root)
+
+
+def _one_run(root: Path, countries: list[str] | None) -> pd.DataFrame:
+    """The results of one run directory, of ``countries`` (None: all of them)."""
+    if not (root / RECORD).exists():
+        raise FileNotFoundError(f"{root}: results without {RECORD}, the record a run writes "
+                                "last: the run that wrote them did not finish. Run it again.")
+    out = pd.read_parquet(root / "results.parquet")
+    if countries:
+        absent = [c for c in countries if c not in set(out["country"])]
+        if absent:
+            raise FileNotFoundError(f"{root} holds no results of {absent} (it ran "
+                                    f"{sorted(set(out['country']))})")
+        out = out[out["country"].isin(countries)].reset_index(drop=True)
+    return _renamed(out, root)
+
+
+def _renamed(out: pd.DataFrame, root: Path) -> pd.DataFrame:
     old = sorted(set(out["variant"]) & set(RENAMED))
     if old:  # results of an earlier version: the variant is kept, under its name of today
         warnings.warn(f"results under {root} name variant(s) {old}, renamed since: read as "
@@ -316,6 +391,27 @@ def _setting_differences(configs: dict[str, dict[str, Any]]) -> list[str]:
         values = {c: cfg.get(s, {}).get(k) for c, cfg in configs.items()}
         if len({json.dumps(v, sort_keys=True, default=str) for v in values.values()}) > 1:
             out.append(f"{s}.{k}: " + ", ".join(f"{v!r} ({c})" for c, v in values.items()))
+    return out
+
+
+# What else must be one across the runs a chapter reads, and what ``Reopened.prep`` checks it
+# prepared again: field -> where a run's record keeps it
+RUN_IDENTITY = {
+    "data fingerprint": lambda r: r.get("data", {}).get("fingerprint"),
+    "global RM (its score-cache key)": lambda r: r.get("global_rm"),
+    "global RM commit": lambda r: r.get("global_rm_commit"),
+    "code (scpo's source, sha256)": lambda r: r.get("environment", {}).get("scpo_source"),
+}
+
+
+def _identity_differences(records: dict[str, dict[str, Any]]) -> list[str]:
+    """The fields of ``RUN_IDENTITY`` on which the records differ, each with its value per
+    record: "data fingerprint: 'ab' (Chile), 'cd' (Mexico)"."""
+    out = []
+    for name, get in RUN_IDENTITY.items():
+        values = {c: get(r) for c, r in records.items()}
+        if len({json.dumps(v, sort_keys=True, default=str) for v in values.values()}) > 1:
+            out.append(f"{name}: " + ", ".join(f"{v!r} ({c})" for c, v in values.items()))
     return out
 
 
@@ -340,8 +436,32 @@ class Reopened:
     @functools.cached_property
     def prep(self) -> RunInputs:
         """``scpo.scoring.prepare`` of the config they ran with: their pairs, global RM and its
-        scores (cached by the runs themselves)."""
-        return prepare(self.cfg)
+        scores (cached by the runs themselves). Checked against the runs' records: data
+        another fingerprint, or a global RM of another cache key or commit, is an error naming
+        the page and the field (the data or the model changed since the pages ran)."""
+        prep = prepare(self.cfg)
+        now = {"data": {"fingerprint": prep.data.fingerprint},
+               "global_rm": prep.global_rm.fingerprint(), "global_rm_commit": prep.global_rm.commit}
+        for country, record in self.records.items():
+            for name in list(RUN_IDENTITY)[:3]:
+                ran, have = RUN_IDENTITY[name](record), RUN_IDENTITY[name](now)
+                if ran != have:
+                    raise ValueError(
+                        f"{self.record_path(country)} records {name} {ran!r}, but what is "
+                        f"prepared now has {have!r}: the input changed since that run. Rerun "
+                        "it (the book's build reruns it when its inputs change).")
+        return prep
+
+    def record_path(self, country: str) -> Path:
+        """The ``run.json`` a country's results come from."""
+        one = self.root / RECORD
+        return one if one.is_file() else self.root / country_slug(country) / RECORD
+
+    @functools.cached_property
+    def predictions(self) -> pd.DataFrame | None:
+        """Each model's outcome on each test pair (``load_predictions``), what verdicts compare
+        pair by pair; None when the runs kept none."""
+        return load_predictions(self.root, self.countries)
 
     def model(self, country: str, variant: str, seed: int) -> RewardModel:
         """A model a run saved (``load_model``; the global RM for variant "global")."""
@@ -349,20 +469,32 @@ class Reopened:
 
 
 def reopen(root: str | Path, countries: list[str] | None = None) -> Reopened:
-    """The country pages' runs under ``root`` (those of ``countries``; None: every one found),
-    as they were run: the aggregate chapters read their results and models back under the
-    settings they ran with (a page rerun with ``-p tau 0.5`` is read back at tau 0.5), never
-    under a preset's. The pages must have run alike but for their country: a setting that
-    differs is an error naming it."""
+    """The country pages' runs under ``root`` (those of ``countries``; None: every one found;
+    or one run directory of several countries, ``scpo run --out``), as they were run: the
+    aggregate chapters read their results and models back under the settings they ran with (a
+    page rerun with ``-p tau 0.5`` is read back at tau 0.5), never under a preset's. The pages
+    must have run alike but for their country: a setting, the data (its fingerprint), the
+    global RM (its cache key, its commit) or the code (scpo's source) that differs between
+    them, or a code other than the one running, is an error naming the page and the field.
+    What they prepare again is checked against their records too (``Reopened.prep``)."""
     results = load_results(root, countries)
     names = list(pd.unique(results["country"]))
-    records = {c: json.loads((Path(root) / country_slug(c) / RECORD).read_text()) for c in names}
+    one = Path(root) / RECORD
+    records = {c: json.loads((one if (Path(root) / "results.parquet").is_file()
+                              else Path(root) / country_slug(c) / RECORD).read_text())
+               for c in names}
     configs = {c: r["config"] for c, r in records.items()}
-    differ = _setting_differences(configs)
+    differ = _setting_differences(configs) + _identity_differences(records)
     if differ:
-        raise ValueError(f"the runs under {root} were run with other settings, so no one "
-                         "configuration describes them: " + "; ".join(differ)
+        raise ValueError(f"the runs under {root} did not run alike, so no one configuration "
+                         "describes them: " + "; ".join(differ)
                          + ". Rerun them alike (or reopen them apart).")
+    ran = RUN_IDENTITY["code (scpo's source, sha256)"](records[names[0]])
+    if ran != source_hash():
+        raise ValueError(f"the runs under {root} ({', '.join(names)}) were made by other code "
+                         f"(scpo's source {ran!r}; running: {source_hash()!r}): numbers of other "
+                         "code are not read back as this code's. Rerun them (the book's build "
+                         "reruns every page when scpo changes).")
     first = dict(configs[names[0]])
     cfg = Config().update({**first, "run": {**first["run"], "countries": names}},
                           where=str(Path(root) / country_slug(names[0]) / RECORD))

@@ -14,6 +14,7 @@ A variant says which training pairs a minority RM sees and how each is weighted:
 | random_subset      | random, as many as filtered keeps | 1 (control of filtered)        |
 | random_fw_weights  | the same random draw              | scpo_fw's weights, shuffled    |
 | random_own_weights | the same random draw              | each pair's own SCPO weight    |
+| baseline_tuned     | all                               | 1, lr tuned on val (control)   |
 
 The controls are like-for-like: ``filtered`` against ``random_subset`` asks whether the
 filter's pairs beat as many random pairs (both unweighted); ``scpo_fw`` against
@@ -24,7 +25,10 @@ mostly ones the global RM already agrees with (W = 1), so it carries more weight
 ``scpo_fw`` and mixes which pairs with how much weight (it was called ``random_weighted``).
 Set against ``random_fw_weights`` (the same draw, other weights) it shows what SCPO's
 weighting rule does on random pairs, against scpo_fw's weights placed at random: more weight
-in all, most of it on pairs the global RM agrees with.
+in all, most of it on pairs the global RM agrees with. ``baseline_tuned`` is the tuned
+variant's control: the baseline given the same search of the learning rate on the same held-out
+users (``scpo.experiment.tune_points``; tau and beta do not apply to it), so that what
+``scpo_fw_tuned`` gains over it is not the search itself.
 """
 
 from __future__ import annotations
@@ -67,10 +71,12 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in [
             filter="random", weighting="scpo_shuffled", colour="#EAAE80"),
     Variant("random_own_weights", "Random subset, its own SCPO weights (control)",
             filter="random", weighting="scpo", colour="#F4D3BA"),
+    Variant("baseline_tuned", "Baseline, learning rate tuned (control)", tuned=True,
+            colour="#80B9D8"),
 ]}
 # control -> the variant it is set against (``report.controls``)
 CONTROLS = {"random_subset": "filtered", "random_fw_weights": "scpo_fw",
-            "random_own_weights": "scpo_fw"}
+            "random_own_weights": "scpo_fw", "baseline_tuned": "scpo_fw_tuned"}
 PAPER_VARIANTS = [n for n in VARIANTS if n not in CONTROLS]
 RENAMED = {"random_weighted": "random_own_weights"}  # earlier name -> today's (old results)
 # Evaluated, not trained: the authors' published country RMs (scpo.published), scored in eval

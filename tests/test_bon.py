@@ -113,6 +113,24 @@ def test_the_macro_average_counts_each_country_once_and_resamples_within_countri
     assert (row["score_top_low"], row["score_top_high"]) == (0.5, 0.5)
 
 
+def test_the_pools_shared_prompts_are_drawn_once_for_every_country():
+    """Every country reranks the same prompts' pools: a resample draws the prompts once for
+    all countries (issue 36). C1's gain is +v on a prompt, C2's -v: their macro mean is 0 in
+    every resample; drawn apart per country (as before) it was not."""
+    v = [3.0, -1.0, 0.5, 2.0]
+    per = pd.DataFrame({"country": ["C1"] * 4 + ["C2"] * 4, "item": [f"i{k}" for k in range(8)],
+                        "user_id": ["p1", "p2", "p3", "p4"] * 2, "n_tied": 1, "model": "m",
+                        "country_truth_gain": v + [-x for x in v]})
+    row = bon.macro_summary(per, n_boot=500).iloc[0]
+    assert row["country_truth_gain"] == 0.0
+    assert (row["country_truth_gain_low"], row["country_truth_gain_high"]) == \
+        pytest.approx((0.0, 0.0), abs=1e-12)
+    # the turns' users are each country's own: drawn per country, a width
+    turns = per.assign(user_id=per["country"] + per["user_id"])
+    row = bon.macro_summary(turns, n_boot=500).iloc[0]
+    assert row["country_truth_gain_high"] - row["country_truth_gain_low"] > 1.0
+
+
 def test_the_dial_moves_the_pick_from_the_global_to_the_country_model():
     items = bon.candidate_order(hand_items())
     r_glo = np.array([2.0, 1.0, 0.0, 1.0, 0.0])  # picks a1 and b1

@@ -10,6 +10,7 @@ import time
 from html.parser import HTMLParser
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from conftest import book_build
@@ -163,6 +164,14 @@ def test_plan_has_one_page_per_country_and_the_results_chapters(tmp_path):
     main = jobs[pages.index("results/main")]
     assert set(main.inputs) == {"countries/Chile", "countries/Mexico"}  # reads, never retrains
     assert main.params["countries"] == "Chile,Mexico"
+    # the scorecard reads the build's countries: a page an earlier plan left in the store is not
+    # among them (with --countries Chile, Mexico's page stays in the store and is not read)
+    card = jobs[pages.index("scorecard")]
+    assert card.params["countries"] == "Chile,Mexico"
+    one = next(j for j in build.plan("tiny", None, "", ["Chile"], tmp_path)
+               if j.page == "scorecard")
+    assert one.params["countries"] == "Chile" and one.params["results_dir"] == str(
+        tmp_path / "results")
     # the dial reads the sweeps chapter's own results, where that chapter writes them
     steering, sweeps = (jobs[pages.index(p)] for p in ("results/steering", "results/sweeps"))
     assert "results/sweeps" in steering.inputs
@@ -246,7 +255,8 @@ def test_a_data_directory_adds_prism_on_a_laptop_and_the_rescoring(tmp_path):
     assert card.params["prism_results_dir"] == str(tmp_path / "store" / "results-prism")
     assert card.params["published_dir"] == "" and card.params["goqa_dir"] == ""
     chile = jobs[pages.index("prism/countries/Chile")]
-    assert chile.params["dataset"] == "prism" and chile.warm == ("prism", chile.params["data_dir"])
+    assert chile.params["dataset"] == "prism"
+    assert chile.warm == ("prism", chile.params["data_dir"], ("Chile", "Mexico"))
     assert chile.params["results_dir"] == str(tmp_path / "store" / "results-prism")
     assert set(jobs[pages.index("prism/main")].inputs) == {"prism/countries/Chile",
                                                           "prism/countries/Mexico"}
@@ -277,6 +287,75 @@ def test_a_data_directory_adds_prism_on_a_laptop_and_the_rescoring(tmp_path):
     (data / "prism" / "survey.jsonl").write_text("{not json\n")
     with pytest.raises(build.BuildError, match="survey.jsonl, line 1: not valid JSON"):
         build.plan("tiny", None, str(data), None, tmp_path / "store")
+
+
+def prism_without(tmp_path: Path, country: str) -> Path:
+    """A data directory whose PRISM-format files (the tiny simulation's) have no user of
+    ``country``."""
+    from scpo.simulate import sim_config, simulate
+
+    sim = simulate(sim_config("tiny"), tmp_path / "sim")
+    data = tmp_path / "data"
+    (data / "prism").mkdir(parents=True)
+    (data / "prism" / "utterances.jsonl").write_bytes((sim / "utterances.jsonl").read_bytes())
+    survey = [json.loads(line) for line in (sim / "survey.jsonl").read_text().splitlines()]
+    (data / "prism" / "survey.jsonl").write_text("".join(
+        json.dumps(u) + "\n" for u in survey if u["location"]["reside_country"] != country))
+    return data
+
+
+PRESETS = sorted(p.stem for p in (ROOT / "scpo" / "presets").glob("*.toml"))
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_every_preset_runs_the_countries_the_data_cover(tmp_path, preset):
+    """Issue 36: PRISM-format files without Mexican users stopped the build in warm_caches
+    (KeyError: unknown country 'Mexico': no pairs). Whatever the preset, no page on PRISM runs
+    Mexico, nothing warms it, and the scorecard says it was left out and why."""
+    import pandas as pd
+
+    from scpo.pairs import PAPER_COUNTRIES
+
+    data = prism_without(tmp_path, "Mexico")
+    rng = np.random.default_rng(0)  # a GlobalOpinionQA csv of 40 questions, for its presets
+    (data / "globalopinionqa").mkdir()
+    shares = [{c: rng.dirichlet(np.ones(3)).round(3).tolist() for c in PAPER_COUNTRIES}
+              for _ in range(40)]
+    pd.DataFrame([{"question": f"Question {q}?", "options": repr(["Yes", "No", "Maybe"]),
+                   "selections": f"defaultdict(<class 'list'>, {shares[q]!r})",
+                   "source": "GAS"} for q in range(40)]).to_csv(
+        data / "globalopinionqa" / "global_opinions.csv", index=False)
+    jobs = build.plan(preset, None, str(data), None, tmp_path / "store")
+    on_prism = [j for j in jobs if j.params.get("dataset") == "prism" and "country" in j.params]
+    assert on_prism  # the main pages (a PRISM preset) or PRISM on a laptop's
+    for job in on_prism:
+        assert job.params["country"] != "Mexico", job.page
+        assert job.warm is not None and "Mexico" not in job.warm[2], job.page
+        assert set(job.warm[2]) == {j.params["country"] for j in on_prism}
+    card = next(j for j in jobs if j.page == "scorecard")
+    assert "Mexico: no pairs in this data" in card.params["left_out"]
+    for job in jobs:  # every chapter reading PRISM's pages reads those it has
+        key = "countries" if job.page == "prism/main" else "prism_countries"
+        if job.params.get("prism_results_dir") or job.page == "prism/main":
+            assert "Mexico" not in job.params[key].split(","), (job.page, key)
+        if job.params.get("dataset") == "prism":  # a PRISM preset: every chapter
+            assert "Mexico" not in job.params.get("countries", ""), job.page
+
+
+def test_warming_the_caches_prepares_only_the_covered_countries(tmp_path, monkeypatch):
+    """What warm_caches prepares: the countries the data cover (it prepared the preset's, and
+    a sample without Mexico stopped the build with a 20-line traceback)."""
+    import scpo.scoring
+
+    data = prism_without(tmp_path, "Mexico")
+    prism = build.prism_dir(str(data))
+    covered, left = build.prism_coverage("tiny", prism, ["Chile", "Mexico"])
+    assert covered == ["Chile"] and left == {"Mexico": "no pairs in this data"}
+    prepared, real = [], scpo.scoring.prepare
+    monkeypatch.setattr(scpo.scoring, "prepare",
+                        lambda cfg: prepared.append(list(cfg.run.countries)) or real(cfg))
+    build.warm_caches("tiny", "prism", prism, ["Chile", "Mexico"])  # no KeyError
+    assert prepared == [["Chile"]]
 
 
 def test_without_the_ladder_data_neither_page_reads_it(tmp_path, monkeypatch):
@@ -311,7 +390,8 @@ def test_data_dir_adds_the_goqa_chapter(tmp_path):
     # the country pages keep the simulation: the data directory holds no sim/
     chile = [j for j in jobs if j.page == "countries/Chile"][0]
     assert chile.params["dataset"] == "sim" and chile.params["data_dir"] == ""
-    assert chile.warm == ("sim", "") and goqa[0].warm == ("goqa", goqa[0].params["goqa_data_dir"])
+    assert chile.warm == ("sim", "", ("Chile", "Mexico"))
+    assert goqa[0].warm == ("goqa", goqa[0].params["goqa_data_dir"], ("Chile", "Mexico"))
 
 
 # ---------------------------------------------------------------------------- execution
@@ -512,16 +592,101 @@ def fetched(tmp_path_factory, tiny_bert, env):
     return root / "data"
 
 
+# The sentences that state an effect are chosen by their numbers (scpo.report.said): each
+# triple is (up, down, flat), said when the interval beside it lies above 0, below 0, or covers 0
+SAID = [("better at home than away", "worse at home than away",
+         "no better at home than away beyond the noise"),
+        ("rises", "falls", "does not move beyond the noise"),
+        ("its pairs do better", "the random pairs do better",
+         "no better than the random pairs beyond the noise")]
+SAID += [(f"agrees with the truth more than {x}", f"agrees with the truth less than {x}",
+          f"agrees with the truth no more than {x} beyond the noise")
+         for x in ("the baseline", "the global model")]
+NUMBER = r"([+-]\d+\.\d+)"
+
+
+def sentences_follow_their_numbers(pages: dict[str, str]) -> list[str]:
+    """Every sentence of ``SAID``'s kinds (and the released check's, over seeds) in the built
+    pages, each checked against the numbers beside it; returns those checked, raising on one
+    whose words do not follow its numbers."""
+    checked = []
+    for name, page in pages.items():
+        text = " ".join(re.sub(r"<[^>]+>", " ", page).split())
+        for up, down, flat in SAID:
+            for word in (up, down, flat):
+                pattern = rf"{re.escape(word)} \({NUMBER}(?: points)? \[{NUMBER}, {NUMBER}\]\)"
+                for m in re.finditer(pattern, text):
+                    mean, low, high = (float(x) for x in m.groups())
+                    want = up if low > 0 else down if high < 0 else flat
+                    assert word == want and low <= high, f"{name}: {m[0]!r} should say {want!r}"
+                    checked.append(f"{name}: {m[0]}")
+        for m in re.finditer(rf"(inflates it|deflates it|moves it by no consistent sign) "
+                             rf"\({NUMBER} to {NUMBER} points over \d+ seeds\)", text):
+            low, high = float(m[2]), float(m[3])
+            want = ("inflates it" if low > 0 else "deflates it" if high < 0
+                    else "moves it by no consistent sign")
+            assert m[1] == want, f"{name}: {m[0]!r}"
+            checked.append(f"{name}: {m[0]}")
+        for m in re.finditer(r"(not smaller|smaller) than the seed spread \(largest per-seed "
+                             r"change ([\d.]+) points; fixed's range over seeds ([\d.]+) points\)",
+                             text):
+            assert (m[1] == "smaller") == (float(m[2]) < float(m[3])), f"{name}: {m[0]!r}"
+            checked.append(f"{name}: {m[0]}")
+        m = re.search(r"the pick's gain under the country's truth (\w+).*?and under the "
+                      r"consensus (\w+).*?: (the dial trades one for the other|the dial gains on "
+                      r"both|here the dial gives up both|here the dial moves the pick away|here "
+                      r"the dial does not trade)", text)
+        if m:
+            lead = {("rises", "falls"): "the dial trades one for the other",
+                    ("rises", "rises"): "the dial gains on both",
+                    ("falls", "falls"): "here the dial gives up both",
+                    ("falls", "rises"): "here the dial moves the pick away"}.get(
+                (m[1], m[2]), "here the dial does not trade")
+            assert m[3] == lead, f"{name}: {m[0]!r}"
+            checked.append(f"{name}: {m[0]}")
+        m = re.search(r"The same as the paper: (.*?)\. Also different", text)
+        if m:  # "as in the paper" only when the runs' config says so
+            tb = re.search(r"τ = ([\d.]+) and β = ([\d.]+)", m[1])
+            assert tb is None or (float(tb[1]), float(tb[2])) == (0.7, 1.1), m[1]
+            assert "seven countries" not in m[1] or "Mexico" not in m[1], m[1]
+            checked.append(f"{name}: {m[0]}")
+    return checked
+
+
+def test_the_sentence_check_catches_a_sentence_against_its_numbers():
+    good = {"p": "<p>a model is better at home than away (+2.0 points [+0.5, +3.1]) and "
+                 "rises (+0.12 [-0.01, +0.30])</p>"}
+    with pytest.raises(AssertionError, match="should say 'does not move beyond the noise'"):
+        sentences_follow_their_numbers(good)
+    good["p"] = good["p"].replace("rises", "does not move beyond the noise")
+    assert len(sentences_follow_their_numbers(good)) == 2
+    with pytest.raises(AssertionError, match="worse at home"):
+        sentences_follow_their_numbers({"p": "better at home than away (-2.0 points [-3.0, "
+                                             "-1.0])"})
+
+
 @pytest.mark.slow
 def test_tiny_book_builds_with_a_data_directory_then_rebuilds_from_the_stamps(tmp_path, env,
                                                                              fetched):
     """The whole road offline (issue 26): `scpo fetch` from a stand-in hub, then the tiny book
-    with that data directory; the data chapters' tables are read back from the pages."""
+    with that data directory; the data chapters' tables are read back from the pages. Issue
+    36: the PRISM files have no Mexican users (the book runs the countries they cover and says
+    which it left out), and the simulation is another seed's than the CI book's, so every
+    sentence chosen by its numbers is checked on numbers it was not written against."""
     from scpo.goqa import load_goqa
     from scpo.prism import load_prism
 
-    cmd = [sys.executable, str(ROOT / "book" / "build.py"), "--preset", "tiny",
-           "--data-dir", str(fetched),
+    data = tmp_path / "data"
+    shutil.copytree(fetched, data)
+    survey = data / "prism" / "survey.jsonl"
+    users = [json.loads(line) for line in survey.read_text().splitlines()]
+    survey.write_text("".join(json.dumps(u) + "\n" for u in users
+                              if u["location"]["reside_country"] != "Mexico"))
+    preset = tmp_path / "tiny-seed1.toml"
+    preset.write_text((ROOT / "scpo" / "presets" / "tiny.toml").read_text().replace(
+        "[data.sim]", "[data.sim]\nseed = 1", 1))
+    cmd = [sys.executable, str(ROOT / "book" / "build.py"), "--preset", str(preset),
+           "--data-dir", str(data),
            "--build-dir", str(tmp_path / "_build"), "--store", str(tmp_path / "store")]
     t0 = time.perf_counter()
     first = subprocess.run(cmd, env=env, capture_output=True, text=True)
@@ -531,12 +696,20 @@ def test_tiny_book_builds_with_a_data_directory_then_rebuilds_from_the_stamps(tm
     pages = html_pages(html)
     toc = yaml.safe_load((ROOT / "book" / "_toc.yml").read_text())
     expected = {toc["root"]} | {c["file"] for part in toc["parts"] for c in part["chapters"]}
-    expected |= {"countries/Chile", "countries/Mexico", "prism/countries/Chile",
-                 "prism/countries/Mexico"}
+    expected |= {"countries/Chile", "countries/Mexico", "prism/countries/Chile"}
     assert expected <= set(pages), expected - set(pages)
+    assert "prism/countries/Mexico" not in pages  # the data have no Mexican users ...
+    for page in ("prism/main", "scorecard"):  # ... and the chapters say so
+        assert "Mexico: no pairs in this data" in re.sub(r"<[^>]+>", "", pages[page]), page
+    behaviour = " ".join(re.sub(r"<[^>]+>", " ", pages["results/behaviour"]).split())
+    assert "left out, Mexico" in behaviour
+    checked = sentences_follow_their_numbers(pages)
+    for page in ("results/cross_country", "results/behaviour", "results/simulator",
+                 "results/efficiency", "results/released", "prism/main"):
+        assert any(c.startswith(f"{page}: ") for c in checked), (page, checked)
 
     # the data chapters read the data directory: their numbers are the data's own
-    prism = load_prism(fetched / "prism").pairs
+    prism = load_prism(data / "prism").pairs
     sizes = table_with(pages["prism/main"], "training pairs")
     header = sizes[0]
     for row in sizes[1:]:
@@ -556,7 +729,7 @@ def test_tiny_book_builds_with_a_data_directory_then_rebuilds_from_the_stamps(tm
     # best-of-N on PRISM's test turns: the turns and the chance of a random pick are the data's
     from scpo.prism import load_test_turns
 
-    turns, _ = load_test_turns(fetched / "prism")
+    turns, _ = load_test_turns(data / "prism")
     turns = turns[turns["country"].isin(["Chile", "Mexico"])]
     top = turns["score"] == turns.groupby("interaction_id")["score"].transform("max")
     chance = turns.assign(top=top).groupby(["country", "interaction_id"])["top"].mean()
@@ -566,19 +739,20 @@ def test_tiny_book_builds_with_a_data_directory_then_rebuilds_from_the_stamps(tm
     assert said, "the behaviour chapter's PRISM section is missing"
     assert int(said[1]) == turns["interaction_id"].nunique()
     assert said[2] == f"{100 * chance.groupby('country').mean().mean():.1f}"
-    goqa = load_goqa(fetched / "globalopinionqa").pairs
+    goqa = load_goqa(data / "globalopinionqa").pairs
     text = re.sub(r"<[^>]+>", "", pages["results/goqa"])
     assert re.search(rf"\b{len(goqa)}\b option pairs", text)
-    # the scorecard's PRISM column is PRISM on a laptop's own macro average
+    # the scorecard's PRISM column is PRISM on a laptop's own paired difference, pair by pair
     from scpo import report
-    from scpo.results import load_results
+    from scpo.results import load_predictions
 
-    prism_results = load_results(tmp_path / "store" / "results-prism")
-    card = table_with(pages["scorecard"], "PRISM on a laptop")
-    column = card[0].index("PRISM on a laptop")
-    fw = next(r for r in card if r[0] == "SCPO (F+W), overall")
-    mean = report.macro_summary(prism_results, "overall").loc["scpo_fw", "mean"]
-    assert fw[column].startswith(f"{mean:.1f} ±"), fw
+    outcomes = load_predictions(tmp_path / "store" / "results-prism", ["Chile"])
+    d = report.paired_difference(outcomes, "scpo_fw", "global")
+    cells = [r[2] for t in Tables(pages["scorecard"]).tables for r in t
+             if len(r) == 3 and r[0] == "SCPO (F+W) beats the global RM overall"]
+    want = f"{d.mean:+.1f} [{d.low:+.1f}, {d.high:+.1f}]"
+    assert any(c.startswith(want) for c in cells), (want, cells)
+    assert "PRISM" in table_with(pages["scorecard"], "simulator")[0]
     for name, text in pages.items():
         for bad in ("Traceback", "output error", "output traceback", "output stderr"):
             assert bad not in text, f"{name}.html shows {bad!r}"
@@ -615,7 +789,7 @@ def test_tiny_book_builds_with_a_data_directory_then_rebuilds_from_the_stamps(tm
     t_second = time.perf_counter() - t0
     assert second.returncode == 0, second.stderr[:5000]
     assert "executing" not in second.stdout and second.stdout.count("unchanged") == len(
-        [j for j in build.plan("tiny", None, str(fetched), None, tmp_path / "store")])
+        [j for j in build.plan(str(preset), None, str(data), None, tmp_path / "store")])
     assert t_second < t_first
     assert html_pages(html).keys() == pages.keys()
 

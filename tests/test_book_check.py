@@ -123,3 +123,31 @@ def test_screenshots_join_the_books_marker_and_never_replace_a_users_file(tmp_pa
     with pytest.raises(FileExistsError, match="scpo did not make it"):
         check.screenshots(html, mine)
     assert (mine / "intro.png").read_bytes() == b"my picture"
+
+
+def test_display_math_or_a_table_wider_than_its_column_fails(tmp_path, monkeypatch):
+    """Issue 36: the behaviour chapter's display equation was clipped mid-formula at 1280 px,
+    and tables ran past the text column. The page is measured in the browser (a script added
+    to a copy of it); what it finds too wide comes back in the dumped DOM, and fails."""
+    site(tmp_path)
+    page = write(tmp_path, "page.html", GOOD)
+    seen = {}
+
+    def browser(copy, *args):
+        seen["copy"], seen["args"] = copy.read_text(), args
+        found = ('["math 912 px in 704 px: gain_i = v_{i,pick}", '
+                 '"table 1100 px in 800 px: statement reported"]')
+        return subprocess.CompletedProcess([], 0, stderr="", stdout=(
+            f'<p>ok</p><pre id="scpo-layout">{found}</pre>'))
+
+    monkeypatch.setattr(check, "browse", browser)
+    assert check.check_page(tmp_path, page) == [
+        "page.html: display math wider than its column at 1280 px (math 912 px in 704 px: "
+        "gain_i = v_{i,pick})",
+        "page.html: a table wider than the text column at 1280 px (table 1100 px in 800 px: "
+        "statement reported): fewer or shorter columns, or split it"]
+    assert 'mjx-container[display="true"]' in seen["copy"]  # the measuring script ran in it
+    assert "--window-size=1280,1600" in seen["args"]
+    assert not list(tmp_path.glob(".scpo-check-*"))  # the copy is removed
+    fake_browser(monkeypatch, '<p>ok</p><pre id="scpo-layout">[]</pre>')
+    assert check.check_page(tmp_path, page) == []

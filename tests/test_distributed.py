@@ -51,7 +51,7 @@ CLI_ARGS = ["run", "--preset", "tiny", "--backend", "hf", "--set", "train.max_st
             "--set", "train.batch_size=2", "--set", "model.max_length=64",
             "--variants", "global", "scpo_fw", "--seeds", "0", "--countries", "Chile"]
 RESULT_FILES = {".scpo", "results.parquet", "results.csv", "histories.json", "tuned.json",
-                "run.json", "timing.json"}
+                "run.json", "timing.json", "predictions.parquet"}
 
 
 def fit_and_record(model_dir: Path, out: Path, mode: str) -> dict:

@@ -71,3 +71,23 @@ def test_scpo_fw_is_set_against_both_weighted_controls_with_their_weight_by_hand
     assert t.loc["random_fw_weights", "difference"] == pytest.approx(1.5)
     assert t.loc["random_own_weights", "difference"] == pytest.approx(0.0)
     assert t.loc["random_fw_weights", "countries favouring variant"] == 1
+
+
+def test_the_controls_as_a_page_shows_them_one_row_per_comparison_in_short_columns():
+    """Issue 36, item 8: the controls table (variant, control, test set, eight long column
+    names) ran past the text column at 1280 px. Each row is now "A − B" and a test set, with
+    short column names; "sd" is left out where one seed gives none."""
+    runs = {("scpo_fw", "A"): (0.60, 10.0), ("scpo_fw", "B"): (0.50, 20.0),
+            ("random_fw_weights", "A"): (0.55, 10.0), ("random_fw_weights", "B"): (0.52, 20.0)}
+    res = pd.DataFrame([{"variant": v, "country": c, "seed": 0, "accuracy": a,
+                         "weight_sum": wsum, "test_set": ts} for (v, c), (a, wsum) in runs.items()
+                        for ts in ("overall", "pure_minority")])
+    t = report.readable_controls(report.controls(res))
+    assert t.index.names == ["A − B", "test set"]
+    pair = "SCPO (F+W) − Random subset, SCPO (F+W)'s weights (control)"
+    assert list(t.index) == [(pair, "overall"), (pair, "pure minority")]
+    assert list(t.columns) == ["A (%)", "B (%)", "A − B", "countries A > B", "weight B / A"]
+    row = t.iloc[0]
+    assert (row["A (%)"], row["B (%)"], row["A − B"]) == pytest.approx((55.0, 53.5, 1.5))
+    assert row["countries A > B"] == 1 and row["weight B / A"] == 1.0
+    assert report.readable_controls(report.controls(res.iloc[:0])).empty

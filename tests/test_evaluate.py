@@ -1,5 +1,6 @@
 """Evaluation functions against values computed by hand."""
 
+import itertools
 import math
 
 import numpy as np
@@ -239,3 +240,127 @@ def test_evaluate_model_empty_pure_minority_is_nan_not_a_crash():
 def test_evaluate_model_checks_lengths():
     with pytest.raises(ValueError, match="users"):
         ev.evaluate_model([1.0, 0.0], [0.0, 1.0], [2.0, 1.0], [1.0, 1.0], ["a"], n_boot=10)
+
+
+def test_pair_outcomes_by_hand():
+    # the pairs of test_evaluate_model_rows_by_hand, one row each
+    out = ev.pair_outcomes([1.0, 0.0, 2.0, 1.0], [0.0, 1.0, 2.0, 0.0], [0.0, 2.0, 1.0, 0.0],
+                           [1.0, 1.0, 1.0, 1.0], ["u1", "u1", "u2", "u3"],
+                           truth={"global_truth": [-1.0, 1.0, 0.0, 1.0]})
+    assert out["pair"].tolist() == [0, 1, 2, 3]
+    assert out["correct"].tolist() == [True, False, False, True]  # pair 2 is a tie: wrong
+    assert out["pure_minority"].tolist() == [True, False, False, True]
+    # truth: pair 0 disagrees, 1 disagrees, 2 has no right answer (margin 0), 3 agrees
+    np.testing.assert_array_equal(out["global_truth_correct"], [0.0, 0.0, np.nan, 1.0])
+    assert out["global_truth_correct"].mean() == pytest.approx(1 / 3)  # evaluate_model's
+    with pytest.raises(ValueError, match="differ in length"):
+        ev.pair_outcomes([1.0], [0.0], [0.0], [1.0], ["a", "b"])
+
+
+def _replicate_by_hand(t, n, users, seeds):
+    """A replicate of macro_bootstrap for one country from explicit draws (lists of indices):
+    m*_s = sum over drawn users of t[g, s] / sum of n[g, s]; the mean of the drawn seeds'."""
+    per_seed = [sum(t[g][s] for g in users) / sum(n[g][s] for g in users)
+                for s in range(len(t[0]))]
+    return float(np.mean([per_seed[s] for s in seeds]))
+
+
+def test_macro_bootstrap_matches_the_enumerated_resamples():
+    """One country, 2 users x 2 seeds: every resample is one of the 4 ordered draws of users
+    times the 4 ordered draws of seeds, each with probability 1/16. The bootstrap's replicates
+    take exactly those values, with those frequencies."""
+    # per pair: (user, seed, A - B); u1 has 2 pairs, u2 one
+    rows = [("u1", 0, 1.0), ("u1", 0, 1.0), ("u2", 0, -1.0),
+            ("u1", 1, 1.0), ("u1", 1, 0.0), ("u2", 1, 0.0)]
+    users, seeds, values = zip(*rows)
+    t = [[2.0, 1.0], [-1.0, 0.0]]  # t[g][s]: the sum of g's values at seed s
+    n = [[2, 2], [1, 1]]
+    exact = {}
+    for ug in itertools.product([0, 1], repeat=2):
+        for sg in itertools.product([0, 1], repeat=2):
+            v = round(_replicate_by_hand(t, n, ug, sg), 12)
+            exact[v] = exact.get(v, 0) + 1 / 16
+    point, boots = ev.macro_bootstrap(values, ["Chile"] * 6, users, seeds, n_boot=40000, seed=0)
+    # the point: seed 0's mean (2 - 1) / 3, seed 1's 1 / 3, their mean
+    assert point == pytest.approx(1 / 3)
+    got = pd.Series(np.round(boots, 12)).value_counts(normalize=True)
+    assert set(got.index) == set(exact)
+    for v, p in exact.items():
+        assert got[v] == pytest.approx(p, abs=0.01), v
+    mean = sum(v * p for v, p in exact.items())
+    var = sum((v - mean) ** 2 * p for v, p in exact.items())
+    assert boots.var() == pytest.approx(var, rel=0.03)
+
+
+def test_macro_bootstrap_averages_countries_and_one_seed_is_kept():
+    """Country X: every pair +1 (every replicate 1); country Y: u1 (two pairs, +1) and u2 (one,
+    -1), one seed: 1, 1/3, -1 with probability 1/4, 1/2, 1/4; the macro mean is their mean."""
+    values = [1.0, 1.0, 1.0, 1.0, -1.0]
+    countries = ["X", "X", "Y", "Y", "Y"]
+    users = ["a", "b", "u1", "u1", "u2"]
+    point, boots = ev.macro_bootstrap(values, countries, users, [0] * 5, n_boot=20000, seed=1)
+    assert point == pytest.approx((1 + 1 / 3) / 2)
+    got = pd.Series(np.round(boots, 12)).value_counts(normalize=True)
+    want = {round((1 + y) / 2, 12): p for y, p in ((1, 0.25), (1 / 3, 0.5), (-1, 0.25))}
+    assert set(got.index) == set(want)
+    for v, p in want.items():
+        assert got[v] == pytest.approx(p, abs=0.015)
+    # the 95 % percentile interval spans both ends; a 20 % one sits in the middle mass
+    assert ev.percentile_interval(boots) == (0.0, 1.0)
+    assert ev.percentile_interval(boots, 0.2) == pytest.approx((2 / 3, 2 / 3))
+
+
+def test_macro_bootstrap_identical_seeds_add_no_width_but_users_do():
+    """A source whose seeds repeat one scoring (the authors' models, scored once): the seeds
+    give no spread, the test users still do; the interval is the users' alone."""
+    rng = np.random.default_rng(0)
+    d = (rng.random(60) < 0.55).astype(float) - (rng.random(60) < 0.5)
+    users = np.repeat(np.arange(12), 5)
+    one = ev.macro_bootstrap(d, ["C"] * 60, users, [0] * 60, n_boot=3000, seed=0)
+    three = ev.macro_bootstrap(np.tile(d, 3), ["C"] * 180, np.tile(users, 3),
+                               np.repeat([0, 1, 2], 60), n_boot=3000, seed=0)
+    assert three[0] == pytest.approx(one[0])
+    low, high = ev.percentile_interval(three[1])
+    assert high - low > 0.1  # not the zero width of a seed-only interval
+    # the same users' draws, the seeds' draws change nothing: the same interval
+    assert (low, high) == pytest.approx(ev.percentile_interval(one[1]), abs=0.03)
+
+
+def test_macro_bootstrap_shared_clusters_are_drawn_once_for_every_country():
+    """Two countries' pools hold the same prompts; X's values are +v_g, Y's -v_g. Drawn once
+    for both, every replicate's macro mean is 0; drawn apart, it is not."""
+    v = np.array([3.0, -1.0, 0.5, 2.0])
+    values = np.r_[v, -v]
+    countries = ["X"] * 4 + ["Y"] * 4
+    prompts = ["p1", "p2", "p3", "p4"] * 2
+    _, shared = ev.macro_bootstrap(values, countries, prompts, [0] * 8, n_boot=500, seed=0,
+                                   shared_clusters=True)
+    np.testing.assert_allclose(shared, 0.0, atol=1e-12)
+    _, apart = ev.macro_bootstrap(values, countries, prompts, [0] * 8, n_boot=500, seed=0)
+    assert apart.std() > 0.3
+
+
+def test_macro_bootstrap_is_seeded_vectorised_and_ignores_row_order():
+    rng = np.random.default_rng(2)
+    n = 600
+    x = np.c_[rng.random(n) < 0.6, rng.random(n)]
+    countries = rng.choice(["Chile", "Mexico", "Israel"], n)
+    users = rng.integers(0, 25, n)
+    seeds = rng.integers(0, 3, n)
+    point, boots = ev.macro_bootstrap(x, countries, users, seeds, n_boot=400, seed=5)
+    assert boots.shape == (400, 2) and point.shape == (2,)
+    again = ev.macro_bootstrap(x, countries, users, seeds, n_boot=400, seed=5)
+    np.testing.assert_array_equal(again[1], boots)
+    perm = rng.permutation(n)
+    shuffled = ev.macro_bootstrap(x[perm], countries[perm], users[perm], seeds[perm],
+                                  n_boot=400, seed=5)
+    np.testing.assert_allclose(shuffled[1], boots)
+    # each column alone: the same draws
+    np.testing.assert_allclose(ev.macro_bootstrap(x[:, 1], countries, users, seeds, n_boot=400,
+                                                  seed=5)[1], boots[:, 1])
+    assert not np.allclose(ev.macro_bootstrap(x, countries, users, seeds, n_boot=400,
+                                              seed=6)[1], boots)
+    with pytest.raises(ValueError, match="row 1"):
+        ev.macro_bootstrap([1.0, np.nan], ["a", "a"], ["u", "v"], [0, 0])
+    with pytest.raises(ValueError, match="n_boot"):
+        ev.macro_bootstrap([1.0], ["a"], ["u"], [0], n_boot=0)

@@ -168,10 +168,11 @@ def test_every_variant_trains_on_every_training_pair(prep, tmp_path):
     # ... and the tuned variant, once tuned, retrains on all of them with its choice
     from scpo import method
 
-    tau = cr.tuned[0]["tau"]
+    tau = cr.tuned["scpo_fw_tuned/0"]["tau"]
     kept = method.filter_mask(method.p_glo(chile["rg_chosen"], chile["rg_rejected"]), tau)
     assert r.loc["scpo_fw_tuned", "n_kept"] == kept.sum() and r.loc["scpo_fw_tuned", "tau"] == tau
-    assert cr.tuned[0]["n_fit_pairs"] + cr.tuned[0]["n_val_pairs"] == len(chile)
+    assert (cr.tuned["scpo_fw_tuned/0"]["n_fit_pairs"]
+            + cr.tuned["scpo_fw_tuned/0"]["n_val_pairs"]) == len(chile)
     save_country(tmp_path, cr, run_record(prep))
     rec = json.loads((tmp_path / "Chile" / "run.json").read_text())["trained_on"]["Chile"]
     n_users = chile["user_id"].nunique()
@@ -212,10 +213,10 @@ def test_tuning_never_reads_test_pairs_and_later_seeds_reuse_the_choice(prep, mo
     assert all(u == set(splits["val"]["user_id"]) for k, u in tuning if k == "val")
     # ... then each seed trains once, with the first seed's choice, on all training users
     assert [k for k, _ in seen[2 * n_grid:]] == ["train", "train"]
-    assert list(cr.tuned) == [0]
+    assert list(cr.tuned) == ["scpo_fw_tuned/0"]
     rows = cr.results[cr.results.test_set == "overall"]
     assert rows["tau"].nunique() == rows["beta"].nunique() == rows["lr"].nunique() == 1
-    assert rows["tau"].iloc[0] == cr.tuned[0]["tau"]
+    assert rows["tau"].iloc[0] == cr.tuned["scpo_fw_tuned/0"]["tau"]
 
 
 def test_run_checks_every_country_before_training(monkeypatch, tmp_path):
@@ -423,3 +424,56 @@ def test_a_run_replaces_only_the_files_its_folders_marker_lists(tmp_path):
         write_results(out, {"Chile": first}, first.results, {"scpo_version": "x"})
     assert (out / "exported.json").read_text() == "the user's list"
     check_results_dir(out)  # a run that writes no exported.json goes ahead
+
+
+def test_a_run_keeps_each_models_outcome_on_each_test_pair(prep, tmp_path):
+    """The per-pair outcomes a run writes (predictions.parquet) are its accuracies, pair by
+    pair: their means are the result rows' accuracies, overall, pure minority and truth."""
+    from scpo.results import PREDICTIONS, load_predictions
+
+    cr = run_country(prep, "Chile", progress=False)
+    pred = cr.predictions
+    test = country_splits(prep, "Chile")["test"]
+    assert len(pred) == 3 * len(test)  # variants x test pairs, one seed
+    for (variant, ts), row in cr.results.set_index(["variant", "test_set"]).iterrows():
+        mine = pred[pred["variant"] == variant]
+        if ts == "pure_minority":
+            mine = mine[mine["pure_minority"]]
+        assert mine["correct"].mean() == pytest.approx(row["accuracy"]), (variant, ts)
+        assert mine["country_truth_correct"].mean() == pytest.approx(
+            row["country_truth_accuracy"])
+    assert (pred["user_id"].to_numpy().reshape(3, -1) == test["user_id"].to_numpy()).all()
+    save_country(tmp_path, cr, run_record(prep))
+    assert (tmp_path / "Chile" / PREDICTIONS).is_file()
+    back = load_predictions(tmp_path, ["Chile"])
+    pd.testing.assert_frame_equal(back[pred.columns].astype(pred.dtypes.to_dict()), pred,
+                                  check_categorical=False)
+
+
+def test_the_tuned_baseline_searches_the_learning_rate_alone(prep):
+    """Like for like (issue 36): the baseline gets the tuned variant's search of the learning
+    rate on the same held-out users; tau and beta do not apply to it, so it is not trained
+    nine times over the same point."""
+    from scpo.experiment import tune_points
+    from scpo.variants import CONTROLS, VARIANTS
+
+    grid = prep.cfg.run.tune_grid
+    prep.cfg.run.tune_grid = {**grid, "lr_scale": [0.5, 1.0]}
+    prep.cfg.run.variants = ["baseline", "baseline_tuned", "scpo_fw_tuned"]
+    try:
+        base = tune_points(VARIANTS["baseline_tuned"], prep.cfg)
+        full = tune_points(VARIANTS["scpo_fw_tuned"], prep.cfg)
+        cr = run_country(prep, "Chile", progress=False)
+    finally:
+        prep.cfg.run.tune_grid = grid
+        prep.cfg.run.variants = ["global", "baseline", "scpo_fw"]
+    assert base == [{"tau": prep.cfg.method.tau, "beta": prep.cfg.method.beta, "lr_scale": s}
+                    for s in (0.5, 1.0)]
+    assert len(full) == len(grid["tau"]) * len(grid["beta"]) * 2
+    assert CONTROLS["baseline_tuned"] == "scpo_fw_tuned"
+    assert set(cr.tuned) == {"baseline_tuned/0", "scpo_fw_tuned/0"}
+    assert len(cr.tuned["baseline_tuned/0"]["grid"]) == 2
+    r = cr.results[cr.results.test_set == "overall"].set_index("variant")
+    assert r.loc["baseline_tuned", "n_kept"] == r.loc["baseline", "n_kept"]  # every pair
+    assert r.loc["baseline_tuned", "lr"] == cr.tuned["baseline_tuned/0"]["lr"]
+    assert r.loc["scpo_fw_tuned", "tau"] == cr.tuned["scpo_fw_tuned/0"]["tau"]

@@ -344,3 +344,23 @@ def test_a_users_file_beside_an_input_survives_a_new_pin(own_hub, tmp_path):
     assert (data / "globalopinionqa" / "my_codebook.xlsx").read_bytes() == b"the user's"
     assert (data / "globalopinionqa" / "global_opinions.csv").read_bytes() == \
         (tmp_path / "new.csv").read_bytes()
+
+
+def test_the_revision_table_shows_each_commit_once_beside_its_pin():
+    """Issue 36, item 8: the pinned revision and the commit were two 40-digit columns, and the
+    table ran past the text column at 1280 px. One column: the commit once where the pin is
+    that commit, "pin → commit" where it names a branch."""
+    rows = [{"input": "prism", "repository": "o/prism", "pinned": "a" * 40, "commit": "a" * 40,
+             "files": 2, "MB": 5.3},
+            {"input": "authors-chile", "repository": "o/rm-chile", "pinned": "main",
+             "commit": "b" * 40, "files": 4, "MB": 4.8},
+            {"input": "goqa", "repository": "o/goqa", "pinned": "",
+             "commit": "not recorded (no scpo fetch): sha256 x.csv 0123456789ab", "files": 1,
+             "MB": 0.1}]
+    t = fetch.revision_table(rows)
+    assert list(t.index) == ["prism", "authors-chile", "goqa"]
+    assert list(t.columns) == ["repository", "revision (pinned → commit)", "size"]
+    assert t["size"].tolist() == ["2 files, 5.3 MB", "4 files, 4.8 MB", "1 file, 0.1 MB"]
+    assert t["revision (pinned → commit)"].tolist() == [
+        "a" * 40, f"main → {'b' * 40}", "not recorded (no scpo fetch): sha256 x.csv 0123456789ab"]
+    assert fetch.revision_table([]).empty

@@ -24,8 +24,8 @@ def study(tiny_bert, tmp_path_factory):
     runs = []
     for i in range(2):  # the same study twice
         out = tmp_path_factory.mktemp(f"ladder{i}")
-        results, record, timings = ladder.run_ladder(cfg, s, progress=False)
-        ladder.write(out, results, record, timings)
+        results, predictions, record, timings = ladder.run_ladder(cfg, s, progress=False)
+        ladder.write(out, results, predictions, record, timings)
         runs.append((out, results, record))
     yield s, runs
     patch.undo()
@@ -54,7 +54,23 @@ def test_rerun_writes_byte_identical_results_and_record(study):
     _, [(a, *_), (b, *_)] = study
     for name in ("results.csv", "run.json"):
         assert (a / name).read_bytes() == (b / name).read_bytes(), name
+    pd.testing.assert_frame_equal(pd.read_parquet(a / "predictions.parquet"),
+                                  pd.read_parquet(b / "predictions.parquet"))
     assert "total_s" in json.loads((a / "timing.json").read_text())
+
+
+def test_the_per_pair_outcomes_are_the_accuracies_of_the_results(study):
+    """predictions.parquet: each model's outcome on each test pair, whose mean per rung,
+    variant and test set is results.csv's accuracy."""
+    _, [(out, results, _), _] = study
+    pred = pd.read_parquet(out / "predictions.parquet")
+    assert list(pred.columns[:3]) == ["rung", "country", "variant"]
+    pred["variant"] = pred["variant"].astype(str)
+    for test_set, rows in (("overall", pred), ("pure_minority", pred[pred["pure_minority"]])):
+        mean = rows.groupby(["rung", "variant"], observed=True)["correct"].mean()
+        want = results[results["test_set"] == test_set].set_index(["rung", "variant"])
+        pd.testing.assert_series_equal(mean.sort_index(), want["accuracy"].sort_index(),
+                                       check_names=False)
 
 
 def test_the_global_rm_scores_zero_on_its_own_pure_minority_pairs(study):

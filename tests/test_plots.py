@@ -137,3 +137,30 @@ def test_pick_fronts_one_line_per_country_the_mean_and_the_knobs():
     np.testing.assert_allclose(lines[3].get_ydata(), [0.4, 0.9])  # tau, by value
     texts = [t.get_text() for t in ax.texts]
     assert {"Chile", "Mexico", "Global RM", "0.5", "0.9", "1"} <= set(texts)
+
+
+def test_scorecard_one_row_per_claim_each_source_a_point_and_bar_in_its_verdicts_colour():
+    long = pd.DataFrame([
+        {"key": "k1", "short": "A > B, overall", "definitional": False, "sense": 1,
+         "paper": 3.0, "source": "simulator", "value": 2.0, "low": 1.0, "high": 3.0,
+         "verdict": "holds"},
+        {"key": "k1", "short": "A > B, overall", "definitional": False, "sense": 1,
+         "paper": 3.0, "source": "goqa", "value": -1.0, "low": -2.0, "high": 0.5,
+         "verdict": "within noise"},
+        {"key": "k2", "short": "A ≥ C − 1, overall", "definitional": False, "sense": 0,
+         "paper": np.nan, "source": "simulator", "value": np.nan, "low": np.nan,
+         "high": np.nan, "verdict": "not measured"},
+        {"key": "k2", "short": "A ≥ C − 1, overall", "definitional": False, "sense": 0,
+         "paper": np.nan, "source": "goqa", "value": np.nan, "low": np.nan, "high": np.nan,
+         "verdict": "not in this build"}])
+    fig = plots.scorecard(long, {"goqa": "GlobalOpinionQA", "simulator": "the simulator"})
+    ax = fig.axes[0]
+    ticks = {t.get_text(): y for t, y in zip(ax.get_yticklabels(), ax.get_yticks())}
+    assert ticks == {"A > B, overall": 1, "A ≥ C − 1, overall": 0}  # the first claim on top
+    lines = {(tuple(line.get_xdata()), line.get_color()) for line in ax.get_lines()}
+    assert ((1.0, 3.0), plots.VERDICT_COLOURS["holds"]) in lines  # the interval, its colour
+    assert ((-2.0, 0.5), plots.VERDICT_COLOURS["within noise"]) in lines
+    assert ((3.0, 3.0), "black") in lines  # the paper's difference
+    assert ((-1.0, -1.0), "0.3") in lines  # the "keeps" row's threshold
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert {"reported in the paper", "GlobalOpinionQA", "the simulator", "holds"} <= set(labels)

@@ -86,75 +86,53 @@ def test_paper_numbers_stay_labelled_as_the_papers(results):
 
 
 def test_claim_verdicts_by_hand():
-    from scpo.report import claim_verdict
+    from scpo.report import Difference, claim_verdict
 
-    # Student's t quantiles at 97.5 %: 1 degree of freedom 12.7062, 2: 4.3027. Two seeds with
-    # means a, b: the interval is (a + b) / 2 +- 12.7062 * |a - b| / sqrt(2) / sqrt(2)
-    two = [0, 0, 0, 1, 1, 1]
+    runs = pd.Series([3.0, 3.5, -0.5, 2.6, 2.0, 2.0])
 
-    def v(diffs, direction, seeds=two):
-        r = claim_verdict(diffs, direction, seeds)
-        return r.verdict, r.agreeing, r.runs
+    def v(low, high, direction, r=runs):
+        out = claim_verdict(Difference(float(r.mean()), low, high, r), direction)
+        return out.verdict, out.agreeing, out.runs
 
-    # seed means 2.0 and 2.2: 2.1 +- 1.2706 = [0.83, 3.37], above 0; 5 of 6 runs agree
-    assert v([3.0, 3.5, -0.5, 2.6, 2.0, 2.0], 1) == ("holds", 5, 6)
-    r = claim_verdict([3.0, 3.5, -0.5, 2.6, 2.0, 2.0], 1, two)
-    assert (r.mean, r.low, r.high) == pytest.approx((2.1, 2.1 - 1.27062, 2.1 + 1.27062),
-                                                    abs=1e-4)
+    # the interval above 0, 5 of 6 runs agree
+    assert v(0.8, 3.4, 1) == ("holds", 5, 6)
     # the same runs, the statement "A is below B": the interval lies on the other side
-    assert v([3.0, 3.5, -0.5, 2.6, 2.0, 2.0], -1) == ("reversed", 1, 6)
-    # seed means 1.0 and 2.0: 1.5 +- 6.353, which covers 0, though every run is positive
-    assert v([1.0, 1.0, 1.0, 2.0, 2.0, 2.0], 1) == ("within noise", 6, 6)
-    # seed means 1.0 and 1.0667: 1.0333 +- 0.4235 = [0.61, 1.46], above 0, but 2 of 6 agree
-    assert v([5.0, -1.0, -1.0, 5.2, -1.0, -1.0], 1) == ("mixed", 2, 6)
-    # one seed: no interval, nothing resolved
-    assert v([2.0, 3.0, 4.0], 1, [0, 0, 0]) == ("within noise", 3, 3)
-    # "keeps" (direction 0): the threshold is -1 point. Seed means -0.2, -0.25: -0.225 +- 0.318
-    # = [-0.54, 0.09], above -1, 6 of 6 lose less than a point
-    assert v([-0.2, -0.1, -0.3, -0.25, -0.25, -0.25], 0) == ("holds", 6, 6)
-    # seed means -0.5, -0.4: -0.45 +- 0.635 = [-1.09, 0.19] covers -1
-    assert v([-0.5, -0.5, -0.5, -0.4, -0.4, -0.4], 0) == ("within noise", 6, 6)
-    # seed means -2.0, -2.1: -2.05 +- 0.635, below -1; 6 of 6 lose more than a point
-    assert v([-2.0, -2.0, -2.0, -2.1, -2.1, -2.1], 0) == ("reversed", 0, 6)
-    # a NaN run is not measured: neither agreeing nor against, counted apart
-    r = claim_verdict([3.0, 3.5, -0.5, 2.6, 2.0, 2.0, np.nan], 1, two + [1])
-    assert (r.verdict, r.agreeing, r.runs, r.not_measured) == ("holds", 5, 6, 1)
-    r = claim_verdict([np.nan, np.nan], 1, [0, 1])
-    assert (r.verdict, r.runs, r.not_measured) == ("not measured", 0, 2)
-    with pytest.raises(ValueError, match="one seed per difference"):
-        claim_verdict([1.0, 2.0], 1, [0])
+    assert v(0.8, 3.4, -1) == ("reversed", 1, 6)
+    # the interval covers 0, though 5 of 6 runs are positive
+    assert v(-0.2, 3.4, 1) == ("within noise", 5, 6)
+    # the interval above 0, but 2 of 6 runs agree
+    assert v(0.6, 1.5, 1, pd.Series([5.0, -1.0, -1.0, 5.2, -1.0, -1.0])) == ("mixed", 2, 6)
+    # "keeps" (direction 0): the threshold is -1 point
+    keep = pd.Series([-0.2, -0.1, -0.3, -0.25, -0.25, -0.25])
+    assert v(-0.54, 0.09, 0, keep) == ("holds", 6, 6)
+    assert v(-1.09, 0.19, 0, keep) == ("within noise", 6, 6)
+    assert v(-2.5, -1.5, 0, keep - 1.8) == ("reversed", 0, 6)
+    out = claim_verdict(None, 1)
+    assert (out.verdict, out.runs) == ("not measured", 0) and np.isnan(out.mean)
 
 
-def test_ladder_claims_by_hand():
-    from scpo.report import ladder_claims
+def test_paired_difference_by_hand():
+    """A - B pair by pair, the same users for both: one country, one seed, users u1 (two
+    pairs: A right on both, B on one) and u2 (one pair: both wrong). Per pair A - B = 100, 0,
+    0 points: the mean 33.3; the bootstrap draws u1u1 -> 50, u1u2 / u2u1 -> 33.3, u2u2 -> 0."""
+    from scpo.report import paired_difference
 
     rows = []
-    # one rung, 2 countries x 3 seeds; filtered - baseline on pure-minority pairs, in points:
-    # A +10, +12, +14; B +12, +14, +10 -> seed means 11, 13, 12: mean 12, sd 1, interval
-    # 12 +- 4.3027 / sqrt(3) = [9.52, 14.48]
-    diff = {("A", 0): 0.10, ("A", 1): 0.12, ("A", 2): 0.14,
-            ("B", 0): 0.12, ("B", 1): 0.14, ("B", 2): 0.10}
-    for (country, seed), d in diff.items():
-        for variant, acc in (("baseline", 0.3), ("filtered", 0.3 + d), ("scpo_fw", 0.3),
-                             ("scpo_w", 0.2)):  # no random_subset: filter_vs_random unmeasured
-            for test_set in ("overall", "pure_minority"):
-                rows.append({"rung": "top", "country": country, "seed": seed,
-                             "variant": variant, "test_set": test_set, "accuracy": acc,
-                             "country_truth_accuracy": np.nan})
-    out = ladder_claims(pd.DataFrame(rows)).set_index("claim")
-    r = out.loc["filter_moves"]
-    assert r["difference"] == pytest.approx(12.0)
-    assert r["seed_sd"] == pytest.approx(1.0)
-    assert (r["ci_low"], r["ci_high"]) == pytest.approx((12 - 2.48418, 12 + 2.48418), abs=1e-4)
-    assert (r["runs_agreeing"], r["runs"], r["verdict"]) == (6, 6, "holds")
-    assert out.loc["w_least", "verdict"] == "holds"  # 20 % < 30 % in every run, no spread
-    assert out.loc["w_least", "difference"] == pytest.approx(-10.0)
-    # SCPO (F+W) = baseline everywhere: loses nothing, and no seed says otherwise
-    assert out.loc["fw_keeps", "difference"] == 0 and out.loc["fw_keeps", "verdict"] == "holds"
-    # absent variant, absent truth: not measured, not "disagree"
-    for claim in ("filter_vs_random", "truth"):
-        assert out.loc[claim, "verdict"] == "not measured", claim
-        assert (out.loc[claim, "runs"], out.loc[claim, "not_measured"]) == (0, 6), claim
+    for variant, correct, truth in (("A", [1, 1, 0], [1.0, np.nan, 0.0]),
+                                    ("B", [0, 1, 0], [0.0, np.nan, 0.0])):
+        rows += [{"country": "Chile", "seed": 0, "variant": variant, "pair": i,
+                  "user_id": u, "correct": bool(c), "truth": t}
+                 for i, (u, c, t) in enumerate(zip(["u1", "u1", "u2"], correct, truth))]
+    table = pd.DataFrame(rows)
+    d = paired_difference(table, "A", "B", n_boot=20000)
+    assert d.mean == pytest.approx(100 / 3)
+    assert (d.low, d.high) == (0.0, 50.0)
+    assert d.runs.to_dict() == {("Chile", 0): pytest.approx(100 / 3)}
+    narrow = paired_difference(table, "A", "B", n_boot=20000, level=0.2)
+    assert (narrow.low, narrow.high) == pytest.approx((100 / 3, 100 / 3))
+    # a unit without a value (a truth tie, NaN) is left out: pairs 0 and 2 remain, 100 and 0
+    assert paired_difference(table, "A", "B", "truth").mean == pytest.approx(50.0)
+    assert paired_difference(table, "A", "C") is None  # C not run: not measured
 
 
 def test_mean_ci_halfwidth_leaves_out_the_global_rms_pure_minority_rows():
@@ -181,3 +159,26 @@ def test_country_sizes_from_the_result_rows():
     sizes = report.country_sizes(pd.DataFrame(rows))
     assert sizes.loc["Chile"].tolist() == [40, 400, 7, 70, 12]
     assert sizes.loc["Mexico"].tolist() == [30, 250, 5, 50, 9]
+
+
+def test_the_papers_column_shows_a_dash_with_why_and_labels_the_definitional_zero():
+    """Issue 36, items 6 and 8: the PRISM page's "reported in the paper" columns showed bare
+    NaN, and the global RM's pure-minority 0.0 read as a result of the paper's. Each empty
+    cell says why; the 0 says it is true by construction."""
+    rows = []
+    for v, overall, pure in (("global", 0.60, 0.0), ("baseline", 0.70, 0.30),
+                             ("scpo_fw_tuned", 0.72, 0.35), ("random_subset", 0.65, np.nan)):
+        for ts, acc in (("overall", overall), ("pure_minority", pure)):
+            rows.append({"country": "Chile", "variant": v, "seed": 0, "test_set": ts,
+                         "accuracy": acc})
+    t = report.paper_cells(pd.DataFrame(rows))
+    assert {"global", "baseline", "scpo_fw_tuned", "random_subset", "filtered"} <= set(t.index)
+    assert t.loc["filtered", "overall, ours"] == "— (not run here)"  # the paper's, not ours
+    paper_pure = t["pure minority, reported in the paper"]
+    assert paper_pure["global"] == "0 (by construction, not a result)"
+    assert paper_pure["scpo_fw_tuned"] == "— (not reported)"  # the paper's table has no number
+    assert paper_pure["random_subset"] == "— (not in the paper)"
+    assert t.loc["baseline", "overall, reported in the paper"] == "62.12"
+    assert t.loc["baseline", "overall, ours"] == "70.0"
+    assert t.loc["random_subset", "pure minority, ours"] == "— (no such pairs)"
+    assert not t.isin(["nan", "NaN"]).any().any()

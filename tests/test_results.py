@@ -15,7 +15,7 @@ from scpo import results
 
 def test_the_versions_are_read_from_the_running_environment(monkeypatch):
     env = results.environment()
-    assert set(env) == {"python", *results.VERSIONED, "scpo", "scpo_commit"}
+    assert set(env) == {"python", *results.VERSIONED, "scpo", "scpo_commit", "scpo_source"}
     assert env["transformers"] == version("transformers") and env["scpo"] == scpo.__version__
     # read, not typed: another installed version is another record
     monkeypatch.setattr(results, "version", lambda name: f"{name}-9.9")
@@ -106,3 +106,90 @@ def test_reopen_reads_the_runs_back_as_they_ran_and_refuses_a_mix(tmp_path):
     with pytest.raises(ValueError, match=r"method\.tau: 0\.5 \(Chile\), 0\.7 \(Mexico\)"):
         reopen(tmp_path / "results")
     assert reopen(tmp_path / "results", ["Mexico"]).cfg.method.tau == 0.7
+
+
+def _page(root, country, seed=0):
+    from scpo.config import load_preset
+    from scpo.experiment import run_country
+    from scpo.results import run_record, save_country
+    from scpo.scoring import prepare
+
+    cfg = load_preset("tiny").update({
+        "train": {"max_steps": 20},
+        "run": {"countries": [country], "variants": ["global", "scpo_fw"], "seeds": [seed]}})
+    prep = prepare(cfg)
+    save_country(root, run_country(prep, country, progress=False), run_record(prep))
+    return prep
+
+
+def _edit(path, change):
+    record = json.loads(path.read_text())
+    change(record)
+    path.write_text(json.dumps(record))
+
+
+def test_reopen_refuses_pages_of_other_data_another_global_rm_or_other_code(tmp_path):
+    """Issue 36: the config alone was compared, so a page of other data, another global RM
+    or older code was read back beside the others. Each is refused, naming page and field;
+    what is prepared again must match the records too."""
+    from scpo.results import reopen, source_hash
+
+    root = tmp_path / "results"
+    for country in ("Chile", "Mexico"):
+        _page(root, country)
+    run = reopen(root)
+    assert run.records["Chile"]["environment"]["scpo_source"] == source_hash()
+    assert set(run.predictions["country"]) == {"Chile", "Mexico"}
+    mexico = root / "Mexico" / "run.json"
+    fields = {
+        "data fingerprint": lambda r: r["data"].update(fingerprint="sim:other-data"),
+        "global RM \\(its score-cache key\\)": lambda r: r.update(global_rm="other-head"),
+        "global RM commit": lambda r: r.update(global_rm_commit="0" * 40),
+        "code \\(scpo's source, sha256\\)": lambda r: r["environment"].update(
+            scpo_source="older"),
+    }
+    original = mexico.read_text()
+    for field, change in fields.items():
+        _edit(mexico, change)
+        with pytest.raises(ValueError, match=rf"{field}: .*\(Chile\), .*\(Mexico\)"):
+            reopen(root)
+        mexico.write_text(original)
+    # both pages of older code: alike, but not this code's numbers
+    for country in ("Chile", "Mexico"):
+        _edit(root / country / "run.json", fields["code \\(scpo's source, sha256\\)"])
+    with pytest.raises(ValueError, match="made by other code"):
+        reopen(root)
+    # both pages of other data: alike, but not what is prepared now
+    for country in ("Chile", "Mexico"):
+        (root / country / "run.json").write_text(original.replace("Mexico", country))
+        _edit(root / country / "run.json", fields["data fingerprint"])
+    run = reopen(root)
+    with pytest.raises(ValueError, match=r"Chile/run.json records data fingerprint "
+                                         r"'sim:other-data', but what is prepared now"):
+        assert run.prep is None  # raises before
+
+
+def test_the_chapters_read_the_countries_they_are_given_from_pages_or_one_run(tmp_path):
+    """A stale page of a country no longer in the plan is not read when the countries are
+    given; a run directory of several countries (scpo run --out) reads as the pages do."""
+    from scpo.config import load_preset
+    from scpo.experiment import run
+    from scpo.results import load_predictions, reopen
+
+    root = tmp_path / "results"
+    _page(root, "Chile")
+    _page(root, "Mexico")
+    assert reopen(root, ["Chile"]).countries == ["Chile"]
+    cfg = load_preset("tiny").update({"train": {"max_steps": 20},
+                                      "run": {"variants": ["global", "scpo_fw"]}})
+    res, _, _ = run(cfg, tmp_path / "one", progress=False)
+    one = reopen(tmp_path / "one", ["Mexico"])
+    assert one.countries == ["Mexico"] and set(one.predictions["country"]) == {"Mexico"}
+    assert one.record_path("Mexico") == tmp_path / "one" / "run.json"
+    pd.testing.assert_frame_equal(one.results, res[res["country"] == "Mexico"]
+                                  .reset_index(drop=True))
+    both = load_predictions(tmp_path / "one", ["Chile", "Mexico"])
+    assert set(both["country"]) == {"Chile", "Mexico"}
+    assert len(both[both["country"] == "Mexico"]) == len(one.predictions)
+    with pytest.raises(FileNotFoundError, match=r"holds no results of \['Israel'\]"):
+        reopen(tmp_path / "one", ["Israel"])

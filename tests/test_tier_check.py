@@ -220,7 +220,7 @@ def test_kept_pairs_and_weights_follow_the_tiers_own_global_scores(run, tier):
     w_scpo, w_inv = np.exp(np.minimum(d / beta, 0)), np.maximum(np.exp(-d), 1)
     rows = res[(res["tier"] == tier) & (res["test_set"] == "overall")].set_index("variant")
     assert (rows["n_train"] == N_TRAIN).all()
-    chosen = record["tuned"][tier]["0"]
+    chosen = record["tuned"][tier]["scpo_fw_tuned/0"]
     keep_tuned = sigmoid(d) < chosen["tau"]
     random_keep = training_weights(VARIANTS["random_subset"], train["rg_chosen"].to_numpy(),
                                    train["rg_rejected"].to_numpy(), tau, beta, 0) > 0
