@@ -24,7 +24,7 @@ import json
 import math
 import os
 import zlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +50,7 @@ from scpo.variants import VARIANTS
 SHARES = (0.1, 0.2, 0.4, 0.7, 1.0)  # of a country's training users
 CURVE_VARIANTS = ("global", "baseline", "filtered", "scpo_fw")  # the global RM is the floor
 NOT_REACHED = math.inf  # a share to match that no share of the grid reaches
+PAPER_EFFICIENCY = (1.7, 2.8)  # reported in the paper: "170-280 % data efficiency"
 # The code a cached point depends on (besides the data, the global RM and the settings, which
 # its key holds): editing any of it computes the points again.
 CURVE_SOURCES = ("curves.py", "experiment.py", "variants.py", "method.py", "evaluate.py",
@@ -341,3 +342,31 @@ def share_to_match_table(outcomes: pd.DataFrame, variant: str = "scpo_fw",
 def share_text(share: float) -> str:
     """A share to match as a reader reads it: "40 %", or "not reached"."""
     return "not reached" if not np.isfinite(share) else f"{100 * share:.0f} %"
+
+
+def match_said(row: Mapping[str, Any], digits: int = 1) -> str:
+    """What a sentence may say of one ``share_to_match_table`` row, with its numbers: "with 40 %
+    of its training users (95 % interval 20 % to 70 %)", "only with every training user
+    (...)", or "not even with every training user (... % against the baseline's ... %)"."""
+    s, low, high = row["share_to_match"], row["low"], row["high"]
+    interval = f"95 % interval {share_text(low)} to {share_text(high)}"
+    if not np.isfinite(s):
+        return (f"not even with every training user ({row['at_full']:.{digits}f} % against the "
+                f"baseline's {row['target']:.{digits}f} %; {interval})")
+    if s >= 1.0:
+        return f"only with every training user ({interval})"
+    return f"with {share_text(s)} of the training users ({interval})"
+
+
+def paper_reading(row: Mapping[str, Any], efficiency: float = PAPER_EFFICIENCY[0]) -> str:
+    """The paper's "170–280 % data efficiency" read as a share of users: SCPO (F+W) matching
+    the baseline's full-data accuracy with at most 1 / 1.7 = 59 % of them (``efficiency``: the
+    smaller end of the paper's range, the weaker statement). "supported" when the interval of
+    the share to match lies at or below it, "not supported" when it lies above, else "not
+    decided within the noise"."""
+    bound = 1.0 / efficiency
+    if row["high"] <= bound:
+        return "supported"
+    if row["low"] > bound:
+        return "not supported"
+    return "not decided within the noise"

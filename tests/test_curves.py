@@ -178,3 +178,33 @@ def test_points_are_cached_and_share_one_is_the_experiment_loops_model(tmp_path,
     again, counts_again = curves.curve_outcomes(prep, **args)
     pd.testing.assert_frame_equal(again, out)
     pd.testing.assert_frame_equal(counts_again, counts)
+
+
+def test_sentences_follow_the_share_to_match():
+    row = {"share_to_match": 0.4, "low": 0.2, "high": 0.7, "target": 70.0, "at_full": 72.0}
+    assert curves.match_said(row) == ("with 40 % of the training users (95 % interval 20 % to "
+                                      "70 %)")
+    assert curves.paper_reading(row) == "not decided within the noise"  # 20 % < 59 % < 70 %
+    assert curves.paper_reading({**row, "high": 0.4}) == "supported"
+    assert curves.paper_reading({**row, "low": 0.7, "high": 1.0}) == "not supported"
+    assert curves.paper_reading({**row, "low": 1.0, "high": np.inf}) == "not supported"
+    full = {**row, "share_to_match": 1.0, "low": 0.7, "high": np.inf}
+    assert curves.match_said(full) == ("only with every training user (95 % interval 70 % to "
+                                       "not reached)")
+    never = {**row, "share_to_match": np.inf, "low": 1.0, "high": np.inf, "at_full": 68.04}
+    assert curves.match_said(never) == ("not even with every training user (68.0 % against the "
+                                        "baseline's 70.0 %; 95 % interval 100 % to not reached)")
+
+
+def test_learning_curves_figure_has_a_line_and_a_band_per_variant():
+    from scpo import plots
+
+    rows = [{"variant": v, "share": s, "accuracy": a + 10 * s, "low": a - 5, "high": a + 15}
+            for v, a in (("global", 60), ("baseline", 62), ("scpo_fw", 63)) for s in (0.5, 1.0)]
+    ax = plots.learning_curves(pd.DataFrame(rows), "t").axes[0]
+    lines = {ln.get_label(): ln for ln in ax.get_lines()}
+    assert set(lines) == {plots.label(v) for v in ("global", "baseline", "scpo_fw")}
+    assert lines[plots.label("global")].get_linestyle() == "--"
+    np.testing.assert_allclose(lines[plots.label("scpo_fw")].get_xydata(),
+                               [[50, 68], [100, 73]])  # x in percent of users
+    assert len(ax.collections) == 3  # one band each
