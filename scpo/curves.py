@@ -277,10 +277,12 @@ MATCH_RULE = (
     "countries, for the macro figure) on the full test set. \"Not reached\" when SCPO (F+W) "
     "trained on every user is still below it. A share where SCPO (F+W)'s filter kept no pair "
     "of some seed's subset does not match. The grid is coarse, so the answer is a grid share, "
-    "not interpolated between them. Its interval recomputes the share on each bootstrap "
-    "replicate, the test users and the seeds resampled as for the accuracies (paired: the same "
-    "draw for both models and every share), and takes the 2.5th and 97.5th percentiles of those "
-    "shares, \"not reached\" ranking above every share.")
+    "not interpolated between them. Read as \"keeps the baseline's accuracy\" (the "
+    "scorecard's reading of \"comparable accuracy\"), the same rule counts an accuracy at "
+    "most one point below the baseline's as matching. Its interval recomputes the share on "
+    "each bootstrap replicate, the test users and the seeds resampled as for the accuracies "
+    "(paired: the same draw for both models and every share), and takes the 2.5th and 97.5th "
+    "percentiles of those shares, \"not reached\" ranking above every share.")
 
 
 def share_to_match(shares: Sequence[float], accuracy: Any, target: Any,
@@ -320,7 +322,9 @@ def share_to_match_table(outcomes: pd.DataFrame, variant: str = "scpo_fw",
                          level: float = report.LEVEL) -> pd.DataFrame:
     """Per test set, for the macro mean ("macro") and each country: ``share_to_match`` of
     ``variant`` against ``reference`` at the largest share (the target, %), with its interval
-    (``share_interval`` of the same rule on each bootstrap replicate). ``MATCH_RULE``."""
+    (``share_interval`` of the same rule on each bootstrap replicate). ``MATCH_RULE``;
+    ``tolerance`` (points): reaching ``target - tolerance`` counts (``report.KEEP_POINTS``:
+    the scorecard's "keeps the baseline's accuracy", read with at most one point lost)."""
     shares = sorted(set(outcomes["share"]))
     full = shares[-1]
     columns = [(reference, full)] + [(variant, s) for s in shares]
@@ -334,8 +338,9 @@ def share_to_match_table(outcomes: pd.DataFrame, variant: str = "scpo_fw",
             at = float(share_to_match(shares, point[1:], point[0], tolerance))
             low, high = share_interval(share_to_match(shares, reps[:, 1:], reps[:, 0],
                                                       tolerance), level)
-            rows.append({"scope": where, "test_set": test_set, "target": point[0],
-                         "at_full": point[-1], "share_to_match": at, "low": low, "high": high})
+            rows.append({"scope": where, "test_set": test_set, "tolerance": tolerance,
+                         "target": point[0], "at_full": point[-1], "share_to_match": at,
+                         "low": low, "high": high})
     return pd.DataFrame(rows)
 
 

@@ -103,6 +103,9 @@ def test_share_to_match_table_by_hand():
     assert macro["share_to_match"] == 0.5  # (62 + 69) / 2 = 65.5 >= 65, and 66.5 at 1.0
     assert t.loc[("A", "overall"), "share_to_match"] == 0.5  # 62, then 61 >= 60
     assert t.loc[("B", "overall"), "share_to_match"] == 1.0  # 69 < 70, then 72
+    # within one point: B's 69 at 0.5 keeps its baseline's 70
+    kept = curves.share_to_match_table(outcomes_by_hand(acc), tolerance=1.0, n_boot=50)
+    assert kept.set_index(["scope", "test_set"]).loc[("B", "overall"), "share_to_match"] == 0.5
     # every user alike: each replicate is the point, so is the interval
     assert (macro["low"], macro["high"]) == (0.5, 0.5)
     # pure minority: pairs 0, 5, ..., 95 of each user; A's baseline right on 12 of 20 (60 %),
