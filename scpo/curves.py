@@ -349,18 +349,20 @@ def share_text(share: float) -> str:
     return "not reached" if not np.isfinite(share) else f"{100 * share:.0f} %"
 
 
-def match_said(row: Mapping[str, Any], digits: int = 1) -> str:
-    """What a sentence may say of one ``share_to_match_table`` row, with its numbers: "with 40 %
-    of its training users (95 % interval 20 % to 70 %)", "only with every training user
-    (...)", or "not even with every training user (... % against the baseline's ... %)"."""
+def match_said(row: Mapping[str, Any], verb: tuple[str, str] = ("reaches", "reach"),
+               digits: int = 1) -> str:
+    """What a sentence may say of one ``share_to_match_table`` row, with its numbers, after
+    "SCPO (F+W)": "reaches it with 40 % of the training users (95 % interval 20 % to 70 %)",
+    "reaches it only with every training user (...)", or "does not reach it even with every
+    training user (... % against the baseline's ... %; ...)". ``verb``: its two forms."""
     s, low, high = row["share_to_match"], row["low"], row["high"]
     interval = f"95 % interval {share_text(low)} to {share_text(high)}"
     if not np.isfinite(s):
-        return (f"not even with every training user ({row['at_full']:.{digits}f} % against the "
-                f"baseline's {row['target']:.{digits}f} %; {interval})")
+        return (f"does not {verb[1]} it even with every training user ({row['at_full']:.{digits}f}"
+                f" % against the baseline's {row['target']:.{digits}f} %; {interval})")
     if s >= 1.0:
-        return f"only with every training user ({interval})"
-    return f"with {share_text(s)} of the training users ({interval})"
+        return f"{verb[0]} it only with every training user ({interval})"
+    return f"{verb[0]} it with {share_text(s)} of the training users ({interval})"
 
 
 def paper_reading(row: Mapping[str, Any], efficiency: float = PAPER_EFFICIENCY[0]) -> str:

@@ -185,18 +185,19 @@ def test_points_are_cached_and_share_one_is_the_experiment_loops_model(tmp_path,
 
 def test_sentences_follow_the_share_to_match():
     row = {"share_to_match": 0.4, "low": 0.2, "high": 0.7, "target": 70.0, "at_full": 72.0}
-    assert curves.match_said(row) == ("with 40 % of the training users (95 % interval 20 % to "
-                                      "70 %)")
+    assert curves.match_said(row) == ("reaches it with 40 % of the training users (95 % "
+                                      "interval 20 % to 70 %)")
     assert curves.paper_reading(row) == "not decided within the noise"  # 20 % < 59 % < 70 %
     assert curves.paper_reading({**row, "high": 0.4}) == "supported"
     assert curves.paper_reading({**row, "low": 0.7, "high": 1.0}) == "not supported"
     assert curves.paper_reading({**row, "low": 1.0, "high": np.inf}) == "not supported"
     full = {**row, "share_to_match": 1.0, "low": 0.7, "high": np.inf}
-    assert curves.match_said(full) == ("only with every training user (95 % interval 70 % to "
-                                       "not reached)")
+    assert curves.match_said(full, ("keeps", "keep")) == (
+        "keeps it only with every training user (95 % interval 70 % to not reached)")
     never = {**row, "share_to_match": np.inf, "low": 1.0, "high": np.inf, "at_full": 68.04}
-    assert curves.match_said(never) == ("not even with every training user (68.0 % against the "
-                                        "baseline's 70.0 %; 95 % interval 100 % to not reached)")
+    assert curves.match_said(never) == (
+        "does not reach it even with every training user (68.0 % against the baseline's 70.0 %; "
+        "95 % interval 100 % to not reached)")
 
 
 def test_learning_curves_figure_has_a_line_and_a_band_per_variant():
