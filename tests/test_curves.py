@@ -183,6 +183,19 @@ def test_points_are_cached_and_share_one_is_the_experiment_loops_model(tmp_path,
     pd.testing.assert_frame_equal(counts_again, counts)
 
 
+def test_the_book_plans_the_chapter_without_waiting_for_the_country_pages(tmp_path):
+    from conftest import book_build
+
+    build = book_build()
+    for preset, seeds in (("tiny", None), ("default", "0")):
+        jobs = {j.page: j for j in build.plan(preset, None, "", None, tmp_path)}
+        job = jobs["results/curves"]
+        assert job.inputs == []  # trains its own points: starts with the first notebooks
+        assert job.params.get("seeds") == seeds  # the default book: one seed (cost)
+        assert job.params["countries"] == jobs["results/main"].params["countries"]
+        assert job.warm is not None  # the embeddings and global RM are ready before it runs
+
+
 def test_sentences_follow_the_share_to_match():
     row = {"share_to_match": 0.4, "low": 0.2, "high": 0.7, "target": 70.0, "at_full": 72.0}
     assert curves.match_said(row) == ("reaches it with 40 % of the training users (95 % "
