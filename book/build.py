@@ -63,6 +63,10 @@ RESULT_PAGES = {  # the longest first: the dial (results/steering) waits for the
     "results/seeds": "seeds.md",
     "results/cross_country": "cross_country.md",
 }
+# The learning curves' points on the book of a preset, where fewer than the notebook's default
+# (every seed of the preset, five shares): the default book trains 7 countries x 5 shares x 1
+# seed x 3 variants: 126 s of one worker cold, measured on the 2 shared cores under load; free warm.
+CURVE_POINTS = {"default": {"seeds": "0"}}
 GOQA_CSV = "global_opinions.csv"
 # "Turn the dial yourself": its notebook writes the files a reader's browser scores with
 # (scpo.browser) into <work_dir>/web/; the build serves them from the book's _static/dial/
@@ -657,6 +661,11 @@ def plan(preset: str, dataset: str | None, data_dir: str, countries: list[str] |
     # The long self-contained chapters first, so the build does not end waiting for one of them
     jobs.append(Job("results/simulator", NOTEBOOKS / "simulator.md",
                     {"preset": preset, "work_dir": str(store / "work" / "simulator")}))
+    # learning curves train their own models (cached per point): they need no country page
+    jobs.append(Job("results/curves", NOTEBOOKS / "curves.md",
+                    {**base, "countries": ",".join(countries), **CURVE_POINTS.get(preset, {}),
+                     "work_dir": str(store / "work" / "curves")},
+                    warm=(dataset, base["data_dir"], tuple(countries))))
     goqa = goqa_dir(data_dir)
     if goqa:
         jobs.append(Job("results/goqa", NOTEBOOKS / "goqa.md",

@@ -16,6 +16,7 @@ The package follows the method step by step; each module has one job:
 - ``scoring``    a run's shared inputs: its pairs, its global RM and that RM's scores, once
 - ``variants``   the paper's variants as data
 - ``experiment`` run countries x variants x seeds
+- ``curves``     learning curves: accuracy against the share of users; the share to match
 - ``results``    what a run writes and reads back, and the runs the chapters reopen
 - ``conditioned`` one reward model for every country: its training set, runs, timing
 - ``steer``      steering at inference: the reward's and the weights' mix, the dial

@@ -304,3 +304,20 @@ def scorecard(long: pd.DataFrame, sources: Mapping[str, str]) -> Figure:
     ax.legend(handles=handles, fontsize=7, loc="upper center", bbox_to_anchor=(0.4, -0.08),
               ncol=3, frameon=False)
     return _detach(fig)
+
+
+def learning_curves(curve: pd.DataFrame, title: str = "") -> Figure:
+    """Accuracy (%) against the share of training users (``scpo.curves.curve_table``'s rows
+    of one scope and test set): a line per variant with a band for its interval; the global
+    RM, which trains on nothing, as a dashed line across."""
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    for v, d in curve.groupby("variant", sort=False):
+        d = d.sort_values("share")
+        x = 100 * d["share"]
+        style = {"linestyle": "--", "marker": None} if v == "global" else {"marker": "o"}
+        ax.plot(x, d["accuracy"], color=colour(v), label=label(v), **style)
+        ax.fill_between(x, d["low"], d["high"], color=colour(v), alpha=0.15, linewidth=0)
+    ax.set(xlabel="share of the country's training users (%)", ylabel="accuracy (%)",
+           title=title, xlim=(0, 102))
+    ax.legend(fontsize="small")
+    return _detach(fig)
