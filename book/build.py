@@ -779,8 +779,10 @@ def scorecard_job(jobs: list[Job], store: Path, left_out: str = "") -> Job:
         "ladder_dir": str(LADDER_DIR) if "results/ladder" in pages else ""}
     behaviour = pages.get("results/behaviour")
     params["behaviour_dir"] = behaviour.params["work_dir"] if behaviour else ""
+    curves = pages.get("results/curves")  # the efficiency claim read as training users
+    params["curves_dir"] = curves.params["work_dir"] if curves else ""
     inputs = country + prism + [p for p in ("results/published", "results/goqa",
-                                            "results/behaviour") if p in pages]
+                                            "results/behaviour", "results/curves") if p in pages]
     return Job("scorecard", NOTEBOOKS / "scorecard.md", params, inputs=inputs,
                data=[str(LADDER_DIR)] if params["ladder_dir"] else [])
 

@@ -468,3 +468,27 @@ def verdict_counts(long: pd.DataFrame, counted: bool = True) -> pd.DataFrame:
     return rows.pivot_table(index="source", columns="verdict", values="key", aggfunc="count",
                             fill_value=0).reindex([s for s in SOURCES
                                                    if s in set(rows["source"])])
+
+
+def efficiency_by_users(match: pd.DataFrame) -> pd.DataFrame:
+    """The paper's "170–280 % data efficiency" read as training users (issue 40): per test set,
+    the macro share of users at which SCPO (F+W) keeps the baseline's full-data accuracy within
+    ``report.KEEP_POINTS`` (the scorecard's "comparable accuracy"), its interval, and
+    ``curves.paper_reading``'s verdict against 1 / 1.7 of the users. ``match`` is the learning
+    curves chapter's ``share_to_match.csv`` (``curves.share_to_match_table``). A share-to-match
+    is not an A − B difference, so it is a table of its own, not a row of ``CLAIMS``."""
+    from scpo.curves import paper_reading, share_text
+
+    rows = match[(match["scope"] == "macro")
+                 & np.isclose(match["tolerance"].astype(float), report.KEEP_POINTS)]
+    if rows.empty:
+        raise ValueError(f"share_to_match: no macro row at tolerance {report.KEEP_POINTS}; "
+                         "is it the learning-curves chapter's table?")
+    return pd.DataFrame({
+        "test set": [WHERE.get(t, t) for t in rows["test_set"]],
+        "share to keep": [share_text(float(s)) for s in rows["share_to_match"]],
+        "95 % interval": [f"{share_text(float(lo))} to {share_text(float(hi))}"
+                          for lo, hi in zip(rows["low"], rows["high"])],
+        f"≤ {100 / PAPER_EFFICIENCY[0]:.0f} % of users (the paper)?": [
+            paper_reading(r, PAPER_EFFICIENCY[0]) for _, r in rows.iterrows()],
+    }).set_index("test set")

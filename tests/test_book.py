@@ -168,6 +168,10 @@ def test_plan_has_one_page_per_country_and_the_results_chapters(tmp_path):
     # among them (with --countries Chile, Mexico's page stays in the store and is not read)
     card = jobs[pages.index("scorecard")]
     assert card.params["countries"] == "Chile,Mexico"
+    # and the learning curves' share to match (the efficiency claim read as training users)
+    curves = jobs[pages.index("results/curves")]
+    assert card.params["curves_dir"] == curves.params["work_dir"]
+    assert "results/curves" in card.inputs
     one = next(j for j in build.plan("tiny", None, "", ["Chile"], tmp_path)
                if j.page == "scorecard")
     assert one.params["countries"] == "Chile" and one.params["results_dir"] == str(

@@ -325,3 +325,26 @@ def test_the_rung_summary_counts_only_what_was_measured():
     assert scorecard.rung_summary(none).startswith(
         "None of the paper's 14 distinct comparisons is measured on the ladder: its runs kept "
         "no per-pair outcomes")
+
+
+def test_the_efficiency_claim_read_as_users_by_hand():
+    """Issue 40: the scorecard reads the learning curves' macro share at which SCPO (F+W) keeps
+    the baseline within one point, and judges it against 1 / 1.7 = 59 % of the users: an
+    interval at or below 0.59 supports it, one above it does not, one across it is undecided."""
+    inf = float("inf")
+    match = pd.DataFrame([
+        # scope, test set, tolerance, share, low, high
+        ("macro", "overall", 0.0, inf, 1.0, inf),  # reaches: not the row read
+        ("macro", "overall", 1.0, 0.7, 0.4, inf),  # keeps: 40 % to n.r. covers 59 %
+        ("macro", "pure_minority", 1.0, 0.1, 0.1, 0.4),  # at or below 59 %: supported
+        ("Chile", "overall", 1.0, 0.1, 0.1, 0.1),  # a country, not the macro row
+        ("macro", "country_truth", 1.0, 1.0, 0.7, 1.0),  # above 59 %: not supported
+    ], columns=["scope", "test_set", "tolerance", "share_to_match", "low", "high"])
+    t = scorecard.efficiency_by_users(match)
+    assert list(t.index) == ["overall", "pure minority", "country truth"]
+    assert t["share to keep"].tolist() == ["70 %", "10 %", "100 %"]
+    assert t["95 % interval"].tolist() == ["40 % to not reached", "10 % to 40 %", "70 % to 100 %"]
+    assert t.iloc[:, -1].tolist() == ["not decided within the noise", "supported", "not supported"]
+    assert "59 %" in t.columns[-1]
+    with pytest.raises(ValueError, match="no macro row at tolerance 1"):
+        scorecard.efficiency_by_users(match[match["scope"] != "macro"])
