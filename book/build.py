@@ -874,7 +874,8 @@ def stage_try_files(src: Path, jobs: list[Job]) -> None:
         except OSError:
             shutil.copy2(a, b)
 
-    shutil.copytree(bundle, src / "_static" / TRY_STATIC, copy_function=link)
+    shutil.copytree(bundle, src / "_static" / TRY_STATIC, copy_function=link,
+                    ignore=shutil.ignore_patterns(".scpo"))  # its marker is not the book's
 
 
 def with_country_pages(toc: Path, chapter: str, present: bool) -> None:

@@ -33,8 +33,10 @@ import numpy as np
 import pandas as pd
 
 from scpo import jsruntime
+from scpo.fetch import sha256_file
 from scpo.models import ConditionedRM, RewardModel
 from scpo.models.base import text_rows
+from scpo.outdir import replace_dir
 
 FORMAT = 1
 ENCODERS = {  # file precision -> what the page says of it
@@ -42,6 +44,11 @@ ENCODERS = {  # file precision -> what the page says of it
     "fp32": "full precision, as scpo computes",
 }
 DEFAULT_ENCODER = "fp16"
+BUNDLE = "dial page's files"  # the kind of output (scpo.outdir's marker) of write_bundle
+# what a bundle written before the marker listed its files holds: the only files it may replace
+BUNDLE_FILES = ("manifest.json", "reference.json", "examples.json", "heads.json", "heads.bin",
+                "encoder-*.onnx", "tokenizer*.json", "*.mjs", "*.wasm", "*.package.json",
+                "*.LICENSE")
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 # What the tokenizer must get right besides the test texts, as rounds of a prompt and two
 # answers: accents, scripts without spaces, emoji, control characters, and pairs longer than the
@@ -313,12 +320,14 @@ def pair_examples(tests: Mapping[str, pd.DataFrame], n: int = 4) -> list[dict[st
 
 
 # ---------------------------------------------------------------------------- the bundle
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+def _older_bundle(path: Path) -> bool:
+    """A bundle an scpo before the marker wrote: its manifest is ours (format, encoders)."""
+    try:
+        manifest = json.loads((path / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(manifest, dict) and manifest.get("format") == FORMAT \
+        and isinstance(manifest.get("encoders"), dict)
 
 
 def write_bundle(dest: str | Path, global_rm: RewardModel,
@@ -347,57 +356,54 @@ def write_bundle(dest: str | Path, global_rm: RewardModel,
             raise ValueError(f"model {key!r} is not a head on the global RM's encoder "
                              f"({encoder.name_or_path!r}); the page runs one encoder for "
                              "every model")
-    if dest.exists() and not (dest / "manifest.json").is_file():
-        raise FileExistsError(f"{dest} exists and holds no bundle of the page (no "
-                              "manifest.json); give a new directory")
-    tmp = dest.with_name(dest.name + ".part")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    fp32 = exported_encoder(encoder, tmp / "encoder-fp32.onnx")
-    half_weights(fp32, tmp / "encoder-fp16.onnx")
-    for f in encoder.tokenizer_files():
-        shutil.copyfile(f, tmp / f.name)
-    write_heads(tmp, {k: m.head_arrays() for k, m in models.items()})
-    (tmp / "examples.json").write_text(json.dumps(list(examples), indent=1,
-                                                  ensure_ascii=False))
-    if rounds:
-        refs = {k: m for k, m in models.items() if k != "conditioned"}
-        if conditioned is not None:  # asked for each country it was trained for
-            refs |= {f"conditioned:{c}": conditioned.for_country(c)
-                     for c in country_models if c in conditioned.countries}
-        (tmp / "reference.json").write_text(json.dumps(
-            {"max_length": encoder.max_length, "rounds": reference(rounds, refs, encoder),
-             "examples": reference(examples, refs, encoder),
-             "probes": reference([{"prompt": p, "answers": a} for p, a in PROBES], refs,
-                                 encoder)}, ensure_ascii=False))
-    runtime = jsruntime.vendor(tmp, npm_cache)
-    files = {p.name: {"bytes": p.stat().st_size, "sha256": _sha256(p)}
-             for p in sorted(tmp.iterdir())}
-    page = [n for n in files if n not in ("reference.json", *(f"encoder-{e}.onnx"
-                                                               for e in ENCODERS))
-            and not n.endswith((".package.json", ".LICENSE"))]
-    manifest = {
-        "format": FORMAT, "countries": list(country_models), "variant": variant,
-        "variant_label": variant_label, "seed": seed,
-        "conditioned": None if conditioned is None else list(conditioned.countries),
-        "max_length": encoder.max_length, "encoder_fingerprint": encoder.fingerprint(),
-        "encoders": {e: {"file": f"encoder-{e}.onnx", "label": label,
-                         "bytes": files[f"encoder-{e}.onnx"]["bytes"]}
-                     for e, label in ENCODERS.items()},
-        "default_encoder": DEFAULT_ENCODER,
-        "tokenizer": {"json": "tokenizer.json", "config": "tokenizer_config.json"},
-        "heads": "heads.json", "examples": "examples.json",
-        "runtime": {"ort": "ort.wasm.bundle.min.mjs", "wasm": "ort-wasm-simd-threaded.wasm",
-                    "tokenizers": "tokenizers.min.mjs", "packages": runtime},
-        "files": files,
-        # what a reader's browser fetches: the page's files and one encoder
-        "download_bytes": {e: sum(files[n]["bytes"] for n in page)
-                           + files[f"encoder-{e}.onnx"]["bytes"] for e in ENCODERS},
-    }
-    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
-    if dest.exists():
-        shutil.rmtree(dest)
-    os.replace(tmp, dest)
+    manifest: dict[str, Any] = {}
+
+    def write(tmp: Path) -> None:
+        fp32 = exported_encoder(encoder, tmp / "encoder-fp32.onnx")
+        half_weights(fp32, tmp / "encoder-fp16.onnx")
+        for f in encoder.tokenizer_files():
+            shutil.copyfile(f, tmp / f.name)
+        write_heads(tmp, {k: m.head_arrays() for k, m in models.items()})
+        (tmp / "examples.json").write_text(json.dumps(list(examples), indent=1,
+                                                      ensure_ascii=False))
+        if rounds:
+            refs = {k: m for k, m in models.items() if k != "conditioned"}
+            if conditioned is not None:  # asked for each country it was trained for
+                refs |= {f"conditioned:{c}": conditioned.for_country(c)
+                         for c in country_models if c in conditioned.countries}
+            (tmp / "reference.json").write_text(json.dumps(
+                {"max_length": encoder.max_length, "rounds": reference(rounds, refs, encoder),
+                 "examples": reference(examples, refs, encoder),
+                 "probes": reference([{"prompt": p, "answers": a} for p, a in PROBES], refs,
+                                     encoder)}, ensure_ascii=False))
+        runtime = jsruntime.vendor(tmp, npm_cache)
+        files = {p.name: {"bytes": p.stat().st_size, "sha256": sha256_file(p)}
+                 for p in sorted(tmp.iterdir())}
+        page = [n for n in files if n not in ("reference.json", *(f"encoder-{e}.onnx"
+                                                                   for e in ENCODERS))
+                and not n.endswith((".package.json", ".LICENSE"))]
+        manifest.update({
+            "format": FORMAT, "countries": list(country_models), "variant": variant,
+            "variant_label": variant_label, "seed": seed,
+            "conditioned": None if conditioned is None else list(conditioned.countries),
+            "max_length": encoder.max_length, "encoder_fingerprint": encoder.fingerprint(),
+            "encoders": {e: {"file": f"encoder-{e}.onnx", "label": label,
+                             "bytes": files[f"encoder-{e}.onnx"]["bytes"]}
+                         for e, label in ENCODERS.items()},
+            "default_encoder": DEFAULT_ENCODER,
+            "tokenizer": {"json": "tokenizer.json", "config": "tokenizer_config.json"},
+            "heads": "heads.json", "examples": "examples.json",
+            "runtime": {"ort": "ort.wasm.bundle.min.mjs", "wasm": "ort-wasm-simd-threaded.wasm",
+                        "tokenizers": "tokenizers.min.mjs", "packages": runtime},
+            "files": files,
+            # what a reader's browser fetches: the page's files and one encoder
+            "download_bytes": {e: sum(files[n]["bytes"] for n in page)
+                               + files[f"encoder-{e}.onnx"]["bytes"] for e in ENCODERS},
+        })
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
+
+    # a folder of the user's is refused; only the files an earlier bundle wrote are replaced
+    replace_dir(dest, write, what=BUNDLE, ours=_older_bundle, legacy=BUNDLE_FILES, told="")
     return manifest
 
 

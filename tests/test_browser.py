@@ -188,8 +188,18 @@ def test_the_bundle_holds_every_file_the_page_loads(models, conditioned, encoder
     assert not (dest / "reference.json").exists()
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("x")
-    with pytest.raises(FileExistsError, match="no bundle"):
+    with pytest.raises(FileExistsError, match="scpo did not make it"):
         browser.write_bundle(tmp_path / "mine", models["global"], {}, npm_cache=cache)
+    # a folder of the user's is never deleted: not one holding a manifest.json of its own,
+    # nor one beside the bundle (the swap used to clear <dest>.part)
+    (tmp_path / "mine" / "manifest.json").write_text('{"name": "my web app"}')
+    with pytest.raises(FileExistsError, match="scpo did not make it"):
+        browser.write_bundle(tmp_path / "mine", models["global"], {}, npm_cache=cache)
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "x"
+    (tmp_path / "web.part").mkdir()
+    (tmp_path / "web.part" / "thesis.tex").write_text("mine")
+    browser.write_bundle(tmp_path / "web", models["global"], {}, npm_cache=cache)
+    assert (tmp_path / "web.part" / "thesis.tex").read_text() == "mine"
 
 
 def test_models_the_browser_cannot_run_are_refused(models, tiny_bert, tmp_path):
