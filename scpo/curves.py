@@ -242,6 +242,17 @@ def _groups(outcomes: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
     return [("macro", outcomes)] + [(c, outcomes[outcomes["country"] == c]) for c in countries]
 
 
+def _macro_by_group(outcomes: pd.DataFrame, columns: Sequence[tuple[str, float]], n_boot: int,
+                    seed: int):
+    """(test set, scope, wide, point, replicates) of ``columns`` for each test set and each
+    scope of ``_groups`` that has outcomes: ``macro_points`` of ``wide_outcomes``."""
+    for test_set in evaluate.TEST_SETS:
+        for where, o in _groups(outcomes):
+            wide = wide_outcomes(o, columns, test_set)
+            if not wide.empty:
+                yield (test_set, where, wide, *macro_points(wide, n_boot, seed))
+
+
 def curve_table(outcomes: pd.DataFrame, n_boot: int = report.N_BOOT,
                 seed: int = report.BOOT_SEED, level: float = report.LEVEL) -> pd.DataFrame:
     """Accuracy (%) of each (variant, share) on each test set, for the macro mean over the
@@ -252,19 +263,14 @@ def curve_table(outcomes: pd.DataFrame, n_boot: int = report.N_BOOT,
     variants = list(dict.fromkeys(outcomes["variant"]))
     columns = [(v, s) for v in variants for s in shares]
     rows = []
-    for test_set in evaluate.TEST_SETS:
-        for where, o in _groups(outcomes):
-            wide = wide_outcomes(o, columns, test_set)
-            if wide.empty:
-                continue
-            point, reps = macro_points(wide, n_boot, seed)
-            empty = wide.isna().groupby(level=["country", "seed"]).all().sum(axis=0)
-            for j, (v, s) in enumerate(columns):
-                low, high = ((np.nan, np.nan) if np.isnan(point[j]) else
-                             evaluate.percentile_interval(reps[:, j], level))
-                rows.append({"scope": where, "test_set": test_set, "variant": v, "share": s,
-                             "accuracy": point[j], "low": low, "high": high,
-                             "n_empty": int(empty[(v, s)])})
+    for test_set, where, wide, point, reps in _macro_by_group(outcomes, columns, n_boot, seed):
+        empty = wide.isna().groupby(level=["country", "seed"]).all().sum(axis=0)
+        for j, (v, s) in enumerate(columns):
+            low, high = ((np.nan, np.nan) if np.isnan(point[j]) else
+                         evaluate.percentile_interval(reps[:, j], level))
+            rows.append({"scope": where, "test_set": test_set, "variant": v, "share": s,
+                         "accuracy": point[j], "low": low, "high": high,
+                         "n_empty": int(empty[(v, s)])})
     return pd.DataFrame(rows)
 
 
@@ -329,18 +335,13 @@ def share_to_match_table(outcomes: pd.DataFrame, variant: str = "scpo_fw",
     full = shares[-1]
     columns = [(reference, full)] + [(variant, s) for s in shares]
     rows = []
-    for test_set in evaluate.TEST_SETS:
-        for where, o in _groups(outcomes):
-            wide = wide_outcomes(o, columns, test_set)
-            if wide.empty:
-                continue
-            point, reps = macro_points(wide, n_boot, seed)
-            at = float(share_to_match(shares, point[1:], point[0], tolerance))
-            low, high = share_interval(share_to_match(shares, reps[:, 1:], reps[:, 0],
-                                                      tolerance), level)
-            rows.append({"scope": where, "test_set": test_set, "tolerance": tolerance,
-                         "target": point[0], "at_full": point[-1], "share_to_match": at,
-                         "low": low, "high": high})
+    for test_set, where, _, point, reps in _macro_by_group(outcomes, columns, n_boot, seed):
+        at = float(share_to_match(shares, point[1:], point[0], tolerance))
+        low, high = share_interval(share_to_match(shares, reps[:, 1:], reps[:, 0], tolerance),
+                                   level)
+        rows.append({"scope": where, "test_set": test_set, "tolerance": tolerance,
+                     "target": point[0], "at_full": point[-1], "share_to_match": at,
+                     "low": low, "high": high})
     return pd.DataFrame(rows)
 
 
