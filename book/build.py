@@ -67,6 +67,10 @@ RESULT_PAGES = {  # the longest first: the dial (results/steering) waits for the
 # (every seed of the preset, five shares): the default book trains 7 countries x 5 shares x 1
 # seed x 3 variants: 126 s of one worker cold, measured on the 2 shared cores under load; free warm.
 CURVE_POINTS = {"default": {"seeds": "0"}}
+# The curves again on each real dataset the data directory holds (not the build's own dataset),
+# as sections of the curves chapter: dataset -> (page, the page's title)
+CURVES_ON = {"goqa": ("results/curves_goqa", "How many users? On GlobalOpinionQA"),
+             "prism": ("results/curves_prism", "How many users? On PRISM")}
 GOQA_CSV = "global_opinions.csv"
 # "Turn the dial yourself": its notebook writes the files a reader's browser scores with
 # (scpo.browser) into <work_dir>/web/; the build serves them from the book's _static/dial/
@@ -662,11 +666,17 @@ def plan(preset: str, dataset: str | None, data_dir: str, countries: list[str] |
     jobs.append(Job("results/simulator", NOTEBOOKS / "simulator.md",
                     {"preset": preset, "work_dir": str(store / "work" / "simulator")}))
     # learning curves train their own models (cached per point): they need no country page
-    jobs.append(Job("results/curves", NOTEBOOKS / "curves.md",
-                    {**base, "countries": ",".join(countries), **CURVE_POINTS.get(preset, {}),
-                     "work_dir": str(store / "work" / "curves")},
-                    warm=(dataset, base["data_dir"], tuple(countries))))
+    jobs.append(curves_job("results/curves", {**base, "countries": ",".join(countries)},
+                           store, preset))
     goqa = goqa_dir(data_dir)
+    prism = prism_dir(data_dir)
+    # the countries PRISM's files hold (a sample may lack some: their pages are left out, said)
+    covered, left_out = prism_coverage(preset, prism, countries) if prism else ([], {})
+    for ds, where, on in (("goqa", goqa, countries), ("prism", prism, covered)):
+        if where and ds != dataset:  # the curves on each real dataset the directory holds
+            page, title = CURVES_ON[ds]
+            jobs.append(curves_job(page, {"preset": preset, "dataset": ds, "data_dir": where,
+                                          "countries": ",".join(on)}, store, preset, title))
     if goqa:
         jobs.append(Job("results/goqa", NOTEBOOKS / "goqa.md",
                         {"preset": preset, "goqa_data_dir": goqa,
@@ -682,9 +692,6 @@ def plan(preset: str, dataset: str | None, data_dir: str, countries: list[str] |
     if (RELEASED_DIR / "results.csv").is_file():
         jobs.append(Job("results/released", NOTEBOOKS / "released.md",
                         {"released_dir": str(RELEASED_DIR)}, data=[str(RELEASED_DIR)]))
-    prism = prism_dir(data_dir)
-    # the countries PRISM's files hold (a sample may lack some: their pages are left out, said)
-    covered, left_out = prism_coverage(preset, prism, countries) if prism else ([], {})
     left |= left_out
     rescore = [c for c in rescorable_countries(data_dir, countries) if c in covered]
     if rescore:  # the authors' models and PRISM from the data directory (scpo fetch's layout)
@@ -754,6 +761,16 @@ def plan(preset: str, dataset: str | None, data_dir: str, countries: list[str] |
     return jobs
 
 
+def curves_job(page: str, data: dict[str, Any], store: Path, preset: str,
+               title: str | None = None) -> Job:
+    """The learning curves on one dataset (``data``: preset, dataset, data_dir, countries),
+    with the preset's book points (``CURVE_POINTS``), into a work folder of the page's own."""
+    work = store / "work" / Path(page).name
+    return Job(page, NOTEBOOKS / "curves.md",
+               {**data, **CURVE_POINTS.get(preset, {}), "work_dir": str(work)}, title=title,
+               warm=(data["dataset"], data["data_dir"], tuple(data["countries"].split(","))))
+
+
 def scorecard_job(jobs: list[Job], store: Path, left_out: str = "") -> Job:
     """"Does the paper hold up?": reads every source of evidence the plan has (the simulator's
     country pages, PRISM's, the rescored authors' models, GlobalOpinionQA, the ladder's data),
@@ -779,10 +796,14 @@ def scorecard_job(jobs: list[Job], store: Path, left_out: str = "") -> Job:
         "ladder_dir": str(LADDER_DIR) if "results/ladder" in pages else ""}
     behaviour = pages.get("results/behaviour")
     params["behaviour_dir"] = behaviour.params["work_dir"] if behaviour else ""
-    curves = pages.get("results/curves")  # the efficiency claim read as training users
-    params["curves_dir"] = curves.params["work_dir"] if curves else ""
+    # the efficiency claim read as training users, on each dataset the curves ran on
+    curves = [pages[p] for p in ("results/curves", *(p for p, _ in CURVES_ON.values()))
+              if p in pages]
+    params["curves_dirs"] = ";".join(f"{j.params.get('dataset') or 'sim'}:{j.params['work_dir']}"
+                                     for j in curves)
     inputs = country + prism + [p for p in ("results/published", "results/goqa",
-                                            "results/behaviour", "results/curves") if p in pages]
+                                            "results/behaviour") if p in pages]
+    inputs += [j.page for j in curves]
     return Job("scorecard", NOTEBOOKS / "scorecard.md", params, inputs=inputs,
                data=[str(LADDER_DIR)] if params["ladder_dir"] else [])
 
@@ -846,8 +867,10 @@ def assemble(jobs: list[Job], store: Path, src: Path) -> None:
     stage_try_files(src, jobs)
     write_environment(src / "intro.md", jobs)
     pages = {j.page for j in jobs}
-    with_country_pages(src / "_toc.yml", f"{PRISM_PART}/main",
-                       any(p.startswith(f"{PRISM_PART}/countries/") for p in pages))
+    with_sections(src / "_toc.yml", {
+        f"{PRISM_PART}/main": [{"glob": f"{PRISM_PART}/countries/*"}] if any(
+            p.startswith(f"{PRISM_PART}/countries/") for p in pages) else [],
+        "results/curves": [{"file": p} for p, _ in CURVES_ON.values() if p in pages]})
     for page, text in ((f"{PRISM_PART}/main", MISSING_PRISM),
                        ("results/goqa", MISSING_GOQA.format(csv=GOQA_CSV)),
                        ("results/ladder", MISSING_LADDER),
@@ -878,16 +901,17 @@ def stage_try_files(src: Path, jobs: list[Job]) -> None:
                     ignore=shutil.ignore_patterns(".scpo"))  # its marker is not the book's
 
 
-def with_country_pages(toc: Path, chapter: str, present: bool) -> None:
-    """The staged toc lists ``chapter``'s country pages only when this build made them (a glob
-    that matches nothing is a Sphinx warning, which fails the strict build)."""
+def with_sections(toc: Path, sections: dict[str, list[dict[str, str]]]) -> None:
+    """The staged toc lists a chapter's sections (chapter -> toc entries) only when this build
+    made them (a page or glob that matches nothing is a Sphinx warning, which fails the strict
+    build)."""
     import yaml
 
     tree = yaml.safe_load(toc.read_text())
     for part in tree["parts"]:
         for entry in part["chapters"]:
-            if entry.get("file") == chapter and present:
-                entry["sections"] = [{"glob": f"{Path(chapter).parent}/countries/*"}]
+            if sections.get(entry.get("file")):
+                entry["sections"] = sections[entry["file"]]
     toc.write_text(yaml.safe_dump(tree, sort_keys=False))
 
 

@@ -470,25 +470,45 @@ def verdict_counts(long: pd.DataFrame, counted: bool = True) -> pd.DataFrame:
                                                    if s in set(rows["source"])])
 
 
-def efficiency_by_users(match: pd.DataFrame) -> pd.DataFrame:
-    """The paper's "170–280 % data efficiency" read as training users (issue 40): per test set,
-    the macro share of users at which SCPO (F+W) keeps the baseline's full-data accuracy within
-    ``report.KEEP_POINTS`` (the scorecard's "comparable accuracy"), its interval, and
-    ``curves.paper_reading``'s verdict against 1 / 1.7 of the users. ``match`` is the learning
-    curves chapter's ``share_to_match.csv`` (``curves.share_to_match_table``). A share-to-match
-    is not an A − B difference, so it is a table of its own, not a row of ``CLAIMS``."""
+def efficiency_by_users(matches: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """The paper's "170–280 % data efficiency" read as training users (issue 40): per source
+    of evidence (a key of ``SOURCES``) and test set, the macro share of users at which SCPO (F+W)
+    keeps the baseline's full-data accuracy within ``report.KEEP_POINTS`` (the scorecard's
+    "comparable accuracy"), its interval, and ``curves.paper_reading``'s verdict against 1 / 1.7
+    of the users. Each value of ``matches`` is a learning-curves page's ``share_to_match.csv``
+    (``curves.share_to_match_table``). A share-to-match is not an A − B difference, so it is a
+    table of its own, not a row of ``CLAIMS``."""
     from scpo.curves import paper_reading, share_text
 
-    rows = match[(match["scope"] == "macro")
-                 & np.isclose(match["tolerance"].astype(float), report.KEEP_POINTS)]
-    if rows.empty:
-        raise ValueError(f"share_to_match: no macro row at tolerance {report.KEEP_POINTS}; "
-                         "is it the learning-curves chapter's table?")
-    return pd.DataFrame({
-        "test set": [WHERE.get(t, t) for t in rows["test_set"]],
-        "share to keep": [share_text(float(s)) for s in rows["share_to_match"]],
-        "95 % interval": [f"{share_text(float(lo))} to {share_text(float(hi))}"
-                          for lo, hi in zip(rows["low"], rows["high"])],
-        f"≤ {100 / PAPER_EFFICIENCY[0]:.0f} % of users (the paper)?": [
-            paper_reading(r, PAPER_EFFICIENCY[0]) for _, r in rows.iterrows()],
-    }).set_index("test set")
+    frames = []
+    for source, match in matches.items():
+        rows = match[(match["scope"] == "macro")
+                     & np.isclose(match["tolerance"].astype(float), report.KEEP_POINTS)]
+        if rows.empty:
+            raise ValueError(f"share_to_match of {source!r}: no macro row at tolerance "
+                             f"{report.KEEP_POINTS}; is it the learning-curves chapter's table?")
+        frames.append(pd.DataFrame({
+            "source": SOURCES.get(source, source),
+            "test set": [WHERE.get(t, t) for t in rows["test_set"]],
+            "share to keep": [share_text(float(s)) for s in rows["share_to_match"]],
+            "95 % interval": [f"{share_text(float(lo))} to {share_text(float(hi))}"
+                              for lo, hi in zip(rows["low"], rows["high"])],
+            f"≤ {100 / PAPER_EFFICIENCY[0]:.0f} % of users (the paper)?": [
+                paper_reading(r, PAPER_EFFICIENCY[0]) for _, r in rows.iterrows()]}))
+    return pd.concat(frames, ignore_index=True).set_index(["source", "test set"])
+
+
+def curves_sources(dirs: str) -> dict[str, pd.DataFrame]:
+    """The learning curves' ``share_to_match.csv`` of each dataset the build ran them on:
+    ``dirs`` is "dataset:folder;..." (the build's ``curves_dirs``); the dataset "sim" is the
+    column "simulator". A folder without the table is an error naming it: the build ran the
+    page before this one, so a missing table means that page did not write it."""
+    out = {}
+    for item in filter(None, dirs.split(";")):
+        dataset, _, folder = item.partition(":")
+        table = Path(folder) / "share_to_match.csv"
+        if not table.is_file():
+            raise FileNotFoundError(f"{table}: the learning curves on {dataset} wrote no "
+                                    "share_to_match.csv; run notebooks/curves.md into that folder")
+        out[{"sim": "simulator"}.get(dataset, dataset)] = pd.read_csv(table)
+    return out

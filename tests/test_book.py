@@ -170,8 +170,9 @@ def test_plan_has_one_page_per_country_and_the_results_chapters(tmp_path):
     assert card.params["countries"] == "Chile,Mexico"
     # and the learning curves' share to match (the efficiency claim read as training users)
     curves = jobs[pages.index("results/curves")]
-    assert card.params["curves_dir"] == curves.params["work_dir"]
+    assert card.params["curves_dirs"] == f"sim:{curves.params['work_dir']}"
     assert "results/curves" in card.inputs
+    assert not {"results/curves_goqa", "results/curves_prism"} & set(pages)  # no real data
     one = next(j for j in build.plan("tiny", None, "", ["Chile"], tmp_path)
                if j.page == "scorecard")
     assert one.params["countries"] == "Chile" and one.params["results_dir"] == str(
@@ -258,6 +259,12 @@ def test_a_data_directory_adds_prism_on_a_laptop_and_the_rescoring(tmp_path):
     assert {"prism/countries/Chile", "countries/Chile"} <= set(card.inputs)
     assert card.params["prism_results_dir"] == str(tmp_path / "store" / "results-prism")
     assert card.params["published_dir"] == "" and card.params["goqa_dir"] == ""
+    # the learning curves again on PRISM, on the countries its files cover, read by the card
+    curves = jobs[pages.index("results/curves_prism")]
+    assert (curves.params["dataset"], curves.params["countries"]) == ("prism", "Chile,Mexico")
+    assert curves.params["work_dir"] != jobs[pages.index("results/curves")].params["work_dir"]
+    assert card.params["curves_dirs"].split(";")[1] == f"prism:{curves.params['work_dir']}"
+    assert "results/curves_prism" in card.inputs
     chile = jobs[pages.index("prism/countries/Chile")]
     assert chile.params["dataset"] == "prism"
     assert chile.warm == ("prism", chile.params["data_dir"], ("Chile", "Mexico"))
@@ -288,6 +295,7 @@ def test_a_data_directory_adds_prism_on_a_laptop_and_the_rescoring(tmp_path):
     assert chapter.params["countries"] == "Chile"
     assert chapter.params["left_out"] == "Mexico: no pairs in this data"
     assert "results/published" not in pages  # Mexico's model, but no Mexican test users
+    assert jobs[pages.index("results/curves_prism")].params["countries"] == "Chile"
     (data / "prism" / "survey.jsonl").write_text("{not json\n")
     with pytest.raises(build.BuildError, match="survey.jsonl, line 1: not valid JSON"):
         build.plan("tiny", None, str(data), None, tmp_path / "store")
@@ -396,6 +404,12 @@ def test_data_dir_adds_the_goqa_chapter(tmp_path):
     assert chile.params["dataset"] == "sim" and chile.params["data_dir"] == ""
     assert chile.warm == ("sim", "", ("Chile", "Mexico"))
     assert goqa[0].warm == ("goqa", goqa[0].params["goqa_data_dir"], ("Chile", "Mexico"))
+    # the learning curves on GlobalOpinionQA too, warmed with the chapter's own tuple
+    curves = [j for j in jobs if j.page == "results/curves_goqa"]
+    assert len(curves) == 1 and curves[0].params["dataset"] == "goqa"
+    assert curves[0].params["data_dir"] == goqa[0].params["goqa_data_dir"]
+    assert curves[0].warm == goqa[0].warm
+    assert curves[0].title and "GlobalOpinionQA" in curves[0].title
 
 
 # ---------------------------------------------------------------------------- execution

@@ -340,11 +340,27 @@ def test_the_efficiency_claim_read_as_users_by_hand():
         ("Chile", "overall", 1.0, 0.1, 0.1, 0.1),  # a country, not the macro row
         ("macro", "country_truth", 1.0, 1.0, 0.7, 1.0),  # above 59 %: not supported
     ], columns=["scope", "test_set", "tolerance", "share_to_match", "low", "high"])
-    t = scorecard.efficiency_by_users(match)
-    assert list(t.index) == ["overall", "pure minority", "country truth"]
+    both = scorecard.efficiency_by_users({"simulator": match, "goqa": match.iloc[[1, 3]]})
+    assert list(both.index) == [("the simulator", "overall"), ("the simulator", "pure minority"),
+                                ("the simulator", "country truth"), ("GlobalOpinionQA", "overall")]
+    t = both.loc["the simulator"]
     assert t["share to keep"].tolist() == ["70 %", "10 %", "100 %"]
     assert t["95 % interval"].tolist() == ["40 % to not reached", "10 % to 40 %", "70 % to 100 %"]
     assert t.iloc[:, -1].tolist() == ["not decided within the noise", "supported", "not supported"]
     assert "59 %" in t.columns[-1]
-    with pytest.raises(ValueError, match="no macro row at tolerance 1"):
-        scorecard.efficiency_by_users(match[match["scope"] != "macro"])
+    with pytest.raises(ValueError, match="of 'goqa': no macro row at tolerance 1"):
+        scorecard.efficiency_by_users({"goqa": match[match["scope"] != "macro"]})
+
+
+def test_the_curves_tables_are_read_per_dataset_and_a_missing_one_is_named(tmp_path):
+    table = pd.DataFrame({"scope": ["macro"], "share_to_match": [0.4]})
+    for name in ("sim", "goqa"):
+        (tmp_path / name).mkdir()
+        table.assign(share_to_match=0.4 if name == "sim" else 0.7).to_csv(
+            tmp_path / name / "share_to_match.csv", index=False)
+    read = scorecard.curves_sources(f"sim:{tmp_path / 'sim'};goqa:{tmp_path / 'goqa'}")
+    assert list(read) == ["simulator", "goqa"]
+    assert read["goqa"]["share_to_match"].tolist() == [0.7]
+    assert scorecard.curves_sources("") == {}
+    with pytest.raises(FileNotFoundError, match="curves on prism wrote no share_to_match.csv"):
+        scorecard.curves_sources(f"prism:{tmp_path / 'none'}")
