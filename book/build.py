@@ -848,6 +848,18 @@ def for_readers(nb: dict[str, Any]) -> dict[str, Any]:
     return nb
 
 
+def without_index(nb: dict[str, Any]) -> dict[str, Any]:
+    """A notebook that is a page more than once (the learning curves on each dataset) documents
+    its functions on its first page; on the others each autodoc directive gets ``:no-index:``
+    (two descriptions of one function are a Sphinx warning, which fails the strict build)."""
+    for cell in nb["cells"]:
+        if cell["cell_type"] == "markdown":
+            text = "".join(cell["source"])
+            cell["source"] = re.sub(r"^(\.\. auto\w+:: .+)$", r"\1\n   :no-index:", text,
+                                    flags=re.MULTILINE)
+    return nb
+
+
 def assemble(jobs: list[Job], store: Path, src: Path) -> None:
     """The book's source tree: book/ (prose, config, toc) plus the executed notebooks, and a page
     saying how to add each optional chapter this build could not run."""
@@ -857,11 +869,15 @@ def assemble(jobs: list[Job], store: Path, src: Path) -> None:
     # (".<build dir>-staging-*", beside the default book/_build) must not copy into themselves
     shutil.copytree(BOOK, src, ignore=shutil.ignore_patterns(
         "_build", "generated", "build.py", "__pycache__", "*.pyc", ".*"))
+    documented: set[Path] = set()  # notebooks whose first page documents their functions
     for job in jobs:
         dest = src / f"{job.page}.ipynb"
         dest.parent.mkdir(parents=True, exist_ok=True)
         nb = json.loads((store / "executed" / f"{job.page}.ipynb").read_text())
         nb = for_readers(with_install_cell(nb))
+        if job.source in documented:
+            nb = without_index(nb)
+        documented.add(job.source)
         dest.write_text(json.dumps(nb, indent=1, ensure_ascii=False))
     configure(src / "_config.yml", launch_pages(jobs))
     stage_try_files(src, jobs)
