@@ -126,7 +126,7 @@ def cmd_run(args: argparse.Namespace) -> None:
 def cmd_conditioned(args: argparse.Namespace) -> None:
     from scpo import conditioned
     from scpo.outdir import check_writable
-    from scpo.results import check_results_dir, run_record, write_conditioned
+    from scpo.results import check_results_dir, run_record
     from scpo.scoring import prepare
 
     cfg = build_config(args)
@@ -142,7 +142,7 @@ def cmd_conditioned(args: argparse.Namespace) -> None:
     record = {**run_record(prep), "conditioned": {
         "leave_out": args.leave_out or [], "n_parameters": run_.n_parameters,
         "per_country_parameters": run_.per_country_parameters}}
-    write_conditioned(out, run_.results, run_.counts, record, args.overwrite)
+    conditioned.write_conditioned(out, run_.results, run_.counts, record, args.overwrite)
     table = run_.results.pivot_table(index=["country", "variant"], columns="test_set",
                                      values="accuracy")
     print((100 * table).round(1).to_string())

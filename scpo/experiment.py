@@ -31,7 +31,6 @@ from scpo.evaluate import TRUTH_COLUMNS
 from scpo.models import RewardModel
 from scpo.models.device import is_main_process
 from scpo.pairs import require_test_pairs, select_country
-from scpo.published import model_location
 from scpo.results import (
     CountryRun,
     Reopened,
@@ -107,7 +106,8 @@ def check_runnable(prep: RunInputs, countries: Collection[str]) -> None:
             why.append(f"variant(s) {external} need model.backend = {models.EXTERNAL_TIER!r}")
         elif external:
             try:
-                model_location(country, cfg.model.minority_models, cfg.model.minority_dir)
+                models.model_location(country, cfg.model.minority_models,
+                                      cfg.model.minority_dir)
             except (KeyError, FileNotFoundError) as e:
                 why.append(str(e.args[0]))
         if why:
@@ -203,7 +203,7 @@ def external_country_model(prep: RunInputs, country: str, variant: Variant) -> R
     published ones with the preset "published"), loaded to be scored as
     ``variant.score_mode``, never trained."""
     m = prep.cfg.model
-    where = model_location(country, m.minority_models, m.minority_dir)
+    where = models.model_location(country, m.minority_models, m.minority_dir)
     return models.external_model(m, where, variant.score_mode)
 
 

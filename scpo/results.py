@@ -297,16 +297,6 @@ def load_predictions(root: str | Path, countries: list[str]) -> pd.DataFrame | N
     return out[out["country"].isin(countries)].reset_index(drop=True)
 
 
-def write_conditioned(out: str | Path, res: pd.DataFrame, counts: pd.DataFrame,
-                      record: dict[str, Any], overwrite: bool = False) -> None:
-    """What ``scpo conditioned`` writes (``scpo.conditioned.run_conditioned``'s), as one set
-    (``write_run_files``): the rows (as ``scpo run``'s), the per-country counts and the record."""
-    write_run_files(Path(out), {
-        "results.parquet": lambda p: res.to_parquet(p, index=False),
-        "results.csv": lambda p: res.to_csv(p, index=False, float_format="%.10g"),
-        "counts.csv": lambda p: counts.to_csv(p, index=False)}, record, overwrite)
-
-
 def save_model(model: RewardModel, path: str | Path) -> None:
     """``model.save(path)`` as one directory of scpo's (``scpo.outdir.replace_dir``): new, or
     an earlier save's, whose files are replaced; any other file there is kept. Under a launch
@@ -561,34 +551,18 @@ def card_record(rows: list[dict[str, Any]], config: dict[str, Any],
         "weight_sum": float(first["weight_sum"]), "seeds": [int(first["seed"])],
         "max_steps": int(config["train"]["max_steps"]),
         "batch_size": int(config["train"]["batch_size"]),
-        "test_accuracy": _test_accuracy(rows),
+        "test_accuracy": test_accuracies(rows),
         "dataset": data["source"], "data_fingerprint": data["fingerprint"],
         "split_seed": int(config["data"]["split_seed"]),
     }
 
 
-def _test_accuracy(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """A card's record of one model's test sets: accuracy, its 95 % interval, pairs."""
+def test_accuracies(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """A card's record of one model's test sets (its result rows): accuracy, its 95 %
+    interval, pairs; every card of scpo's records them alike."""
     return {r["test_set"]: {"accuracy": float(r["accuracy"]),
                             "ci95": [float(r["ci_low"]), float(r["ci_high"])],
                             "n_pairs": int(r["n_pairs"])} for r in rows}
-
-
-def conditioned_card(results: pd.DataFrame, counts: pd.DataFrame, max_steps: int,
-                     seed: int) -> dict[str, Any]:
-    """The model card's record of one seed's conditioned model (``scpo.conditioned``): its
-    settings, the pairs kept of each country (``counts``), the left-out countries and each
-    country's test accuracies (its ``results`` rows)."""
-    res = results[results["seed"] == seed]
-    return {"tau": float(res["tau"].iloc[0]), "beta": float(res["beta"].iloc[0]),
-            "lr": float(res["lr"].iloc[0]), "max_steps": max_steps,
-            "pairs_kept": int(counts["n_kept"].sum()),
-            "pairs_kept_by_country": dict(zip(counts["country"],
-                                              counts["n_kept"].astype(int).tolist())),
-            "left_out": counts.loc[counts["left_out"], "country"].tolist(),
-            "seeds": [int(seed)],
-            "test_accuracy": {c: _test_accuracy(g.to_dict("records"))
-                              for c, g in res.groupby("country", sort=False)}}
 
 
 def export_model(export_dir: str | Path, model: RewardModel, rows: list[dict[str, Any]],

@@ -76,6 +76,13 @@ class RewardModel(abc.ABC):
         follow the torch seed, and a run scores such a model once per seed."""
         return False
 
+    @property
+    def reads_chat(self) -> bool:
+        """Whether a prompt is read as a JSON chat list through the tokenizer's chat template
+        (``model.chat_template``) rather than as one text: what a caller that writes the
+        prompts itself (a TRL reward function) must hand it."""
+        return False
+
     def offload(self) -> None:
         """Called once the global RM's scores are computed and it is only copied from: a
         model may move its weights out of accelerator memory. Nothing to do by default."""

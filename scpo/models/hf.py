@@ -418,6 +418,10 @@ class HFRewardModel(RewardModel):
     def dropout_at_scoring(self) -> bool:
         return self.mode.dropout_at_scoring
 
+    @property
+    def reads_chat(self) -> bool:
+        return bool(self.chat_template)
+
     def weights_changed(self) -> None:
         self._fingerprint = None
 
