@@ -111,8 +111,8 @@ def cmd_run(args: argparse.Namespace) -> None:
     cfg = build_config(args)
     t0 = time.perf_counter()
     results, _, _ = run(cfg, args.out, overwrite=args.overwrite)
+    from scpo.companion.report import main_table
     from scpo.models.device import is_main_process
-    from scpo.report import main_table
 
     if not is_main_process():  # torchrun / accelerate launch: rank 0 reports
         return
@@ -124,7 +124,7 @@ def cmd_run(args: argparse.Namespace) -> None:
 
 
 def cmd_conditioned(args: argparse.Namespace) -> None:
-    from scpo import conditioned
+    from scpo.companion import conditioned
     from scpo.outdir import check_writable
     from scpo.results import check_results_dir, run_record
     from scpo.scoring import prepare
@@ -172,7 +172,7 @@ def cmd_pairs(args: argparse.Namespace) -> None:
 
 def cmd_carb(args: argparse.Namespace) -> None:
     from scpo import models
-    from scpo.carb import carb_report, describe_cue, in_percent, load_carb
+    from scpo.companion.carb import carb_report, describe_cue, in_percent, load_carb
 
     _check_table_out(args)
     items = load_carb(args.data_dir, hub_id=args.hub_id, revision=args.revision)
@@ -187,7 +187,8 @@ def cmd_carb(args: argparse.Namespace) -> None:
 
 
 def cmd_bon(args: argparse.Namespace) -> None:
-    from scpo import bon, models
+    from scpo import models
+    from scpo.companion import bon
 
     _check_table_out(args)
     items, report = bon.turn_items(args.data_dir, test_frac=args.test_frac,
@@ -211,7 +212,7 @@ def cmd_bon(args: argparse.Namespace) -> None:
 
 
 def cmd_fetch(args: argparse.Namespace) -> None:
-    from scpo.fetch import MANIFEST, fetch
+    from scpo.companion.fetch import MANIFEST, fetch
 
     manifest = fetch(args.dir, only=args.only, pins=args.pins)
     print(f"{len(manifest['inputs'])} inputs recorded in {Path(args.dir) / MANIFEST}")

@@ -446,7 +446,7 @@ def home_gap(models: Mapping[str, RewardModel], test: pd.DataFrame) -> pd.DataFr
     pair's ``user_id`` and ``pure_minority`` flag. Its mean over B's pairs, then over the
     countries, is the mean of ``cross_country``'s diagonal minus the mean off it (the home
     country's gain); per pair, its users can be resampled for an interval
-    (``scpo.report.interval_of``)."""
+    (``scpo.companion.report.interval_of``)."""
     mine = test[test["country"].isin(list(models))].reset_index(drop=True)
     tested = mine["country"].to_numpy()
     correct = {a: evaluate.pairwise_correct(*m.score_pairs(mine))[0].astype(float)

@@ -58,7 +58,7 @@ class CountryRun:
     tuned: dict[str, dict[str, Any]] = field(default_factory=dict)  # "variant/seed" -> choice
     exported: dict[str, str] = field(default_factory=dict)  # "variant/seed" -> checkpoint dir
     # one row per (variant, seed, test pair): scpo.experiment.test_outcomes, what paired
-    # comparisons of two models read (scpo.report.paired_difference)
+    # comparisons of two models read (scpo.companion.report.paired_difference)
     predictions: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 

@@ -12,7 +12,8 @@ import pandas as pd
 import pytest
 import torch
 
-from scpo import cli, published
+from scpo import cli
+from scpo.companion import published
 from scpo.config import load_preset
 from scpo.experiment import country_splits, run
 from scpo.scoring import prepare
@@ -183,7 +184,7 @@ def test_hub_out_of_reach_is_one_line_naming_the_local_option(world, tmp_path, c
 
 
 def test_published_table_by_hand():
-    from scpo.report import published_table
+    from scpo.companion.report import published_table
 
     rows = [("Chile", "global", 0, "overall", 0.5, 0.4, 0.6, 10),
             ("Chile", "published", 0, "overall", 0.7, 0.6, 0.8, 10),

@@ -21,7 +21,6 @@ The tiers (``model.backend``) are ``TIERS``:
 - ``hf_train``     its training: the Hugging Face ``Trainer`` with the weighted Bradley-Terry loss
 - ``device``       which GPU and rank; scoring split over a launch's ranks; FSDP-sharded weights
 - ``export``       checkpoints and model cards (LoRA merged in fp32)
-- ``reward_fn``    an exported RM as a TRL reward function, scored as it was trained
 """
 
 from scpo.models.base import (

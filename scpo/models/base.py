@@ -94,12 +94,12 @@ class RewardModel(abc.ABC):
                          "head on frozen sentence embeddings); only the hf and partial tiers' "
                          "models export")
 
-    # ---- what steering by the weights' mix (``scpo.steer.interpolate_weights``) asks ----
+    # ---- what steering by the weights' mix (``scpo.companion.steer``) asks ----
 
     def torch_module(self) -> torch.nn.Module:
         """The torch module whose state dict is this model's weights."""
         raise TypeError(f"{type(self).__name__} has no weights to mix; mix its scores with "
-                        "scpo.steer.steered_reward instead")
+                        "scpo.companion.steer.steered_reward instead")
 
     @property
     def linear_in_weights(self) -> bool:
@@ -112,7 +112,7 @@ class RewardModel(abc.ABC):
         or tokenizer and options), so that their weights can be mixed."""
         self.torch_module()  # a model without weights to mix says so
 
-    # ---- what the reader's browser runs (``scpo.browser``) ----
+    # ---- what the reader's browser runs (``scpo.companion.browser``) ----
 
     @property
     def frozen_encoder(self) -> Any:

@@ -131,7 +131,7 @@ def _usage(rm: HFRewardModel, model_id: str) -> str:
         "As a reward for TRL's online trainers (GRPO, RLOO), scored exactly as in training "
         "(`pip install scpo[trl]`):\n\n"
         "```python\nfrom trl import GRPOConfig, GRPOTrainer\n"
-        "from scpo.models.reward_fn import trl_reward\n\n"
+        "from scpo.companion.reward_fn import trl_reward\n\n"
         "trainer = GRPOTrainer(model=policy, reward_funcs=[trl_reward(MODEL)],\n"
         "                      args=GRPOConfig(...), train_dataset=prompts)\n```\n\n"
         f"{bare}\n")

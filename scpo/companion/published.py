@@ -53,8 +53,8 @@ def rescoring_config(data_dir: str | Path, countries: list[str] | None = None) -
     """The preset "published" on the local copies ``scpo fetch`` puts in ``data_dir``
     (``scpo/pins.toml``'s layout): PRISM in ``<dir>/prism``, the paper's global RM and the
     authors' country RMs under ``<dir>/models``. Nothing is read from the hub."""
+    from scpo.companion.fetch import load_pins
     from scpo.config import load_preset
-    from scpo.fetch import load_pins
 
     pins, root = load_pins(), Path(data_dir)
     models = root / models_dest(pins)
@@ -69,7 +69,7 @@ def rescoring_config(data_dir: str | Path, countries: list[str] | None = None) -
 def rescorable(data_dir: str | Path, countries: list[str]) -> list[str]:
     """The ``countries`` whose published RM ``data_dir`` holds, when it also holds PRISM and the
     global RM (what ``rescoring_config`` reads); [] when it cannot rescore any."""
-    from scpo.fetch import load_pins
+    from scpo.companion.fetch import load_pins
 
     root, pins = Path(data_dir), load_pins()
     if not ((root / pins["prism"].dest / "utterances.jsonl").is_file()

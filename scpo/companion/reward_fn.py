@@ -8,7 +8,7 @@ custom-function signature) that feeds each (prompt, completion) through the mode
 the very encoding the model was trained and evaluated with.
 
     from trl import GRPOConfig, GRPOTrainer
-    from scpo.models.reward_fn import trl_reward
+    from scpo.companion.reward_fn import trl_reward
 
     trainer = GRPOTrainer(model=policy, reward_funcs=[trl_reward("models/Chile/scpo_fw/seed0")],
                           args=GRPOConfig(...), train_dataset=prompts)
