@@ -21,18 +21,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-from scpo.config import Config, describe, help_text, list_presets, load_preset
+from scpo.config import PARAMS, Config, describe, from_params, help_text, list_presets
 
-# the command line's shortcuts for config fields; their help is the field's own (config.setting)
-FLAGS: list[tuple[str, str, str, dict]] = [
-    ("--dataset", "data", "dataset", {"choices": ["sim", "prism", "goqa"]}),
-    ("--data-dir", "data", "data_dir", {}),
-    ("--countries", "run", "countries", {"nargs": "+"}),
-    ("--variants", "run", "variants", {"nargs": "+"}),
-    ("--seeds", "run", "seeds", {"nargs": "+", "type": int}),
-    ("--backend", "model", "backend", {"choices": ["embedding", "partial", "hf"]}),
-    ("--tau", "method", "tau", {"type": float}),
-    ("--beta", "method", "beta", {"type": float}),
+# the command line's flags for config.PARAMS (their help is the field's own, config.setting)
+FLAGS: list[tuple[str, str, dict]] = [
+    ("--dataset", "dataset", {"choices": ["sim", "prism", "goqa"]}),
+    ("--data-dir", "data_dir", {}),
+    ("--countries", "countries", {"nargs": "+"}),
+    ("--variants", "variants", {"nargs": "+"}),
+    ("--seeds", "seeds", {"nargs": "+", "type": int}),
+    ("--backend", "backend", {"choices": ["embedding", "partial", "hf"]}),
+    ("--tau", "tau", {"type": float}),
+    ("--beta", "beta", {"type": float}),
 ]
 
 
@@ -41,23 +41,10 @@ OVERWRITE_HELP = ("write into a non-empty folder scpo did not make, replacing on
 
 
 def build_config(args: argparse.Namespace) -> Config:
-    cfg = load_preset(args.preset) if args.preset else Config()
-    over: dict[str, dict] = {}
-    shortcuts = [(f[2:].replace("-", "_"), section, key) for f, section, key, _ in FLAGS]
-    for flag, section, key in [*shortcuts, ("export", "run", "export_dir")]:
-        v = getattr(args, flag, None)
-        if v is not None:
-            over.setdefault(section, {})[key] = v
-    cfg.update(over, where="command line")
-    texts: dict[str, dict] = {}
-    for item in args.set or []:
-        name, sep, val = item.partition("=")
-        section, dot, key = name.partition(".")
-        if not sep or not dot:
-            raise ValueError(f"--set expects section.key=value, got {item!r}; e.g. "
-                             "--set train.lr=3e-4")
-        texts.setdefault(section, {})[key] = val
-    return cfg.update(texts, where="--set", text=True)
+    """The preset, the flags and ``--set`` (``config.from_params``, as the notebooks build it)."""
+    return from_params(args.preset, sets=args.set or (), where="command line",
+                       export_dir=getattr(args, "export", None),
+                       **{name: getattr(args, name, None) for _, name, _ in FLAGS})
 
 
 def _add_model_args(p: argparse.ArgumentParser, resampled: str) -> None:
@@ -98,8 +85,9 @@ def _write_table(table: Any, out: str) -> None:
 
 def _add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", help=f"a preset name ({', '.join(list_presets())}) or a .toml path")
-    for flag, section, key, kw in FLAGS:
-        p.add_argument(flag, **kw,
+    for flag, name, kw in FLAGS:
+        section, key = PARAMS[name]
+        p.add_argument(flag, **kw, dest=name,
                        help=f"{help_text(section, key)} ({section}.{key})".replace("%", "%%"))
     p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE",
                    help="any config field, e.g. --set train.lr=3e-4 (repeatable)")

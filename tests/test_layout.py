@@ -196,13 +196,17 @@ def concrete_model_classes() -> dict[str, set[str]]:
     return found
 
 
+def notebook_code(path: Path) -> ast.Module:
+    """A notebook's code cells as one module (cell options and magics left out)."""
+    cells = re.findall(r"```\{code-cell\}[^\n]*\n(.*?)```", path.read_text(), flags=re.S)
+    return ast.parse("\n".join(ln for c in cells for ln in c.splitlines()
+                               if not ln.startswith((":", "%", "!"))))
+
+
 def notebook_imports(path: Path) -> set[str]:
     """scpo modules and names a notebook's code cells import (as ``runtime_imports``)."""
-    cells = re.findall(r"```\{code-cell\}[^\n]*\n(.*?)```", path.read_text(), flags=re.S)
-    tree = ast.parse("\n".join(ln for c in cells for ln in c.splitlines()
-                               if not ln.startswith((":", "%", "!"))))
     found = set()
-    for node in ast.walk(tree):
+    for node in ast.walk(notebook_code(path)):
         if isinstance(node, ast.ImportFrom) and node.module:
             found.add(node.module)
             found.update(f"{node.module}.{a.name}" for a in node.names)
@@ -300,3 +304,37 @@ def test_the_book_links_the_companion_where_it_is():
     linked = {n.split(".")[2] for n, _ in named if n.startswith("scpo.companion.")}
     assert {"bon", "curves", "plots", "report", "reward_fn"} <= linked
     assert all(resolves(n) for n, _ in named if n.startswith("scpo.companion."))
+
+
+def config_building(tree: ast.Module) -> list[str]:
+    """The calls in ``tree`` that build a Config by hand: ``Config(...)``, or an ``update``
+    whose table names a config section."""
+    import dataclasses
+
+    from scpo.config import Config
+
+    sections = {f.name for f in dataclasses.fields(Config)}
+    found = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        name = ast.unparse(node.func)
+        table = node.args[0] if node.args else None
+        if name.split(".")[-1] == "Config" or (
+                name.endswith(".update") and isinstance(table, ast.Dict)
+                and {k.value for k in table.keys if isinstance(k, ast.Constant)} & sections):
+            found.append(f"line {node.lineno}: {ast.unparse(node)[:60]}")
+    return found
+
+
+def test_every_notebook_gets_its_config_from_the_package():
+    """A notebook's parameters become a Config through ``scpo.config.from_params``, the
+    function the ``scpo`` command uses, not through a copy of it in the notebook."""
+    assert len(config_building(ast.parse(
+        'cfg = load_preset(p)\ncfg.update({"run": {"seeds": [0]}})\nc = Config()'))) == 2
+    found = {p.name: config_building(notebook_code(p))
+             for p in sorted((ROOT.parent / "notebooks").glob("*.md"))}
+    assert {n: f for n, f in found.items() if f} == {}
+    uses = {p.name for p in (ROOT.parent / "notebooks").glob("*.md")
+            if "scpo.config.from_params" in notebook_imports(p)}
+    assert {"country.md", "curves.md", "goqa.md", "data.md"} <= uses
