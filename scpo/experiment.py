@@ -65,16 +65,15 @@ def country_splits(prep: RunInputs, country: str) -> dict[str, pd.DataFrame]:
 
 
 def check_runnable(prep: RunInputs, countries: Collection[str],
-                   variants: Sequence[Variant] | None = None) -> None:
+                   variants: Sequence[Variant]) -> None:
     """Fail before any training if a requested country cannot be run as configured
-    (``variants``: ``run.variants`` resolved, when the caller has them).
+    (``variants``: ``run.variants`` resolved).
 
     Each country needs test pairs; each filtering variant must keep a training pair at tau; the
     tuned variant needs validation and fitting pairs and a grid point that keeps a pair. Every
     failing country is named in one message, so a long run does not stop half-way.
     """
     cfg = prep.cfg
-    variants = resolve(cfg.run.variants) if variants is None else variants
     problems = []
     for country in countries:
         sub = select_country(prep.pairs, country)  # an unknown country lists the known ones
@@ -129,14 +128,14 @@ class Checked:
     export: set[str]
 
 
-def check_run(prep: RunInputs, countries: Collection[str], overwrite: bool = False,
-              variants: Sequence[Variant] | None = None) -> Checked:
-    """Resolve the variants (unless given) and check that every one of ``countries`` can run
-    (``check_runnable``) and that the exports can be written (``export_variants``): once per
-    run, so a long run cannot fail after its first country."""
-    variants = resolve(prep.cfg.run.variants) if variants is None else list(variants)
+def check_run(prep: RunInputs, countries: Collection[str], variants: Sequence[Variant],
+              overwrite: bool = False) -> Checked:
+    """Check that every one of ``countries`` can run ``variants`` (``check_runnable``) and
+    that the exports can be written (``export_variants``): once per run, before any training,
+    so a long run cannot fail after its first country."""
     check_runnable(prep, countries, variants)
-    return Checked(variants, export_variants(prep.cfg.run, prep.global_rm, overwrite, variants))
+    return Checked(list(variants), export_variants(prep.cfg.run, prep.global_rm, overwrite,
+                                                   variants=variants))
 
 
 def kept_weights(variant: Variant, train: pd.DataFrame, tau: float, beta: float, seed: int,
@@ -334,7 +333,7 @@ def run_country(prep: RunInputs, country: str, *, keep_models: bool = False,
     cfg = prep.cfg
     if checked is None:
         check_seeds(cfg.run.seeds)
-        checked = check_run(prep, [country], overwrite)
+        checked = check_run(prep, [country], resolve(cfg.run.variants), overwrite)
     if save_models is not None:  # refused before training if the folder is not scpo's
         claim_results_dir(Path(save_models) / country_slug(country))
     splits = country_splits(prep, country)
@@ -405,7 +404,7 @@ def run(cfg: Config, out_dir: str | Path | None = None, *, progress: bool = True
         check_results_dir(out_dir, overwrite)
     variants = resolve(cfg.run.variants)  # once: every step below reads these
     prep = prepare(cfg, variants)
-    checked = check_run(prep, prep.countries, overwrite, variants)  # before any training
+    checked = check_run(prep, prep.countries, variants, overwrite)  # before any training
     t_prep = time.perf_counter() - t0
     runs = {}
     for c in tqdm(prep.countries, desc="countries", disable=not progress):

@@ -510,10 +510,10 @@ def _has_exports(root: Path) -> bool:
     return any(root.glob(f"*/*/*/{'scpo_hf.json'}"))
 
 
-def export_variants(run_cfg: RunConfig, global_rm: RewardModel, overwrite: bool = False,
-                    variants: Sequence[Variant] | None = None) -> set[str]:
-    """The trained variants whose models ``run.export_dir`` asks for (empty: no export);
-    ``variants``: ``run.variants`` resolved, when the caller has them.
+def export_variants(run_cfg: RunConfig, global_rm: RewardModel, overwrite: bool = False, *,
+                    variants: Sequence[Variant]) -> set[str]:
+    """The trained variants (of ``variants``, ``run.variants`` resolved) whose models
+    ``run.export_dir`` asks for (empty: no export).
 
     Checked before any training, so a long GPU run cannot end without the checkpoints asked for
     (or end by refusing a folder of the user's: ``scpo.outdir.claim``).
@@ -525,8 +525,7 @@ def export_variants(run_cfg: RunConfig, global_rm: RewardModel, overwrite: bool 
                          "or 'partial': the embedding tier's RM (a head on frozen sentence "
                          "embeddings) is not a standard Hugging Face checkpoint. Unset "
                          "run.export_dir or use --backend hf.")
-    trained = {v.name for v in (resolve(run_cfg.variants) if variants is None else variants)
-               if v.train}
+    trained = {v.name for v in variants if v.train}
     wanted = {v.name for v in resolve(run_cfg.export_variants)}
     if not wanted & trained:
         raise ValueError(f"run.export_variants={run_cfg.export_variants} names no trained variant "

@@ -262,9 +262,9 @@ def test_a_run_resolves_its_variants_once_and_checks_once(monkeypatch, tmp_path)
         calls["check_runnable"].append(list(countries))
         return real_check(prep, countries, *variants)
 
-    def counted_export(*args):
+    def counted_export(*args, **kw):
         calls["export_variants"] += 1
-        return real_export(*args)
+        return real_export(*args, **kw)
 
     real_check, real_export = E.check_runnable, E.export_variants
     for module in (E, scpo.scoring, scpo.results):
