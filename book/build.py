@@ -604,14 +604,14 @@ def prism_coverage(preset: str, prism: str, countries: list[str]
 def rescorable_countries(data_dir: str, countries: list[str]) -> list[str]:
     """The countries whose published RM the data directory holds, with PRISM and the global
     RM (``scpo.published.rescorable``); [] without a data directory."""
-    from scpo.published import rescorable
+    from scpo.companion.published import rescorable
 
     return rescorable(data_dir, countries) if data_dir else []
 
 
 def rescoring_inputs(data_dir: str) -> list[str]:
     """What the rescoring page reads, for its stamp: PRISM and every model directory."""
-    from scpo.fetch import load_pins
+    from scpo.companion.fetch import load_pins
 
     pins = load_pins()
     dests = {pins["prism"].dest, pins["global_rm"].dest,

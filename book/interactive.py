@@ -3,7 +3,7 @@ blocked (``book/check.py`` runs this after its page checks).
 
 The page "Turn the dial yourself" (``try.html``) is served over http from 127.0.0.1 (a browser
 runs WebAssembly and modules only over http) and must load from the book's own files alone.
-The test texts that ``scpo.browser`` recorded with scpo's rewards and token ids
+The test texts that ``scpo.companion.browser`` recorded with scpo's rewards and token ids
 (``_static/dial/reference.json``) are typed into it and scored, and the rewards and token ids
 it shows must be scpo's: within ``TOLERANCE`` with the fp32 encoder, and with the same
 preferred answer on every pair (and within ``TOLERANCE_FP16``) with the fp16 one. The dial's
@@ -11,8 +11,8 @@ slider, moved with the keyboard, must show r_glo + alpha (r_country - r_glo). Ea
 example, chosen from the page's list, must show the answer each model prefers as scpo's rewards
 prefer it (exercise 9 of the exercises page asks where Chile's model and the global RM disagree).
 
-Every figure with a slider (``scpo.sliders``, on the steering and behaviour chapters) must show,
-at each position of its slider, the values precomputed for it.
+Every figure with a slider (``scpo.companion.sliders``, on the steering and behaviour
+chapters) must show, at each position of its slider, the values precomputed for it.
 
 Chromium is driven through the DevTools protocol over a pipe (``--remote-debugging-pipe``), so
 nothing beyond Python's standard library and Debian's chromium is needed.
@@ -42,7 +42,7 @@ TRY_PAGE = "try.html"
 TOLERANCE = 1e-3  # |browser - scpo| of a reward, fp32 encoder
 TOLERANCE_FP16 = 2e-2  # the same with the weights stored at half precision
 EXERCISE_COUNTRY = "Chile"  # exercise 9 of book/teaching.md
-SLIDER = "scpo-slider"  # the class of a figure with a slider (scpo.sliders)
+SLIDER = "scpo-slider"  # the class of a figure with a slider (scpo.companion.sliders)
 
 
 class Browser:

@@ -21,18 +21,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-from scpo.config import Config, describe, help_text, list_presets, load_preset
+from scpo.config import PARAMS, Config, describe, from_params, help_text, list_presets
 
-# the command line's shortcuts for config fields; their help is the field's own (config.setting)
-FLAGS: list[tuple[str, str, str, dict]] = [
-    ("--dataset", "data", "dataset", {"choices": ["sim", "prism", "goqa"]}),
-    ("--data-dir", "data", "data_dir", {}),
-    ("--countries", "run", "countries", {"nargs": "+"}),
-    ("--variants", "run", "variants", {"nargs": "+"}),
-    ("--seeds", "run", "seeds", {"nargs": "+", "type": int}),
-    ("--backend", "model", "backend", {"choices": ["embedding", "partial", "hf"]}),
-    ("--tau", "method", "tau", {"type": float}),
-    ("--beta", "method", "beta", {"type": float}),
+# the command line's flags for config.PARAMS (their help is the field's own, config.setting)
+FLAGS: list[tuple[str, str, dict]] = [
+    ("--dataset", "dataset", {"choices": ["sim", "prism", "goqa"]}),
+    ("--data-dir", "data_dir", {}),
+    ("--countries", "countries", {"nargs": "+"}),
+    ("--variants", "variants", {"nargs": "+"}),
+    ("--seeds", "seeds", {"nargs": "+", "type": int}),
+    ("--backend", "backend", {"choices": ["embedding", "partial", "hf"]}),
+    ("--tau", "tau", {"type": float}),
+    ("--beta", "beta", {"type": float}),
 ]
 
 
@@ -41,23 +41,10 @@ OVERWRITE_HELP = ("write into a non-empty folder scpo did not make, replacing on
 
 
 def build_config(args: argparse.Namespace) -> Config:
-    cfg = load_preset(args.preset) if args.preset else Config()
-    over: dict[str, dict] = {}
-    shortcuts = [(f[2:].replace("-", "_"), section, key) for f, section, key, _ in FLAGS]
-    for flag, section, key in [*shortcuts, ("export", "run", "export_dir")]:
-        v = getattr(args, flag, None)
-        if v is not None:
-            over.setdefault(section, {})[key] = v
-    cfg.update(over, where="command line")
-    texts: dict[str, dict] = {}
-    for item in args.set or []:
-        name, sep, val = item.partition("=")
-        section, dot, key = name.partition(".")
-        if not sep or not dot:
-            raise ValueError(f"--set expects section.key=value, got {item!r}; e.g. "
-                             "--set train.lr=3e-4")
-        texts.setdefault(section, {})[key] = val
-    return cfg.update(texts, where="--set", text=True)
+    """The preset, the flags and ``--set`` (``config.from_params``, as the notebooks build it)."""
+    return from_params(args.preset, sets=args.set or (), where="command line",
+                       export_dir=getattr(args, "export", None),
+                       **{name: getattr(args, name, None) for _, name, _ in FLAGS})
 
 
 def _add_model_args(p: argparse.ArgumentParser, resampled: str) -> None:
@@ -98,8 +85,9 @@ def _write_table(table: Any, out: str) -> None:
 
 def _add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", help=f"a preset name ({', '.join(list_presets())}) or a .toml path")
-    for flag, section, key, kw in FLAGS:
-        p.add_argument(flag, **kw,
+    for flag, name, kw in FLAGS:
+        section, key = PARAMS[name]
+        p.add_argument(flag, **kw, dest=name,
                        help=f"{help_text(section, key)} ({section}.{key})".replace("%", "%%"))
     p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE",
                    help="any config field, e.g. --set train.lr=3e-4 (repeatable)")
@@ -111,8 +99,8 @@ def cmd_run(args: argparse.Namespace) -> None:
     cfg = build_config(args)
     t0 = time.perf_counter()
     results, _, _ = run(cfg, args.out, overwrite=args.overwrite)
+    from scpo.companion.report import main_table
     from scpo.models.device import is_main_process
-    from scpo.report import main_table
 
     if not is_main_process():  # torchrun / accelerate launch: rank 0 reports
         return
@@ -124,9 +112,9 @@ def cmd_run(args: argparse.Namespace) -> None:
 
 
 def cmd_conditioned(args: argparse.Namespace) -> None:
-    from scpo import conditioned
+    from scpo.companion import conditioned
     from scpo.outdir import check_writable
-    from scpo.results import check_results_dir, run_record, write_conditioned
+    from scpo.results import check_results_dir, run_record
     from scpo.scoring import prepare
 
     cfg = build_config(args)
@@ -142,7 +130,7 @@ def cmd_conditioned(args: argparse.Namespace) -> None:
     record = {**run_record(prep), "conditioned": {
         "leave_out": args.leave_out or [], "n_parameters": run_.n_parameters,
         "per_country_parameters": run_.per_country_parameters}}
-    write_conditioned(out, run_.results, run_.counts, record, args.overwrite)
+    conditioned.write_conditioned(out, run_.results, run_.counts, record, args.overwrite)
     table = run_.results.pivot_table(index=["country", "variant"], columns="test_set",
                                      values="accuracy")
     print((100 * table).round(1).to_string())
@@ -172,7 +160,7 @@ def cmd_pairs(args: argparse.Namespace) -> None:
 
 def cmd_carb(args: argparse.Namespace) -> None:
     from scpo import models
-    from scpo.carb import carb_report, describe_cue, in_percent, load_carb
+    from scpo.companion.carb import carb_report, describe_cue, in_percent, load_carb
 
     _check_table_out(args)
     items = load_carb(args.data_dir, hub_id=args.hub_id, revision=args.revision)
@@ -187,7 +175,8 @@ def cmd_carb(args: argparse.Namespace) -> None:
 
 
 def cmd_bon(args: argparse.Namespace) -> None:
-    from scpo import bon, models
+    from scpo import models
+    from scpo.companion import bon
 
     _check_table_out(args)
     items, report = bon.turn_items(args.data_dir, test_frac=args.test_frac,
@@ -211,7 +200,7 @@ def cmd_bon(args: argparse.Namespace) -> None:
 
 
 def cmd_fetch(args: argparse.Namespace) -> None:
-    from scpo.fetch import MANIFEST, fetch
+    from scpo.companion.fetch import MANIFEST, fetch
 
     manifest = fetch(args.dir, only=args.only, pins=args.pins)
     print(f"{len(manifest['inputs'])} inputs recorded in {Path(args.dir) / MANIFEST}")

@@ -13,6 +13,7 @@ import numbers
 import os
 import tomllib
 import typing
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -257,7 +258,7 @@ def coerce(kind: Any, value: Any, name: str, text: bool = False) -> Any:
         return coerce(inner, value, name, text)
     origin = typing.get_origin(kind)
     if origin in (list, dict):
-        if text:
+        if text and isinstance(value, str):  # a list or dict given as such is not text
             try:
                 value = ast.literal_eval(value)
             except (ValueError, SyntaxError):
@@ -322,6 +323,69 @@ def load_preset(name: str) -> Config:
     with open(path, "rb") as f:
         overrides = tomllib.load(f)
     return Config().update(overrides, where=str(path))
+
+
+# The settings a run is most often given by name: the ``scpo`` command's flags (``--data-dir``)
+# and the notebooks' papermill parameters (``data_dir = ""``), each -> its config field.
+PARAMS: dict[str, tuple[str, str]] = {
+    "dataset": ("data", "dataset"), "data_dir": ("data", "data_dir"),
+    "countries": ("run", "countries"), "variants": ("run", "variants"),
+    "seeds": ("run", "seeds"), "backend": ("model", "backend"),
+    "tau": ("method", "tau"), "beta": ("method", "beta"), "export_dir": ("run", "export_dir"),
+}
+
+
+def _param(kind: Any, value: Any, name: str) -> Any:
+    """A parameter as its field's type. A notebook passes text: "Chile,Mexico" and "0,1" are
+    lists, "0.7" a number (read, never evaluated); a name or a path stays as written."""
+    if typing.get_origin(kind) is list:
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        elif not isinstance(value, list | tuple):
+            value = [value]  # papermill hands a single seed as the number it is
+    return coerce(kind, value, name, text=str not in (kind, *typing.get_args(kind)))
+
+
+def parse_sets(items: Iterable[str]) -> dict[str, dict[str, str]]:
+    """``--set`` texts, "section.key=value", as {section: {key: text}}."""
+    texts: dict[str, dict[str, str]] = {}
+    for item in items:
+        name, sep, val = item.partition("=")
+        section, dot, key = name.partition(".")
+        if not sep or not dot:
+            raise ValueError(f"--set expects section.key=value, got {item!r}; e.g. "
+                             "--set train.lr=3e-4")
+        texts.setdefault(section, {})[key] = val
+    return texts
+
+
+def from_params(preset: str | None = None, *, backbone: str | None = None,
+                sets: Iterable[str] = (), where: str = "parameters", **params: Any) -> Config:
+    """A run's config from a preset (None: the defaults) and its parameters: what the ``scpo``
+    command and every notebook build, one way.
+
+    ``params``: any of ``PARAMS`` by name, typed or as a notebook's text ("0,1,2"); None or ""
+    keeps the preset's value. ``backbone``: the tier's model, ``model.global_model`` on the hf
+    tier and ``model.encoder`` on the others (after ``backend``). ``sets``: "section.key=value"
+    texts for any other field, applied last (the command line's ``--set``).
+    """
+    unknown = sorted(set(params) - set(PARAMS))
+    if unknown:
+        raise TypeError(f"from_params: unknown parameter(s) {unknown}; valid: {sorted(PARAMS)}, "
+                        "or any field as sets=['section.key=value']")
+    cfg = load_preset(preset) if preset else Config()
+    over: dict[str, dict[str, Any]] = {}
+    for name, value in params.items():
+        if value is None or (isinstance(value, str) and not value.strip()):
+            continue
+        section, key = PARAMS[name]
+        kind = typing.get_type_hints(type(getattr(cfg, section)))[key]
+        over.setdefault(section, {})[key] = _param(kind, value, f"{where}: {name}")
+    cfg.update(over, where=where)
+    if backbone:
+        key = "global_model" if cfg.model.backend == "hf" else "encoder"
+        cfg.update({"model": {key: backbone}}, where=where)
+    return cfg.update(parse_sets(sets), where="--set", text=True)
 
 
 def help_text(section: str, key: str) -> str:

@@ -405,7 +405,7 @@ def pair_outcomes(
     ``pairwise_correct``) and, for each ``truth`` margin, ``<name>_correct``: 1.0 or 0.0, NaN
     where the truth margin is 0 (no right answer; ``truth_counts`` leaves it out). The accuracies
     of ``evaluate_model`` are these columns' means; a run keeps them so that two models can be
-    compared pair by pair on the same users (``scpo.report.paired_difference``)."""
+    compared pair by pair on the same users (``scpo.companion.report.paired_difference``)."""
     rc, rr = _finite(r_chosen, "r_chosen"), _finite(r_rejected, "r_rejected")
     correct, _ = pairwise_correct(rc, rr)
     users = np.asarray(users).astype(str).ravel()

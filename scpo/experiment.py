@@ -31,7 +31,6 @@ from scpo.evaluate import TRUTH_COLUMNS
 from scpo.models import RewardModel
 from scpo.models.device import is_main_process
 from scpo.pairs import require_test_pairs, select_country
-from scpo.published import model_location
 from scpo.results import (
     CountryRun,
     Reopened,
@@ -65,15 +64,16 @@ def country_splits(prep: RunInputs, country: str) -> dict[str, pd.DataFrame]:
             "val": train[train["tune_val"]].reset_index(drop=True)}
 
 
-def check_runnable(prep: RunInputs, countries: Collection[str]) -> None:
-    """Fail before any training if a requested country cannot be run as configured.
+def check_runnable(prep: RunInputs, countries: Collection[str],
+                   variants: Sequence[Variant]) -> None:
+    """Fail before any training if a requested country cannot be run as configured
+    (``variants``: ``run.variants`` resolved).
 
     Each country needs test pairs; each filtering variant must keep a training pair at tau; the
     tuned variant needs validation and fitting pairs and a grid point that keeps a pair. Every
     failing country is named in one message, so a long run does not stop half-way.
     """
     cfg = prep.cfg
-    variants = resolve(cfg.run.variants)
     problems = []
     for country in countries:
         sub = select_country(prep.pairs, country)  # an unknown country lists the known ones
@@ -107,7 +107,8 @@ def check_runnable(prep: RunInputs, countries: Collection[str]) -> None:
             why.append(f"variant(s) {external} need model.backend = {models.EXTERNAL_TIER!r}")
         elif external:
             try:
-                model_location(country, cfg.model.minority_models, cfg.model.minority_dir)
+                models.model_location(country, cfg.model.minority_models,
+                                      cfg.model.minority_dir)
             except (KeyError, FileNotFoundError) as e:
                 why.append(str(e.args[0]))
         if why:
@@ -116,6 +117,25 @@ def check_runnable(prep: RunInputs, countries: Collection[str]) -> None:
         raise ValueError(f"{len(problems)} of {len(countries)} countries cannot be run, nothing "
                          "was trained:\n  " + "\n  ".join(problems)
                          + "\nLeave them out (run.countries) or change the settings named.")
+
+
+@dataclass(frozen=True)
+class Checked:
+    """What a run settles once for all its countries, before any training: its variants
+    (``run.variants`` resolved) and those whose models it exports."""
+
+    variants: list[Variant]
+    export: set[str]
+
+
+def check_run(prep: RunInputs, countries: Collection[str], variants: Sequence[Variant],
+              overwrite: bool = False) -> Checked:
+    """Check that every one of ``countries`` can run ``variants`` (``check_runnable``) and
+    that the exports can be written (``export_variants``): once per run, before any training,
+    so a long run cannot fail after its first country."""
+    check_runnable(prep, countries, variants)
+    return Checked(list(variants), export_variants(prep.cfg.run, prep.global_rm, overwrite,
+                                                   variants=variants))
 
 
 def kept_weights(variant: Variant, train: pd.DataFrame, tau: float, beta: float, seed: int,
@@ -203,7 +223,7 @@ def external_country_model(prep: RunInputs, country: str, variant: Variant) -> R
     published ones with the preset "published"), loaded to be scored as
     ``variant.score_mode``, never trained."""
     m = prep.cfg.model
-    where = model_location(country, m.minority_models, m.minority_dir)
+    where = models.model_location(country, m.minority_models, m.minority_dir)
     return models.external_model(m, where, variant.score_mode)
 
 
@@ -301,18 +321,19 @@ def result_rows(evaluated: list[dict[str, Any]], *, country: str, variant: str, 
 def run_country(prep: RunInputs, country: str, *, keep_models: bool = False,
                 progress: bool = True, save_models: str | Path | None = None,
                 save_variants: Collection[str] | None = None,
-                overwrite: bool = False) -> CountryRun:
+                overwrite: bool = False, checked: Checked | None = None) -> CountryRun:
     """Every variant x seed of ``prep.cfg.run`` for one country (and its exports, if asked).
 
     ``save_models``: write each trained model (of ``save_variants``; None = all) to
     ``model_dir(save_models, ...)`` as soon as it is evaluated, so that only one minority model
     is in memory at a time: on a GPU, keeping 21 DeBERTa copies (``keep_models``) fills it.
-    ``overwrite``: export into a folder of the user's (``scpo.outdir``).
+    ``overwrite``: export into a folder of the user's (``scpo.outdir``). ``checked``: what
+    ``run`` settled for every country (``check_run``); called alone, it is settled here.
     """
     cfg = prep.cfg
-    check_seeds(cfg.run.seeds)
-    to_export = export_variants(cfg.run, prep.global_rm, overwrite)
-    check_runnable(prep, [country])
+    if checked is None:
+        check_seeds(cfg.run.seeds)
+        checked = check_run(prep, [country], resolve(cfg.run.variants), overwrite)
     if save_models is not None:  # refused before training if the folder is not scpo's
         claim_results_dir(Path(save_models) / country_slug(country))
     splits = country_splits(prep, country)
@@ -322,7 +343,7 @@ def run_country(prep: RunInputs, country: str, *, keep_models: bool = False,
     outcomes: list[pd.DataFrame] = []
     external: dict[str, RewardModel] = {}  # an external RM is loaded once per country
     fixed_scores: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # eval-mode scores repeat
-    jobs = list(itertools.product(cfg.run.seeds, resolve(cfg.run.variants)))
+    jobs = list(itertools.product(cfg.run.seeds, checked.variants))
     for seed, variant in tqdm(jobs, desc=country, disable=not progress, leave=False):
         tau, beta, lr = cfg.method.tau, cfg.method.beta, cfg.train.lr
         w = np.zeros(len(train))  # the global RM trains on nothing
@@ -361,7 +382,7 @@ def run_country(prep: RunInputs, country: str, *, keep_models: bool = False,
         rows += new
         outcomes.append(test_outcomes(test, scores).assign(country=country,
                                                            variant=variant.name, seed=seed))
-        if variant.name in to_export:
+        if variant.name in checked.export:
             out.exported[key] = str(export_model(cfg.run.export_dir, model, new, cfg.to_dict(),
                                                  prep.data_description(), overwrite))
         del model  # freed before the next job copies the global RM (unless keep_models)
@@ -381,14 +402,14 @@ def run(cfg: Config, out_dir: str | Path | None = None, *, progress: bool = True
     check_seeds(cfg.run.seeds)  # before any work
     if out_dir is not None and is_main_process():
         check_results_dir(out_dir, overwrite)
-    prep = prepare(cfg)
-    check_runnable(prep, prep.countries)  # every country, before the first training step
-    export_variants(cfg.run, prep.global_rm, overwrite)
+    variants = resolve(cfg.run.variants)  # once: every step below reads these
+    prep = prepare(cfg, variants)
+    checked = check_run(prep, prep.countries, variants, overwrite)  # before any training
     t_prep = time.perf_counter() - t0
     runs = {}
     for c in tqdm(prep.countries, desc="countries", disable=not progress):
         runs[c] = run_country(prep, c, keep_models=keep_models, progress=progress,
-                              overwrite=overwrite)
+                              overwrite=overwrite, checked=checked)
     results = pd.concat([r.results for r in runs.values()], ignore_index=True)
     if out_dir is not None:
         write_results(Path(out_dir), runs, results, run_record(prep),
@@ -446,7 +467,7 @@ def home_gap(models: Mapping[str, RewardModel], test: pd.DataFrame) -> pd.DataFr
     pair's ``user_id`` and ``pure_minority`` flag. Its mean over B's pairs, then over the
     countries, is the mean of ``cross_country``'s diagonal minus the mean off it (the home
     country's gain); per pair, its users can be resampled for an interval
-    (``scpo.report.interval_of``)."""
+    (``scpo.companion.report.interval_of``)."""
     mine = test[test["country"].isin(list(models))].reset_index(drop=True)
     tested = mine["country"].to_numpy()
     correct = {a: evaluate.pairwise_correct(*m.score_pairs(mine))[0].astype(float)

@@ -416,8 +416,8 @@ def test_turns(
     utterances: pd.DataFrame, survey: pd.DataFrame, test_frac: float = 0.15,
     split_seed: int = 0, prompt_context: str = "turn",
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Every rated response of the test users' turns, for best-of-N (``scpo.bon``): one row per
-    utterance (``TURN_COLUMNS``), the turns with one response left out.
+    """Every rated response of the test users' turns, for best-of-N (``scpo.companion.bon``):
+    one row per utterance (``TURN_COLUMNS``), the turns with one response left out.
 
     The same users, cleaning, exclusions and prompts as ``build_prism_pairs``, but nothing is
     paired, so the responses of tied scores stay. The report counts the test turns kept

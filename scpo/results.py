@@ -20,7 +20,7 @@ import re
 import subprocess
 import tempfile
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, distribution, version
 from pathlib import Path
@@ -44,7 +44,7 @@ from scpo.outdir import (
     write_file_atomically,
 )
 from scpo.scoring import RunInputs, prepare
-from scpo.variants import KNOWN, RENAMED, resolve
+from scpo.variants import KNOWN, RENAMED, Variant, resolve
 
 
 @dataclass
@@ -58,7 +58,7 @@ class CountryRun:
     tuned: dict[str, dict[str, Any]] = field(default_factory=dict)  # "variant/seed" -> choice
     exported: dict[str, str] = field(default_factory=dict)  # "variant/seed" -> checkpoint dir
     # one row per (variant, seed, test pair): scpo.experiment.test_outcomes, what paired
-    # comparisons of two models read (scpo.report.paired_difference)
+    # comparisons of two models read (scpo.companion.report.paired_difference)
     predictions: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
@@ -297,16 +297,6 @@ def load_predictions(root: str | Path, countries: list[str]) -> pd.DataFrame | N
     return out[out["country"].isin(countries)].reset_index(drop=True)
 
 
-def write_conditioned(out: str | Path, res: pd.DataFrame, counts: pd.DataFrame,
-                      record: dict[str, Any], overwrite: bool = False) -> None:
-    """What ``scpo conditioned`` writes (``scpo.conditioned.run_conditioned``'s), as one set
-    (``write_run_files``): the rows (as ``scpo run``'s), the per-country counts and the record."""
-    write_run_files(Path(out), {
-        "results.parquet": lambda p: res.to_parquet(p, index=False),
-        "results.csv": lambda p: res.to_csv(p, index=False, float_format="%.10g"),
-        "counts.csv": lambda p: counts.to_csv(p, index=False)}, record, overwrite)
-
-
 def save_model(model: RewardModel, path: str | Path) -> None:
     """``model.save(path)`` as one directory of scpo's (``scpo.outdir.replace_dir``): new, or
     an earlier save's, whose files are replaced; any other file there is kept. Under a launch
@@ -520,9 +510,10 @@ def _has_exports(root: Path) -> bool:
     return any(root.glob(f"*/*/*/{'scpo_hf.json'}"))
 
 
-def export_variants(run_cfg: RunConfig, global_rm: RewardModel,
-                    overwrite: bool = False) -> set[str]:
-    """The trained variants whose models ``run.export_dir`` asks for (empty: no export).
+def export_variants(run_cfg: RunConfig, global_rm: RewardModel, overwrite: bool = False, *,
+                    variants: Sequence[Variant]) -> set[str]:
+    """The trained variants (of ``variants``, ``run.variants`` resolved) whose models
+    ``run.export_dir`` asks for (empty: no export).
 
     Checked before any training, so a long GPU run cannot end without the checkpoints asked for
     (or end by refusing a folder of the user's: ``scpo.outdir.claim``).
@@ -534,7 +525,7 @@ def export_variants(run_cfg: RunConfig, global_rm: RewardModel,
                          "or 'partial': the embedding tier's RM (a head on frozen sentence "
                          "embeddings) is not a standard Hugging Face checkpoint. Unset "
                          "run.export_dir or use --backend hf.")
-    trained = {v.name for v in resolve(run_cfg.variants) if v.train}
+    trained = {v.name for v in variants if v.train}
     wanted = {v.name for v in resolve(run_cfg.export_variants)}
     if not wanted & trained:
         raise ValueError(f"run.export_variants={run_cfg.export_variants} names no trained variant "
@@ -561,34 +552,18 @@ def card_record(rows: list[dict[str, Any]], config: dict[str, Any],
         "weight_sum": float(first["weight_sum"]), "seeds": [int(first["seed"])],
         "max_steps": int(config["train"]["max_steps"]),
         "batch_size": int(config["train"]["batch_size"]),
-        "test_accuracy": _test_accuracy(rows),
+        "test_accuracy": test_accuracies(rows),
         "dataset": data["source"], "data_fingerprint": data["fingerprint"],
         "split_seed": int(config["data"]["split_seed"]),
     }
 
 
-def _test_accuracy(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """A card's record of one model's test sets: accuracy, its 95 % interval, pairs."""
+def test_accuracies(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """A card's record of one model's test sets (its result rows): accuracy, its 95 %
+    interval, pairs; every card of scpo's records them alike."""
     return {r["test_set"]: {"accuracy": float(r["accuracy"]),
                             "ci95": [float(r["ci_low"]), float(r["ci_high"])],
                             "n_pairs": int(r["n_pairs"])} for r in rows}
-
-
-def conditioned_card(results: pd.DataFrame, counts: pd.DataFrame, max_steps: int,
-                     seed: int) -> dict[str, Any]:
-    """The model card's record of one seed's conditioned model (``scpo.conditioned``): its
-    settings, the pairs kept of each country (``counts``), the left-out countries and each
-    country's test accuracies (its ``results`` rows)."""
-    res = results[results["seed"] == seed]
-    return {"tau": float(res["tau"].iloc[0]), "beta": float(res["beta"].iloc[0]),
-            "lr": float(res["lr"].iloc[0]), "max_steps": max_steps,
-            "pairs_kept": int(counts["n_kept"].sum()),
-            "pairs_kept_by_country": dict(zip(counts["country"],
-                                              counts["n_kept"].astype(int).tolist())),
-            "left_out": counts.loc[counts["left_out"], "country"].tolist(),
-            "seeds": [int(seed)],
-            "test_accuracy": {c: _test_accuracy(g.to_dict("records"))
-                              for c, g in res.groupby("country", sort=False)}}
 
 
 def export_model(export_dir: str | Path, model: RewardModel, rows: list[dict[str, Any]],

@@ -9,7 +9,7 @@ reuses them.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +23,7 @@ from scpo.data import global_pool, load_pairs, resolve_countries
 from scpo.models import RewardModel
 from scpo.models.base import text_rows
 from scpo.pairs import PairData, text_key
-from scpo.variants import resolve
+from scpo.variants import Variant, resolve
 
 
 def score_texts(rm: RewardModel, texts: pd.DataFrame, root: Path | None = None) -> np.ndarray:
@@ -62,15 +62,17 @@ class RunInputs:
         return {"source": self.data.source, "fingerprint": self.data.fingerprint}
 
 
-def prepare(cfg: Config) -> RunInputs:
-    """Load pairs, get the global RM and score every distinct text with it once."""
+def prepare(cfg: Config, variants: Sequence[Variant] | None = None) -> RunInputs:
+    """Load pairs, get the global RM and score every distinct text with it once
+    (``variants``: ``cfg.run.variants`` resolved, when the caller has them)."""
     data = load_pairs(cfg.data)
     if cfg.data.prompt_context == "history" and models.reads_chat(cfg.model):
         # a chat-template model reads the conversation as a chat list, not as a joined text
         data.pairs = data.pairs.assign(prompt=data.pairs["messages"])
     countries = resolve_countries(cfg.run.countries, data)
     global_rm = models.build_global(cfg, data)
-    if any(v.train for v in resolve(cfg.run.variants)):
+    variants = resolve(cfg.run.variants) if variants is None else variants
+    if any(v.train for v in variants):
         pairs = add_global_scores(data.pairs, global_rm)
     else:  # evaluation only (e.g. the published RMs): score just the countries' test pairs
         mine = data.pairs[data.pairs["country"].isin(countries)]

@@ -79,8 +79,8 @@ CONTROLS = {"random_subset": "filtered", "random_fw_weights": "scpo_fw",
             "random_own_weights": "scpo_fw", "baseline_tuned": "scpo_fw_tuned"}
 PAPER_VARIANTS = [n for n in VARIANTS if n not in CONTROLS]
 RENAMED = {"random_weighted": "random_own_weights"}  # earlier name -> today's (old results)
-# Evaluated, not trained: the authors' published country RMs (scpo.published), scored in eval
-# mode and, as the released code scored them, with dropout on (not part of "all")
+# Evaluated, not trained: the authors' published country RMs (scpo.companion.published),
+# scored in eval mode and, as the released code scored them, with dropout on (not part of "all")
 EXTERNAL = {v.name: v for v in [
     Variant("published", "Published country RM (eval)", train=False, external=True,
             score_mode="fixed", colour="#882255"),

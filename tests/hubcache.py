@@ -79,7 +79,7 @@ def stand_in_hub(cache: Path, tiny_bert: Path, work: Path) -> Path:
     """Every input of the package's pins in a hub cache (tiny stand-ins), and a pins file that
     differs from the package's only in its sha256 values (a tiny model's, not DeBERTa's; a
     simulation's utterances, not PRISM's)."""
-    from scpo.fetch import PINS_FILE, load_pins
+    from scpo.companion.fetch import PINS_FILE, load_pins
     from scpo.simulate import sim_config, simulate
 
     sim = simulate(sim_config("tiny"), work / "sim")

@@ -7,7 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scpo import bon, cli
+from scpo import cli
+from scpo.companion import bon
 from scpo.evaluate import bootstrap_means, percentile_interval
 from scpo.pairs import paper_test_rows
 

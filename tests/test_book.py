@@ -535,7 +535,7 @@ def table_with(html: str, heading: str) -> list[list[str]]:
 
 
 def slider_figures(html: str) -> dict[str, dict]:
-    """The figures with a slider on a page (``scpo.sliders``): title -> their values."""
+    """The figures with a slider on a page (``scpo.companion.sliders``): title -> their values."""
     found = re.findall(r'<figure class="scpo-slider"[^>]*><script type="application/json">'
                        r"(.*?)</script></figure>", html, re.S)
     return {d["title"]: d for d in (json.loads(f) for f in found)}
@@ -578,7 +578,7 @@ def sliders_against_tables(pages: dict[str, str]) -> list[str]:
 def exercise_against_page(html: Path, pages: dict[str, str]) -> list[str]:
     """Exercise 9 of the exercises page says on which of the page's starting examples Chile's
     model prefers another answer than the global RM: scpo's rewards of them, as staged."""
-    from scpo import browser
+    from scpo.companion import browser
 
     ref = json.loads((html / "_static" / "dial" / "reference.json").read_text())
     flips = browser.disagreements(ref["examples"], "Chile")
@@ -610,7 +610,7 @@ def fetched(tmp_path_factory, tiny_bert, env):
     return root / "data"
 
 
-# The sentences that state an effect are chosen by their numbers (scpo.report.said): each
+# The sentences that state an effect are chosen by their numbers (scpo.companion.report.said): each
 # triple is (up, down, flat), said when the interval beside it lies above 0, below 0, or covers 0
 SAID = [("better at home than away", "worse at home than away",
          "no better at home than away beyond the noise"),
@@ -761,7 +761,7 @@ def test_tiny_book_builds_with_a_data_directory_then_rebuilds_from_the_stamps(tm
     text = re.sub(r"<[^>]+>", "", pages["results/goqa"])
     assert re.search(rf"\b{len(goqa)}\b option pairs", text)
     # the scorecard's PRISM column is PRISM on a laptop's own paired difference, pair by pair
-    from scpo import report
+    from scpo.companion import report
     from scpo.results import load_predictions
 
     outcomes = load_predictions(tmp_path / "store" / "results-prism", ["Chile"])

@@ -1,6 +1,6 @@
-"""The embedding tier exported for the reader's browser (scpo.browser): the ONNX encoder computes
-what Encoder.embed computes, the heads' arrays what the heads compute, and the bundle holds every
-file the page loads, with scpo's own rewards and token ids for the browser test."""
+"""The embedding tier exported for the reader's browser (scpo.companion.browser): the ONNX encoder
+computes what Encoder.embed computes, the heads' arrays what the heads compute, and the bundle holds
+every file the page loads, with scpo's own rewards and token ids for the browser test."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import torch
 
-from scpo import browser, jsruntime
+from scpo.companion import browser, jsruntime
 from scpo.models.conditioned import CountryHeadRM
 from scpo.models.embedding import EmbeddingRM, Encoder
 

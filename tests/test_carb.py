@@ -7,7 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scpo import carb, cli
+from scpo import cli
+from scpo.companion import carb
 
 
 class LengthRM:

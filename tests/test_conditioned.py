@@ -15,7 +15,7 @@ import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from scpo import models
-from scpo.conditioned import conditioned_training_set, cross_country, run_conditioned
+from scpo.companion.conditioned import conditioned_training_set, cross_country, run_conditioned
 from scpo.config import MethodConfig, TrainConfig, load_preset
 from scpo.experiment import country_splits, run_country
 from scpo.models import UnknownCountryWarning
@@ -372,7 +372,7 @@ def test_per_country_seconds_times_each_countrys_fit_of_its_kept_pairs(prep, mon
     import dataclasses
     import itertools
 
-    from scpo import conditioned
+    from scpo.companion import conditioned
 
     fits = []
 

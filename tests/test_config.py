@@ -107,3 +107,51 @@ def test_scpo_config_shows_the_tiers_values(capsys):
     cli.main(["config", "--preset", "tiny", "--backend", "partial"])
     out = capsys.readouterr().out
     assert "global_lr = 0.0002" in out and "global_batch_size = 8" in out
+
+
+def test_a_notebooks_text_parameters_become_the_fields_types():
+    """papermill hands a notebook its parameters as text ("0,1", "0.5", "" for the preset's)."""
+    from scpo.config import from_params
+
+    cfg = from_params("tiny", dataset="sim", data_dir="", countries="Chile, New Zealand",
+                      variants="global,scpo_fw", seeds="0,1", tau="0.5", beta="")
+    tiny = load_preset("tiny")
+    assert cfg.run.countries == ["Chile", "New Zealand"] and cfg.run.variants == [
+        "global", "scpo_fw"]
+    assert cfg.run.seeds == [0, 1] and cfg.method.tau == 0.5 and type(cfg.method.tau) is float
+    assert cfg.method.beta == tiny.method.beta and cfg.data.data_dir is None
+    assert from_params("tiny", seeds="3").run.seeds == [3]
+    assert from_params("tiny", seeds=0).run.seeds == [0]  # a number papermill passed as such
+    assert from_params("tiny", data_dir="none").data.data_dir == "none"  # a path, as written
+    assert from_params(None) == Config()
+    with pytest.raises(ValueError, match=r"parameters: tau expects float, got 'fast'"):
+        from_params("tiny", tau="fast")
+    with pytest.raises(ValueError, match=r"parameters: seeds\[1\] expects int, got 'b'"):
+        from_params("tiny", seeds="1,b")
+    with pytest.raises(TypeError, match=r"unknown parameter\(s\) \['lr'\]; valid: .*'tau'"):
+        from_params("tiny", lr="0.1")
+
+
+def test_the_backbone_is_the_tiers_model():
+    from scpo.config import from_params
+
+    assert from_params("tiny", backbone="/m/enc").model.encoder == "/m/enc"
+    hf = from_params("tiny", backend="hf", backbone="org/rm")
+    assert hf.model.global_model == "org/rm"
+    assert hf.model.encoder == load_preset("tiny").model.encoder
+    assert hf.train.lr == 1e-6  # the tier's knobs came with it
+
+
+def test_the_command_line_and_a_notebook_build_one_config(capsys):
+    """`scpo` flags and a country notebook's parameters go through one function: `scpo config`
+    prints the very config the notebook's text parameters give."""
+    from scpo import cli
+    from scpo.config import describe, from_params
+
+    cli.main(["config", "--preset", "tiny", "--countries", "Chile", "Mexico", "--seeds", "0",
+              "1", "--tau", "0.5", "--backend", "partial", "--set", "train.max_steps=7"])
+    notebook = from_params("tiny", countries="Chile,Mexico", seeds="0,1", tau="0.5",
+                           backend="partial", sets=["train.max_steps=7"])
+    assert capsys.readouterr().out == describe(notebook) + "\n"
+    assert notebook.train.max_steps == 7 and notebook.train.lr == 1e-4  # partial's, then --set
+    assert notebook != load_preset("tiny")

@@ -1,11 +1,11 @@
-"""Learning curves (scpo.curves), by hand: user-level, nested, seeded subsets; the share to
-match as MATCH_RULE states it (not reached included); its interval; the per-point cache."""
+"""Learning curves (scpo.companion.curves), by hand: user-level, nested, seeded subsets; the
+share to match as MATCH_RULE states it (not reached included); its interval; the per-point cache."""
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from scpo import curves
+from scpo.companion import curves
 from scpo.config import load_preset
 from scpo.scoring import prepare
 
@@ -214,7 +214,7 @@ def test_sentences_follow_the_share_to_match():
 
 
 def test_learning_curves_figure_has_a_line_and_a_band_per_variant():
-    from scpo import plots
+    from scpo.companion import plots
 
     rows = [{"variant": v, "share": s, "accuracy": a + 10 * s, "low": a - 5, "high": a + 15}
             for v, a in (("global", 60), ("baseline", 62), ("scpo_fw", 63)) for s in (0.5, 1.0)]

@@ -188,7 +188,7 @@ def test_torchrun_fit_equals_one_process_with_the_whole_batch(model_dir, tmp_pat
 @pytest.mark.slow
 def test_scpo_run_under_accelerate_launch_writes_once(model_dir, tmp_path):
     from scpo.cli import main
-    from scpo.report import main_table
+    from scpo.companion.report import main_table
 
     args = [*CLI_ARGS, "--set", f"model.global_model={model_dir}"]
     main([*args, "--out", str(tmp_path / "single")])  # also caches the global RM's scores

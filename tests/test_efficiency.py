@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from scpo import evaluate as ev
-from scpo import report
+from scpo.companion import report
 
 
 def test_inverse_kept_fraction_by_hand():

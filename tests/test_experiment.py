@@ -225,8 +225,8 @@ def test_run_checks_every_country_before_training(monkeypatch, tmp_path):
 
     real_prepare = E.prepare
 
-    def broken_prepare(cfg):
-        prep = real_prepare(cfg)
+    def broken_prepare(cfg, *args):
+        prep = real_prepare(cfg, *args)
         p = prep.pairs
         prep.pairs = p[~((p.country == "Mexico") & (p.split == "test"))]
         return prep
@@ -242,6 +242,47 @@ def test_run_checks_every_country_before_training(monkeypatch, tmp_path):
                                          r"(.|\n)*Mexico: no test pairs"):
         E.run(cfg, tmp_path, progress=False)
     assert trained == [] and not (tmp_path / "results.csv").exists()
+
+
+def test_a_run_resolves_its_variants_once_and_checks_once(monkeypatch, tmp_path):
+    """Every country of a run trains the variants ``run`` resolved, after one check of every
+    country; a country run alone (a notebook) still resolves and checks its own."""
+    import scpo.experiment as E
+    import scpo.results
+    import scpo.scoring
+    import scpo.variants
+
+    calls = {"resolve": 0, "check_runnable": [], "export_variants": 0}
+
+    def counted_resolve(names):
+        calls["resolve"] += 1
+        return scpo.variants.resolve(names)
+
+    def counted_check(prep, countries, *variants):
+        calls["check_runnable"].append(list(countries))
+        return real_check(prep, countries, *variants)
+
+    def counted_export(*args, **kw):
+        calls["export_variants"] += 1
+        return real_export(*args, **kw)
+
+    real_check, real_export = E.check_runnable, E.export_variants
+    for module in (E, scpo.scoring, scpo.results):
+        monkeypatch.setattr(module, "resolve", counted_resolve)
+    monkeypatch.setattr(E, "check_runnable", counted_check)
+    monkeypatch.setattr(E, "export_variants", counted_export)
+    cfg = tiny()
+    cfg.update({"run": {"countries": ["Chile", "Mexico"], "variants": ["global", "filtered"]},
+                "train": {"max_steps": 5}})
+    res, prep, _ = E.run(cfg, tmp_path, progress=False)
+    assert calls == {"resolve": 1, "check_runnable": [["Chile", "Mexico"]], "export_variants": 1}
+    assert sorted(set(zip(res["country"], res["variant"]))) == [
+        ("Chile", "filtered"), ("Chile", "global"), ("Mexico", "filtered"), ("Mexico", "global")]
+    alone = E.run_country(prep, "Mexico", progress=False)
+    assert calls == {"resolve": 2, "check_runnable": [["Chile", "Mexico"], ["Mexico"]],
+                     "export_variants": 2}
+    pd.testing.assert_frame_equal(alone.results, res[res["country"] == "Mexico"]
+                                  .reset_index(drop=True))
 
 
 def test_one_minority_model_in_memory_at_a_time(prep, monkeypatch):

@@ -9,9 +9,10 @@ import shutil
 import pytest
 from hubcache import AUTHORS_MAIN, goqa_csv, put_repo, stand_in_hub
 
-from scpo import cli, fetch
-from scpo.fetch import MANIFEST, FetchError, load_pins
-from scpo.published import AUTHORS_MODELS
+from scpo import cli
+from scpo.companion import fetch
+from scpo.companion.fetch import MANIFEST, FetchError, load_pins
+from scpo.companion.published import AUTHORS_MODELS
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from conftest import ROOT, load_script
 
-from scpo import browser, sliders
+from scpo.companion import browser, sliders
 from scpo.models.embedding import EmbeddingRM, Encoder
 
 interactive = load_script("book/interactive.py", "book_interactive")

@@ -1,5 +1,6 @@
-"""The browser page's pinned JavaScript (scpo.jsruntime): a tarball is used only when its sha512 is
-the pinned one, from the cache without any network, and a missing one says how to get it."""
+"""The browser page's pinned JavaScript (scpo.companion.jsruntime): a tarball is used only when its
+sha512 is the pinned one, from the cache without any network, and a missing one says how to get
+it."""
 
 import base64
 import hashlib
@@ -9,7 +10,7 @@ import urllib.request
 
 import pytest
 
-from scpo import jsruntime
+from scpo.companion import jsruntime
 
 
 def tarball(files: dict[str, bytes]) -> bytes:

@@ -117,7 +117,7 @@ def test_documented_papermill_command_reruns_one_country(tmp_path, env, monkeypa
     injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
     assert "tau = 0.6" in injected[0].source and 'country = "Chile"' in injected[0].source
     # the aggregate chapters read the page back as it ran: at tau 0.6, not the preset's 0.7
-    from scpo.conditioned import run_conditioned
+    from scpo.companion.conditioned import run_conditioned
     from scpo.results import reopen
 
     monkeypatch.setenv("SCPO_CACHE_DIR", env["SCPO_CACHE_DIR"])  # what the page computed
@@ -254,7 +254,7 @@ def test_carb_notebook_on_fixture_items(tmp_path, env, monkeypatch):
     equals the package's best-of-N on the same models."""
     from test_carb import ENGLISH, SPANISH
 
-    from scpo import carb
+    from scpo.companion import carb
     from scpo.results import load_model, run_record, save_country
 
     (tmp_path / "carb").mkdir()

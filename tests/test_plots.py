@@ -11,7 +11,7 @@ from matplotlib.colors import to_hex  # noqa: E402
 from matplotlib.container import BarContainer  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from scpo import plots  # noqa: E402
+from scpo.companion import plots  # noqa: E402
 
 
 def test_p_glo_hist_draws_the_tau_line_and_the_kept_fraction():

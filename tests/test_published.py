@@ -12,7 +12,8 @@ import pandas as pd
 import pytest
 import torch
 
-from scpo import cli, published
+from scpo import cli
+from scpo.companion import published
 from scpo.config import load_preset
 from scpo.experiment import country_splits, run
 from scpo.scoring import prepare
@@ -155,15 +156,16 @@ def test_a_missing_model_is_named_before_anything_runs(world):
     prep = prepare(config(world, variants=["global"]))  # scoring needs no given model
     prep.cfg = cfg
     from scpo.experiment import check_runnable
+    from scpo.variants import resolve
 
     with pytest.raises(ValueError, match=r"Mexico: model.minority_models has no reward model "
                                          r"for 'Mexico'"):
-        check_runnable(prep, COUNTRIES)
+        check_runnable(prep, COUNTRIES, resolve(cfg.run.variants))
     cfg.model.minority_models = dict(published.AUTHORS_MODELS)
     cfg.model.minority_dir = str(world["root"] / "nowhere")
     with pytest.raises(ValueError, match=r"Chile: model.minority_dir=.*no directory .*"
                                          r"scpo-reward-model-chile"):
-        check_runnable(prep, COUNTRIES)
+        check_runnable(prep, COUNTRIES, resolve(cfg.run.variants))
 
 
 def test_hub_out_of_reach_is_one_line_naming_the_local_option(world, tmp_path, capsys):
@@ -183,7 +185,7 @@ def test_hub_out_of_reach_is_one_line_naming_the_local_option(world, tmp_path, c
 
 
 def test_published_table_by_hand():
-    from scpo.report import published_table
+    from scpo.companion.report import published_table
 
     rows = [("Chile", "global", 0, "overall", 0.5, 0.4, 0.6, 10),
             ("Chile", "published", 0, "overall", 0.7, 0.6, 0.8, 10),

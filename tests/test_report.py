@@ -1,4 +1,4 @@
-"""scpo.report: the CLI's and the book's tables, against values worked out by hand."""
+"""scpo.companion.report: the CLI's and the book's tables, against values worked out by hand."""
 
 import itertools
 
@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scpo import report
+from scpo.companion import report
 
 # accuracy by (variant, country, seed), overall; pure_minority is 0.1 lower everywhere
 ACC = {("baseline", "Chile", 0): 0.60, ("baseline", "Chile", 1): 0.64,
@@ -86,7 +86,7 @@ def test_paper_numbers_stay_labelled_as_the_papers(results):
 
 
 def test_claim_verdicts_by_hand():
-    from scpo.report import Difference, claim_verdict
+    from scpo.companion.report import Difference, claim_verdict
 
     runs = pd.Series([3.0, 3.5, -0.5, 2.6, 2.0, 2.0])
 
@@ -115,7 +115,7 @@ def test_paired_difference_by_hand():
     """A - B pair by pair, the same users for both: one country, one seed, users u1 (two
     pairs: A right on both, B on one) and u2 (one pair: both wrong). Per pair A - B = 100, 0,
     0 points: the mean 33.3; the bootstrap draws u1u1 -> 50, u1u2 / u2u1 -> 33.3, u2u2 -> 0."""
-    from scpo.report import paired_difference
+    from scpo.companion.report import paired_difference
 
     rows = []
     for variant, correct, truth in (("A", [1, 1, 0], [1.0, np.nan, 0.0]),
@@ -136,7 +136,7 @@ def test_paired_difference_by_hand():
 
 
 def test_mean_ci_halfwidth_leaves_out_the_global_rms_pure_minority_rows():
-    from scpo.report import mean_ci_halfwidth
+    from scpo.companion.report import mean_ci_halfwidth
 
     rows = pd.DataFrame({
         "variant": ["global", "global", "scpo_fw", "scpo_fw", "baseline"],

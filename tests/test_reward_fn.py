@@ -11,9 +11,9 @@ import torch  # noqa: E402
 from conftest import write_tiny_bert  # noqa: E402
 from test_hf import PAIRS, W1, llama_tokenizer, tcfg, tiny_llama  # noqa: E402
 
+from scpo.companion.reward_fn import prompt_text, trl_reward  # noqa: E402
 from scpo.config import MethodConfig  # noqa: E402
 from scpo.models.hf import HFRewardModel  # noqa: E402
-from scpo.models.reward_fn import prompt_text, trl_reward  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest
 CARD = {"tau": 0.7, "beta": 1.1, "pairs_kept": 16, "seeds": [0], "test_accuracy": 0.5}

@@ -10,7 +10,8 @@ import torch
 from test_bon import write_prism
 from test_carb import ENGLISH, SPANISH
 
-from scpo import bon, carb, cli, models
+from scpo import cli, models
+from scpo.companion import bon, carb
 from scpo.models.conditioned import CountryHeadRM, CountryView, PromptConditionedRM
 from scpo.models.embedding import EmbeddingRM, Encoder
 from scpo.models.hf import HFRewardModel

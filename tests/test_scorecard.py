@@ -1,4 +1,4 @@
-"""scpo.scorecard: each comparison once, judged on every source by one rule whose interval
+"""scpo.companion.scorecard: each comparison once, judged on every source by one rule whose interval
 carries test users and seeds (issue 36)."""
 
 import itertools
@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scpo import report, scorecard
-from scpo.scorecard import CLAIMS, Evidence
+from scpo.companion import report, scorecard
+from scpo.companion.scorecard import CLAIMS, Evidence
 
 USERS, PER_USER = 12, 5  # per country: 12 test users of 5 pairs each, pairs 0-1 pure minority
 

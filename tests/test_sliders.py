@@ -1,4 +1,5 @@
-"""Figures that answer a slider (scpo.sliders): the page gets exactly the table's numbers."""
+"""Figures that answer a slider (scpo.companion.sliders): the page gets exactly the table's
+numbers."""
 
 import json
 import math
@@ -8,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scpo import sliders
+from scpo.companion import sliders
 
 
 def payload(fig) -> dict:

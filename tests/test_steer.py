@@ -9,11 +9,11 @@ import pandas as pd
 import pytest
 import torch
 
+from scpo.companion.steer import dial, interpolate_weights, steered_reward
 from scpo.evaluate import evaluate_model
 from scpo.models.embedding import EmbeddingRM, Encoder
 from scpo.models.hf import HFRewardModel
 from scpo.models.partial import PartialRM
-from scpo.steer import dial, interpolate_weights, steered_reward
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest
 
@@ -88,7 +88,7 @@ def test_mlp_head_weights_do_not_mix_as_the_rewards_do(encoder):
 
 @pytest.mark.parametrize("kind", ["linear", "mlp"])
 def test_mixes_agree_says_when_the_weights_mix_as_the_rewards_do(encoder, kind, tiny_bert):
-    from scpo.steer import mixes_agree
+    from scpo.companion.steer import mixes_agree
 
     glo, cty = heads(encoder, kind)
     rg, rc = glo.score(PROMPTS, RESPONSES), cty.score(PROMPTS, RESPONSES)

@@ -1,9 +1,9 @@
 /* The page "Turn the dial yourself": a reader's prompt and answers, scored in the browser by
  * the book's reward models, with the steering dial r_a = r_glo + a (r_country - r_glo).
  *
- * scpo.browser wrote the files this loads into _static/dial/ (manifest.json lists them): the
+ * scpo.companion.browser wrote the files this loads into _static/dial/ (manifest.json lists them): the
  * encoder as ONNX, its tokenizer.json, the heads (heads.json + heads.bin) and the pinned
- * runtime (onnxruntime-web's WebAssembly build, @huggingface/tokenizers; scpo.jsruntime).
+ * runtime (onnxruntime-web's WebAssembly build, @huggingface/tokenizers; scpo.companion.jsruntime).
  * It computes what scpo computes: the text pair [CLS] prompt [SEP] answer [SEP], cut at the
  * encoder's max_length as the Python tokenizer cuts it (longest first), the pooled and
  * normalised embedding (inside the ONNX graph), then each head in float64. Every page of the
@@ -26,7 +26,7 @@
   }
   const ACTIVATIONS = { gelu: (x) => 0.5 * x * (1 + erf(x / Math.SQRT2)) };
 
-  /* scpo.steer.steered_reward: from the nearer end, so a = 0 and 1 are the two models exactly. */
+  /* scpo.companion.steer.steered_reward: from the nearer end, so a = 0 and 1 are the two models exactly. */
   function steered(g, c, a) {
     const d = c - g;
     return a < 0.5 ? g + a * d : c - (1 - a) * d;

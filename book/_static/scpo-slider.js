@@ -1,4 +1,4 @@
-/* Figures that answer a slider (scpo.sliders): each <figure class="scpo-slider"> carries its
+/* Figures that answer a slider (scpo.companion.sliders): each <figure class="scpo-slider"> carries its
  * precomputed values as JSON; this draws their curves and a slider over the positions, and
  * shows, at each position, the values computed in Python for it. Nothing is computed here.
  * One script for every figure of the book (Jupyter Book loads it on every page). Hidden when

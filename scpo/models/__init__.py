@@ -2,8 +2,9 @@
 
 Outside this package a reward model is a ``RewardModel`` (or a ``ConditionedRM``, one model for
 every country), made by ``build_global`` (the run's global RM), ``build_conditioned`` or
-``external_model``, read back by ``load`` or ``load_any`` and asked for a country by
-``for_country``; no module outside this package names a tier's class.
+``external_model`` (found by ``model_location``), read back by ``load``, ``load_any`` or
+``load_checkpoint`` and asked for a country by ``for_country``; no module outside this package
+names a tier's class.
 The tiers (``model.backend``) are ``TIERS``:
 
 - ``base``         the ``RewardModel`` and ``ConditionedRM`` interfaces; what training shares
@@ -20,7 +21,6 @@ The tiers (``model.backend``) are ``TIERS``:
 - ``hf_train``     its training: the Hugging Face ``Trainer`` with the weighted Bradley-Terry loss
 - ``device``       which GPU and rank; scoring split over a launch's ranks; FSDP-sharded weights
 - ``export``       checkpoints and model cards (LoRA merged in fp32)
-- ``reward_fn``    an exported RM as a TRL reward function, scored as it was trained
 """
 
 from scpo.models.base import (
@@ -36,11 +36,13 @@ from scpo.models.build import (
     build_conditioned,
     build_global,
     external_model,
+    model_location,
     reads_chat,
     trains_global,
 )
-from scpo.models.saved import load, load_any
+from scpo.models.saved import load, load_any, load_checkpoint
 
 __all__ = ["EXTERNAL_TIER", "TIERS", "ConditionedRM", "RewardModel", "TrainHistory",
            "UnknownCountryWarning", "build_conditioned", "build_global", "external_model",
-           "for_country", "load", "load_any", "reads_chat", "trains_global"]
+           "for_country", "load", "load_any", "load_checkpoint", "model_location", "reads_chat",
+           "trains_global"]

@@ -76,6 +76,13 @@ class RewardModel(abc.ABC):
         follow the torch seed, and a run scores such a model once per seed."""
         return False
 
+    @property
+    def reads_chat(self) -> bool:
+        """Whether a prompt is read as a JSON chat list through the tokenizer's chat template
+        (``model.chat_template``) rather than as one text: what a caller that writes the
+        prompts itself (a TRL reward function) must hand it."""
+        return False
+
     def offload(self) -> None:
         """Called once the global RM's scores are computed and it is only copied from: a
         model may move its weights out of accelerator memory. Nothing to do by default."""
@@ -87,12 +94,12 @@ class RewardModel(abc.ABC):
                          "head on frozen sentence embeddings); only the hf and partial tiers' "
                          "models export")
 
-    # ---- what steering by the weights' mix (``scpo.steer.interpolate_weights``) asks ----
+    # ---- what steering by the weights' mix (``scpo.companion.steer``) asks ----
 
     def torch_module(self) -> torch.nn.Module:
         """The torch module whose state dict is this model's weights."""
         raise TypeError(f"{type(self).__name__} has no weights to mix; mix its scores with "
-                        "scpo.steer.steered_reward instead")
+                        "scpo.companion.steer.steered_reward instead")
 
     @property
     def linear_in_weights(self) -> bool:
@@ -105,7 +112,7 @@ class RewardModel(abc.ABC):
         or tokenizer and options), so that their weights can be mixed."""
         self.torch_module()  # a model without weights to mix says so
 
-    # ---- what the reader's browser runs (``scpo.browser``) ----
+    # ---- what the reader's browser runs (``scpo.companion.browser``) ----
 
     @property
     def frozen_encoder(self) -> Any:

@@ -3,6 +3,7 @@
     build_global(cfg, data)                  # the run's global RM r_glo (trained ones cached)
     build_conditioned(global_rm, countries)  # one untrained model for every country
     external_model(cfg.model, where, mode)   # a country RM given by model.minority_models
+    model_location(country, m.minority_models, m.minority_dir)  # ... and where it is
 
 The tiers (a run's ``model.backend``, the ladder chapter's "rungs"): ``embedding`` trains a head
 on frozen sentence embeddings, ``partial`` a transformer's top layers, ``hf`` the whole
@@ -149,6 +150,26 @@ def _global_partial(data: PairData, cfg: Config, root: Path | None,
                               cfg.method, seed=0, **opts)
     rm.save(path)
     return rm
+
+
+def model_location(country: str, models: dict[str, str], local_dir: str | None) -> str:
+    """Where a country's given RM is: ``models[country]`` (a hub id or a directory), or, with
+    ``local_dir``, the directory ``local_dir/<last part of the id>`` (the layout of
+    ``huggingface-cli download <id> --local-dir <local_dir>/<name>``)."""
+    if country not in models:
+        raise KeyError(
+            f"model.minority_models has no reward model for {country!r} (it lists "
+            f"{sorted(models) or 'none'}); add {country!r} = '<hub id or directory>' to it or "
+            "leave the country out.")
+    where = models[country]
+    if local_dir:
+        path = Path(local_dir) / where.rstrip("/").split("/")[-1]
+        if not path.is_dir():
+            raise FileNotFoundError(
+                f"model.minority_dir={local_dir!r}: no directory {path} for {country!r} "
+                f"(expected a local copy of {where}); download it there or unset minority_dir.")
+        return str(path)
+    return where
 
 
 def external_model(m: ModelConfig, where: str, mode: str | None = None) -> RewardModel:

@@ -11,7 +11,7 @@
 Both are ``ConditionedRM``s: ``score(prompts, responses, countries)`` and ``score_pairs(pairs)``
 (a ``country`` column); ``model.for_country(c)`` is a ``CountryView``, the ``RewardModel`` that
 scores for c. ``scpo.models.build_conditioned`` makes one from a run's global RM and
-``scpo.models.load`` reads one back; training and evaluating them is ``scpo.conditioned``.
+``scpo.models.load`` reads one back; training and evaluating them is ``scpo.companion.conditioned``.
 """
 
 from __future__ import annotations

@@ -318,7 +318,7 @@ class Head(nn.Module):
         return self.reward(self.features(emb))
 
     def arrays(self) -> dict[str, Any]:
-        """The head as float32 arrays, for scoring outside torch (``scpo.browser``):
+        """The head as float32 arrays, for scoring outside torch (``scpo.companion.browser``):
         z = (e - mean) / std, then each layer x -> act(W x + b) in turn; the last gives r."""
         def f32(t: torch.Tensor) -> np.ndarray:
             return t.detach().float().numpy().copy()
@@ -508,7 +508,7 @@ class EmbeddingRM(RewardModel):
         """Shares the frozen encoder (and its cache); the head is deep-copied."""
         return EmbeddingRM(self.encoder, copy.deepcopy(self.head))
 
-    # ---- in a reader's browser (scpo.browser) ----
+    # ---- in a reader's browser (scpo.companion.browser) ----
 
     @property
     def frozen_encoder(self) -> Encoder:
@@ -517,7 +517,7 @@ class EmbeddingRM(RewardModel):
     def head_arrays(self) -> dict[str, Any]:
         return self.head.arrays()
 
-    # ---- the weights' mix (scpo.steer) ----
+    # ---- the weights' mix (scpo.companion.steer) ----
 
     def torch_module(self) -> nn.Module:
         return self.head

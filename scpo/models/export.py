@@ -1,7 +1,8 @@
 """Writing an ``HFRewardModel`` as a standard Hugging Face checkpoint, and its model card.
 
 The checkpoint loads with ``AutoModelForSequenceClassification.from_pretrained`` and no scpo;
-the card records what the model was trained from and how to feed it.
+the card records what the model was trained from and how to feed it. ``scpo.models.hf`` calls
+it; it reads the model through ``Exportable`` and imports nothing of ``hf`` back.
 """
 
 from __future__ import annotations
@@ -9,16 +10,14 @@ from __future__ import annotations
 import copy
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import torch
 from safetensors.torch import save_file
 
 import scpo
 from scpo.models.device import full_state_dict, is_main_process, is_sharded
-
-if TYPE_CHECKING:
-    from scpo.models.hf import HFRewardModel
+from scpo.models.modes import Mode
 
 CARD_FIELDS = ("tau", "beta", "pairs_kept", "seeds", "test_accuracy")  # required in ``card``
 
@@ -36,6 +35,23 @@ SAVED = "saved model"  # the kind of output (scpo.outdir's marker) of a model's 
 EXPORTED = "model checkpoint"  # ... of an export (a standard checkpoint with its card)
 
 
+class Exportable(Protocol):
+    """What a checkpoint and its card are written from (an ``HFRewardModel``)."""
+
+    model: torch.nn.Module
+    tokenizer: Any
+    name: str  # the global RM it was trained from: a hub id or a directory
+    revision: str | None
+    mode: Mode
+    max_length: int
+    chat_template: bool
+    normalizer_restored: bool  # tokenizer.json's normaliser put back when loaded
+
+    def options(self) -> dict[str, Any]: ...
+
+    def card_options(self) -> dict[str, Any]: ...
+
+
 def merged_fp32(model: torch.nn.Module) -> torch.nn.Module:
     """A LoRA model's adapters merged into an fp32 CPU copy of its base (the live model is
     left as it is).
@@ -51,7 +67,7 @@ def merged_fp32(model: torch.nn.Module) -> torch.nn.Module:
     return copy.deepcopy(model, memo=frozen).to("cpu", torch.float32).merge_and_unload()
 
 
-def save_checkpoint(rm: HFRewardModel, path: Path, *, merge: bool = True) -> None:
+def save_checkpoint(rm: Exportable, path: Path, *, merge: bool = True) -> None:
     """Tokenizer + ``scpo_hf.json`` + the weights: a full checkpoint (safetensors; a LoRA
     model merged by ``merged_fp32`` and saved in fp32), or with ``merge=False`` a LoRA
     model's trainable weights alone (adapters and score head), read back by
@@ -87,7 +103,7 @@ def portable_name(name: str) -> str:
     return p.name if p.is_absolute() or p.exists() else name
 
 
-def _normalizer_line(rm: HFRewardModel) -> str:
+def _normalizer_line(rm: Exportable) -> str:
     """The card's usage code restores the tokenizer.json normaliser when transformers rebuilt
     a different one (DeBERTa-v3 under transformers 5), as scpo did in training."""
     if not rm.normalizer_restored:
@@ -98,7 +114,7 @@ def _normalizer_line(rm: HFRewardModel) -> str:
             "f\"{MODEL}/tokenizer.json\").normalizer\n")
 
 
-def _usage(rm: HFRewardModel, model_id: str) -> str:
+def _usage(rm: Exportable, model_id: str) -> str:
     """Python that scores one (prompt, response) the way the model was trained to read it,
     with transformers and as a TRL reward function."""
     if rm.chat_template:
@@ -131,13 +147,13 @@ def _usage(rm: HFRewardModel, model_id: str) -> str:
         "As a reward for TRL's online trainers (GRPO, RLOO), scored exactly as in training "
         "(`pip install scpo[trl]`):\n\n"
         "```python\nfrom trl import GRPOConfig, GRPOTrainer\n"
-        "from scpo.models.reward_fn import trl_reward\n\n"
+        "from scpo.companion.reward_fn import trl_reward\n\n"
         "trainer = GRPOTrainer(model=policy, reward_funcs=[trl_reward(MODEL)],\n"
         "                      args=GRPOConfig(...), train_dataset=prompts)\n```\n\n"
         f"{bare}\n")
 
 
-def model_card(rm: HFRewardModel, path: Path, card: dict[str, Any]) -> str:
+def model_card(rm: Exportable, path: Path, card: dict[str, Any]) -> str:
     """README.md text: YAML front matter, the training record as a table, usage code. No path
     of the exporting machine: the global RM by its hub id or its directory's name."""
     missing = [k for k in CARD_FIELDS if k not in card]
@@ -163,7 +179,7 @@ def model_card(rm: HFRewardModel, path: Path, card: dict[str, Any]) -> str:
         f"| field | value |\n|---|---|\n{rows}\n{note}\n## Usage\n\n{_usage(rm, model_id)}")
 
 
-def export_model(rm: HFRewardModel, path: Path, card: dict[str, Any],
+def export_model(rm: Exportable, path: Path, card: dict[str, Any],
                  overwrite: bool = False) -> Path:
     """``save`` + README.md model card, written as one directory (``scpo.outdir.replace_dir``:
     a new or empty one, an earlier export of scpo's, or with ``overwrite`` a user's folder,

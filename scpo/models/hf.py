@@ -30,6 +30,7 @@ from scpo.models.device import (
     pick_device,
     scoring_shards,
 )
+from scpo.models.export import ADAPTER_FILE, META_FILE, export_model, save_checkpoint
 from scpo.models.modes import (
     autocast_enabled,
     encode_for_scoring,
@@ -392,7 +393,7 @@ class HFRewardModel(RewardModel):
             eval_pairs: pd.DataFrame | None = None) -> TrainHistory:
         """Weighted Bradley-Terry fine-tuning with the HF Trainer (``scpo.models.hf_train``)."""
         from scpo.evaluate import accuracy, pairwise_correct
-        from scpo.models.hf_train import train_pairs
+        from scpo.models.hf_train import train_pairs  # the Trainer: seconds to import, when used
 
         history = train_pairs(self, pairs, weights, train, method, seed)
         self.weights_changed()
@@ -417,6 +418,10 @@ class HFRewardModel(RewardModel):
     @property
     def dropout_at_scoring(self) -> bool:
         return self.mode.dropout_at_scoring
+
+    @property
+    def reads_chat(self) -> bool:
+        return bool(self.chat_template)
 
     def weights_changed(self) -> None:
         self._fingerprint = None
@@ -463,8 +468,6 @@ class HFRewardModel(RewardModel):
         """scpo's own save, read back by ``load``: tokenizer + ``scpo_hf.json`` + a full HF
         checkpoint (safetensors), or, with LoRA, the trained adapters and score head alone
         (megabytes instead of the base), loaded back over the global RM bit for bit."""
-        from scpo.models.export import save_checkpoint
-
         save_checkpoint(self, Path(path), merge=False)
 
     @classmethod
@@ -473,8 +476,6 @@ class HFRewardModel(RewardModel):
         LoRA rank, ...). Saved adapters go back onto the global RM named in the file, so it
         must be reachable as when training (hub cache or directory)."""
         from safetensors.torch import load_file
-
-        from scpo.models.export import ADAPTER_FILE, META_FILE
 
         path = Path(path)
         meta_path = path / META_FILE
@@ -513,6 +514,4 @@ class HFRewardModel(RewardModel):
         """A checkpoint anyone can load with AutoModelForSequenceClassification, plus a
         README.md model card (global RM, tau, beta, pairs kept, seeds, test accuracies);
         ``overwrite``: into a user's non-empty folder (``scpo.outdir``)."""
-        from scpo.models.export import export_model
-
         return export_model(self, Path(path), card, overwrite=overwrite)

@@ -4,6 +4,9 @@ Bradley-Terry loss (``scpo.method.weighted_bt_loss``).
 The Trainer brings AdamW, the linear schedule, seeding, bf16 and ``accelerate launch``
 data parallelism; this module adds only what is specific to pairs: the features, a collator
 that pads per batch and stacks chosen over rejected, and ``compute_loss``.
+
+``scpo.models.hf`` calls it; it reads the model through ``Trainable`` and imports nothing of
+``hf`` back, so the tier's modules depend one way.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import functools
 import os
 import sys
 import tempfile
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -25,13 +28,25 @@ from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArgu
 from scpo.config import MethodConfig, TrainConfig
 from scpo.method import weighted_bt_loss
 from scpo.models.base import TrainHistory, check_training_pairs
-from scpo.models.modes import autocast_enabled, effective_seed, encode_for_training
-
-if TYPE_CHECKING:
-    from scpo.models.hf import HFRewardModel
+from scpo.models.modes import Mode, autocast_enabled, effective_seed, encode_for_training
 
 
-def pair_features(rm: HFRewardModel, pairs: pd.DataFrame, weights: np.ndarray) -> Any:
+class Trainable(Protocol):
+    """What training reads of a reward model (an ``HFRewardModel``), and ``model``, which it
+    replaces by the trained one."""
+
+    model: torch.nn.Module
+    tokenizer: Any
+    input_names: list[str]  # the tokenizer's outputs the model's forward takes
+    mode: Mode
+    max_length: int
+    chat_template: bool
+    device: torch.device
+    bf16: bool
+    gradient_checkpointing: bool
+
+
+def pair_features(rm: Trainable, pairs: pd.DataFrame, weights: np.ndarray) -> Any:
     """A ``datasets.Dataset``: chosen / rejected token ids, the weight, and a ``length``
     column the length-grouped sampler reads."""
     import datasets
@@ -155,7 +170,7 @@ def _versioned_args(grouped: bool, checkpointing: bool) -> dict[str, Any]:
     return out
 
 
-def training_arguments(rm: HFRewardModel, train: TrainConfig, seed: int,
+def training_arguments(rm: Trainable, train: TrainConfig, seed: int,
                        out_dir: str) -> TrainingArguments:
     """AdamW, linear decay to 0 with no warm-up, max_steps, seeded, no checkpoints, no loggers.
 
@@ -187,7 +202,7 @@ def training_arguments(rm: HFRewardModel, train: TrainConfig, seed: int,
     return args
 
 
-def train_pairs(rm: HFRewardModel, pairs: pd.DataFrame, weights: np.ndarray,
+def train_pairs(rm: Trainable, pairs: pd.DataFrame, weights: np.ndarray,
                 train: TrainConfig, method: MethodConfig, seed: int) -> TrainHistory:
     """Fine-tune ``rm.model`` in place on weighted pairs; return the logged history."""
     weights = check_training_pairs(pairs, weights)

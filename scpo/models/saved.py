@@ -2,6 +2,7 @@
 
     load(path, share_with=global_rm)   # a model scpo saved or exported (every kind)
     load_any("org/model")              # ... or any Hugging Face reward model
+    load_checkpoint(path)              # an export as one whole model (a TRL reward)
 
 Each kind is told by the metadata file its ``save`` writes, looked for in this order:
 ``scpo_country.json`` (a conditioned model asked for a country: its ``CountryView``),
@@ -85,3 +86,12 @@ def load_any(where: str | Path, *, max_length: int = 512,
     from scpo.models.hf import HFRewardModel
 
     return HFRewardModel.from_pretrained(str(where), max_length=max_length, mode=mode)
+
+
+def load_checkpoint(path: str | Path) -> RewardModel:
+    """An hf-format checkpoint scpo exported (or saved) read as one whole Hugging Face model,
+    whichever tier trained it: what code outside a run scores with (a TRL trainer's reward),
+    without the partial tier's cache of hidden states that ``load`` would give it."""
+    from scpo.models.hf import HFRewardModel
+
+    return HFRewardModel.load(path)

@@ -39,26 +39,6 @@ CARD_RECORDED = {
 }
 
 
-def model_location(country: str, models: dict[str, str], local_dir: str | None) -> str:
-    """Where a country's given RM is: ``models[country]`` (a hub id or a directory), or, with
-    ``local_dir``, the directory ``local_dir/<last part of the id>`` (the layout of
-    ``huggingface-cli download <id> --local-dir <local_dir>/<name>``)."""
-    if country not in models:
-        raise KeyError(
-            f"model.minority_models has no reward model for {country!r} (it lists "
-            f"{sorted(models) or 'none'}); add {country!r} = '<hub id or directory>' to it or "
-            "leave the country out.")
-    where = models[country]
-    if local_dir:
-        path = Path(local_dir) / where.rstrip("/").split("/")[-1]
-        if not path.is_dir():
-            raise FileNotFoundError(
-                f"model.minority_dir={local_dir!r}: no directory {path} for {country!r} "
-                f"(expected a local copy of {where}); download it there or unset minority_dir.")
-        return str(path)
-    return where
-
-
 def models_dest(pins: dict) -> Path:
     """Where the pins put the authors' models under a data directory (``models/``): the one
     folder ``model.minority_dir`` names, each model in its id's last part."""
@@ -73,8 +53,8 @@ def rescoring_config(data_dir: str | Path, countries: list[str] | None = None) -
     """The preset "published" on the local copies ``scpo fetch`` puts in ``data_dir``
     (``scpo/pins.toml``'s layout): PRISM in ``<dir>/prism``, the paper's global RM and the
     authors' country RMs under ``<dir>/models``. Nothing is read from the hub."""
+    from scpo.companion.fetch import load_pins
     from scpo.config import load_preset
-    from scpo.fetch import load_pins
 
     pins, root = load_pins(), Path(data_dir)
     models = root / models_dest(pins)
@@ -89,7 +69,7 @@ def rescoring_config(data_dir: str | Path, countries: list[str] | None = None) -
 def rescorable(data_dir: str | Path, countries: list[str]) -> list[str]:
     """The ``countries`` whose published RM ``data_dir`` holds, when it also holds PRISM and the
     global RM (what ``rescoring_config`` reads); [] when it cannot rescore any."""
-    from scpo.fetch import load_pins
+    from scpo.companion.fetch import load_pins
 
     root, pins = Path(data_dir), load_pins()
     if not ((root / pins["prism"].dest / "utterances.jsonl").is_file()

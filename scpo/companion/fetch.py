@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from scpo.outdir import is_inside, made_by_scpo, replace_dir, write_file_atomically
 
-PINS_FILE = Path(__file__).parent / "pins.toml"
+PINS_FILE = Path(__file__).parents[1] / "pins.toml"  # package data beside the presets
 MANIFEST = "MANIFEST.json"
 MANIFEST_FORMAT = "scpo-manifest-1"
 if TYPE_CHECKING:

@@ -35,7 +35,7 @@ from scpo.experiment import country_splits, evaluate_on_test, result_rows, train
 from scpo.models import ConditionedRM, TrainHistory, UnknownCountryWarning, build_conditioned
 from scpo.models.base import country_list
 from scpo.outdir import claim
-from scpo.results import conditioned_card
+from scpo.results import test_accuracies, write_run_files
 from scpo.scoring import RunInputs, prepare_without
 from scpo.variants import VARIANTS, training_weights
 
@@ -221,3 +221,32 @@ def per_country_seconds(prep: RunInputs, countries: Sequence[str], seed: int,
         model.fit(train[w > 0].reset_index(drop=True), w[w > 0], cfg.train, cfg.method, seed=seed)
         total += time.perf_counter() - t0
     return total
+
+
+# ---- what it writes ----
+
+def conditioned_card(results: pd.DataFrame, counts: pd.DataFrame, max_steps: int,
+                     seed: int) -> dict[str, Any]:
+    """The model card's record of one seed's conditioned model: its settings, the pairs kept
+    of each country (``counts``), the left-out countries and each country's test accuracies
+    (its ``results`` rows)."""
+    res = results[results["seed"] == seed]
+    return {"tau": float(res["tau"].iloc[0]), "beta": float(res["beta"].iloc[0]),
+            "lr": float(res["lr"].iloc[0]), "max_steps": max_steps,
+            "pairs_kept": int(counts["n_kept"].sum()),
+            "pairs_kept_by_country": dict(zip(counts["country"],
+                                              counts["n_kept"].astype(int).tolist())),
+            "left_out": counts.loc[counts["left_out"], "country"].tolist(),
+            "seeds": [int(seed)],
+            "test_accuracy": {c: test_accuracies(g.to_dict("records"))
+                              for c, g in res.groupby("country", sort=False)}}
+
+
+def write_conditioned(out: str | Path, res: pd.DataFrame, counts: pd.DataFrame,
+                      record: dict[str, Any], overwrite: bool = False) -> None:
+    """What ``scpo conditioned`` writes (``run_conditioned``'s), as one set
+    (``write_run_files``): the rows (as ``scpo run``'s), the per-country counts and the record."""
+    write_run_files(Path(out), {
+        "results.parquet": lambda p: res.to_parquet(p, index=False),
+        "results.csv": lambda p: res.to_csv(p, index=False, float_format="%.10g"),
+        "counts.csv": lambda p: counts.to_csv(p, index=False)}, record, overwrite)

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from scpo import report
+from scpo.companion import report
 
 # column -> what the reader is told it is
 SOURCES = {
@@ -64,7 +64,7 @@ class Claim:
     paper_b: str | None = None  # the paper's B, where the book tests A against another
     in_paper: bool = True  # False: this book's statement, outside the paper's counts
     definitional: bool = False  # true by construction: shown, never counted
-    metric: str = ""  # best-of-N: the pick's metric (``scpo.bon``)
+    metric: str = ""  # best-of-N: the pick's metric (``scpo.companion.bon``)
     tested: str = ""  # what is tested, where the statement says more
 
     @property
@@ -161,7 +161,7 @@ CLAIMS = [
           "(overall test pairs)", "country_truth", "scpo_fw", "filtered", direction=1,
           in_paper=False),
 ]
-# What a country's RM changes in the response best-of-N picks (scpo.bon; the chapter "From
+# What a country's RM changes in the response best-of-N picks (scpo.companion.bon; the chapter "From
 # reward to behaviour"): the paper reports pairwise accuracy only.
 BEHAVIOUR = [
     Claim("bon_user_top", "Best-of-N: SCPO (F+W) picks the user's own top-rated response more "
@@ -179,8 +179,8 @@ BEHAVIOUR = [
 @dataclass
 class Evidence:
     """One source's runs: their result rows, each model's outcome on each test pair (None:
-    the runs kept none), best-of-N picks (``scpo.bon``'s per-item table) and what they rest on
-    (the tier)."""
+    the runs kept none), best-of-N picks (``scpo.companion.bon``'s per-item table) and what
+    they rest on (the tier)."""
 
     results: pd.DataFrame
     outcomes: pd.DataFrame | None = None
@@ -478,7 +478,7 @@ def efficiency_by_users(matches: dict[str, pd.DataFrame]) -> pd.DataFrame:
     of the users. Each value of ``matches`` is a learning-curves page's ``share_to_match.csv``
     (``curves.share_to_match_table``). A share-to-match is not an A − B difference, so it is a
     table of its own, not a row of ``CLAIMS``."""
-    from scpo.curves import paper_reading, share_text
+    from scpo.companion.curves import paper_reading, share_text
 
     frames = []
     for source, match in matches.items():

@@ -4,11 +4,11 @@ Given a model *path*, TRL's trainers score ``prompt + completion`` as one string
 tokens (or through the RM tokenizer's chat template, for conversational data). A text-pair
 model was trained on ``(prompt, response)`` with its separator and segment ids, so that input
 is not what it learned to rank. ``trl_reward(path)`` instead returns a reward function (TRL's
-custom-function signature) that feeds each (prompt, completion) through ``HFRewardModel.score``:
+custom-function signature) that feeds each (prompt, completion) through the model's ``score``:
 the very encoding the model was trained and evaluated with.
 
     from trl import GRPOConfig, GRPOTrainer
-    from scpo.models.reward_fn import trl_reward
+    from scpo.companion.reward_fn import trl_reward
 
     trainer = GRPOTrainer(model=policy, reward_funcs=[trl_reward("models/Chile/scpo_fw/seed0")],
                           args=GRPOConfig(...), train_dataset=prompts)
@@ -20,7 +20,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from scpo.models.hf import HFRewardModel
+from scpo import models
+from scpo.models import RewardModel
 from scpo.prism import joined_prompt
 
 Message = dict[str, str]
@@ -57,7 +58,7 @@ class TRLReward:
     """``reward(prompts, completions, **kwargs) -> list[float]``: the RM's r(x, y) per
     completion, scored as ``scpo`` trained it (eval mode, no gradients, length-sorted batches)."""
 
-    def __init__(self, rm: HFRewardModel, name: str) -> None:
+    def __init__(self, rm: RewardModel, name: str) -> None:
         self.rm = rm
         self.__name__ = name  # TRL logs rewards/<name>/mean
 
@@ -65,15 +66,16 @@ class TRLReward:
         if len(prompts) != len(completions):
             raise ValueError(f"trl_reward: {len(prompts)} prompts for {len(completions)} "
                              "completions; need one prompt per completion")
-        p = [prompt_text(x, self.rm.chat_template) for x in prompts]
+        p = [prompt_text(x, self.rm.reads_chat) for x in prompts]
         r = [completion_text(c) for c in completions]
         return [float(v) for v in self.rm.score(p, r)]
 
 
 def trl_reward(path: str | Path, name: str | None = None) -> TRLReward:
-    """The reward function of a model written by ``scpo run --export`` (or ``HFRewardModel.save``).
+    """The reward function of a model written by ``scpo run --export`` (or an hf-tier save),
+    read whole (``scpo.models.load_checkpoint``).
 
     ``name`` is what TRL logs the rewards under (default ``scpo_<directory name>``).
     """
     path = Path(path)
-    return TRLReward(HFRewardModel.load(path), name or f"scpo_{path.name}")
+    return TRLReward(models.load_checkpoint(path), name or f"scpo_{path.name}")

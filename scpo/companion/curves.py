@@ -32,7 +32,8 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from scpo import evaluate, report
+from scpo import evaluate
+from scpo.companion import report
 from scpo.config import cache_dir
 from scpo.experiment import (
     EmptyFilterError,
@@ -53,7 +54,7 @@ NOT_REACHED = math.inf  # a share to match that no share of the grid reaches
 PAPER_EFFICIENCY = (1.7, 2.8)  # reported in the paper: "170-280 % data efficiency"
 # The code a cached point depends on (besides the data, the global RM and the settings, which
 # its key holds): editing any of it computes the points again.
-CURVE_SOURCES = ("curves.py", "experiment.py", "variants.py", "method.py", "evaluate.py",
+CURVE_SOURCES = ("companion/curves.py", "experiment.py", "variants.py", "method.py", "evaluate.py",
                  "models")
 CACHE_FORMAT = "scpo-curves-1"
 
@@ -90,7 +91,7 @@ def point_namespace(prep: RunInputs) -> str:
     """The cache folder of a run's points: what decides every number of a point except its
     (country, share, seed, variant) — the data, the global RM, the method's, training's and
     model's settings and the code (``CURVE_SOURCES``)."""
-    root = Path(__file__).parent
+    root = Path(__file__).parents[1]  # the package: CURVE_SOURCES are paths under it
     h = hashlib.sha256()
     for name in CURVE_SOURCES:
         p = root / name

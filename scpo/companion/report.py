@@ -260,7 +260,8 @@ def published_table(results: pd.DataFrame,
     """Per country, from a run of the preset "published": accuracy (%) of the global RM and of
     the given country RM in eval mode with its 95 % CI (first seed; eval scores repeat), of the
     given RM with dropout on as mean ± sd over seeds, the test pairs, and, labelled as such, the
-    overall accuracies recorded on the authors' model cards (``scpo.published.CARD_RECORDED``)."""
+    overall accuracies recorded on the authors' model cards
+    (``scpo.companion.published.CARD_RECORDED``)."""
     first = results["seed"].min()
     out: dict[str, dict[str, Any]] = {}
     for (country, ts), g in results.groupby(["country", "test_set"], sort=False):

@@ -33,7 +33,7 @@ Items: each turn of a test user with its 2-4 rated responses (``turn_items``, fr
 ``scpo.prism.test_turns``); on the simulator also each prompt's held-out test pool, every text
 of which has a known truth (``pool_items``: N = the pool, the same texts for every country).
 Means come with a cluster bootstrap over users (over prompts for the pool),
-``scpo.evaluate.bootstrap_means``. CARB's items are best-of-N already: ``scpo.carb``.
+``scpo.evaluate.bootstrap_means``. CARB's items are best-of-N already: ``scpo.companion.carb``.
 """
 
 from __future__ import annotations
@@ -45,10 +45,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from scpo.companion.steer import steered_reward
 from scpo.evaluate import _finite, _same_length, bootstrap_means, percentile_interval
 from scpo.models import RewardModel, reads_chat
 from scpo.scoring import score_texts
-from scpo.steer import steered_reward
 
 VALUES = ("country_truth", "global_truth", "score")  # what a candidate can be worth
 METRICS = ("value", "best", "random", "regret", "gain", "top", "top_chance", "win")
@@ -182,7 +182,7 @@ def evaluate_picks(items: pd.DataFrame, reward: Any, values: Sequence[str] = VAL
 def dial_picks(items: pd.DataFrame, r_glo: Any, r_country: Any, alphas: Sequence[float],
                values: Sequence[str] = VALUES) -> pd.DataFrame:
     """``evaluate_picks`` along the steering dial r_a = r_glo + a (r_country - r_glo)
-    (``scpo.steer.steered_reward``), one block of rows per alpha (column ``alpha``)."""
+    (``scpo.companion.steer.steered_reward``), one block of rows per alpha (column ``alpha``)."""
     if len(alphas) == 0:
         raise ValueError("alphas is empty; pass the grid to evaluate, e.g. [0, 0.5, 1]")
     return pd.concat([evaluate_picks(items, steered_reward(r_glo, r_country, a), values)

@@ -10,7 +10,7 @@ page "Turn the dial yourself" runs both in the reader's browser, with no server 
 - the encoder's tokenizer as its own ``tokenizer.json``;
 - each model's head as float32 arrays (``heads.json`` describes them, ``heads.bin`` holds
   them): the global RM, each country's model and, when given, the conditioned model;
-- the pinned JavaScript runtime (``scpo.jsruntime``).
+- the pinned JavaScript runtime (``scpo.companion.jsruntime``).
 
 ``write_bundle`` writes all of it. ``embed_onnx`` and ``head_rewards`` compute in Python what
 the page computes, so ``agreement`` measures how far the page's rewards can be from scpo's own
@@ -32,8 +32,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from scpo import jsruntime
-from scpo.fetch import sha256_file
+from scpo.companion import jsruntime
+from scpo.companion.fetch import sha256_file
 from scpo.models import ConditionedRM, RewardModel
 from scpo.models.base import text_rows
 from scpo.outdir import replace_dir
@@ -281,7 +281,7 @@ def disagreements(rounds: Sequence[Mapping[str, Any]], country: str) -> list[int
 
 def pool_examples(pool: pd.DataFrame, countries: Sequence[str], n: int = 4,
                   answers: int = 3) -> list[dict[str, Any]]:
-    """Starting examples from a simulation's held-out pool (``scpo.bon.pool_items``): the
+    """Starting examples from a simulation's held-out pool (``scpo.companion.bon.pool_items``): the
     prompts whose countries' truth picks another best answer than the consensus for the most
     countries; each with the consensus' best answer and the countries' most common other
     best ones, and every answer's truth (utility) for the consensus and each country."""

@@ -256,8 +256,8 @@ SOURCE_MARKERS = "osD^v<>"
 
 
 def scorecard(long: pd.DataFrame, sources: Mapping[str, str]) -> Figure:
-    """"Does the paper hold up?" at a glance (``scpo.scorecard.evidence``'s long table): one
-    row per claim, each source's A - B as a point (its marker) with its interval as a bar, in
+    """"Does the paper hold up?" at a glance (``scpo.companion.scorecard.evidence``'s long table):
+    one row per claim, each source's A - B as a point (its marker) with its interval as a bar, in
     the colour of its verdict; the paper's reported difference as a black bar; the statement's
     threshold (0, or -1 point for "keeps") as a dotted tick. ``sources``: the columns to show,
     source -> label."""
@@ -307,9 +307,9 @@ def scorecard(long: pd.DataFrame, sources: Mapping[str, str]) -> Figure:
 
 
 def learning_curves(curve: pd.DataFrame, title: str = "") -> Figure:
-    """Accuracy (%) against the share of training users (``scpo.curves.curve_table``'s rows
-    of one scope and test set): a line per variant with a band for its interval; the global
-    RM, which trains on nothing, as a dashed line across."""
+    """Accuracy (%) against the share of training users (``scpo.companion.curves.curve_table``'s
+    rows of one scope and test set): a line per variant with a band for its interval; the global RM,
+    which trains on nothing, as a dashed line across."""
     fig, ax = plt.subplots(figsize=(6, 3.8))
     for v, d in curve.groupby("variant", sort=False):
         d = d.sort_values("share")
