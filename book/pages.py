@@ -8,6 +8,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -146,6 +147,18 @@ def configure(config: Path, launch: dict[str, str]) -> None:
     config.write_text(yaml.safe_dump(cfg, sort_keys=False))
 
 
+def without_index(nb: dict[str, Any]) -> dict[str, Any]:
+    """A notebook that is a page more than once (the learning curves on each dataset) documents
+    its functions on its first page; on the others each autodoc directive gets ``:no-index:``
+    (two descriptions of one function are a Sphinx warning, which fails the strict build)."""
+    for cell in nb["cells"]:
+        if cell["cell_type"] == "markdown":
+            text = "".join(cell["source"])
+            cell["source"] = re.sub(r"^(\.\. auto\w+:: .+)$", r"\1\n   :no-index:", text,
+                                    flags=re.MULTILINE)
+    return nb
+
+
 def assemble(jobs: list[Job], store: Path, src: Path, chapters: list[dict[str, Any]]) -> None:
     """The book's source tree: book/ (prose, config, toc) plus the executed notebooks, and in
     the place of each chapter (of ``chapters``, the catalogue's) this build could not run, its
@@ -158,12 +171,16 @@ def assemble(jobs: list[Job], store: Path, src: Path, chapters: list[dict[str, A
     shutil.copytree(BOOK, src, ignore=shutil.ignore_patterns(
         "_build", "generated", *(p.name for p in BOOK.glob("*.py")), "chapters.toml", "missing",
         "__pycache__", "*.pyc", ".*"))
+    documented: set[Path] = set()  # notebooks whose first page documents their functions
     for job in jobs:
         dest = src / f"{job.page}.ipynb"
         dest.parent.mkdir(parents=True, exist_ok=True)
-        nb = json.loads((store / "executed" / f"{job.page}.ipynb").read_text())
-        dest.write_text(json.dumps(for_readers(with_install_cell(nb)), indent=1,
-                                   ensure_ascii=False))
+        nb = for_readers(with_install_cell(json.loads(
+            (store / "executed" / f"{job.page}.ipynb").read_text())))
+        if job.source in documented:
+            nb = without_index(nb)
+        documented.add(job.source)
+        dest.write_text(json.dumps(nb, indent=1, ensure_ascii=False))
     configure(src / "_config.yml", launch_pages(jobs))
     stage_try_files(src, jobs)
     write_environment(src / "intro.md", jobs)

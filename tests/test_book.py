@@ -1080,3 +1080,14 @@ def test_a_symlinked_book_build_leads_to_a_folder_of_the_users(tmp_path, monkeyp
     (book / "_build" / "html" / "index.html").write_text("old")
     assert build.main(args) == 0
     assert (book / "_build" / "html" / "index.html").read_text() == "v1"
+
+
+def test_a_notebook_that_is_two_pages_documents_its_functions_once():
+    """The learning curves run on each dataset: the second page's autodoc gets :no-index:."""
+    text = "Intro\n\n```{eval-rst}\n.. autofunction:: scpo.curves.user_subset\n```\n"
+    nb = {"cells": [{"cell_type": "markdown", "source": [text]},
+                    {"cell_type": "code", "source": ".. autofunction:: x", "outputs": []}]}
+    out = build.pages.without_index(nb)
+    assert out["cells"][0]["source"] == text.replace(
+        "user_subset\n", "user_subset\n   :no-index:\n")
+    assert out["cells"][1]["source"] == ".. autofunction:: x"  # code is not touched
