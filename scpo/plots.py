@@ -323,14 +323,13 @@ def learning_curves(curve: pd.DataFrame, title: str = "") -> Figure:
     return _detach(fig)
 
 
-def seed_dots(acc: pd.DataFrame, reference: str = "fixed") -> Figure:
-    """Accuracy (%) of each condition on the overall and the pure-minority pairs, one dot per
-    seed (drawn slightly apart), a black tick at the mean and a grey band over the
-    ``reference`` condition's range across seeds: a condition whose dots sit in the band changed
-    nothing the seeds can tell from their noise. ``acc``: indexed by (condition, seed), one
-    column per test set (``benchmarks/released_check.py``'s results, pivoted)."""
+def seed_dots(acc: pd.DataFrame, conditions: Sequence[str], reference: str = "fixed") -> Figure:
+    """Accuracy (%) of each of ``conditions`` (top to bottom) on the overall and the
+    pure-minority pairs, one dot per seed (drawn slightly apart), a black tick at the mean and a
+    grey band over the ``reference`` condition's range across seeds: a condition whose dots sit
+    in the band changed nothing the seeds can tell from their noise. ``acc``: indexed by
+    (condition, seed), one column per test set (``benchmarks/released_check.py``'s results)."""
     by, per = acc.index.names  # the condition's and the seed's levels
-    conditions = list(dict.fromkeys(acc.index.get_level_values(by)))
     seeds = sorted(set(acc.index.get_level_values(per)))
     mean = acc.groupby(level=by).mean()
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.2), sharey=True, layout="constrained")

@@ -171,14 +171,14 @@ def test_seed_dots_a_dot_per_seed_the_mean_and_the_reference_band():
                         "seed": [0, 1, 0, 1], "overall": [60.0, 64.0, 61.0, 61.0],
                         "pure_minority": [30.0, 36.0, 40.0, 40.0]}).set_index(
         ["condition", "seed"])
-    fig = plots.seed_dots(acc)
+    fig = plots.seed_dots(acc, ["seed_42", "fixed"])  # the run's order, top to bottom
     overall, pure = fig.axes
     assert [overall.get_title(), pure.get_title()] == ["overall", "pure minority"]
-    assert [t.get_text() for t in overall.get_yticklabels()] == ["fixed", "seed_42"]
+    assert [t.get_text() for t in overall.get_yticklabels()] == ["seed_42", "fixed"]
     seed0, seed1, mean = overall.collections[:3]
-    np.testing.assert_allclose(seed0.get_offsets(), [[60, -0.06], [61, 0.94]])  # drawn apart
-    np.testing.assert_allclose(seed1.get_offsets(), [[64, 0.06], [61, 1.06]])
-    np.testing.assert_allclose(mean.get_offsets(), [[62, 0], [61, 1]])
+    np.testing.assert_allclose(seed0.get_offsets(), [[60, 0.94], [61, -0.06]])  # drawn apart
+    np.testing.assert_allclose(seed1.get_offsets(), [[64, 1.06], [61, 0.06]])
+    np.testing.assert_allclose(mean.get_offsets(), [[61, 0], [62, 1]])
     band = pure.patches[0]  # fixed's range over the seeds, on the pure-minority pairs
     assert (band.get_x(), band.get_x() + band.get_width()) == (30, 36)
     assert {"seed 0", "seed 1", "mean", "fixed, range over seeds"} <= {
