@@ -174,14 +174,14 @@ def plan(preset: str, dataset: str | None, data_dir: str, countries: list[str] |
              "prism-pages": bool(prism) and dataset != "prism" and bool(covered),
              **{k: (committed[k] / "results.csv").is_file() for k in ("ladder", "released")}}
     root = str(Path(data_dir).resolve()) if data_dir else ""
-    says = lambda d: "; ".join(f"{c}: {why}" for c, why in d.items())  # noqa: E731
     values = {"preset": preset, "results": str(store / "results"), "data_root": root,
               "prism_results": str(store / PRISM_RESULTS), "carb": carb_dir(data_dir),
               # GlobalOpinionQA's revision is recorded when it is where scpo fetch puts it
               "goqa_root": root if goqa and goqa == part_dir(data_dir, "goqa", bool) else "",
               **{k: str(v) for k, v in committed.items()}, "published": str(pub or ""),
               "rescore": ",".join(rescore), "prism_countries": ",".join(covered),
-              "left_out": says(left | prism_left), "prism_left_out": says(prism_left),
+              "left_out": "; ".join(f"{c}: {why}" for c, why in (left | prism_left).items()),
+              "prism_left_out": "; ".join(f"{c}: {why}" for c, why in prism_left.items()),
               "work_of": {c["page"]: str(store / "work" / Path(c["page"]).name)
                           for c in cat["chapter"]}}
     on_data = {"main": (dataset, main, countries), "goqa": ("goqa", goqa, countries),

@@ -239,12 +239,16 @@ def run_jobs(jobs: list[Job], store: Path, workers: int, force: bool, log: Any =
     warms = {w: (f"{w[0]}-{i}", next(j.params["preset"] for j in jobs if j.warm == w))
              for i, w in enumerate(dict.fromkeys(j.warm for j in jobs if j.warm and warm))}
 
-    def warm_up(w: tuple[str, str, tuple[str, ...]], preset: str) -> None:
+    def warm_up(w: tuple[str, str, tuple[str, ...]], preset: str) -> TaskFailed | None:
         with WARMING:
             t0 = time.perf_counter()
             log(f"  warming the caches of {w[0]} data {w[1] or '(simulated)'}")
-            warm(preset, w[0], w[1], list(w[2]))
+            try:
+                warm(preset, w[0], w[1], list(w[2]))
+            except BuildError as e:  # the loader's error, not doit's traceback of this action
+                return TaskFailed(str(e))
             log(f"  warm       {w[0]}  {time.perf_counter() - t0:.0f} s")
+        return None
 
     report = Report(log)
     tasks = {
