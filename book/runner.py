@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from doit import control
 from doit.cmd_base import ModuleTaskLoader
 from doit.dependency import SqliteDB
 from doit.doit_cmd import DoitMain
@@ -218,6 +219,26 @@ def page_task(job: Job, store: Path, env: dict[str, str], warm: str | None) -> d
 
 WARMING = threading.Lock()  # the warm-ups train in this process: one at a time (torch's seed)
 Warm = Callable[[str, str, str, list[str]], None]  # (preset, dataset, data_dir, countries)
+
+
+class _Queue(dict):
+    """A set that keeps the order things were added in."""
+
+    def add(self, item: Any) -> None:
+        self[item] = None
+
+
+def _ordered_node(init: Callable[..., None]) -> Callable[..., None]:
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        self.waiting_me = _Queue()
+    return __init__
+
+
+# doit starts the pages that a finished page held back in the order of a set (of their memory
+# addresses); in the order they were queued instead, the catalogue's: the long chapters first,
+# so the build does not end waiting for one of them (doit 0.37's ExecNode.waiting_me)
+control.ExecNode.__init__ = _ordered_node(control.ExecNode.__init__)
 
 
 def run_jobs(jobs: list[Job], store: Path, workers: int, force: bool, log: Any = print,

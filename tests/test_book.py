@@ -125,6 +125,21 @@ def test_a_page_runs_again_when_what_it_depends_on_changes_and_only_then(tmp_pat
     assert executed(jobs(x=2, title="Chile"), store, force=True) == ["page", "reader", "alone"]
 
 
+def test_the_pages_a_page_held_back_start_in_the_catalogue_order(tmp_path, fake_papermill):
+    """When the last country page is done, the chapters that waited for it start in the
+    catalogue's order, the long ones first (doit itself started them in a set's order)."""
+    src = notebook(tmp_path / "nb.md", "x")
+    readers = ["sweeps", "conditioned", "behaviour", "main", "efficiency", "seeds", "cross",
+               "steering", "try"]
+    jobs = [build.Job(c, src, {}) for c in ("Chile", "Mexico")] + [
+        build.Job(r, src, {"i": i}, inputs=["Chile", "Mexico"]) for i, r in enumerate(readers)]
+    log: list[str] = []
+    build.runner.run_jobs(jobs, tmp_path / "store", workers=2, force=False, log=log.append)
+    started = [line.split()[1] for line in log if line.startswith("  executing")]
+    # two workers log their starts from two threads: neighbours may swap, nothing more
+    assert all(abs(started.index(r) - 2 - i) <= 1 for i, r in enumerate(readers)), started
+
+
 KILLED = """
 import sys, time
 sys.path.insert(0, sys.argv[1])
