@@ -1,4 +1,5 @@
-"""book/build.py: stamps, the plan, failure handling, and a real build of the tiny book."""
+"""book/build.py: what reruns a page (doit), the plan from the catalogue, failure handling,
+and a real build of the tiny book."""
 
 import json
 import os
