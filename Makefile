@@ -76,11 +76,11 @@ lock: $(UV)
 	  --find-links $(TORCH_LINKS) $(LOCK_ARGS) -o $(LOCK)
 
 test: $(STAMP)
-	$(BIN)/ruff check scpo tests benchmarks book/build.py book/check.py book/interactive.py book/_ext
+	$(BIN)/ruff check scpo tests benchmarks book/*.py book/_ext
 	$(BIN)/python -m pytest -q --durations=15
 
 lint: $(STAMP)
-	$(BIN)/ruff check scpo tests benchmarks book/build.py book/check.py book/interactive.py book/_ext
+	$(BIN)/ruff check scpo tests benchmarks book/*.py book/_ext
 
 book: $(STAMP)
 	$(BIN)/python book/build.py $(BOOK_ARGS)

@@ -38,7 +38,11 @@ def goqa_csv() -> Path:
 
 @functools.cache
 def load_script(relpath: str, name: str):
-    """A repository script (book/build.py, benchmarks/*.py) as a module: not in the package."""
+    """A repository script (book/build.py, benchmarks/*.py) as a module: not in the package.
+    Its folder goes on sys.path, as Python puts it when the script runs (book/build.py imports
+    book/runner.py, pages.py and launch.py)."""
+    if str((ROOT / relpath).parent) not in sys.path:
+        sys.path.insert(0, str((ROOT / relpath).parent))
     spec = importlib.util.spec_from_file_location(name, ROOT / relpath)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up there

@@ -1,6 +1,8 @@
-"""book/build.py: stamps, the plan, failure handling, and a real build of the tiny book."""
+"""book/build.py: what reruns a page (doit), the plan from the catalogue, failure handling,
+and a real build of the tiny book."""
 
 import json
+import os
 import re
 import shlex
 import shutil
@@ -48,47 +50,139 @@ def notebook(path: Path, body: str) -> Path:
     return path
 
 
-# ---------------------------------------------------------------------------- stamps
-def test_stamp_changes_with_each_input_and_only_then(tmp_path):
-    src = notebook(tmp_path / "nb.md", "print(x)")
+# ---------------------------------------------------------------------------- what reruns a page
+@pytest.fixture
+def fake_papermill(monkeypatch):
+    """``runner.execute`` replaced by one that writes the executed notebook (a new one each run)
+    and the page's outputs without a kernel: which pages run is read from doit's log."""
+    def execute(job, store, env):
+        out = store / "executed" / f"{job.page}.ipynb"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({"params": job.params, "ran": time.perf_counter_ns()}))
+        for path in job.outputs:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text("saved")
+
+    monkeypatch.setattr(build.runner, "execute", execute)
+
+
+def executed(jobs: list, store: Path, force: bool = False) -> list[str]:
+    log: list[str] = []
+    build.runner.run_jobs(jobs, store, workers=1, force=force, log=log.append)
+    return [line.split()[1] for line in log if line.split()[0] == "executing"]
+
+
+def test_a_page_runs_again_when_what_it_depends_on_changes_and_only_then(tmp_path, monkeypatch,
+                                                                         fake_papermill):
+    """doit's dependencies of a page: its notebook, parameters and title, the contents of its
+    preset (``--preset my.toml`` edited in place), the lock (another transformers can move
+    every number), the scpo source (code, presets, simulator banks; not caches or notes), its
+    data and the pages it reads; a missing output runs it again. Nothing else does."""
+    pkg, lock, preset = tmp_path / "scpo", tmp_path / "lock.txt", tmp_path / "my.toml"
+    for rel, text in [("method.py", "x = 1\n"), ("presets/tiny.toml", "[run]\n"),
+                      ("sim_banks/phrases.json", "{}")]:
+        (pkg / rel).parent.mkdir(parents=True, exist_ok=True)
+        (pkg / rel).write_text(text)
+    lock.write_text("transformers==5.25.0\n")
+    preset.write_text("[method]\ntau = 0.5\n")
+    monkeypatch.setattr(build.runner, "PACKAGE", pkg)
+    monkeypatch.setattr(build.runner, "LOCK", lock)
+    src, other = notebook(tmp_path / "nb.md", "print(x)"), notebook(tmp_path / "o.md", "x")
     data = tmp_path / "data"
     data.mkdir()
     (data / "a.csv").write_text("1,2\n")
-    job = build.Job("page", src, {"x": 1, "data_dir": str(data)})
-    first = build.stamp(job, "pkg", {})
-    assert build.stamp(job, "pkg", {}) == first  # same inputs, same stamp
-    assert build.stamp(job, "pkg2", {}) != first  # the scpo source changed
-    assert build.stamp(build.Job("page", src, {"x": 2, "data_dir": str(data)}), "pkg", {}) != first
-    (data / "a.csv").write_text("1,3\n")
-    assert build.stamp(job, "pkg", {}) != first  # the data changed
-    (data / "a.csv").write_text("1,2\n")
-    assert build.stamp(job, "pkg", {}) == first
-    notebook(src, "print(x + 1)")
-    assert build.stamp(job, "pkg", {}) != first  # the notebook changed
-    extra = build.Job("page", src, {"x": 1}, data=[str(data / "a.csv")])
-    before = build.stamp(extra, "pkg", {})
-    (data / "a.csv").write_text("1,4\n")
-    assert build.stamp(extra, "pkg", {}) != before  # a declared data file changed
-    reader = build.Job("agg", src, {}, inputs=["page"])
-    assert build.stamp(reader, "pkg", {"page": "a"}) != build.stamp(reader, "pkg", {"page": "b"})
+    (tmp_path / "extra.csv").write_text("1\n")
+    store = tmp_path / "store"
+
+    def jobs(x=1, title=None):
+        return [build.Job("page", src, {"x": x, "data_dir": str(data), "preset": str(preset)},
+                          title=title, data=[str(tmp_path / "extra.csv")],
+                          outputs=[store / "results" / "page.parquet"]),
+                build.Job("reader", other, {}, inputs=["page"]),
+                build.Job("alone", other, {"y": 1})]
+
+    assert executed(jobs(), store) == ["page", "reader", "alone"]
+    assert executed(jobs(), store) == []  # same inputs: nothing runs
+    everyone = [lambda: lock.write_text("transformers==5.26.0\n")] + [
+        lambda rel=rel: (pkg / rel).write_text((pkg / rel).read_text() + " ")
+        for rel in ("method.py", "presets/tiny.toml", "sim_banks/phrases.json")]
+    for change in [lambda: (data / "a.csv").write_text("1,3\n"),  # its data
+                   lambda: (tmp_path / "extra.csv").write_text("2\n"),  # a declared data file
+                   lambda: notebook(src, "print(x + 1)"),  # its notebook
+                   lambda: preset.write_text("[method]\ntau = 0.6\n"),  # same path, new contents
+                   lambda: (store / "results" / "page.parquet").unlink()] + everyone:
+        change()
+        # it and the page that reads it, not "alone"; every page when scpo or the lock changed
+        rerun = ["page", "reader", "alone"] if change in everyone else ["page", "reader"]
+        assert executed(jobs(), store) == rerun
+        assert executed(jobs(), store) == []
+    assert executed(jobs(x=2), store) == ["page", "reader"]  # a parameter
+    assert executed(jobs(x=2, title="Chile"), store) == ["page", "reader"]  # its title
+    (pkg / "__pycache__").mkdir()
+    (pkg / "__pycache__" / "method.cpython-311.pyc").write_bytes(b"\0")
+    (pkg / "notes.txt").write_text("not code")
+    notebook(other, "x + 1")  # the reader's notebook: the reader and "alone", not the page
+    assert executed(jobs(x=2, title="Chile"), store) == ["reader", "alone"]
+    assert executed(jobs(x=2, title="Chile"), store, force=True) == ["page", "reader", "alone"]
 
 
-def test_stamp_keys_on_the_presets_contents_and_the_lock(tmp_path, monkeypatch):
-    """``--preset my.toml`` edited in place, or another locked transformers: run again."""
-    src = notebook(tmp_path / "nb.md", "print(x)")
-    preset = tmp_path / "my.toml"
-    preset.write_text("[method]\ntau = 0.5\n")
-    lock = tmp_path / "lock.txt"
-    lock.write_text("transformers==5.25.0\n")
-    monkeypatch.setattr(build, "LOCK", lock)
-    job = build.Job("page", src, {"preset": str(preset)})
-    first = build.stamp(job, "pkg", {})
-    preset.write_text("[method]\ntau = 0.6\n")  # the same path, other contents
-    assert build.stamp(job, "pkg", {}) != first
-    preset.write_text("[method]\ntau = 0.5\n")
-    assert build.stamp(job, "pkg", {}) == first
-    lock.write_text("transformers==5.26.0\n")
-    assert build.stamp(job, "pkg", {}) != first
+def test_the_pages_a_page_held_back_start_in_the_catalogue_order(tmp_path, fake_papermill):
+    """When the last country page is done, the chapters that waited for it start in the
+    catalogue's order, the long ones first (doit itself started them in a set's order)."""
+    src = notebook(tmp_path / "nb.md", "x")
+    readers = ["sweeps", "conditioned", "behaviour", "main", "efficiency", "seeds", "cross",
+               "steering", "try"]
+    jobs = [build.Job(c, src, {}) for c in ("Chile", "Mexico")] + [
+        build.Job(r, src, {"i": i}, inputs=["Chile", "Mexico"]) for i, r in enumerate(readers)]
+    log: list[str] = []
+    build.runner.run_jobs(jobs, tmp_path / "store", workers=2, force=False, log=log.append)
+    started = [line.split()[1] for line in log if line.startswith("  executing")]
+    # two workers log their starts from two threads: neighbours may swap, nothing more
+    assert all(abs(started.index(r) - 2 - i) <= 1 for i, r in enumerate(readers)), started
+
+
+KILLED = """
+import sys, time
+sys.path.insert(0, sys.argv[1])
+import runner
+
+def execute(job, store, env):
+    if job.page == "two":
+        time.sleep(60)  # killed here
+    (store / "executed").mkdir(parents=True, exist_ok=True)
+    (store / "executed" / f"{job.page}.ipynb").write_text(job.page)
+
+runner.execute = execute
+src = runner.Path(sys.argv[3])
+jobs = [runner.Job("one", src, {}), runner.Job("two", src, {}, inputs=["one"])]
+runner.run_jobs(jobs, runner.Path(sys.argv[2]), 1, False, log=lambda m: print(m, flush=True))
+"""
+
+
+def test_a_build_killed_mid_way_keeps_the_pages_it_finished(tmp_path, monkeypatch):
+    """doit writes its record when the run ends; the build's record commits each page as it
+    finishes, so after a kill -9 only the unfinished pages run again."""
+    src = notebook(tmp_path / "nb.md", "x")
+    store = tmp_path / "store"
+    proc = subprocess.Popen([sys.executable, "-c", KILLED, str(ROOT / "book"), str(store),
+                             str(src)], stdout=subprocess.PIPE, text=True)
+    lines = []
+    for line in proc.stdout:  # killed while page "two" runs
+        lines.append(line.split()[:2])
+        if lines[-1] == ["executing", "two"]:
+            proc.kill()
+            break
+    assert proc.wait() == -9 and ["done", "one"] in lines
+
+    def quick(job, store, env):
+        (store / "executed" / f"{job.page}.ipynb").write_text(job.page)
+
+    monkeypatch.setattr(build.runner, "execute", quick)
+    log: list[str] = []
+    build.runner.run_jobs([build.Job("one", src, {}), build.Job("two", src, {}, inputs=["one"])],
+                          store, 1, False, log=log.append)
+    assert [m.split()[:2] for m in log] == [["unchanged", "one"], ["executing", "two"],
+                                            ["done", "two"]]
 
 
 def record(results: Path, country: str, **env) -> None:
@@ -103,50 +197,30 @@ def test_the_intro_states_the_versions_each_run_recorded(tmp_path):
     for c in ("Chile", "Mexico"):
         record(tmp_path, c, python="3.11.7", transformers="5.25.0", scpo_commit="abc")
     intro = tmp_path / "intro.md"
-    intro.write_text(f"## Building this book\n\n{build.ENVIRONMENT_MARKER}\n\nmore\n")
-    build.write_environment(intro, jobs)
+    intro.write_text(f"## Building this book\n\n{build.pages.ENVIRONMENT_MARKER}\n\nmore\n")
+    build.pages.write_environment(intro, jobs)
     text = intro.read_text()
     assert "| transformers | `5.25.0` |" in text and "| scpo commit | `abc` |" in text
-    assert "runs of Chile, Mexico" in text and build.ENVIRONMENT_MARKER not in text
+    assert "runs of Chile, Mexico" in text and build.pages.ENVIRONMENT_MARKER not in text
     assert "| TRL | `not recorded` |" in text  # a key the record lacks is said, not dropped
     # two environments (a run from an older venv): both, each with its countries
     (tmp_path / "Mexico" / "run.json").unlink()
     record(tmp_path / "x", "Mexico", python="3.11.7", transformers="5.26.0", scpo_commit="abc")
     jobs[1].params["results_dir"] = str(tmp_path / "x")
-    table = build.environment_section(jobs)
+    table = build.pages.environment_section(jobs)
     assert "| transformers | `5.25.0` | `5.26.0` |" in table
     assert "runs of Chile | runs of Mexico" in table
     (tmp_path / "x" / "Mexico" / "run.json").unlink()
     with pytest.raises(build.BuildError, match=r"Mexico/run.json: no run record.*--force"):
-        build.environment_section(jobs)
+        build.pages.environment_section(jobs)
     intro.write_text("## Building this book\n")
     with pytest.raises(build.BuildError, match="marker"):
-        build.write_environment(intro, jobs[:1])
+        build.pages.write_environment(intro, jobs[:1])
 
 
 def test_missing_data_dir_is_a_clear_error(tmp_path):
     with pytest.raises(build.BuildError, match="does not exist"):
-        build.data_hash(str(tmp_path / "nowhere"))
-
-
-def test_package_hash_covers_code_presets_and_banks_not_caches(tmp_path, monkeypatch):
-    pkg = tmp_path / "scpo"
-    for rel, text in [("method.py", "x = 1\n"), ("presets/tiny.toml", "[run]\n"),
-                      ("sim_banks/phrases.json", "{}")]:
-        (pkg / rel).parent.mkdir(parents=True, exist_ok=True)
-        (pkg / rel).write_text(text)
-    monkeypatch.setattr(build, "PACKAGE", pkg)
-    first = build.package_hash()
-    (pkg / "__pycache__").mkdir()
-    (pkg / "__pycache__" / "method.cpython-311.pyc").write_bytes(b"\0")
-    (pkg / "notes.txt").write_text("not code")
-    assert build.package_hash() == first
-    for rel in ("method.py", "presets/tiny.toml", "sim_banks/phrases.json"):
-        before = (pkg / rel).read_text()
-        (pkg / rel).write_text(before + " ")
-        assert build.package_hash() != first, rel
-        (pkg / rel).write_text(before)
-    assert build.package_hash() == first
+        build.runner.data_files(str(tmp_path / "nowhere"))
 
 
 # ---------------------------------------------------------------------------- the plan
@@ -192,9 +266,9 @@ def test_plan_has_one_page_per_country_and_the_results_chapters(tmp_path):
     assert pages.index("results/sweeps") < pages.index("results/conditioned")  # longest first
     # the committed ladder study: its own page, and the main page's "does it hold deeper?"
     ladder = jobs[pages.index("results/ladder")]
-    assert ladder.params == {"ladder_dir": str(build.LADDER_DIR)}
-    assert main.params["ladder_dir"] == str(build.LADDER_DIR)
-    assert main.data == [str(build.LADDER_DIR)]
+    assert ladder.params == {"ladder_dir": str(ROOT / "data" / "ladder")}
+    assert main.params["ladder_dir"] == str(ROOT / "data" / "ladder")
+    assert main.data == [str(ROOT / "data" / "ladder")]
     # every page the toc lists is either a prose file in book/ or a planned notebook
     toc = yaml.safe_load((ROOT / "book" / "_toc.yml").read_text())
     files = [c["file"] for part in toc["parts"] for c in part["chapters"]] + [toc["root"]]
@@ -233,7 +307,7 @@ def test_every_page_is_given_only_parameters_its_notebook_declares(tmp_path):
     for job in jobs:
         if job.source not in declared:
             ipynb = tmp_path / f"{job.source.stem}.ipynb"
-            nbformat.write(build.read_notebook(job.source), ipynb)
+            nbformat.write(build.launch.read_notebook(job.source), ipynb)
             declared[job.source] = set(papermill.inspect_notebook(str(ipynb)))
         assert set(job.params) <= declared[job.source], job.page
     for page in ("results/steering", "results/cross_country", "prism/main", "results/carb"):
@@ -275,7 +349,7 @@ def test_a_data_directory_adds_prism_on_a_laptop_and_the_rescoring(tmp_path):
     assert {"prism/countries/Chile", "prism/countries/Mexico"} <= set(behaviour.inputs)
     assert behaviour.params["prism_results_dir"] == chile.params["results_dir"]
     assert "prism_data_dir" not in behaviour.params  # it reopens the pages' runs, as they ran
-    assert "prism/countries/Chile" not in build.launch_pages(jobs)  # needs this machine's data
+    assert "prism/countries/Chile" not in build.pages.launch_pages(jobs)  # this machine's data
     for name in ("reward-model-deberta-v3-base", "scpo-reward-model-mexico"):
         (data / "models" / name).mkdir(parents=True)
         (data / "models" / name / "config.json").write_text("{}")
@@ -361,7 +435,7 @@ def test_warming_the_caches_prepares_only_the_covered_countries(tmp_path, monkey
 
     data = prism_without(tmp_path, "Mexico")
     prism = build.prism_dir(str(data))
-    covered, left = build.prism_coverage("tiny", prism, ["Chile", "Mexico"])
+    covered, left = build.coverage("tiny", "prism", prism, ["Chile", "Mexico"])
     assert covered == ["Chile"] and left == {"Mexico": "no pairs in this data"}
     prepared, real = [], scpo.scoring.prepare
     monkeypatch.setattr(scpo.scoring, "prepare",
@@ -371,7 +445,10 @@ def test_warming_the_caches_prepares_only_the_covered_countries(tmp_path, monkey
 
 
 def test_without_the_ladder_data_neither_page_reads_it(tmp_path, monkeypatch):
-    monkeypatch.setattr(build, "LADDER_DIR", tmp_path / "no-ladder")
+    catalogue = tmp_path / "chapters.toml"  # the committed ladder study is not there
+    catalogue.write_text(build.CATALOGUE.read_text().replace('ladder = "data/ladder"',
+                                                             'ladder = "data/no-ladder"'))
+    monkeypatch.setattr(build, "CATALOGUE", catalogue)
     jobs = build.plan("tiny", None, "", None, tmp_path / "store")
     assert "results/ladder" not in [j.page for j in jobs]
     main = next(j for j in jobs if j.page == "results/main")
@@ -420,13 +497,13 @@ def test_unchanged_notebooks_are_skipped(tmp_path, env, monkeypatch):
     src = notebook(tmp_path / "nb.md", "print('ran', x)")
     store, log = tmp_path / "store", []
     jobs = [build.Job("one", src, {"x": 3})]
-    build.run_jobs(jobs, store, workers=1, force=False, log=log.append)
+    build.runner.run_jobs(jobs, store, workers=1, force=False, log=log.append)
     out = (store / "executed" / "one.ipynb").read_text()
     assert "ran 3" in out
-    build.run_jobs(jobs, store, workers=1, force=False, log=log.append)
+    build.runner.run_jobs(jobs, store, workers=1, force=False, log=log.append)
     assert [m.split()[0] for m in log] == ["executing", "done", "unchanged"]
-    build.run_jobs([build.Job("one", src, {"x": 4})], store, workers=1, force=False,
-                   log=log.append)
+    build.runner.run_jobs([build.Job("one", src, {"x": 4})], store, workers=1, force=False,
+                          log=log.append)
     assert log[-2].split()[0] == "executing"
     assert "ran 4" in (store / "executed" / "one.ipynb").read_text()
 
@@ -454,7 +531,12 @@ def test_a_failing_notebook_fails_the_build_and_keeps_the_old_book(tmp_path, env
     rerun = next(line for line in err.splitlines() if line.startswith("Rerun it alone: "))
     argv = shlex.split(rerun.removeprefix("Rerun it alone: "))  # as a shell reads it
     assert argv[0] == "papermill" and argv[-2] == "-y" and json.loads(argv[-1]) == params
-    assert not (tmp_path / "store" / "executed" / "bad.stamp").exists()
+    assert not (tmp_path / "store" / "executed" / "bad.ipynb").exists()
+    log: list[str] = []  # not recorded as done: the next build runs it again
+    with pytest.raises(build.BuildError, match="ZeroDivisionError"):
+        build.runner.run_jobs([build.Job("bad", bad, params)], tmp_path / "store", 1, False,
+                              log=log.append)
+    assert [m.split()[0] for m in log] == ["executing", "FAILED"]
 
 
 def test_a_kernel_that_did_not_start_is_started_again(tmp_path, env, monkeypatch):
@@ -472,24 +554,24 @@ def test_a_kernel_that_did_not_start_is_started_again(tmp_path, env, monkeypatch
             return subprocess.CompletedProcess(cmd, 1, "", died)
         return real(cmd, **kw)
 
-    monkeypatch.setattr(build.subprocess, "run", flaky)
+    monkeypatch.setattr(subprocess, "run", flaky)
     src = notebook(tmp_path / "nb.md", "print('ran', x)")
-    build.execute(build.Job("one", src, {"x": 3}), tmp_path / "store", dict(build.os.environ))
+    build.runner.execute(build.Job("one", src, {"x": 3}), tmp_path / "store", dict(os.environ))
     assert len(calls) == 2 and "ran 3" in (tmp_path / "store/executed/one.ipynb").read_text()
 
     calls.clear()
-    monkeypatch.setattr(build.subprocess, "run",
+    monkeypatch.setattr(subprocess, "run",
                         lambda cmd, **kw: calls.append(cmd) or subprocess.CompletedProcess(
                             cmd, 1, "", died))
     with pytest.raises(build.BuildError, match="Kernel died before replying"):
-        build.execute(build.Job("two", src, {"x": 3}), tmp_path / "store", {})
-    assert len(calls) == build.KERNEL_START_ATTEMPTS
+        build.runner.execute(build.Job("two", src, {"x": 3}), tmp_path / "store", {})
+    assert len(calls) == build.runner.KERNEL_START_ATTEMPTS
     calls.clear()
-    monkeypatch.setattr(build.subprocess, "run",
+    monkeypatch.setattr(subprocess, "run",
                         lambda cmd, **kw: calls.append(cmd) or subprocess.CompletedProcess(
                             cmd, 1, "", "ZeroDivisionError: division by zero"))
     with pytest.raises(build.BuildError, match="ZeroDivisionError"):
-        build.execute(build.Job("three", src, {"x": 3}), tmp_path / "store", {})
+        build.runner.execute(build.Job("three", src, {"x": 3}), tmp_path / "store", {})
     assert len(calls) == 1
 
 
@@ -786,18 +868,18 @@ def test_tiny_book_builds_with_a_data_directory_then_rebuilds_from_the_stamps(tm
 
     from scpo.results import scpo_commit
     for name in ("transformers", "torch", "jupyter-book"):
-        label = build.ENVIRONMENT_LABELS[name]
+        label = build.pages.ENVIRONMENT_LABELS[name]
         assert re.search(rf"{label}\W.{{0,300}}?{re.escape(version(name))}", pages["intro"], re.S)
     assert scpo_commit() in pages["intro"]
     # a standalone page opens its notebook in Colab/Binder and offers the executed .ipynb,
     # which installs scpo itself outside the repository; a page that reads others' results not
-    url = build.repository_url().removeprefix("https://github.com/")
+    url = build.launch.repository_url().removeprefix("https://github.com/")
     colab = (f"https://colab.research.google.com/github/{url}/blob/{build.LAUNCH_BRANCH}/"
              "notebooks/country.ipynb")
     assert colab in chile and "mybinder.org" in chile
     assert "colab.research.google.com" not in pages["results/main"]
     download = json.loads((html / "_sources" / "countries" / "Chile.ipynb").read_text())
-    assert build.INSTALL_TAG in download["cells"][0]["metadata"]["tags"]
+    assert build.launch.INSTALL_TAG in download["cells"][0]["metadata"]["tags"]
     assert 'href="../_sources/countries/Chile.ipynb"' in chile
     assert 'href="../_modules/scpo/method.html' in pages["method"] or \
         '_modules/scpo/method.html' in pages["method"]  # equations link to their source
@@ -825,7 +907,7 @@ def test_pages_hide_their_plumbing_and_keep_every_cell():
          "source": "table"},
         {"cell_type": "markdown", "metadata": {}, "source": "The answer."}]}
     sources = [c["source"] for c in nb["cells"]]
-    page = build.for_readers(nb)
+    page = build.pages.for_readers(nb)
     assert [c["metadata"].get("tags") for c in page["cells"]] == [
         ["parameters", "remove-cell"], ["injected-parameters", "remove-cell"], ["remove-cell"],
         ["hide-input"], ["remove-input"], None]
@@ -854,8 +936,8 @@ def fake_jupyter_book(monkeypatch, version: str):
         return subprocess.CompletedProcess(cmd, 0, "", "")
 
     monkeypatch.setattr(build, "plan", lambda *a: [])
-    monkeypatch.setattr(build, "configure", lambda *a: None)
-    monkeypatch.setattr(build.subprocess, "run", run)
+    monkeypatch.setattr(build.pages, "configure", lambda *a: None)
+    monkeypatch.setattr(subprocess, "run", run)
 
 
 def test_the_book_is_staged_in_a_directory_of_its_own_and_replaces_only_its_own(tmp_path,
@@ -904,7 +986,7 @@ def test_a_store_of_the_users_is_refused_before_anything_is_written(tmp_path, mo
     assert [p.name for p in mine.iterdir()] == ["notes.txt"]
     older = tmp_path / "older"
     (older / "executed").mkdir(parents=True)
-    build.claim_store(older)
+    build.runner.claim_store(older)
     assert (older / ".scpo").is_file()
 
 
@@ -913,14 +995,45 @@ def test_the_default_build_stages_beside_the_book_without_copying_itself(tmp_pat
     sources are copied from: the copy must leave it out (it copied itself without end)."""
     book = tmp_path / "book"
     shutil.copytree(build.BOOK, book, ignore=shutil.ignore_patterns("_build", "generated"))
-    monkeypatch.setattr(build, "BOOK", book)
+    monkeypatch.setattr(build.pages, "BOOK", book)
     staging = book / "._build-staging-x"
     staging.mkdir()
     (book / "._build-old-y").mkdir()
-    monkeypatch.setattr(build, "configure", lambda *a: None)
-    build.assemble([], tmp_path / "store", staging / "src")
+    monkeypatch.setattr(build.pages, "configure", lambda *a: None)
+    build.pages.assemble([], tmp_path / "store", staging / "src", build.catalogue()["chapter"])
     assert (staging / "src" / "intro.md").is_file()
     assert not [p.name for p in (staging / "src").iterdir() if p.name.startswith(".")]
+    # the build's own files stay out of the book; each chapter it did not run gets its page of
+    # book/missing/ in its place (no page of its own: the strict build fails on a page in no toc)
+    src = staging / "src"
+    assert not {"missing", "chapters.toml", "build.py", "runner.py"} & {p.name for p in
+                                                                        src.iterdir()}
+    for page, heading in [("results/carb", "# A cultural benchmark (CARB)"),
+                          ("prism/main", "# PRISM on a laptop"), ("results/goqa", "# Global")]:
+        assert (src / f"{page}.md").read_text().startswith(heading), page
+
+
+def test_the_catalogue_names_only_its_own_pages_parts_and_notebooks():
+    """A typo in book/chapters.toml (a page a chapter reads, a part, a missing page) would
+    silently drop a dependency or a chapter: every name resolves."""
+    import tomllib
+
+    cat = tomllib.loads(build.CATALOGUE.read_text())
+    pages = [c["page"].replace("{slug}", "*") for c in cat["chapter"]]
+    parts = {"goqa", "carb", "rescore", "published", "goqa-beside", "prism-beside",
+             "prism-pages", "ladder", "released"}  # build.plan's
+    for ch in cat["chapter"]:
+        assert (ROOT / "notebooks" / ch["notebook"]).is_file(), ch["page"]
+        assert ch.get("when", "goqa") in parts and set(ch.get("with", {})) <= parts, ch["page"]
+        assert ch.get("on", "main") in ("main", "goqa", "prism"), ch["page"]
+        for read in ch.get("reads", []) + [r for w in ch.get("with", {}).values()
+                                           for r in w.get("reads", [])]:
+            assert any(re.fullmatch(re.escape(read).replace(r"\*", ".*"), p)
+                       for p in pages), (ch["page"], read)
+        if "missing" in ch:
+            assert (ROOT / "book" / "missing" / ch["missing"]).is_file(), ch["page"]
+        if "section_of" in ch:
+            assert ch["section_of"] in pages, ch["page"]
 
 
 def test_a_folder_that_holds_an_executed_subfolder_is_not_a_store(tmp_path):
@@ -931,14 +1044,14 @@ def test_a_folder_that_holds_an_executed_subfolder_is_not_a_store(tmp_path):
     (proj / "README.md").write_text("mine")
     with pytest.raises(build.BuildError, match="--store .* not empty and scpo did not make it") \
             as refused:
-        build.claim_store(proj)
+        build.runner.claim_store(proj)
     assert "--overwrite" not in str(refused.value)  # the build has no such option
     assert sorted(p.name for p in proj.iterdir()) == ["README.md", "executed"]
     older = tmp_path / "older"
     (older / "executed").mkdir(parents=True)
     (older / "executed" / "a.ipynb").write_text("{}")
     (older / "results").mkdir()
-    assert build.claim_store(older).own
+    assert build.runner.claim_store(older).own
     assert read_marker(older).files == {"executed/a.ipynb"}  # the build's own file, listed
 
 
@@ -948,16 +1061,16 @@ def test_the_store_lists_each_file_the_build_writes_and_replaces_no_other(tmp_pa
         Path(cmd[4]).write_text(Path(cmd[3]).read_text())
         return subprocess.CompletedProcess(cmd, 0, "", "")
 
-    monkeypatch.setattr(build.subprocess, "run", papermill)
+    monkeypatch.setattr(subprocess, "run", papermill)
     src = notebook(tmp_path / "nb.md", "print(x)")
     store = tmp_path / "store"
-    build.execute(build.Job("one", src, {"x": 1}), store, {})
+    build.runner.execute(build.Job("one", src, {"x": 1}), store, {})
     assert {"executed/one.ipynb", "inputs/one.ipynb"} <= read_marker(store).files
     (store / "executed" / "mine.ipynb").write_text("the user's")
     with pytest.raises(build.BuildError, match="mine.ipynb is not among the files scpo wrote"):
-        build.execute(build.Job("mine", src, {"x": 1}), store, {})
+        build.runner.execute(build.Job("mine", src, {"x": 1}), store, {})
     assert (store / "executed" / "mine.ipynb").read_text() == "the user's"
-    build.execute(build.Job("one", src, {"x": 2}), store, {})  # its own: replaced
+    build.runner.execute(build.Job("one", src, {"x": 2}), store, {})  # its own: replaced
 
 
 def test_a_symlinked_book_build_leads_to_a_folder_of_the_users(tmp_path, monkeypatch, capsys):
@@ -965,7 +1078,8 @@ def test_a_symlinked_book_build_leads_to_a_folder_of_the_users(tmp_path, monkeyp
     took it for its own default folder and emptied it (`ls -A` after: .scpo html)."""
     book = tmp_path / "book"
     shutil.copytree(build.BOOK, book, ignore=shutil.ignore_patterns("_build", "generated"))
-    monkeypatch.setattr(build, "BOOK", book)
+    for module in (build, build.pages):
+        monkeypatch.setattr(module, "BOOK", book)
     www = tmp_path / "www"
     (www / "html").mkdir(parents=True)
     (www / "html" / "index.html").write_text("my site")
@@ -989,7 +1103,7 @@ def test_a_notebook_that_is_two_pages_documents_its_functions_once():
     text = "Intro\n\n```{eval-rst}\n.. autofunction:: scpo.curves.user_subset\n```\n"
     nb = {"cells": [{"cell_type": "markdown", "source": [text]},
                     {"cell_type": "code", "source": ".. autofunction:: x", "outputs": []}]}
-    out = build.without_index(nb)
+    out = build.pages.without_index(nb)
     assert out["cells"][0]["source"] == text.replace(
         "user_subset\n", "user_subset\n   :no-index:\n")
     assert out["cells"][1]["source"] == ".. autofunction:: x"  # code is not touched

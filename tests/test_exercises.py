@@ -47,7 +47,7 @@ def exercise(n: int) -> tuple[str, list[str]]:
 
 def parameters(notebook: str) -> dict[str, object]:
     """The defaults of a notebook's parameters cell."""
-    nb = build.read_notebook(ROOT / "notebooks" / notebook)
+    nb = build.launch.read_notebook(ROOT / "notebooks" / notebook)
     cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
     return {t.targets[0].id: ast.literal_eval(t.value) for t in ast.parse(cell.source).body}
 

