@@ -190,6 +190,19 @@ def package_files() -> list[Path]:
 IO = {"capture": False}
 
 
+def file_states(paths: list[Path]) -> dict[str, tuple[int, int] | None]:
+    """Each file's (modification time in ns, size), None when it is missing: what tells a file
+    edited while a page ran (doit itself looks at the time first, then the contents)."""
+    out: dict[str, tuple[int, int] | None] = {}
+    for p in map(str, paths):
+        try:
+            st = os.stat(p)
+            out[p] = (st.st_mtime_ns, st.st_size)
+        except FileNotFoundError:
+            out[p] = None
+    return out
+
+
 def page_task(job: Job, store: Path, env: dict[str, str], warm: str | None) -> dict[str, Any]:
     """The doit task of a page: its file dependencies (the notebook, the preset's file, the
     lock, the scpo source, its data, the executed pages it reads), its parameters
@@ -204,10 +217,18 @@ def page_task(job: Job, store: Path, env: dict[str, str], warm: str | None) -> d
         deps += data_files(path)
 
     def run() -> TaskFailed | None:
+        before = file_states(deps)
         try:
             execute(job, store, env)
         except BuildError as e:
             return TaskFailed(str(e))
+        # doit records its dependencies' state when the page ends: one edited while the page
+        # ran would be recorded as what the page was made from. Not recorded, said instead.
+        changed = [p for p, state in file_states(deps).items() if before[p] != state]
+        if changed:
+            return TaskFailed(f"{job.page}: {changed[0]} changed while the page ran"
+                              f"{f' (and {len(changed) - 1} more files)' if changed[1:] else ''}"
+                              "; the page is not recorded as built: build again")
         return None
 
     return {"name": job.page, "doc": job.source.name, "actions": [run],

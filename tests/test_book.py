@@ -66,6 +66,31 @@ def fake_papermill(monkeypatch):
     monkeypatch.setattr(build.runner, "execute", execute)
 
 
+def test_a_page_whose_notebook_is_edited_while_it_runs_is_not_recorded(tmp_path, monkeypatch):
+    """doit records a page's dependencies when it ends: an edit made while the page ran would
+    be recorded as what the page was made from (a stale page read as current). The build fails
+    naming the file instead, and the next build runs the page again."""
+    src = notebook(tmp_path / "one.md", "x = 1")
+    edits = iter(["x = 2"])
+
+    def execute(job, store, env):
+        out = store / "executed" / f"{job.page}.ipynb"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text("{}")
+        body = next(edits, None)
+        if body:  # the reader edits the notebook while its page runs
+            notebook(src, body)
+            os.utime(src, ns=(time.time_ns() + 10**9,) * 2)
+
+    monkeypatch.setattr(build.runner, "execute", execute)
+    jobs = [build.runner.Job("one", src, {})]
+    log: list[str] = []
+    with pytest.raises(build.BuildError, match="one.md changed while the page ran"):
+        build.runner.run_jobs(jobs, tmp_path / "store", workers=1, force=False, log=log.append)
+    assert executed(jobs, tmp_path / "store") == ["one"]  # not recorded: it runs again
+    assert executed(jobs, tmp_path / "store") == []  # and now it is
+
+
 def executed(jobs: list, store: Path, force: bool = False) -> list[str]:
     log: list[str] = []
     build.runner.run_jobs(jobs, store, workers=1, force=force, log=log.append)
